@@ -1,0 +1,139 @@
+package handshake
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// EventKind says what the program saw; the values come from enum event_kind
+// in handshake.bpf.c.
+type EventKind = handshakeEventKind
+
+// The event kinds, as handshake.bpf.c defines them.
+const (
+	KindConnect           = handshakeEventKindEVENT_CONNECT
+	KindReset             = handshakeEventKindEVENT_RESET
+	KindClose             = handshakeEventKindEVENT_CLOSE
+	KindClientHello       = handshakeEventKindEVENT_CLIENT_HELLO
+	KindServerHello       = handshakeEventKindEVENT_SERVER_HELLO
+	KindAlert             = handshakeEventKindEVENT_ALERT
+	KindHandshakeRejected = handshakeEventKindEVENT_HANDSHAKE_REJECTED
+	KindHandshakeDone     = handshakeEventKindEVENT_HANDSHAKE_DONE
+)
+
+// String names the kind the way spans and logs show it.
+func (k handshakeEventKind) String() string {
+	switch k {
+	case KindConnect:
+		return "connect"
+	case KindReset:
+		return "reset"
+	case KindClose:
+		return "close"
+	case KindClientHello:
+		return "client_hello"
+	case KindServerHello:
+		return "server_hello"
+	case KindAlert:
+		return "alert"
+	case KindHandshakeRejected:
+		return "handshake_rejected"
+	case KindHandshakeDone:
+		return "handshake_done"
+	}
+	return fmt.Sprintf("kind(%d)", uint32(k))
+}
+
+// Phase is where the connection's handshake stood before the packet that
+// caused an event (enum phase in handshake.bpf.c).
+type Phase = handshakePhase
+
+// The handshake phases, as handshake.bpf.c defines them.
+const (
+	PhaseTCP          = handshakePhasePHASE_TCP
+	PhaseClientHello  = handshakePhasePHASE_CLIENT_HELLO
+	PhaseServerFlight = handshakePhasePHASE_SERVER_FLIGHT
+	PhaseDone         = handshakePhasePHASE_DONE
+	PhaseRejected     = handshakePhasePHASE_REJECTED
+)
+
+// Event is one decoded record of the ring buffer.
+type Event struct {
+	raw handshakeEvent
+
+	Kind   EventKind
+	Time   time.Time // when the program saw the packet (wall clock)
+	Client netip.AddrPort
+	Server netip.AddrPort
+	// FlowStart is when the client's SYN was seen; zero if it was not.
+	FlowStart  time.Time
+	FromServer bool  // the packet went from the backend to the client
+	Phase      Phase // handshake phase before this packet
+	TLS13      bool  // the server chose a TLS 1.3 cipher suite
+	TLSVersion uint16
+	Cipher     uint16
+	// AlertLevel and AlertDescription hold a cleartext alert (TLS 1.2).
+	AlertLevel       uint8
+	AlertDescription uint8
+	// EncryptedAlert: the client's record had the size of an encrypted alert.
+	EncryptedAlert bool
+	TCPFlags       uint8
+}
+
+// EventSize is the size of struct event in bytes.
+var EventSize = binary.Size(handshakeEvent{})
+
+// DecodeEvent decodes one ring buffer record. Time and FlowStart stay zero:
+// only the tracer knows the clock the kernel used.
+func DecodeEvent(raw []byte) (Event, error) {
+	if len(raw) < EventSize {
+		return Event{}, fmt.Errorf("decoding handshake event: %d bytes, want %d", len(raw), EventSize)
+	}
+	var r handshakeEvent
+	if err := binary.Read(bytes.NewReader(raw[:EventSize]), binary.NativeEndian, &r); err != nil {
+		return Event{}, fmt.Errorf("decoding handshake event: %w", err)
+	}
+	k := EventKind(r.Kind)
+	if k < KindConnect || k > KindHandshakeDone {
+		return Event{}, fmt.Errorf("decoding handshake event: unknown kind %d", r.Kind)
+	}
+	if Phase(r.Phase) > PhaseRejected {
+		return Event{}, fmt.Errorf("decoding handshake event: unknown phase %d", r.Phase)
+	}
+	return Event{
+		raw:              r,
+		Kind:             k,
+		Client:           netip.AddrPortFrom(netip.AddrFrom16(r.ClientAddr).Unmap(), r.ClientPort),
+		Server:           netip.AddrPortFrom(netip.AddrFrom16(r.ServerAddr).Unmap(), r.ServerPort),
+		FromServer:       r.FromServer != 0,
+		Phase:            Phase(r.Phase),
+		TLS13:            r.Tls13 != 0,
+		TLSVersion:       r.TlsVersion,
+		Cipher:           r.Cipher,
+		AlertLevel:       r.AlertLevel,
+		AlertDescription: r.AlertDesc,
+		EncryptedAlert:   r.EncryptedAlert != 0,
+		TCPFlags:         r.TcpFlags,
+	}, nil
+}
+
+// Counters are the program's own counts, summed over CPUs.
+type Counters struct {
+	Packets          uint64 // packets to or from a traced backend
+	EventsDropped    uint64 // events lost because the ring buffer was full
+	MalformedRecords uint64 // TLS record headers that were not
+	SplitRecords     uint64 // record headers split across segments, or too many records in one
+	OutOfOrder       uint64 // segments after a gap; record parsing stopped for that direction
+	Unparsed         uint64 // IP fragments and IPv6 extension headers
+}
+
+func toNetwork16(v uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
+}
+
+func fromNetwork16(v uint16) uint16 {
+	return binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, v))
+}

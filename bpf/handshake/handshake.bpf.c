@@ -1,0 +1,514 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// handshake.bpf.c: TCP and TLS handshakes to admission webhook backends.
+//
+// Attaches: TC (tcx) ingress and egress of the host-side interface that routes
+// to a webhook backend pod (for a pod, its veth). Why TC and not cgroup_skb or
+// a socket filter: TC sees both directions of every connection to the pod
+// exactly once, whoever the client is (the API server on this node or on
+// another one), needs no socket or cgroup of the client, and works for host
+// network pods' peers alike. Only connections whose server side is an
+// IP:port in the `backends` map (filled by the agent from its webhook
+// inventory) are looked at; every other packet costs two hash lookups.
+//
+// Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
+// TLS record at the start of each in-order segment (and the few ServerHello
+// bytes that hold the cipher suite, and the two bytes of a cleartext alert).
+// Records that span segments are skipped using the record length; a segment
+// that is out of order, or a record header that is malformed or split across
+// segments, stops record parsing for that direction and is counted, never
+// trusted.
+//
+// Emits (ring buffer `events`, struct event): connect (client SYN), reset,
+// close (first FIN, with who closed), ClientHello, ServerHello (cipher; TLS
+// 1.3 when the suite is 0x13xx), handshake rejected by the client: a
+// cleartext alert from the client during the handshake (TLS 1.2: level and
+// description), or in TLS 1.3, where the alert is encrypted, the client's
+// first record after the server's flight having the size of an encrypted
+// alert, or the client closing or resetting right after the server's first
+// flight without sending its Finished.
+//
+// Sample (decoded by the agent):
+//   handshake_rejected client=10.0.0.1:40312 server=10.0.0.7:8443 tls13 encrypted_alert
+//     client_hello+0.2ms server_hello+0.9ms rejected+1.4ms
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_BACKENDS 4096
+#define MAX_FLOWS 65536
+#define MAX_RECORDS 8 // TLS records parsed per segment
+#define TLS_MAX_RECORD (16384 + 2048)
+
+enum event_kind {
+	EVENT_CONNECT = 1,
+	EVENT_RESET = 2,
+	EVENT_CLOSE = 3,
+	EVENT_CLIENT_HELLO = 4,
+	EVENT_SERVER_HELLO = 5,
+	EVENT_ALERT = 6,
+	EVENT_HANDSHAKE_REJECTED = 7,
+	EVENT_HANDSHAKE_DONE = 8,
+};
+
+enum direction {
+	DIR_TO_SERVER = 0,
+	DIR_TO_CLIENT = 1,
+};
+
+enum phase {
+	PHASE_TCP = 0,          // SYN seen, no TLS yet
+	PHASE_CLIENT_HELLO = 1, // ClientHello sent
+	PHASE_SERVER_FLIGHT = 2, // ServerHello seen: the server's first flight is out
+	PHASE_DONE = 3,         // the client finished the handshake
+	PHASE_REJECTED = 4,     // the client rejected the handshake (reported)
+};
+
+// Counter indexes into the `counters` per-CPU array.
+enum counter {
+	COUNTER_PACKETS = 0,       // packets of tracked backends
+	COUNTER_EVENTS_DROPPED = 1, // ring buffer full
+	COUNTER_MALFORMED = 2,     // TLS record header that is not one
+	COUNTER_SPLIT = 3,         // record header split across segments
+	COUNTER_OUT_OF_ORDER = 4,  // segment not at the expected sequence number
+	COUNTER_UNPARSED = 5,      // IPv6 extension headers, IP fragments
+	COUNTER_MAX = 6,
+};
+
+// backend_key identifies a webhook backend: its IP (IPv4 as ::ffff:a.b.c.d)
+// and TCP port in network byte order.
+struct backend_key {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+};
+
+struct flow_key {
+	__u8 client_addr[16];
+	__u8 server_addr[16];
+	__be16 client_port;
+	__be16 server_port;
+};
+
+struct flow_state {
+	__u64 start_ns;
+	__u32 next_seq[2];  // expected sequence number per direction
+	__u32 rec_left[2];  // bytes of the current TLS record still to come
+	__u16 tls_version;
+	__u16 cipher;
+	__u8 phase;
+	__u8 seq_known[2];
+	__u8 records_lost[2]; // record parsing stopped in that direction
+	__u8 tls13;
+	__u8 fin_seen;
+	__u8 pad;
+};
+
+// event is the one record the program sends to user space; Go gets its type
+// from bpf2go (-type event).
+struct event {
+	__u64 ts_ns;         // bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+	__u64 flow_start_ns; // when the client's SYN was seen, 0 if not seen
+	__u8 client_addr[16];
+	__u8 server_addr[16];
+	__u16 client_port; // host byte order
+	__u16 server_port;
+	__u8 kind;           // enum event_kind
+	__u8 from_server;    // direction of the packet that caused it
+	__u8 phase;          // enum phase before this packet
+	__u8 tls13;
+	__u16 tls_version;   // record version of the ServerHello
+	__u16 cipher;        // cipher suite chosen by the server
+	__u8 alert_level;    // cleartext alert, else 0
+	__u8 alert_desc;
+	__u8 encrypted_alert; // the client's record had an encrypted alert's size
+	__u8 tcp_flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, struct backend_key);
+	__type(value, __u32);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Force the types user space decodes into BTF so bpf2go generates them.
+const struct event *unused_event __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
+const enum phase *unused_phase __attribute__((unused));
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+// packet holds what one TCP segment says, in the flow's terms.
+struct packet {
+	struct flow_key key;
+	__u32 seq;
+	__u32 payload_off;
+	__u32 payload_len;
+	__u8 dir;
+	__u8 flags; // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10
+};
+
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_ACK 0x10
+
+static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 kind,
+				 __u8 phase_before, __u8 alert_level, __u8 alert_desc,
+				 __u8 encrypted_alert)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_EVENTS_DROPPED);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->flow_start_ns = st ? st->start_ns : 0;
+	__builtin_memcpy(e->client_addr, p->key.client_addr, 16);
+	__builtin_memcpy(e->server_addr, p->key.server_addr, 16);
+	e->client_port = bpf_ntohs(p->key.client_port);
+	e->server_port = bpf_ntohs(p->key.server_port);
+	e->kind = kind;
+	e->from_server = p->dir == DIR_TO_CLIENT;
+	e->phase = phase_before;
+	e->tls13 = st ? st->tls13 : 0;
+	e->tls_version = st ? st->tls_version : 0;
+	e->cipher = st ? st->cipher : 0;
+	e->alert_level = alert_level;
+	e->alert_desc = alert_desc;
+	e->encrypted_alert = encrypted_alert;
+	e->tcp_flags = p->flags;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr, 4);
+}
+
+// parse fills p from the headers; returns 0 for a TCP segment of a tracked
+// backend, -1 otherwise.
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
+{
+	__u8 src[16], dst[16];
+	__u32 off = ETH_HLEN;
+	__u32 ip_payload_len;
+	int unparsed = 0;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+			return -1;
+		if (ip.protocol != IPPROTO_TCP)
+			return -1;
+		__u32 ihl = ip.ihl * 4;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (ihl < sizeof(ip) || tot < ihl)
+			return -1;
+		set_v4mapped(src, ip.saddr);
+		set_v4mapped(dst, ip.daddr);
+		if (ip.frag_off & bpf_htons(0x3fff)) // MF or offset: a fragment
+			unparsed = 1;
+		off += ihl;
+		ip_payload_len = tot - ihl;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		__builtin_memcpy(src, &ip6.saddr, 16);
+		__builtin_memcpy(dst, &ip6.daddr, 16);
+		if (ip6.nexthdr != IPPROTO_TCP)
+			unparsed = 1; // extension headers, or not TCP
+		off += sizeof(ip6);
+		ip_payload_len = bpf_ntohs(ip6.payload_len);
+	} else {
+		return -1;
+	}
+
+	__be16 ports[2];
+	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+		return -1;
+
+	struct backend_key bk = {};
+	__builtin_memcpy(bk.addr, dst, 16);
+	bk.port = ports[1];
+	if (bpf_map_lookup_elem(&backends, &bk)) {
+		p->dir = DIR_TO_SERVER;
+		__builtin_memcpy(p->key.client_addr, src, 16);
+		__builtin_memcpy(p->key.server_addr, dst, 16);
+		p->key.client_port = ports[0];
+		p->key.server_port = ports[1];
+	} else {
+		__builtin_memcpy(bk.addr, src, 16);
+		bk.port = ports[0];
+		if (!bpf_map_lookup_elem(&backends, &bk))
+			return -1;
+		p->dir = DIR_TO_CLIENT;
+		__builtin_memcpy(p->key.client_addr, dst, 16);
+		__builtin_memcpy(p->key.server_addr, src, 16);
+		p->key.client_port = ports[1];
+		p->key.server_port = ports[0];
+	}
+	count(COUNTER_PACKETS);
+	if (unparsed) {
+		count(COUNTER_UNPARSED);
+		return -1;
+	}
+
+	struct tcphdr tcp;
+	if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp)) < 0)
+		return -1;
+	__u32 doff = tcp.doff * 4;
+	if (doff < sizeof(tcp) || doff > ip_payload_len)
+		return -1;
+	p->seq = bpf_ntohl(tcp.seq);
+	p->flags = (tcp.fin ? F_FIN : 0) | (tcp.syn ? F_SYN : 0) | (tcp.rst ? F_RST : 0) |
+		   (tcp.ack ? F_ACK : 0);
+	p->payload_off = off + doff;
+	p->payload_len = ip_payload_len - doff;
+	return 0;
+}
+
+// reject reports a handshake the client gave up on and remembers it.
+static __always_inline void reject(struct packet *p, struct flow_state *st, __u8 level,
+				   __u8 desc, __u8 encrypted_alert)
+{
+	__u8 before = st->phase;
+	st->phase = PHASE_REJECTED;
+	emit(p, st, EVENT_HANDSHAKE_REJECTED, before, level, desc, encrypted_alert);
+}
+
+// record handles one TLS record header (and, where needed, a few body bytes
+// that are in this segment). avail is how many bytes of the record, header
+// included, this segment holds.
+static __always_inline void record(struct __sk_buff *skb, struct packet *p, struct flow_state *st,
+				   __u32 pos, __u8 type, __u16 len, __u32 avail)
+{
+	__u8 before = st->phase;
+
+	switch (type) {
+	case 22: { // handshake
+		__u8 hs_type;
+		if (avail < 6 || bpf_skb_load_bytes(skb, pos + 5, &hs_type, 1) < 0)
+			return;
+		if (p->dir == DIR_TO_SERVER && hs_type == 1 && before <= PHASE_SERVER_FLIGHT) {
+			st->phase = PHASE_CLIENT_HELLO;
+			emit(p, st, EVENT_CLIENT_HELLO, before, 0, 0, 0);
+		} else if (p->dir == DIR_TO_CLIENT && hs_type == 2 && before == PHASE_CLIENT_HELLO) {
+			// ServerHello: type(1) len(3) version(2) random(32) sid_len(1) sid cipher(2)
+			__u8 hdr[39];
+			__u16 cipher = 0;
+			if (avail >= 5 + sizeof(hdr) &&
+			    bpf_skb_load_bytes(skb, pos + 5, hdr, sizeof(hdr)) == 0) {
+				__u8 sid_len = hdr[38];
+				__u8 cs[2];
+				if (sid_len <= 32 && avail >= 5 + sizeof(hdr) + sid_len + 2 &&
+				    bpf_skb_load_bytes(skb, pos + 5 + sizeof(hdr) + sid_len, cs, 2) == 0)
+					cipher = ((__u16)cs[0] << 8) | cs[1];
+				st->tls_version = ((__u16)hdr[4] << 8) | hdr[5];
+			}
+			st->cipher = cipher;
+			st->tls13 = (cipher >> 8) == 0x13;
+			st->phase = PHASE_SERVER_FLIGHT;
+			emit(p, st, EVENT_SERVER_HELLO, before, 0, 0, 0);
+		}
+		return;
+	}
+	case 21: { // alert
+		__u8 a[2] = {0, 0};
+		int clear = len == 2 && avail >= 7 && bpf_skb_load_bytes(skb, pos + 5, a, 2) == 0 &&
+			    !(st->tls13 && before >= PHASE_SERVER_FLIGHT);
+		if (p->dir == DIR_TO_SERVER && before == PHASE_SERVER_FLIGHT) {
+			reject(p, st, clear ? a[0] : 0, clear ? a[1] : 0, !clear);
+			return;
+		}
+		emit(p, st, EVENT_ALERT, before, clear ? a[0] : 0, clear ? a[1] : 0, !clear);
+		return;
+	}
+	case 20: // change_cipher_spec: in TLS 1.2 the client accepted the server
+		if (p->dir == DIR_TO_SERVER && before == PHASE_SERVER_FLIGHT && !st->tls13) {
+			st->phase = PHASE_DONE;
+			emit(p, st, EVENT_HANDSHAKE_DONE, before, 0, 0, 0);
+		}
+		return;
+	case 23: // application_data: in TLS 1.3 also the encrypted handshake
+		if (p->dir != DIR_TO_SERVER || before != PHASE_SERVER_FLIGHT)
+			return;
+		// An encrypted alert is 2 bytes + content type + AEAD tag (16, or 8
+		// for CCM_8); a Finished is at least 32 + 1 + 16.
+		if (st->tls13 && (len == 19 || len == 11)) {
+			reject(p, st, 0, 0, 1);
+			return;
+		}
+		st->phase = PHASE_DONE;
+		emit(p, st, EVENT_HANDSHAKE_DONE, before, 0, 0, 0);
+		return;
+	}
+}
+
+// records walks the TLS records that start in this segment.
+static __always_inline void records(struct __sk_buff *skb, struct packet *p, struct flow_state *st)
+{
+	__u8 d = p->dir & 1;
+	if (st->records_lost[d])
+		return;
+	__u32 pos = p->payload_off;
+	__u32 left = p->payload_len;
+
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		__u32 skip = st->rec_left[d];
+		if (skip >= left) {
+			st->rec_left[d] = skip - left;
+			return;
+		}
+		pos += skip;
+		left -= skip;
+		st->rec_left[d] = 0;
+		if (left == 0)
+			return;
+		if (left < 5) {
+			count(COUNTER_SPLIT);
+			st->records_lost[d] = 1;
+			return;
+		}
+		__u8 h[5];
+		if (bpf_skb_load_bytes(skb, pos, h, sizeof(h)) < 0)
+			return;
+		__u16 len = ((__u16)h[3] << 8) | h[4];
+		if (h[0] < 20 || h[0] > 24 || h[1] != 3 || len > TLS_MAX_RECORD) {
+			count(COUNTER_MALFORMED);
+			st->records_lost[d] = 1;
+			return;
+		}
+		record(skb, p, st, pos, h[0], len, left);
+		st->rec_left[d] = 5 + (__u32)len;
+	}
+	// More records than we walk: give up on this direction rather than guess.
+	if (st->rec_left[d] < left) {
+		st->records_lost[d] = 1;
+		count(COUNTER_SPLIT);
+	}
+}
+
+static __always_inline int handle(struct __sk_buff *skb)
+{
+	struct packet p = {};
+	if (parse(skb, &p) < 0)
+		return TC_ACT_OK;
+
+	__u8 d = p.dir & 1;
+
+	if ((p.flags & F_SYN) && !(p.flags & F_ACK) && p.dir == DIR_TO_SERVER) {
+		struct flow_state fresh = {};
+		fresh.start_ns = bpf_ktime_get_ns();
+		fresh.next_seq[0] = p.seq + 1;
+		fresh.seq_known[0] = 1;
+		bpf_map_update_elem(&flows, &p.key, &fresh, BPF_ANY);
+		emit(&p, &fresh, EVENT_CONNECT, PHASE_TCP, 0, 0, 0);
+		return TC_ACT_OK;
+	}
+
+	struct flow_state *st = bpf_map_lookup_elem(&flows, &p.key);
+	if (!st) {
+		// A refused connect has no flow state worth keeping; report it.
+		if (p.flags & F_RST)
+			emit(&p, 0, EVENT_RESET, PHASE_TCP, 0, 0, 0);
+		return TC_ACT_OK;
+	}
+
+	if ((p.flags & F_SYN) && p.dir == DIR_TO_CLIENT) {
+		st->next_seq[1] = p.seq + 1;
+		st->seq_known[1] = 1;
+		return TC_ACT_OK;
+	}
+
+	if (p.payload_len > 0) {
+		if (st->seq_known[d] && p.seq != st->next_seq[d]) {
+			// A retransmission (seq behind) is harmless; a gap is not.
+			if ((__s32)(p.seq - st->next_seq[d]) > 0) {
+				st->records_lost[d] = 1;
+				count(COUNTER_OUT_OF_ORDER);
+			}
+		} else {
+			st->next_seq[d] = p.seq + p.payload_len;
+			st->seq_known[d] = 1;
+			records(skb, &p, st);
+		}
+	}
+
+	__u8 phase = st->phase;
+	if (p.flags & F_RST) {
+		if (p.dir == DIR_TO_SERVER && phase == PHASE_SERVER_FLIGHT)
+			reject(&p, st, 0, 0, 0);
+		emit(&p, st, EVENT_RESET, phase, 0, 0, 0);
+		bpf_map_delete_elem(&flows, &p.key);
+		return TC_ACT_OK;
+	}
+	if (p.flags & F_FIN) {
+		if (p.dir == DIR_TO_SERVER && phase == PHASE_SERVER_FLIGHT)
+			reject(&p, st, 0, 0, 0);
+		if (st->fin_seen) {
+			bpf_map_delete_elem(&flows, &p.key);
+			return TC_ACT_OK;
+		}
+		st->fin_seen = 1;
+		emit(&p, st, EVENT_CLOSE, phase, 0, 0, 0);
+	}
+	return TC_ACT_OK;
+}
+
+// Both programs only observe: TC_ACT_UNSPEC is tcx's "next", so the packet
+// goes on as if hookscope were not there.
+SEC("tc")
+int handshake_ingress(struct __sk_buff *skb)
+{
+	handle(skb);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int handshake_egress(struct __sk_buff *skb)
+{
+	handle(skb);
+	return TC_ACT_UNSPEC;
+}

@@ -1,0 +1,239 @@
+//go:build linux
+
+// Package handshake traces TCP and TLS handshakes to admission webhook
+// backends in the kernel (see handshake.bpf.c) and decodes what it sees.
+//
+// It knows nothing about Kubernetes: callers say which IP:port pairs are
+// backends and which interfaces carry their traffic.
+package handshake
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("handshake tracer closed")
+
+// Tracer owns the loaded programs and maps, their links, and the ring
+// buffer reader.
+type Tracer struct {
+	objs   handshakeObjects
+	reader *ringbuf.Reader
+	clock  monotonicClock
+
+	mu    sync.Mutex
+	links map[int][]link.Link // by interface index
+}
+
+// Load checks that the kernel can run the programs, then loads them. Its
+// errors say what failed and what to do.
+func Load() (*Tracer, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		// Kernels >= 5.11 charge BPF memory to the cgroup and need no raise;
+		// RemoveMemlock detects that, so an error here is a real limit.
+		return nil, fmt.Errorf("raising the memlock limit for BPF maps: %w (run as root, or grant CAP_SYS_RESOURCE on kernels before 5.11)", err)
+	}
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return nil, fmt.Errorf("reading kernel BTF (/sys/kernel/btf/vmlinux): %w (hookscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)", err)
+	}
+	t := &Tracer{links: map[int][]link.Link{}, clock: newMonotonicClock()}
+	if err := loadHandshakeObjects(&t.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("loading handshake programs: verifier rejected them:\n%+v", verr)
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("loading handshake programs: %w (run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)", err)
+		}
+		return nil, fmt.Errorf("loading handshake programs: %w", err)
+	}
+	r, err := ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.objs.Close()
+		return nil, fmt.Errorf("opening the events ring buffer: %w", err)
+	}
+	t.reader = r
+	return t, nil
+}
+
+// Attach attaches both programs to the interface with the given index, once.
+func (t *Tracer) Attach(ifindex int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.links[ifindex]; ok {
+		return nil
+	}
+	ingress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeIngress, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("attaching tcx ingress to interface %d: %w (needs Linux >= 6.6 and CAP_NET_ADMIN)", ifindex, err)
+	}
+	egress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeEgress, Attach: ebpf.AttachTCXEgress})
+	if err != nil {
+		ingress.Close()
+		return fmt.Errorf("attaching tcx egress to interface %d: %w", ifindex, err)
+	}
+	t.links[ifindex] = []link.Link{ingress, egress}
+	return nil
+}
+
+// Detach removes the programs from an interface; a missing attachment is no error.
+func (t *Tracer) Detach(ifindex int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for _, l := range t.links[ifindex] {
+		errs = append(errs, l.Close())
+	}
+	delete(t.links, ifindex)
+	return errors.Join(errs...)
+}
+
+// Attached lists the interface indexes the programs are attached to.
+func (t *Tracer) Attached() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int, 0, len(t.links))
+	for i := range t.links {
+		out = append(out, i)
+	}
+	return out
+}
+
+func backendKey(ap netip.AddrPort) handshakeBackendKey {
+	var k handshakeBackendKey
+	k.Addr = ap.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as the program writes it
+	k.Port = toNetwork16(ap.Port())
+	return k
+}
+
+// AddBackend makes connections to ap traced.
+func (t *Tracer) AddBackend(ap netip.AddrPort) error {
+	k := backendKey(ap)
+	if err := t.objs.Backends.Put(&k, uint32(1)); err != nil {
+		return fmt.Errorf("adding backend %s to the BPF map: %w", ap, err)
+	}
+	return nil
+}
+
+// RemoveBackend stops tracing connections to ap.
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
+	k := backendKey(ap)
+	if err := t.objs.Backends.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("removing backend %s from the BPF map: %w", ap, err)
+	}
+	return nil
+}
+
+// Backends lists the traced backends.
+func (t *Tracer) Backends() ([]netip.AddrPort, error) {
+	var (
+		k   handshakeBackendKey
+		v   uint32
+		out []netip.AddrPort
+	)
+	it := t.objs.Backends.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, netip.AddrPortFrom(netip.AddrFrom16(k.Addr).Unmap(), fromNetwork16(k.Port)))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("listing backends: %w", err)
+	}
+	return out, nil
+}
+
+// Read blocks until the next event and decodes it. After Close it returns ErrClosed.
+func (t *Tracer) Read() (Event, error) {
+	rec, err := t.reader.Read()
+	if err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return Event{}, ErrClosed
+		}
+		return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
+	}
+	return t.decode(rec.RawSample)
+}
+
+func (t *Tracer) decode(raw []byte) (Event, error) {
+	e, err := DecodeEvent(raw)
+	if err != nil {
+		return Event{}, err
+	}
+	e.Time = t.clock.wall(e.raw.TsNs)
+	if e.raw.FlowStartNs != 0 {
+		e.FlowStart = t.clock.wall(e.raw.FlowStartNs)
+	}
+	return e, nil
+}
+
+// Counters reads the program's counters, summed over CPUs.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	for i := handshakeCounter(0); i < handshakeCounterCOUNTER_MAX; i++ {
+		var perCPU []uint64
+		if err := t.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
+			return c, fmt.Errorf("reading counter %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		switch i {
+		case handshakeCounterCOUNTER_PACKETS:
+			c.Packets = sum
+		case handshakeCounterCOUNTER_EVENTS_DROPPED:
+			c.EventsDropped = sum
+		case handshakeCounterCOUNTER_MALFORMED:
+			c.MalformedRecords = sum
+		case handshakeCounterCOUNTER_SPLIT:
+			c.SplitRecords = sum
+		case handshakeCounterCOUNTER_OUT_OF_ORDER:
+			c.OutOfOrder = sum
+		case handshakeCounterCOUNTER_UNPARSED:
+			c.Unparsed = sum
+		}
+	}
+	return c, nil
+}
+
+// Close detaches everything and frees the programs and maps.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	var errs []error
+	for i, ls := range t.links {
+		for _, l := range ls {
+			errs = append(errs, l.Close())
+		}
+		delete(t.links, i)
+	}
+	t.mu.Unlock()
+	errs = append(errs, t.reader.Close(), t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// monotonicClock turns bpf_ktime_get_ns() values (CLOCK_MONOTONIC) into wall time.
+type monotonicClock struct {
+	wallAtStart time.Time
+	monoAtStart int64
+}
+
+func newMonotonicClock() monotonicClock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return monotonicClock{wallAtStart: time.Now(), monoAtStart: ts.Nano()}
+}
+
+func (c monotonicClock) wall(ns uint64) time.Time {
+	return c.wallAtStart.Add(time.Duration(int64(ns) - c.monoAtStart))
+}

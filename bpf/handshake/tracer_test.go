@@ -1,0 +1,273 @@
+//go:build linux
+
+package handshake_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/internal/certs"
+	"github.com/hookscope/hookscope/internal/podnet"
+)
+
+// These tests load the programs into the running kernel, attach them to the
+// host side of a real veth, and drive real TLS handshakes from the host into
+// a server in a network namespace: the shape of an API server calling a
+// webhook pod.
+
+const backendPort = 8443
+
+type rig struct {
+	t      *testing.T
+	tracer *handshake.Tracer
+	pod    *podnet.Pod
+	ca     *certs.CA
+	events chan handshake.Event
+}
+
+func newRig(t *testing.T, podIP string) *rig {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loading BPF programs and creating network namespaces needs root")
+	}
+	if err := podnet.Guard(); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := podnet.New("bpf", netip.MustParseAddr(podIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pod.Close() })
+	tr, err := handshake.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	if err := tr.Attach(pod.IfIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.AddBackend(netip.AddrPortFrom(pod.Addr, backendPort)); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.NewCA("hookscope-test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, tracer: tr, pod: pod, ca: ca, events: make(chan handshake.Event, 1024)}
+	go func() {
+		for {
+			e, err := tr.Read()
+			if err != nil {
+				close(r.events)
+				return
+			}
+			r.events <- e
+		}
+	}()
+	return r
+}
+
+// serve starts a TLS server in the pod with a certificate valid in [from, to].
+func (r *rig) serve(from, to time.Time, maxVersion uint16) {
+	r.t.Helper()
+	cert, err := r.ca.Serving([]string{"webhook.default.svc"}, nil, from, to)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ln, err := r.pod.Listen(backendPort)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: maxVersion},
+		ErrorLog:  log.New(io.Discard, "", 0), // the rejected handshakes are the point
+	}
+	go srv.ServeTLS(ln, "", "")
+	r.t.Cleanup(func() { srv.Close() })
+}
+
+// call makes one HTTPS request as the API server would (ServerName of the
+// Service, roots = the caBundle) and returns the client's local port.
+func (r *rig) call() (port uint16, err error) {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.Dial("tcp", net.JoinHostPort(r.pod.Addr.String(), strconv.Itoa(backendPort)))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	port = uint16(conn.LocalAddr().(*net.TCPAddr).Port)
+	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool()})
+	tc.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return port, err
+	}
+	if _, err := tc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
+		return port, err
+	}
+	buf := make([]byte, 512)
+	_, err = tc.Read(buf)
+	tc.Close()
+	return port, err
+}
+
+// waitFor returns the first event of the client port (0: any) with the given kind.
+func (r *rig) waitFor(port uint16, kind handshake.EventKind) handshake.Event {
+	r.t.Helper()
+	timeout := time.After(5 * time.Second)
+	var seen []string
+	for {
+		select {
+		case e, ok := <-r.events:
+			if !ok {
+				r.t.Fatalf("event reader stopped; saw %v", seen)
+			}
+			if port != 0 && e.Client.Port() != port {
+				continue
+			}
+			seen = append(seen, e.Kind.String())
+			if e.Kind == kind {
+				return e
+			}
+		case <-timeout:
+			r.t.Fatalf("no %s event for client port %d within 5s; saw %v", kind, port, seen)
+		}
+	}
+}
+
+// drain returns the kinds seen for a client port until quiet.
+func (r *rig) drain(port uint16, quiet time.Duration) []handshake.EventKind {
+	var kinds []handshake.EventKind
+	for {
+		select {
+		case e := <-r.events:
+			if e.Client.Port() == port {
+				kinds = append(kinds, e.Kind)
+			}
+		case <-time.After(quiet):
+			return kinds
+		}
+	}
+}
+
+func TestExpiredCertificateTLS13IsRejectedByClient(t *testing.T) {
+	r := newRig(t, "10.0.250.2")
+	now := time.Now()
+	r.serve(now.Add(-48*time.Hour), now.Add(-time.Hour), 0)
+
+	port, err := r.call()
+	var verr *tls.CertificateVerificationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("call with an expired certificate: got %v, want a certificate verification error", err)
+	}
+
+	hello := r.waitFor(port, handshake.KindServerHello)
+	if !hello.TLS13 || hello.Cipher>>8 != 0x13 {
+		t.Errorf("ServerHello: TLS13=%v cipher=%#04x, want a TLS 1.3 suite", hello.TLS13, hello.Cipher)
+	}
+	e := r.waitFor(port, handshake.KindHandshakeRejected)
+	if want := netip.AddrPortFrom(r.pod.Addr, backendPort); e.Server != want {
+		t.Errorf("server = %s, want %s", e.Server, want)
+	}
+	if e.FromServer {
+		t.Error("rejection attributed to the server; the client rejects")
+	}
+	if !e.TLS13 || !e.EncryptedAlert {
+		t.Errorf("TLS13=%v EncryptedAlert=%v, want both (Go sends an encrypted alert)", e.TLS13, e.EncryptedAlert)
+	}
+	if e.Phase != handshake.PhaseServerFlight {
+		t.Errorf("phase before rejection = %d, want server flight", e.Phase)
+	}
+	if e.FlowStart.IsZero() || e.Time.Before(e.FlowStart) {
+		t.Errorf("times: flow start %v, event %v", e.FlowStart, e.Time)
+	}
+	if d := time.Since(e.Time); d < 0 || d > time.Minute {
+		t.Errorf("event wall time %v is %v from now", e.Time, d)
+	}
+}
+
+func TestExpiredCertificateTLS12ShowsTheAlert(t *testing.T) {
+	r := newRig(t, "10.0.250.3")
+	now := time.Now()
+	r.serve(now.Add(-48*time.Hour), now.Add(-time.Hour), tls.VersionTLS12)
+
+	port, err := r.call()
+	if err == nil {
+		t.Fatal("call with an expired certificate succeeded")
+	}
+	e := r.waitFor(port, handshake.KindHandshakeRejected)
+	if e.TLS13 || e.EncryptedAlert {
+		t.Errorf("TLS13=%v EncryptedAlert=%v, want a cleartext TLS 1.2 alert", e.TLS13, e.EncryptedAlert)
+	}
+	// Go's client answers every verification failure with bad_certificate;
+	// the alert says the client rejected the chain, the probe says why.
+	const fatal, badCertificate = 2, 42
+	if e.AlertLevel != fatal || e.AlertDescription != badCertificate {
+		t.Errorf("alert = %d/%d, want fatal(2)/bad_certificate(42)", e.AlertLevel, e.AlertDescription)
+	}
+}
+
+func TestValidCertificateCompletesHandshake(t *testing.T) {
+	r := newRig(t, "10.0.250.4")
+	now := time.Now()
+	r.serve(now.Add(-time.Hour), now.Add(time.Hour), 0)
+
+	port, err := r.call()
+	if err != nil {
+		t.Fatalf("call with a valid certificate: %v", err)
+	}
+	r.waitFor(port, handshake.KindHandshakeDone)
+	for _, k := range r.drain(port, 300*time.Millisecond) {
+		if k == handshake.KindHandshakeRejected {
+			t.Fatal("a completed handshake was reported as rejected")
+		}
+	}
+}
+
+func TestClosedPortIsReset(t *testing.T) {
+	r := newRig(t, "10.0.250.5")
+	// No server: the pod's kernel answers the SYN with a RST. The failed
+	// dial does not tell its local port; this rig has only this client.
+	if _, err := r.call(); err == nil {
+		t.Fatal("connect to a closed port succeeded")
+	}
+	r.waitFor(0, handshake.KindConnect)
+	e := r.waitFor(0, handshake.KindReset)
+	if !e.FromServer || e.Phase != handshake.PhaseTCP {
+		t.Errorf("reset FromServer=%v phase=%d, want from the server before any TLS", e.FromServer, e.Phase)
+	}
+}
+
+func TestUntrackedBackendIsIgnored(t *testing.T) {
+	r := newRig(t, "10.0.250.6")
+	now := time.Now()
+	r.serve(now.Add(-48*time.Hour), now.Add(-time.Hour), 0)
+	if err := r.tracer.RemoveBackend(netip.AddrPortFrom(r.pod.Addr, backendPort)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := r.tracer.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := r.call()
+	if kinds := r.drain(port, 300*time.Millisecond); len(kinds) != 0 {
+		t.Errorf("untracked backend produced events %v", kinds)
+	}
+	after, err := r.tracer.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Packets != before.Packets {
+		t.Errorf("untracked packets counted: %d -> %d", before.Packets, after.Packets)
+	}
+}

@@ -1,0 +1,175 @@
+//go:build linux
+
+// Package podnet gives a test a pod's network on this machine: a network
+// namespace that owns the pod's IP, joined to the host by a veth pair, with a
+// host route for that IP into it. Servers listen inside it, so a client on the
+// host (the API server, a probe) really crosses the veth, and nothing sent to
+// the IP ever leaves the machine.
+//
+// It shells out to iproute2's `ip`: the same commands an operator would type
+// to reproduce a test by hand.
+package podnet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+
+	"github.com/vishvananda/netns"
+)
+
+// GuardPrefix is the range that kwok gives pods and Services in the local
+// cluster. Guard routes it to `unreachable` so that an address in it with no
+// pod network behind it fails at once instead of leaving through the
+// default gateway.
+var GuardPrefix = netip.MustParsePrefix("10.0.0.0/16")
+
+// Guard installs the unreachable route for GuardPrefix if it is not there.
+// It is left in place on purpose: other test processes may rely on it, and
+// it routes a range that nothing on this machine uses.
+func Guard() error {
+	out, err := run("ip", "route", "show", "exact", GuardPrefix.String())
+	if err != nil {
+		return err
+	}
+	if strings.Contains(out, "unreachable") {
+		return nil
+	}
+	if _, err := run("ip", "route", "add", "unreachable", GuardPrefix.String()); err != nil && !strings.Contains(err.Error(), "File exists") {
+		return fmt.Errorf("guarding %s: %w", GuardPrefix, err)
+	}
+	return nil
+}
+
+// Pod is one pod's network namespace.
+type Pod struct {
+	Name     string     // network namespace name
+	Addr     netip.Addr // the pod IP, inside the namespace
+	HostLink string     // host side of the veth
+	IfIndex  int        // its interface index
+}
+
+var seq atomic.Uint32
+
+// New creates a namespace owning addr and routes addr into it from the host.
+// name is a short tag for the namespace (made unique per process).
+func New(name string, addr netip.Addr) (_ *Pod, err error) {
+	if !addr.IsValid() {
+		return nil, errors.New("creating pod network: no address")
+	}
+	n := seq.Add(1)
+	p := &Pod{
+		Name:     fmt.Sprintf("hs-%s-%d-%d", name, os.Getpid(), n),
+		Addr:     addr,
+		HostLink: fmt.Sprintf("hsv%d%d", os.Getpid()%100000, n),
+	}
+	if len(p.HostLink) > 15 {
+		p.HostLink = p.HostLink[:15]
+	}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	bits, fam := 32, "-4"
+	if addr.Is6() && !addr.Is4In6() {
+		bits, fam = 128, "-6"
+	}
+	cidr := netip.PrefixFrom(addr, bits).String()
+	steps := [][]string{
+		{"ip", "netns", "add", p.Name},
+		{"ip", "link", "add", p.HostLink, "type", "veth", "peer", "name", "eth0", "netns", p.Name},
+		{"ip", "-n", p.Name, "link", "set", "lo", "up"},
+		{"ip", "-n", p.Name, fam, "addr", "add", cidr, "dev", "eth0", "nodad"},
+		{"ip", "-n", p.Name, "link", "set", "eth0", "up"},
+		// The host answers neighbour requests for its own addresses on any
+		// link, so a device route is all the namespace needs to reach it.
+		{"ip", "-n", p.Name, fam, "route", "add", "default", "dev", "eth0"},
+		{"ip", "link", "set", p.HostLink, "up"},
+		{"ip", fam, "route", "replace", cidr, "dev", p.HostLink},
+	}
+	for _, s := range steps {
+		if _, err := run(s[0], s[1:]...); err != nil {
+			return nil, fmt.Errorf("creating pod network for %s: %w", addr, err)
+		}
+	}
+	ifc, err := net.InterfaceByName(p.HostLink)
+	if err != nil {
+		return nil, fmt.Errorf("creating pod network for %s: finding %s: %w", addr, p.HostLink, err)
+	}
+	p.IfIndex = ifc.Index
+	return p, nil
+}
+
+// Listen opens a TCP listener inside the namespace. The socket stays in the
+// namespace; the calling goroutine's thread is switched back before return.
+func (p *Pod) Listen(port int) (net.Listener, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("listening in %s: reading own namespace: %w", p.Name, err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("listening in %s: %w", p.Name, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return nil, fmt.Errorf("listening in %s: entering namespace: %w", p.Name, err)
+	}
+	ln, lerr := net.Listen("tcp", netip.AddrPortFrom(p.Addr, uint16(port)).String())
+	if err := netns.Set(orig); err != nil {
+		// The thread is in the wrong namespace: never hand it back to Go.
+		runtime.LockOSThread()
+		return nil, fmt.Errorf("listening in %s: returning to own namespace: %w", p.Name, err)
+	}
+	if lerr != nil {
+		return nil, fmt.Errorf("listening in %s: %w", p.Name, lerr)
+	}
+	return ln, nil
+}
+
+// Close removes the host route, the veth and the namespace.
+func (p *Pod) Close() error {
+	var errs []error
+	bits := "32"
+	if p.Addr.Is6() && !p.Addr.Is4In6() {
+		bits = "128"
+	}
+	// Deleting the namespace deletes the veth pair and with it the route;
+	// delete them explicitly anyway so a half-made pod is cleaned up too.
+	for _, s := range [][]string{
+		{"ip", "route", "del", p.Addr.String() + "/" + bits, "dev", p.HostLink},
+		{"ip", "link", "del", p.HostLink},
+		{"ip", "netns", "del", p.Name},
+	} {
+		if _, err := run(s[0], s[1:]...); err != nil && !missing(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func missing(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "No such") || strings.Contains(s, "Cannot find") || strings.Contains(s, "does not exist") || strings.Contains(s, "No such process")
+}
+
+func run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
