@@ -1,0 +1,476 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+)
+
+// DataPlane is the kernel's view: it traces the backends it is given and
+// delivers what it saw on their connections.
+type DataPlane interface {
+	// SetBackends replaces the set of traced backend IP:ports.
+	SetBackends(targets []netip.AddrPort) error
+	// Events delivers decoded events until the data plane stops.
+	Events() <-chan handshake.Event
+}
+
+// Config tunes the agent.
+type Config struct {
+	// NodeName limits tracing and probing to backends on this node; empty
+	// means every backend (a single-node or control-plane agent).
+	NodeName string
+	// ProbeInterval is how often each local backend is probed even when no
+	// call fails: it finds a broken backend before the first failed call.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe.
+	ProbeTimeout time.Duration
+	// SyncTimeout bounds the first informer sync.
+	SyncTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 10 * time.Second
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 3 * time.Second
+	}
+	if c.SyncTimeout <= 0 {
+		c.SyncTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// probeKey is one webhook's view of one backend: webhooks that share a
+// backend may trust different CAs.
+type probeKey struct {
+	webhook WebhookRef
+	backend netip.AddrPort
+}
+
+// wireFailure is the last failed call the kernel saw on a backend.
+type wireFailure struct {
+	at        time.Time // when the failing connection started
+	seen      time.Time // when the event arrived
+	detail    string
+	eventTime time.Time
+}
+
+// Agent correlates the inventory, the kernel's events and probes into findings.
+type Agent struct {
+	cfg   Config
+	inv   *Inventory
+	dp    DataPlane
+	sinks []FindingSink
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	webhooks  map[WebhookRef]Webhook
+	local     map[probeKey]bool       // backends this agent traces and probes
+	open      map[probeKey]*Finding   // open findings
+	resolved  []Finding               // recently resolved, newest last
+	wire      map[netip.AddrPort]wireFailure
+	ownProbes map[netip.AddrPort]time.Time // local addresses of our probes
+	inflight  map[probeKey]bool
+	again     map[probeKey]bool
+	synced    bool
+}
+
+// New makes an agent. dp may be nil: the agent then runs on probes and the
+// API alone (and says so).
+func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent {
+	cfg.defaults()
+	return &Agent{
+		cfg: cfg, inv: inv, dp: dp, sinks: sinks, log: cfg.Logger,
+		webhooks:  map[WebhookRef]Webhook{},
+		local:     map[probeKey]bool{},
+		open:      map[probeKey]*Finding{},
+		wire:      map[netip.AddrPort]wireFailure{},
+		ownProbes: map[netip.AddrPort]time.Time{},
+		inflight:  map[probeKey]bool{},
+		again:     map[probeKey]bool{},
+	}
+}
+
+// Run runs the agent until ctx ends. It returns an error if the inventory
+// cannot sync.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.dp != nil {
+		go a.readEvents(ctx)
+	} else {
+		a.log.Warn("no eBPF data plane: detecting from probes and the API only")
+	}
+	go a.probeLoop(ctx)
+	return a.inv.Run(ctx, a.cfg.SyncTimeout, func(ws []Webhook) { a.setWebhooks(ctx, ws) })
+}
+
+// Synced reports whether the first inventory resolution happened.
+func (a *Agent) Synced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.synced
+}
+
+func (a *Agent) isLocal(b BackendTarget) bool {
+	if a.cfg.NodeName == "" {
+		return true
+	}
+	return b.Pod != nil && b.Pod.Node == a.cfg.NodeName
+}
+
+func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
+	a.mu.Lock()
+	a.synced = true
+	a.webhooks = map[WebhookRef]Webhook{}
+	local := map[probeKey]bool{}
+	var targets []netip.AddrPort
+	seen := map[netip.AddrPort]bool{}
+	for _, w := range ws {
+		a.webhooks[w.Ref] = w
+		for _, b := range w.Backends {
+			if !a.isLocal(b) {
+				continue
+			}
+			local[probeKey{w.Ref, b.Addr}] = true
+			if !seen[b.Addr] {
+				seen[b.Addr] = true
+				targets = append(targets, b.Addr)
+			}
+		}
+	}
+	var fresh []probeKey
+	for k := range local {
+		if !a.local[k] {
+			fresh = append(fresh, k)
+		}
+	}
+	// A webhook or backend that is gone takes its findings with it.
+	var gone []Finding
+	for k, f := range a.open {
+		if !local[k] {
+			now := time.Now()
+			f.Resolved = &now
+			f.Evidence = append(f.Evidence, Evidence{Source: "apiserver", At: now, Detail: "webhook or backend no longer exists"})
+			gone = append(gone, *f)
+			a.resolved = appendBounded(a.resolved, *f)
+			delete(a.open, k)
+		}
+	}
+	a.local = local
+	a.mu.Unlock()
+
+	a.log.Info("inventory", "webhooks", len(ws), "local_backends", len(targets))
+	for _, w := range ws {
+		a.log.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", describeBackends(w.Backends))
+	}
+	if a.dp != nil {
+		sort.Slice(targets, func(i, j int) bool { return targets[i].Compare(targets[j]) < 0 })
+		if err := a.dp.SetBackends(targets); err != nil {
+			a.log.Error("updating traced backends", "err", err)
+		}
+	}
+	for _, f := range gone {
+		a.report(f)
+	}
+	for _, k := range fresh {
+		a.requestProbe(ctx, k, "new backend")
+	}
+}
+
+func (a *Agent) readEvents(ctx context.Context) {
+	evs := a.dp.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-evs:
+			if !ok {
+				a.log.Warn("eBPF event stream ended")
+				return
+			}
+			a.handleEvent(ctx, e)
+		}
+	}
+}
+
+func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
+	a.mu.Lock()
+	if _, own := a.ownProbes[e.Client]; own {
+		a.mu.Unlock()
+		return
+	}
+	var keys []probeKey
+	for k := range a.local {
+		if k.backend == e.Server {
+			keys = append(keys, k)
+		}
+	}
+	var detail string
+	switch {
+	case e.Kind == handshake.KindHandshakeRejected:
+		detail = describeRejection(e)
+	case e.Kind == handshake.KindReset && e.FromServer && e.Phase == handshake.PhaseTCP:
+		detail = fmt.Sprintf("connection from %s refused: the backend answered the SYN with a reset", e.Client)
+	}
+	if detail != "" {
+		start := e.FlowStart
+		if start.IsZero() {
+			start = e.Time
+		}
+		a.wire[e.Server] = wireFailure{at: start, seen: time.Now(), detail: detail, eventTime: e.Time}
+	}
+	recheck := e.Kind == handshake.KindHandshakeDone && a.hasOpen(e.Server)
+	a.mu.Unlock()
+
+	a.log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "detail", detail)
+	if detail != "" || recheck {
+		for _, k := range keys {
+			a.requestProbe(ctx, k, e.Kind.String())
+		}
+	}
+}
+
+func (a *Agent) hasOpen(backend netip.AddrPort) bool {
+	for k := range a.open {
+		if k.backend == backend {
+			return true
+		}
+	}
+	return false
+}
+
+func describeRejection(e handshake.Event) string {
+	switch {
+	case e.AlertLevel != 0:
+		return fmt.Sprintf("TLS handshake rejected by client %s: %s alert %s (%d)", e.Client, alertLevel(e.AlertLevel), alertName(e.AlertDescription), e.AlertDescription)
+	case e.TLS13 && e.EncryptedAlert:
+		return fmt.Sprintf("TLS 1.3 handshake rejected by client %s: encrypted alert right after the server's first flight", e.Client)
+	case e.TLS13:
+		return fmt.Sprintf("TLS 1.3 handshake rejected by client %s: closed right after the server's first flight", e.Client)
+	default:
+		return fmt.Sprintf("TLS handshake rejected by client %s: closed right after the server's first flight", e.Client)
+	}
+}
+
+func (a *Agent) probeLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.mu.Lock()
+			keys := make([]probeKey, 0, len(a.local))
+			for k := range a.local {
+				keys = append(keys, k)
+			}
+			// Forget our probes' addresses once their events are long in.
+			for ap, at := range a.ownProbes {
+				if time.Since(at) > time.Minute {
+					delete(a.ownProbes, ap)
+				}
+			}
+			a.mu.Unlock()
+			for _, k := range keys {
+				a.requestProbe(ctx, k, "interval")
+			}
+		}
+	}
+}
+
+// requestProbe probes k now, or right after the probe of k in flight.
+func (a *Agent) requestProbe(ctx context.Context, k probeKey, why string) {
+	a.mu.Lock()
+	if a.inflight[k] {
+		a.again[k] = true
+		a.mu.Unlock()
+		return
+	}
+	a.inflight[k] = true
+	a.mu.Unlock()
+	go func() {
+		for {
+			a.probeOnce(ctx, k, why)
+			a.mu.Lock()
+			if !a.again[k] || ctx.Err() != nil {
+				delete(a.inflight, k)
+				a.mu.Unlock()
+				return
+			}
+			delete(a.again, k)
+			a.mu.Unlock()
+			why = "again"
+		}
+	}()
+}
+
+func (a *Agent) probeOnce(ctx context.Context, k probeKey, why string) {
+	a.mu.Lock()
+	w, ok := a.webhooks[k.webhook]
+	a.mu.Unlock()
+	if !ok || w.Service == nil {
+		return
+	}
+	r := Probe(ctx, k.backend, w.Service.ServerName(), w.CABundle, a.cfg.ProbeTimeout)
+	a.log.Debug("probe", "why", why, "webhook", k.webhook.String(), "result", r.String())
+	a.mu.Lock()
+	if r.Local.IsValid() {
+		a.ownProbes[r.Local] = r.Start
+	}
+	a.mu.Unlock()
+	a.apply(w, k, r)
+}
+
+// apply turns a probe result into a finding that opens, changes or resolves.
+func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
+	now := time.Now()
+	var reports []Finding
+	a.mu.Lock()
+	cur := a.open[k]
+	wire, hasWire := a.wire[k.backend]
+	if r.Class == Healthy {
+		if cur != nil {
+			cur.Resolved = &now
+			cur.Evidence = append(cur.Evidence, Evidence{Source: "probe", At: r.Start, Detail: fmt.Sprintf("handshake with %s verifies (%s)", r.Target, r.Handshake.Round(time.Microsecond))})
+			reports = append(reports, *cur)
+			a.resolved = appendBounded(a.resolved, *cur)
+			delete(a.open, k)
+		}
+		delete(a.wire, k.backend)
+		a.mu.Unlock()
+		for _, f := range reports {
+			a.log.Info("finding resolved", "webhook", f.Webhook.String(), "class", f.Class, "id", f.ID)
+			a.report(f)
+		}
+		return
+	}
+	if cur != nil && cur.Class == r.Class {
+		// Same failure: keep the first wire evidence of failed calls.
+		if hasWire && !slices.ContainsFunc(cur.Evidence, func(e Evidence) bool { return e.Source == "ebpf" }) {
+			cur.Evidence = append(cur.Evidence, Evidence{Source: "ebpf", At: wire.eventTime, Detail: wire.detail})
+		}
+		a.mu.Unlock()
+		return
+	}
+	if cur != nil { // the reason changed: close the old finding, open a new one
+		cur.Resolved = &now
+		reports = append(reports, *cur)
+		a.resolved = appendBounded(a.resolved, *cur)
+	}
+	f := &Finding{
+		Class:         r.Class,
+		Webhook:       w.Ref,
+		FailurePolicy: w.FailurePolicy,
+		Effect:        w.Effect(),
+		Service:       w.Service,
+		Backend:       k.backend,
+		FirstFailure:  r.Start,
+		FirstSeen:     now,
+		Certificate:   r.Leaf,
+		Remediation:   remediation(r.Class, w),
+	}
+	for _, b := range w.Backends {
+		if b.Addr == k.backend {
+			f.Pod = b.Pod
+		}
+	}
+	// Calls the kernel saw fail in the last moments are this finding's
+	// evidence, and the first of them is when the failure began.
+	if hasWire && now.Sub(wire.seen) < 30*time.Second {
+		f.Evidence = append(f.Evidence, Evidence{Source: "ebpf", At: wire.eventTime, Detail: wire.detail})
+		if wire.at.Before(f.FirstFailure) {
+			f.FirstFailure = wire.at
+		}
+	}
+	f.Evidence = append(f.Evidence, Evidence{Source: "probe", At: r.Start, Detail: r.Detail})
+	f.ID = findingID(f)
+	a.open[k] = f
+	reports = append(reports, *f)
+	a.mu.Unlock()
+	a.log.Warn("finding", "webhook", f.Webhook.String(), "class", f.Class, "effect", f.Effect, "backend", f.Backend, "detail", r.Detail)
+	for _, f := range reports {
+		a.report(f)
+	}
+}
+
+func (a *Agent) report(f Finding) {
+	for _, s := range a.sinks {
+		s.Report(f)
+	}
+}
+
+func findingID(f *Finding) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%s|%d", f.Webhook, f.Backend, f.Class, f.FirstSeen.UnixNano()))
+	return hex.EncodeToString(h[:6])
+}
+
+func appendBounded(fs []Finding, f Finding) []Finding {
+	const keep = 200
+	fs = append(fs, f)
+	if len(fs) > keep {
+		fs = slices.Delete(fs, 0, len(fs)-keep)
+	}
+	return fs
+}
+
+// Findings returns the open findings and the recently resolved ones.
+func (a *Agent) Findings() (open, resolved []Finding) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, f := range a.open {
+		open = append(open, *f)
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].FirstSeen.Before(open[j].FirstSeen) })
+	return open, slices.Clone(a.resolved)
+}
+
+// Webhooks returns the current inventory.
+func (a *Agent) Webhooks() []Webhook { return a.inv.Webhooks() }
+
+// remediation is the seed article's fix for the class, most specific first.
+func remediation(c FailureClass, w Webhook) string {
+	svc := "the webhook's Service"
+	if w.Service != nil {
+		svc = "Service " + w.Service.Namespace + "/" + w.Service.Name
+	}
+	var fix string
+	switch c {
+	case CertExpired, CertNotYetValid:
+		fix = "renew the serving certificate behind " + svc + " (cert-manager: check the Certificate and its issuer) and make sure its caBundle matches"
+	case UnknownAuthority:
+		fix = "update the caBundle of " + w.Ref.Configuration + " to the CA that signs the serving certificate behind " + svc
+	case HostnameMismatch:
+		fix = "reissue the serving certificate with the name " + serverName(w)
+	case ConnectionRefused:
+		fix = "check that the webhook pods behind " + svc + " listen on the target port"
+	default:
+		fix = "check the webhook pods behind " + svc
+	}
+	if w.FailsClosed() {
+		fix += "; until then writes it matches are rejected: set failurePolicy Ignore to let them through (hookscope remediate ignore " + w.Ref.Name + ")"
+	}
+	return fix
+}
+
+func serverName(w Webhook) string {
+	if w.Service == nil {
+		return "of the webhook URL"
+	}
+	return w.Service.ServerName()
+}

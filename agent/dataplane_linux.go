@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+)
+
+// KernelDataPlane traces backends with the handshake programs: each backend
+// IP:port goes into the BPF map, and the programs are attached to the
+// interface the host routes that IP through (for a pod, its veth).
+type KernelDataPlane struct {
+	tracer *handshake.Tracer
+	log    *slog.Logger
+	events chan handshake.Event
+
+	mu       sync.Mutex
+	backends map[netip.AddrPort]int // backend -> interface index
+}
+
+// NewKernelDataPlane wraps a loaded tracer; Run starts reading its events.
+func NewKernelDataPlane(t *handshake.Tracer, log *slog.Logger) *KernelDataPlane {
+	return &KernelDataPlane{tracer: t, log: log, events: make(chan handshake.Event, 4096), backends: map[netip.AddrPort]int{}}
+}
+
+// Events implements DataPlane.
+func (k *KernelDataPlane) Events() <-chan handshake.Event { return k.events }
+
+// Run reads the ring buffer until the tracer is closed or ctx ends.
+func (k *KernelDataPlane) Run(ctx context.Context) {
+	defer close(k.events)
+	go func() {
+		<-ctx.Done()
+		k.tracer.Close()
+	}()
+	for {
+		e, err := k.tracer.Read()
+		if errors.Is(err, handshake.ErrClosed) {
+			return
+		}
+		if err != nil {
+			k.log.Warn("reading eBPF event", "err", err)
+			continue
+		}
+		select {
+		case k.events <- e:
+		default:
+			k.log.Warn("agent is behind the kernel: event dropped", "kind", e.Kind.String())
+		}
+	}
+}
+
+// SetBackends implements DataPlane.
+func (k *KernelDataPlane) SetBackends(targets []netip.AddrPort) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	want := map[netip.AddrPort]bool{}
+	var errs []error
+	for _, t := range targets {
+		want[t] = true
+		ifindex, err := routeInterface(t.Addr())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if old, ok := k.backends[t]; ok && old == ifindex {
+			continue
+		}
+		if err := k.tracer.Attach(ifindex); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := k.tracer.AddBackend(t); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k.backends[t] = ifindex
+		k.log.Info("tracing backend", "backend", t, "ifindex", ifindex)
+	}
+	for t := range k.backends {
+		if !want[t] {
+			if err := k.tracer.RemoveBackend(t); err != nil {
+				errs = append(errs, err)
+			}
+			delete(k.backends, t)
+		}
+	}
+	// Detach from interfaces no backend routes through any more.
+	used := map[int]bool{}
+	for _, i := range k.backends {
+		used[i] = true
+	}
+	for _, i := range k.tracer.Attached() {
+		if !used[i] {
+			errs = append(errs, k.tracer.Detach(i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// routeInterface is the interface the host sends packets for ip through.
+func routeInterface(ip netip.Addr) (int, error) {
+	routes, err := netlink.RouteGet(ip.AsSlice())
+	if err != nil {
+		return 0, fmt.Errorf("looking up the route to backend %s: %w", ip, err)
+	}
+	if len(routes) == 0 || routes[0].LinkIndex == 0 {
+		return 0, fmt.Errorf("looking up the route to backend %s: no interface", ip)
+	}
+	return routes[0].LinkIndex, nil
+}

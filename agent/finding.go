@@ -1,0 +1,127 @@
+// Package agent turns kernel events and API objects into findings: which
+// admission webhook is failing, why, and what the API server does about it.
+// It knows nothing about exporting; see package otel for that.
+package agent
+
+import (
+	"net/netip"
+	"time"
+)
+
+// FailureClass names why a webhook's calls fail, in the words an SRE uses.
+type FailureClass string
+
+// The failure classes of the walking skeleton; later issues add the rest.
+const (
+	Healthy          FailureClass = "Healthy"
+	CertExpired      FailureClass = "CertExpired"
+	CertNotYetValid  FailureClass = "CertNotYetValid"
+	UnknownAuthority FailureClass = "UnknownAuthority"
+	HostnameMismatch FailureClass = "HostnameMismatch"
+	// HandshakeRejected: the wire shows the API server rejected the
+	// handshake, and no probe has said why yet.
+	HandshakeRejected  FailureClass = "HandshakeRejected"
+	ConnectionRefused  FailureClass = "ConnectionRefused"
+	HandshakeTimeout   FailureClass = "HandshakeTimeout"
+	TLSHandshakeFailed FailureClass = "TLSHandshakeFailed"
+)
+
+// WebhookRef names one webhook: the configuration that holds it and its
+// name in that configuration.
+type WebhookRef struct {
+	Kind          string `json:"kind"` // "Validating" or "Mutating"
+	Configuration string `json:"configuration"`
+	Name          string `json:"name"`
+}
+
+func (r WebhookRef) String() string { return r.Kind + "/" + r.Configuration + "/" + r.Name }
+
+// ServiceRef is the Service a webhook calls.
+type ServiceRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Port      int32  `json:"port"`
+	Path      string `json:"path,omitempty"`
+}
+
+// ServerName is the TLS server name the API server verifies: <svc>.<ns>.svc.
+func (s ServiceRef) ServerName() string { return s.Name + "." + s.Namespace + ".svc" }
+
+// PodRef is a backend pod.
+type PodRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Node      string `json:"node,omitempty"`
+}
+
+// BackendTarget is one endpoint the API server dials for a webhook.
+type BackendTarget struct {
+	Addr  netip.AddrPort `json:"addr"`
+	Pod   *PodRef        `json:"pod,omitempty"`
+	Ready bool           `json:"ready"`
+}
+
+// Webhook is one webhook resolved to what the API server will call.
+type Webhook struct {
+	Ref            WebhookRef      `json:"ref"`
+	FailurePolicy  string          `json:"failurePolicy"` // "Fail" or "Ignore"
+	TimeoutSeconds int32           `json:"timeoutSeconds"`
+	Service        *ServiceRef     `json:"service,omitempty"`
+	URL            string          `json:"url,omitempty"`
+	CABundle       []byte          `json:"-"`
+	Backends       []BackendTarget `json:"backends"`
+}
+
+// FailsClosed reports whether the API server rejects the write when this
+// webhook cannot be called.
+func (w Webhook) FailsClosed() bool { return w.FailurePolicy != "Ignore" }
+
+// Effect says what the API server does with a write this webhook cannot
+// answer.
+func (w Webhook) Effect() string {
+	if w.FailsClosed() {
+		return "writes rejected"
+	}
+	return "fails open"
+}
+
+// Evidence is one observation behind a finding.
+type Evidence struct {
+	Source string    `json:"source"` // "ebpf", "probe", "apiserver"
+	At     time.Time `json:"at"`
+	Detail string    `json:"detail"`
+}
+
+// Finding is one webhook's failure: opened when first seen, resolved when
+// the webhook is healthy again.
+type Finding struct {
+	ID            string         `json:"id"`
+	Class         FailureClass   `json:"class"`
+	Webhook       WebhookRef     `json:"webhook"`
+	FailurePolicy string         `json:"failurePolicy"`
+	Effect        string         `json:"effect"`
+	Service       *ServiceRef    `json:"service,omitempty"`
+	Backend       netip.AddrPort `json:"backend"`
+	Pod           *PodRef        `json:"pod,omitempty"`
+	// FirstFailure is when the first failing call (or probe) started.
+	FirstFailure time.Time `json:"firstFailure"`
+	// FirstSeen is when hookscope knew the class: the finding's detection time.
+	FirstSeen time.Time  `json:"firstSeen"`
+	Resolved  *time.Time `json:"resolved,omitempty"`
+	// Certificate is the served leaf's validity window, when a probe saw it.
+	Certificate *CertificateWindow `json:"certificate,omitempty"`
+	Evidence    []Evidence         `json:"evidence"`
+	Remediation string             `json:"remediation"`
+}
+
+// CertificateWindow is the validity window of a served certificate.
+type CertificateWindow struct {
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+}
+
+// FindingSink receives findings when they open and when they resolve.
+type FindingSink interface {
+	Report(f Finding)
+}

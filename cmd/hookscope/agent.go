@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/otel"
+)
+
+type agentOptions struct {
+	kubeconfig    string
+	nodeName      string
+	otlpEndpoint  string
+	otlpInsecure  bool
+	listen        string
+	probeInterval time.Duration
+	probeTimeout  time.Duration
+	noEBPF        bool
+	logLevel      string
+}
+
+func agentCommand() *cobra.Command {
+	o := agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: trace webhook backends on this node, probe them, report findings",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runAgent(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG, else the pod's ServiceAccount)")
+	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "trace and probe only backends on this node (default: $NODE_NAME; empty: all)")
+	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP gRPC collector host:port for finding spans (empty: no spans)")
+	f.BoolVar(&o.otlpInsecure, "otlp-insecure", true, "talk to the collector without TLS")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /healthz, /readyz)")
+	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
+	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
+	f.BoolVar(&o.noEBPF, "no-ebpf", false, "run without the eBPF data plane (probes and the API only)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runAgent(ctx context.Context, o agentOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("building the Kubernetes client from %s: %w", describeConfig(o.kubeconfig), err)
+	}
+	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
+		return err
+	}
+
+	var dp agent.DataPlane
+	if !o.noEBPF {
+		tracer, err := handshake.Load()
+		if err != nil {
+			return fmt.Errorf("%w\n(or run with --no-ebpf to detect from probes and the API only)", err)
+		}
+		kdp := agent.NewKernelDataPlane(tracer, log)
+		go kdp.Run(ctx)
+		dp = kdp
+	}
+
+	var sinks []agent.FindingSink
+	if o.otlpEndpoint != "" {
+		exp, err := otel.NewExporter(ctx, otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName})
+		if err != nil {
+			return fmt.Errorf("setting up the OTLP exporter to %s: %w", o.otlpEndpoint, err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := exp.Shutdown(sctx); err != nil {
+				log.Warn("flushing spans", "err", err)
+			}
+		}()
+		sinks = append(sinks, exp)
+	} else {
+		log.Warn("no --otlp-endpoint: findings are not exported as spans")
+	}
+
+	a := agent.New(agent.Config{NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log},
+		agent.NewInventory(client), dp, sinks...)
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s for the agent API: %w", o.listen, err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	log.Info("hookscope agent started", "api", "http://"+ln.Addr().String(), "node", o.nodeName, "apiserver", cfg.Host, "ebpf", dp != nil)
+
+	return a.Run(ctx)
+}
+
+// restConfig loads the kubeconfig, or the in-cluster config when none is named.
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, errors.New("no kubeconfig: pass --kubeconfig or set KUBECONFIG, or run in a pod with a ServiceAccount")
+		}
+		return cfg, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("reading kubeconfig %s: %w", path, err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func describeConfig(path string) string {
+	if path == "" {
+		return "the in-cluster config"
+	}
+	return path
+}
+
+// checkAPIServer fails fast, in one line, when the API server cannot be reached.
+func checkAPIServer(ctx context.Context, client kubernetes.Interface, host string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.Discovery().ServerVersion()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("cannot reach the API server at %s: %v (check the kubeconfig and that the API server is up)", host, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot reach the API server at %s: no answer within 10s (check the kubeconfig and that the API server is up)", host)
+	}
+}
