@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,11 +25,14 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	srv      *http.Server
 	requests atomic.Int64
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool
 }
 
 // Serve starts serving on ln with cert. It returns at once.
 func Serve(ln net.Listener, cert tls.Certificate) *Server {
-	s := &Server{}
+	s := &Server{conns: map[net.Conn]bool{}}
 	s.cert.Store(&cert)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", s.admit)
@@ -36,7 +40,8 @@ func Serve(ln net.Listener, cert tls.Certificate) *Server {
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		// Rejected handshakes are what the game day injects; don't log each.
-		ErrorLog: log.New(io.Discard, "", 0),
+		ErrorLog:  log.New(io.Discard, "", 0),
+		ConnState: s.track,
 		TLSConfig: &tls.Config{
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
 			NextProtos:     []string{"h2", "http/1.1"},
@@ -46,8 +51,29 @@ func Serve(ln net.Listener, cert tls.Certificate) *Server {
 	return s
 }
 
-// SetCertificate makes later handshakes serve cert.
-func (s *Server) SetCertificate(cert tls.Certificate) { s.cert.Store(&cert) }
+// SetCertificate makes later handshakes serve cert and closes the open
+// connections, as a webhook pod restarted with a new certificate would: the
+// API server keeps its connections to a webhook alive, so without this the
+// new certificate would not be seen until they idle out.
+func (s *Server) SetCertificate(cert tls.Certificate) {
+	s.cert.Store(&cert)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *Server) track(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.conns[c] = true
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c)
+	}
+}
 
 // Requests is how many admission reviews were answered.
 func (s *Server) Requests() int64 { return s.requests.Load() }

@@ -1,0 +1,224 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// AgentProcess is the hookscope agent run as a separate process, as the
+// DaemonSet runs it on a node. The game day talks to it only through its
+// HTTP API and its spans: no agent package is imported here.
+type AgentProcess struct {
+	cmd     *exec.Cmd
+	api     string
+	logPath string
+	done    chan error
+}
+
+// AgentFinding is a finding as the agent's /findings API returns it.
+type AgentFinding struct {
+	ID      string `json:"id"`
+	Class   string `json:"class"`
+	Webhook struct {
+		Kind          string `json:"kind"`
+		Configuration string `json:"configuration"`
+		Name          string `json:"name"`
+	} `json:"webhook"`
+	FailurePolicy string     `json:"failurePolicy"`
+	Effect        string     `json:"effect"`
+	Backend       string     `json:"backend"`
+	FirstFailure  time.Time  `json:"firstFailure"`
+	FirstSeen     time.Time  `json:"firstSeen"`
+	Resolved      *time.Time `json:"resolved"`
+	Evidence      []struct {
+		Source string    `json:"source"`
+		At     time.Time `json:"at"`
+		Detail string    `json:"detail"`
+	} `json:"evidence"`
+	Remediation string `json:"remediation"`
+}
+
+// Sources lists the evidence sources of the finding, in order.
+func (f AgentFinding) Sources() []string {
+	var out []string
+	for _, e := range f.Evidence {
+		out = append(out, e.Source)
+	}
+	return out
+}
+
+// AgentOptions are the flags the game day gives the agent.
+type AgentOptions struct {
+	Binary       string // the hookscope binary
+	Kubeconfig   string
+	NodeName     string
+	OTLPEndpoint string
+	Dir          string // its log goes here
+	ExtraArgs    []string
+}
+
+// StartAgent runs `hookscope agent` and waits until its inventory synced.
+func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("starting agent: %w", err)
+	}
+	p := &AgentProcess{api: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: filepath.Join(o.Dir, "agent.log"), done: make(chan error, 1)}
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		return nil, fmt.Errorf("starting agent: %w", err)
+	}
+	args := append([]string{"agent",
+		"--kubeconfig", o.Kubeconfig,
+		"--node-name", o.NodeName,
+		"--otlp-endpoint", o.OTLPEndpoint,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--log-level", "debug",
+	}, o.ExtraArgs...)
+	p.cmd = exec.Command(o.Binary, args...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting agent %s: %w", o.Binary, err)
+	}
+	go func() { p.done <- p.cmd.Wait(); logf.Close() }()
+
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-p.done:
+			return false, fmt.Errorf("agent exited: %v", err)
+		default:
+		}
+		resp, err := http.Get(p.api + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("waiting for the agent to sync: %w; last log lines:\n%s", err, tail(p.logPath, 15))
+	}
+	return p, nil
+}
+
+// LogPath is the agent's log file.
+func (p *AgentProcess) LogPath() string { return p.logPath }
+
+// Findings returns the agent's open and recently resolved findings.
+func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFinding, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/findings", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading agent findings: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Open     []AgentFinding `json:"open"`
+		Resolved []AgentFinding `json:"resolved"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, nil, fmt.Errorf("decoding agent findings: %w", err)
+	}
+	return body.Open, body.Resolved, nil
+}
+
+// WaitForFinding polls until an open finding of the webhook exists, and
+// returns it.
+func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook string, timeout time.Duration) (AgentFinding, error) {
+	var found AgentFinding
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		open, _, err := p.Findings(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for _, f := range open {
+			if f.Webhook.Name == webhook {
+				found = f
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return found, fmt.Errorf("no open finding for webhook %s within %s", webhook, timeout)
+	}
+	return found, nil
+}
+
+// WaitForResolved polls until the finding with id is resolved.
+func (p *AgentProcess) WaitForResolved(ctx context.Context, id string, timeout time.Duration) (AgentFinding, error) {
+	var found AgentFinding
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		_, resolved, err := p.Findings(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for _, f := range resolved {
+			if f.ID == id && f.Resolved != nil {
+				found = f
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return found, fmt.Errorf("finding %s not resolved within %s", id, timeout)
+	}
+	return found, nil
+}
+
+// Stop sends SIGTERM and waits (bounded) for the agent to exit.
+func (p *AgentProcess) Stop() error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

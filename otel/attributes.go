@@ -1,0 +1,139 @@
+// Package otel is the one place for hookscope's span and metric schema and
+// for its exporters: the agent hands a Finding to an Exporter, which turns
+// it into a span any OTLP backend (Jaeger, Tempo, an OpenTelemetry
+// Collector) can store and search.
+//
+// # Schema
+//
+// One span per finding event. An open finding is a span named after the
+// webhook (its name in the configuration) that starts when the first call
+// failed and ends when hookscope knew why, with status Error and the
+// description "<class>: <effect>" (e.g. "CertExpired: writes rejected"),
+// and one span event per piece of evidence. A resolved finding is a short
+// span of the same name at the resolution time, with status Ok.
+//
+// Resource (who observed it):
+//
+//	service.name                   hookscope-agent unless configured
+//	k8s.node.name                  the node the agent runs on
+//
+// Span attributes, OpenTelemetry semantic conventions (semconv v1.43.0):
+//
+//	k8s.namespace.name             namespace of the backend pod
+//	k8s.pod.name                   the backend pod
+//	k8s.node.name                  the node of the backend pod (on the
+//	                               resource it names the agent's node)
+//	server.address                 IP the API server dials for the webhook
+//	server.port                    port the API server dials (int)
+//	error.type                     the failure class, on open findings
+//	tls.protocol.version           negotiated TLS version, e.g. "1.3", when
+//	                               a handshake got that far
+//
+// Span attributes, hookscope.* (no semantic convention covers them):
+//
+//	hookscope.webhook.kind             "Validating" or "Mutating"
+//	hookscope.webhook.configuration    the {Validating,Mutating}WebhookConfiguration
+//	hookscope.webhook.name             the webhook's name in it
+//	hookscope.webhook.failure_policy   "Fail" or "Ignore"
+//	hookscope.webhook.effect           "writes rejected" or "fails open"
+//	hookscope.service.namespace        namespace of the Service the webhook calls
+//	hookscope.service.name             that Service's name
+//	hookscope.failure.class            why calls fail: CertExpired, ConnectionRefused, ...
+//	hookscope.finding.id               stable ID of the finding; the open and
+//	                                   the resolved span share it
+//	hookscope.finding.state            "open" or "resolved"
+//	hookscope.remediation              what an SRE should do, in one sentence
+//	hookscope.cert.subject             subject of the served leaf certificate
+//	hookscope.cert.not_before          its validity window, RFC 3339 (UTC)
+//	hookscope.cert.not_after
+//
+// Span events, one per evidence entry, named "hookscope.evidence.<source>"
+// (source is "ebpf", "probe" or "apiserver"), at the time it was observed:
+//
+//	hookscope.evidence.source          "ebpf", "probe", "apiserver"
+//	hookscope.evidence.detail          what was seen, as text
+package otel
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
+
+// SchemaURL is the semantic conventions version the attribute names follow.
+const SchemaURL = semconv.SchemaURL
+
+// Attributes from the OpenTelemetry semantic conventions.
+const (
+	// ServiceName names the reporting service (resource attribute).
+	ServiceName = semconv.ServiceNameKey
+	// K8sNodeName is the agent's node on the resource and the backend pod's
+	// node on a span.
+	K8sNodeName = semconv.K8SNodeNameKey
+	// K8sNamespaceName is the backend pod's namespace.
+	K8sNamespaceName = semconv.K8SNamespaceNameKey
+	// K8sPodName is the backend pod's name.
+	K8sPodName = semconv.K8SPodNameKey
+	// ServerAddress is the IP address the API server dials for the webhook.
+	ServerAddress = semconv.ServerAddressKey
+	// ServerPort is the port the API server dials for the webhook (int).
+	ServerPort = semconv.ServerPortKey
+	// ErrorType is the failure class of an open finding.
+	ErrorType = semconv.ErrorTypeKey
+	// TLSProtocolVersion is the negotiated TLS version ("1.2", "1.3").
+	TLSProtocolVersion = semconv.TLSProtocolVersionKey
+)
+
+// Attributes in hookscope's own namespace, hookscope.*.
+const (
+	// WebhookKind is "Validating" or "Mutating".
+	WebhookKind = attribute.Key("hookscope.webhook.kind")
+	// WebhookConfiguration is the webhook configuration object's name.
+	WebhookConfiguration = attribute.Key("hookscope.webhook.configuration")
+	// WebhookName is the webhook's name inside its configuration.
+	WebhookName = attribute.Key("hookscope.webhook.name")
+	// WebhookFailurePolicy is the webhook's failurePolicy: "Fail" or "Ignore".
+	WebhookFailurePolicy = attribute.Key("hookscope.webhook.failure_policy")
+	// WebhookEffect is what the API server does with a write the webhook
+	// cannot answer: "writes rejected" or "fails open".
+	WebhookEffect = attribute.Key("hookscope.webhook.effect")
+	// WebhookServiceNamespace is the namespace of the Service the webhook
+	// calls.
+	WebhookServiceNamespace = attribute.Key("hookscope.service.namespace")
+	// WebhookServiceName is the name of the Service the webhook calls (not
+	// to be confused with ServiceName, the reporting service).
+	WebhookServiceName = attribute.Key("hookscope.service.name")
+	// FailureClass is why the webhook's calls fail (agent.FailureClass).
+	FailureClass = attribute.Key("hookscope.failure.class")
+	// FindingID identifies a finding across its open and resolved spans.
+	FindingID = attribute.Key("hookscope.finding.id")
+	// FindingState is FindingOpen or FindingResolved.
+	FindingState = attribute.Key("hookscope.finding.state")
+	// Remediation is what an SRE should do about the finding.
+	Remediation = attribute.Key("hookscope.remediation")
+	// CertSubject is the subject of the certificate the webhook served.
+	CertSubject = attribute.Key("hookscope.cert.subject")
+	// CertNotBefore is the start of the served certificate's validity,
+	// RFC 3339 in UTC.
+	CertNotBefore = attribute.Key("hookscope.cert.not_before")
+	// CertNotAfter is the end of the served certificate's validity, RFC
+	// 3339 in UTC.
+	CertNotAfter = attribute.Key("hookscope.cert.not_after")
+	// EvidenceSource is where an evidence event came from: "ebpf",
+	// "probe" or "apiserver".
+	EvidenceSource = attribute.Key("hookscope.evidence.source")
+	// EvidenceDetail is what an evidence event saw, as text.
+	EvidenceDetail = attribute.Key("hookscope.evidence.detail")
+)
+
+// Values of FindingState.
+const (
+	// FindingOpen marks the span of a finding that was just detected.
+	FindingOpen = "open"
+	// FindingResolved marks the span of a finding whose webhook is healthy
+	// again.
+	FindingResolved = "resolved"
+)
+
+// EvidenceEventPrefix starts the name of every evidence span event; the
+// evidence source completes it ("hookscope.evidence.probe").
+const EvidenceEventPrefix = "hookscope.evidence."

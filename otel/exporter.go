@@ -1,0 +1,247 @@
+package otel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/hookscope/hookscope/agent"
+)
+
+// DefaultServiceName is the service.name of the agent's spans unless
+// Config.ServiceName says otherwise.
+const DefaultServiceName = "hookscope-agent"
+
+// instrumentationName is the tracer's scope: this package.
+const instrumentationName = "github.com/hookscope/hookscope/otel"
+
+// How spans leave the agent. Findings are rare, so the queue is generous
+// and batches are sent almost at once; an unreachable collector costs at
+// most a full queue, never a blocked caller.
+const (
+	batchTimeout   = 200 * time.Millisecond
+	maxQueueSize   = 2048
+	exportTimeout  = 30 * time.Second // one batch, retries included
+	requestTimeout = 10 * time.Second // one OTLP request
+)
+
+// Config says where an Exporter sends spans and how it names their source.
+type Config struct {
+	// Endpoint is the host:port of an OTLP gRPC collector.
+	Endpoint string
+	// Insecure sends without TLS (a collector on the node or in the
+	// cluster network).
+	Insecure bool
+	// ServiceName is the resource's service.name; DefaultServiceName if
+	// empty.
+	ServiceName string
+	// NodeName is the node the agent runs on (resource k8s.node.name);
+	// left out if empty.
+	NodeName string
+}
+
+// Exporter turns findings into spans and sends them over OTLP gRPC. It is
+// an agent.FindingSink and safe for concurrent use.
+type Exporter struct {
+	tp     *sdktrace.TracerProvider
+	tracer trace.Tracer
+}
+
+var _ agent.FindingSink = (*Exporter)(nil)
+
+// NewExporter returns an Exporter sending to cfg.Endpoint. It does not
+// wait for the collector: one that is down or unreachable only means spans
+// are retried, then dropped.
+func NewExporter(ctx context.Context, cfg Config) (*Exporter, error) {
+	if cfg.Endpoint == "" {
+		return nil, errors.New("creating the OTLP exporter: no collector endpoint")
+	}
+	if cfg.ServiceName == "" {
+		cfg.ServiceName = DefaultServiceName
+	}
+	opts := []otlptracegrpc.Option{
+		otlptracegrpc.WithEndpoint(cfg.Endpoint),
+		otlptracegrpc.WithTimeout(requestTimeout),
+		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
+			Enabled:         true,
+			InitialInterval: time.Second,
+			MaxInterval:     5 * time.Second,
+			MaxElapsedTime:  exportTimeout,
+		}),
+	}
+	if cfg.Insecure {
+		opts = append(opts, otlptracegrpc.WithInsecure())
+	}
+	exp, err := otlptracegrpc.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating the OTLP exporter for %s: %w", cfg.Endpoint, err)
+	}
+
+	attrs := []attribute.KeyValue{ServiceName.String(cfg.ServiceName)}
+	if cfg.NodeName != "" {
+		attrs = append(attrs, K8sNodeName.String(cfg.NodeName))
+	}
+	// Default adds telemetry.sdk.* and OTEL_RESOURCE_ATTRIBUTES; ours win.
+	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(SchemaURL, attrs...))
+	if err != nil && !errors.Is(err, resource.ErrSchemaURLConflict) {
+		// A schema conflict still returns every attribute; anything else
+		// does not.
+		_ = exp.Shutdown(ctx)
+		return nil, fmt.Errorf("creating the OTLP exporter: building the resource: %w", err)
+	}
+
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		// Every finding matters and there are few: sample them all,
+		// whatever OTEL_TRACES_SAMPLER says.
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		// Non-blocking: a full queue drops the span instead of waiting.
+		sdktrace.WithBatcher(exp,
+			sdktrace.WithBatchTimeout(batchTimeout),
+			sdktrace.WithMaxQueueSize(maxQueueSize),
+			sdktrace.WithExportTimeout(exportTimeout),
+		),
+	)
+	return &Exporter{
+		tp:     tp,
+		tracer: tp.Tracer(instrumentationName, trace.WithSchemaURL(SchemaURL)),
+	}, nil
+}
+
+// Report records f as one span: an open finding as an Error span from the
+// first failure to detection with one event per evidence entry, a resolved
+// one as a short Ok span at the resolution time. It never blocks on the
+// collector.
+func (e *Exporter) Report(f agent.Finding) {
+	if f.Resolved != nil {
+		e.reportResolved(f)
+		return
+	}
+	end := f.FirstSeen
+	if end.IsZero() {
+		end = time.Now()
+	}
+	start := f.FirstFailure
+	if start.IsZero() || start.After(end) {
+		start = end
+	}
+	attrs := append(findingAttributes(f, FindingOpen), ErrorType.String(string(f.Class)))
+	_, span := e.tracer.Start(context.Background(), spanName(f),
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(start),
+		trace.WithAttributes(attrs...),
+	)
+	for _, ev := range f.Evidence {
+		at := ev.At
+		if at.IsZero() {
+			at = end
+		}
+		source := ev.Source
+		if source == "" {
+			source = "unknown"
+		}
+		span.AddEvent(EvidenceEventPrefix+source,
+			trace.WithTimestamp(at),
+			trace.WithAttributes(EvidenceSource.String(ev.Source), EvidenceDetail.String(ev.Detail)),
+		)
+	}
+	span.SetStatus(codes.Error, fmt.Sprintf("%s: %s", f.Class, effect(f)))
+	span.End(trace.WithTimestamp(end))
+}
+
+// reportResolved records the span that closes a finding.
+func (e *Exporter) reportResolved(f agent.Finding) {
+	at := *f.Resolved
+	if at.IsZero() {
+		at = time.Now()
+	}
+	_, span := e.tracer.Start(context.Background(), spanName(f),
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(at),
+		trace.WithAttributes(findingAttributes(f, FindingResolved)...),
+	)
+	span.SetStatus(codes.Ok, "")
+	span.End(trace.WithTimestamp(at))
+}
+
+// Shutdown sends the spans still queued and stops the exporter. It returns
+// when they are sent or when ctx ends, whichever is first; spans not sent
+// by then are lost. Report after Shutdown records nothing.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	if err := e.tp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shutting down the OTLP exporter: %w", err)
+	}
+	return nil
+}
+
+// spanName is the webhook's name: what an SRE searches for.
+func spanName(f agent.Finding) string {
+	if f.Webhook.Name != "" {
+		return f.Webhook.Name
+	}
+	return "hookscope.finding"
+}
+
+// effect is what the API server does with writes the webhook cannot answer.
+func effect(f agent.Finding) string {
+	if f.Effect != "" || f.FailurePolicy == "" {
+		return f.Effect
+	}
+	return agent.Webhook{FailurePolicy: f.FailurePolicy}.Effect()
+}
+
+// findingAttributes are the span attributes of f that do not depend on
+// whether it is open: the schema in the package comment, in that order.
+func findingAttributes(f agent.Finding, state string) []attribute.KeyValue {
+	a := make([]attribute.KeyValue, 0, 20)
+	add := func(k attribute.Key, v string) {
+		if v != "" {
+			a = append(a, k.String(v))
+		}
+	}
+	if f.Pod != nil {
+		add(K8sNamespaceName, f.Pod.Namespace)
+		add(K8sPodName, f.Pod.Name)
+		add(K8sNodeName, f.Pod.Node)
+	}
+	if f.Backend.IsValid() {
+		// Unmap: an IPv4 backend reads 10.0.1.5, not ::ffff:10.0.1.5.
+		a = append(a, ServerAddress.String(f.Backend.Addr().Unmap().String()))
+		if f.Backend.Port() != 0 {
+			a = append(a, ServerPort.Int(int(f.Backend.Port())))
+		}
+	}
+	add(WebhookKind, f.Webhook.Kind)
+	add(WebhookConfiguration, f.Webhook.Configuration)
+	add(WebhookName, f.Webhook.Name)
+	add(WebhookFailurePolicy, f.FailurePolicy)
+	add(WebhookEffect, effect(f))
+	if f.Service != nil {
+		add(WebhookServiceNamespace, f.Service.Namespace)
+		add(WebhookServiceName, f.Service.Name)
+	}
+	add(FailureClass, string(f.Class))
+	add(FindingID, f.ID)
+	add(FindingState, state)
+	add(Remediation, f.Remediation)
+	if c := f.Certificate; c != nil {
+		add(CertSubject, c.Subject)
+		if !c.NotBefore.IsZero() {
+			add(CertNotBefore, c.NotBefore.UTC().Format(time.RFC3339))
+		}
+		if !c.NotAfter.IsZero() {
+			add(CertNotAfter, c.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	return a
+}

@@ -1,0 +1,224 @@
+//go:build linux
+
+package otel
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/internal/jaeger"
+)
+
+// certExpiredFinding is a finding with every field set, as the agent
+// reports a webhook serving an expired certificate. Times are whole
+// microseconds: Jaeger's JSON has no finer resolution.
+func certExpiredFinding(now time.Time) agent.Finding {
+	now = now.Truncate(time.Microsecond)
+	return agent.Finding{
+		ID:    "f-policy-1",
+		Class: agent.CertExpired,
+		Webhook: agent.WebhookRef{
+			Kind:          "Validating",
+			Configuration: "pod-policy",
+			Name:          "pods.policy.example.com",
+		},
+		FailurePolicy: "Fail",
+		Effect:        "writes rejected",
+		Service:       &agent.ServiceRef{Namespace: "policy", Name: "policy-webhook", Port: 443, Path: "/validate"},
+		Backend:       netip.MustParseAddrPort("10.0.1.5:8443"),
+		Pod:           &agent.PodRef{Namespace: "policy", Name: "policy-webhook-7d9f8", Node: "node-b"},
+		FirstFailure:  now.Add(-5 * time.Second),
+		FirstSeen:     now.Add(-1 * time.Second),
+		Certificate: &agent.CertificateWindow{
+			Subject:   "CN=policy-webhook.policy.svc",
+			NotBefore: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+			NotAfter:  time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC),
+		},
+		Evidence: []agent.Evidence{
+			{Source: "ebpf", At: now.Add(-5 * time.Second), Detail: "TLS alert bad_certificate sent by 10.0.0.1:52314 to 10.0.1.5:8443"},
+			{Source: "probe", At: now.Add(-2 * time.Second), Detail: "x509: certificate has expired or is not yet valid"},
+		},
+		Remediation: "Renew the serving certificate of policy/policy-webhook and restart its pods",
+	}
+}
+
+// TestFindingInJaeger reports an open and a resolved finding to a real
+// Jaeger and reads both spans back as an SRE would find them.
+func TestFindingInJaeger(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	bin, err := jaeger.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jaeger.Start(ctx, bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := j.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+
+	exp, err := NewExporter(ctx, Config{Endpoint: j.OTLPGRPCEndpoint(), Insecure: true, NodeName: "agent-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := certExpiredFinding(time.Now())
+	exp.Report(f)
+	resolvedAt := f.FirstSeen.Add(500 * time.Millisecond)
+	resolved := f
+	resolved.Resolved = &resolvedAt
+	exp.Report(resolved)
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := exp.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	traces, err := j.WaitForTraces(wctx, DefaultServiceName, map[string]string{"hookscope.failure.class": "CertExpired"}, 2)
+	if err != nil {
+		t.Fatalf("%v (jaeger log: %s)", err, j.LogPath())
+	}
+	spans := map[string]jaeger.Span{} // by hookscope.finding.state
+	for _, tr := range traces {
+		for _, sp := range tr.Spans {
+			spans[sp.Tags["hookscope.finding.state"]] = sp
+		}
+	}
+	if len(traces) != 2 || len(spans) != 2 {
+		t.Fatalf("got %d traces with states %v, want 2: one open, one resolved", len(traces), keys(spans))
+	}
+
+	open := spans["open"]
+	if open.OperationName != "pods.policy.example.com" {
+		t.Errorf("open span: operation %q, want the webhook's name", open.OperationName)
+	}
+	if !open.Start.Equal(f.FirstFailure) || open.Duration != 4*time.Second {
+		t.Errorf("open span: start %v, duration %v; want FirstFailure %v and 4s (to FirstSeen)", open.Start, open.Duration, f.FirstFailure)
+	}
+	wantTags(t, "open span", open.Tags, map[string]string{
+		"k8s.namespace.name":               "policy",
+		"k8s.pod.name":                     "policy-webhook-7d9f8",
+		"k8s.node.name":                    "node-b",
+		"server.address":                   "10.0.1.5",
+		"server.port":                      "8443",
+		"error.type":                       "CertExpired",
+		"hookscope.webhook.kind":           "Validating",
+		"hookscope.webhook.configuration":  "pod-policy",
+		"hookscope.webhook.name":           "pods.policy.example.com",
+		"hookscope.webhook.failure_policy": "Fail",
+		"hookscope.webhook.effect":         "writes rejected",
+		"hookscope.service.namespace":      "policy",
+		"hookscope.service.name":           "policy-webhook",
+		"hookscope.failure.class":          "CertExpired",
+		"hookscope.finding.id":             "f-policy-1",
+		"hookscope.finding.state":          "open",
+		"hookscope.remediation":            f.Remediation,
+		"hookscope.cert.subject":           "CN=policy-webhook.policy.svc",
+		"hookscope.cert.not_before":        "2025-01-01T00:00:00Z",
+		"hookscope.cert.not_after":         "2025-04-01T00:00:00Z",
+		"otel.status_code":                 "ERROR",
+		"otel.status_description":          "CertExpired: writes rejected",
+		"otel.scope.name":                  "github.com/hookscope/hookscope/otel",
+	})
+	wantTags(t, "open span resource", open.Process, map[string]string{
+		"service.name":  "hookscope-agent",
+		"k8s.node.name": "agent-node",
+	})
+	if len(open.Events) != len(f.Evidence) {
+		t.Fatalf("open span: %d events %+v, want %d", len(open.Events), open.Events, len(f.Evidence))
+	}
+	for i, ev := range f.Evidence {
+		got := open.Events[i]
+		if want := "hookscope.evidence." + ev.Source; got.Name != want || !got.Time.Equal(ev.At) {
+			t.Errorf("event %d: %s at %v, want %s at %v", i, got.Name, got.Time, want, ev.At)
+		}
+		wantTags(t, "event "+got.Name, got.Attributes, map[string]string{
+			"hookscope.evidence.source": ev.Source,
+			"hookscope.evidence.detail": ev.Detail,
+		})
+	}
+
+	res := spans["resolved"]
+	if res.OperationName != "pods.policy.example.com" || !res.Start.Equal(resolvedAt) || res.Duration != 0 {
+		t.Errorf("resolved span: %q at %v lasting %v, want the webhook's name at %v lasting 0",
+			res.OperationName, res.Start, res.Duration, resolvedAt)
+	}
+	wantTags(t, "resolved span", res.Tags, map[string]string{
+		"hookscope.finding.id":    "f-policy-1",
+		"hookscope.finding.state": "resolved",
+		"otel.status_code":        "OK",
+	})
+	if _, ok := res.Tags["error.type"]; ok {
+		t.Errorf("resolved span has error.type %q", res.Tags["error.type"])
+	}
+	if len(res.Events) != 0 {
+		t.Errorf("resolved span has events %+v", res.Events)
+	}
+}
+
+// TestUnreachableCollector checks that a collector nobody listens for
+// never holds up the agent: Report returns at once even past the queue's
+// size, and Shutdown is bounded by its context.
+func TestUnreachableCollector(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := l.Addr().String()
+	l.Close()
+
+	exp, err := NewExporter(t.Context(), Config{Endpoint: endpoint, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := certExpiredFinding(time.Now())
+	start := time.Now()
+	for range 2 * maxQueueSize {
+		exp.Report(f)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("%d Reports took %v: Report blocks on an unreachable collector", 2*maxQueueSize, d)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	start = time.Now()
+	err = exp.Shutdown(ctx)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 2s context", d)
+	}
+	t.Logf("Shutdown with the collector unreachable: %v (after %v)", err, time.Since(start))
+}
+
+// TestNoEndpoint checks that a missing endpoint is refused up front.
+func TestNoEndpoint(t *testing.T) {
+	if _, err := NewExporter(t.Context(), Config{}); err == nil {
+		t.Fatal("NewExporter with no endpoint: no error")
+	}
+}
+
+func wantTags(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s: %s = %q (present %v), want %q", what, k, g, ok, v)
+		}
+	}
+}
+
+func keys(m map[string]jaeger.Span) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
