@@ -22,6 +22,8 @@ type DataPlane interface {
 	SetBackends(targets []netip.AddrPort) error
 	// Events delivers decoded events until the data plane stops.
 	Events() <-chan handshake.Event
+	// Traced reports whether the kernel traces a backend now.
+	Traced(target netip.AddrPort) bool
 }
 
 // Config tunes the agent.
@@ -224,7 +226,7 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 	switch {
 	case e.Kind == handshake.KindHandshakeRejected:
 		detail = describeRejection(e)
-	case e.Kind == handshake.KindReset && e.FromServer && e.Phase == handshake.PhaseTCP:
+	case e.Kind == handshake.KindRefused:
 		detail = fmt.Sprintf("connection from %s refused: the backend answered the SYN with a reset", e.Client)
 	}
 	if detail != "" {
@@ -440,8 +442,34 @@ func (a *Agent) Findings() (open, resolved []Finding) {
 	return open, slices.Clone(a.resolved)
 }
 
-// Webhooks returns the current inventory.
-func (a *Agent) Webhooks() []Webhook { return a.inv.Webhooks() }
+// WebhookStatus is a webhook of the inventory with what this agent does
+// with its backends.
+type WebhookStatus struct {
+	Webhook
+	// Local are the backends on this agent's node: it probes them.
+	Local []netip.AddrPort `json:"local"`
+	// Traced are the local backends the kernel traces now.
+	Traced []netip.AddrPort `json:"traced"`
+}
+
+// Webhooks returns the current inventory and this agent's part in it.
+func (a *Agent) Webhooks() []WebhookStatus {
+	var out []WebhookStatus
+	for _, w := range a.inv.Webhooks() {
+		st := WebhookStatus{Webhook: w, Local: []netip.AddrPort{}, Traced: []netip.AddrPort{}}
+		for _, b := range w.Backends {
+			if !a.isLocal(b) {
+				continue
+			}
+			st.Local = append(st.Local, b.Addr)
+			if a.dp != nil && a.dp.Traced(b.Addr) {
+				st.Traced = append(st.Traced, b.Addr)
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
 
 // remediation is the seed article's fix for the class, most specific first.
 func remediation(c FailureClass, w Webhook) string {

@@ -57,6 +57,14 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 	}
 }
 
+// Traced implements DataPlane.
+func (k *KernelDataPlane) Traced(target netip.AddrPort) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.backends[target]
+	return ok
+}
+
 // SetBackends implements DataPlane.
 func (k *KernelDataPlane) SetBackends(targets []netip.AddrPort) error {
 	k.mu.Lock()

@@ -14,7 +14,7 @@ type FindingsResponse struct {
 // Handler serves the agent's read-only API:
 //
 //	GET /findings  open and recently resolved findings (FindingsResponse)
-//	GET /webhooks  the resolved webhook inventory
+//	GET /webhooks  the resolved webhook inventory, with the local and traced backends
 //	GET /healthz   200 while the process runs
 //	GET /readyz    200 once the inventory has synced
 func (a *Agent) Handler() http.Handler {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -160,6 +161,41 @@ func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook string, timeo
 		return found, fmt.Errorf("no open finding for webhook %s within %s", webhook, timeout)
 	}
 	return found, nil
+}
+
+// WaitForTraced polls the agent's /webhooks until it traces backend for the
+// webhook in the kernel.
+func (p *AgentProcess) WaitForTraced(ctx context.Context, webhook, backend string, timeout time.Duration) error {
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/webhooks", nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		var ws []struct {
+			Ref struct {
+				Name string `json:"name"`
+			} `json:"ref"`
+			Traced []string `json:"traced"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&ws); err != nil {
+			return false, nil
+		}
+		for _, w := range ws {
+			if w.Ref.Name == webhook && slices.Contains(w.Traced, backend) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the agent does not trace backend %s of webhook %s within %s", backend, webhook, timeout)
+	}
+	return nil
 }
 
 // WaitForResolved polls until the finding with id is resolved.

@@ -176,6 +176,14 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		return nil, fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", spec.Name, err)
 	}
 
+	// The game day measures from the first failed call: the agent must
+	// trace the backend before anything is injected.
+	if l.Agent != nil {
+		backend := netip.AddrPortFrom(w.PodIP, backendPort).String()
+		if err := l.Agent.WaitForTraced(ctx, w.WebhookName, backend, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
+		}
+	}
 	// The API server picks the configuration up asynchronously: wait until
 	// a write really goes through the webhook.
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -22,6 +22,7 @@ const (
 	KindAlert             = handshakeEventKindEVENT_ALERT
 	KindHandshakeRejected = handshakeEventKindEVENT_HANDSHAKE_REJECTED
 	KindHandshakeDone     = handshakeEventKindEVENT_HANDSHAKE_DONE
+	KindRefused           = handshakeEventKindEVENT_REFUSED
 )
 
 // String names the kind the way spans and logs show it.
@@ -43,6 +44,8 @@ func (k handshakeEventKind) String() string {
 		return "handshake_rejected"
 	case KindHandshakeDone:
 		return "handshake_done"
+	case KindRefused:
+		return "refused"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -97,7 +100,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decoding handshake event: %w", err)
 	}
 	k := EventKind(r.Kind)
-	if k < KindConnect || k > KindHandshakeDone {
+	if k < KindConnect || k > KindRefused {
 		return Event{}, fmt.Errorf("decoding handshake event: unknown kind %d", r.Kind)
 	}
 	if Phase(r.Phase) > PhaseRejected {

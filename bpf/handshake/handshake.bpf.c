@@ -21,8 +21,8 @@
 // segments, stops record parsing for that direction and is counted, never
 // trusted.
 //
-// Emits (ring buffer `events`, struct event): connect (client SYN), reset,
-// close (first FIN, with who closed), ClientHello, ServerHello (cipher; TLS
+// Emits (ring buffer `events`, struct event): connect (client SYN), refused
+// (the server's RST to that SYN), reset, close (first FIN, with who closed), ClientHello, ServerHello (cipher; TLS
 // 1.3 when the suite is 0x13xx), handshake rejected by the client: a
 // cleartext alert from the client during the handshake (TLS 1.2: level and
 // description), or in TLS 1.3, where the alert is encrypted, the client's
@@ -60,6 +60,7 @@ enum event_kind {
 	EVENT_ALERT = 6,
 	EVENT_HANDSHAKE_REJECTED = 7,
 	EVENT_HANDSHAKE_DONE = 8,
+	EVENT_REFUSED = 9, // the server answered the client's SYN with a reset
 };
 
 enum direction {
@@ -448,13 +449,11 @@ static __always_inline int handle(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 
+	// No state: a connection that started before tracing, or a segment
+	// after the flow ended (a second RST). Neither can be judged.
 	struct flow_state *st = bpf_map_lookup_elem(&flows, &p.key);
-	if (!st) {
-		// A refused connect has no flow state worth keeping; report it.
-		if (p.flags & F_RST)
-			emit(&p, 0, EVENT_RESET, PHASE_TCP, 0, 0, 0);
+	if (!st)
 		return TC_ACT_OK;
-	}
 
 	if ((p.flags & F_SYN) && p.dir == DIR_TO_CLIENT) {
 		st->next_seq[1] = p.seq + 1;
@@ -480,7 +479,9 @@ static __always_inline int handle(struct __sk_buff *skb)
 	if (p.flags & F_RST) {
 		if (p.dir == DIR_TO_SERVER && phase == PHASE_SERVER_FLIGHT)
 			reject(&p, st, 0, 0, 0);
-		emit(&p, st, EVENT_RESET, phase, 0, 0, 0);
+		// A reset from the server before its SYN-ACK refuses the connection.
+		__u8 kind = (p.dir == DIR_TO_CLIENT && !st->seq_known[1]) ? EVENT_REFUSED : EVENT_RESET;
+		emit(&p, st, kind, phase, 0, 0, 0);
 		bpf_map_delete_elem(&flows, &p.key);
 		return TC_ACT_OK;
 	}

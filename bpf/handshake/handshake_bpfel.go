@@ -63,6 +63,7 @@ const (
 	handshakeEventKindEVENT_ALERT              handshakeEventKind = 6
 	handshakeEventKindEVENT_HANDSHAKE_REJECTED handshakeEventKind = 7
 	handshakeEventKindEVENT_HANDSHAKE_DONE     handshakeEventKind = 8
+	handshakeEventKindEVENT_REFUSED            handshakeEventKind = 9
 )
 
 type handshakeFlowKey struct {

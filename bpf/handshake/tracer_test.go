@@ -234,7 +234,7 @@ func TestValidCertificateCompletesHandshake(t *testing.T) {
 	}
 }
 
-func TestClosedPortIsReset(t *testing.T) {
+func TestClosedPortIsRefused(t *testing.T) {
 	r := newRig(t, "10.0.250.5")
 	// No server: the pod's kernel answers the SYN with a RST. The failed
 	// dial does not tell its local port; this rig has only this client.
@@ -242,9 +242,9 @@ func TestClosedPortIsReset(t *testing.T) {
 		t.Fatal("connect to a closed port succeeded")
 	}
 	r.waitFor(0, handshake.KindConnect)
-	e := r.waitFor(0, handshake.KindReset)
+	e := r.waitFor(0, handshake.KindRefused)
 	if !e.FromServer || e.Phase != handshake.PhaseTCP {
-		t.Errorf("reset FromServer=%v phase=%d, want from the server before any TLS", e.FromServer, e.Phase)
+		t.Errorf("refused FromServer=%v phase=%d, want from the server before any TLS", e.FromServer, e.Phase)
 	}
 }
 
