@@ -81,9 +81,9 @@ type Agent struct {
 
 	mu        sync.Mutex
 	webhooks  map[WebhookRef]Webhook
-	local     map[probeKey]bool       // backends this agent traces and probes
-	open      map[probeKey]*Finding   // open findings
-	resolved  []Finding               // recently resolved, newest last
+	local     map[probeKey]bool     // backends this agent traces and probes
+	open      map[probeKey]*Finding // open findings
+	resolved  []Finding             // recently resolved, newest last
 	wire      map[netip.AddrPort]wireFailure
 	ownProbes map[netip.AddrPort]time.Time // local addresses of our probes
 	inflight  map[probeKey]bool
