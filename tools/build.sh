@@ -12,6 +12,8 @@ KUBE_VERSION=v1.34.4
 ETCD_VERSION=v3.6.5
 KWOK_VERSION=v0.8.0
 JAEGER_VERSION=v1.76.0
+GOTESTSUM_VERSION=v1.13.0
+STATICCHECK_VERSION=v0.8.2
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${HOOKSCOPE_CACHE:-$HOME/.cache/hookscope}"
@@ -47,28 +49,35 @@ build kube-controller-manager "$KUBE_VERSION" "$here/k8s" k8s.io/kubernetes/cmd/
 build kube-scheduler "$KUBE_VERSION" "$here/k8s" k8s.io/kubernetes/cmd/kube-scheduler "$kube_ld"
 build jaeger "$JAEGER_VERSION" "$here/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
 
-# kwok and kwokctl install as they are.
-for t in kwok kwokctl; do
-	out="$bin/$t-$KWOK_VERSION"
+# install NAME VERSION PACKAGE: tools that `go install` takes as they are.
+install() {
+	local name=$1 version=$2 pkg=$3
+	local out="$bin/$name-$version"
 	if [[ -x "$out" ]]; then
-		echo "tools: $t $KWOK_VERSION cached ($out)" >&2
-		continue
+		echo "tools: $name $version cached ($out)" >&2
+		return
 	fi
-	start=$SECONDS
+	local start=$SECONDS tmp
 	tmp="$(mktemp -d)"
-	GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/$t@$KWOK_VERSION" || {
-		echo "tools: installing $t $KWOK_VERSION failed (needs the Go module proxy; see above)" >&2
+	GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "$pkg@$version" || {
+		echo "tools: installing $name $version failed (needs the Go module proxy; see above)" >&2
 		exit 1
 	}
-	mv "$tmp/$t" "$out"
+	mv "$tmp/$name" "$out"
 	rmdir "$tmp"
-	echo "tools: $t $KWOK_VERSION built in $((SECONDS - start))s" >&2
-done
+	echo "tools: $name $version built in $((SECONDS - start))s" >&2
+}
+
+install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
+install gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum
+install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 
 # Stable names for the harness: bin/current/<tool> -> the pinned version.
 mkdir -p "$bin/current"
 for t in etcd:$ETCD_VERSION kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION \
-	kube-scheduler:$KUBE_VERSION jaeger:$JAEGER_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION; do
+	kube-scheduler:$KUBE_VERSION jaeger:$JAEGER_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION \
+	gotestsum:$GOTESTSUM_VERSION staticcheck:$STATICCHECK_VERSION; do
 	ln -sfn "../${t%%:*}-${t#*:}" "$bin/current/${t%%:*}"
 done
 echo "$bin/current"

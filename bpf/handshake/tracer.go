@@ -40,14 +40,12 @@ type Tracer struct {
 // Load checks that the kernel can run the programs, then loads them. Its
 // errors say what failed and what to do.
 func Load() (*Tracer, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		// Kernels >= 5.11 charge BPF memory to the cgroup and need no raise;
-		// RemoveMemlock detects that, so an error here is a real limit.
-		return nil, fmt.Errorf("raising the memlock limit for BPF maps: %w (run as root, or grant CAP_SYS_RESOURCE on kernels before 5.11)", err)
-	}
 	if _, err := btf.LoadKernelSpec(); err != nil {
 		return nil, fmt.Errorf("reading kernel BTF (/sys/kernel/btf/vmlinux): %w (hookscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)", err)
 	}
+	// Kernels >= 5.11 charge BPF memory to the cgroup and need no memlock
+	// raise; RemoveMemlock detects that. When it fails, loading says why.
+	memlockErr := rlimit.RemoveMemlock()
 	t := &Tracer{links: map[int][]link.Link{}, clock: newMonotonicClock()}
 	if err := loadHandshakeObjects(&t.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
@@ -55,7 +53,11 @@ func Load() (*Tracer, error) {
 			return nil, fmt.Errorf("loading handshake programs: verifier rejected them:\n%+v", verr)
 		}
 		if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("loading handshake programs: %w (run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)", err)
+			hint := "run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+			if memlockErr != nil {
+				hint += "; kernels before 5.11 also need CAP_SYS_RESOURCE for the memlock limit"
+			}
+			return nil, fmt.Errorf("loading handshake programs: %w (%s)", err, hint)
 		}
 		return nil, fmt.Errorf("loading handshake programs: %w", err)
 	}

@@ -73,19 +73,21 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client from %s: %w", describeConfig(o.kubeconfig), err)
 	}
-	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
-		return err
-	}
 
+	// The kernel first: a node that cannot load the programs should say so
+	// even when the API server is also down.
 	var dp agent.DataPlane
 	if !o.noEBPF {
 		tracer, err := handshake.Load()
 		if err != nil {
-			return fmt.Errorf("%w\n(or run with --no-ebpf to detect from probes and the API only)", err)
+			return fmt.Errorf("%w; or run with --no-ebpf to detect from probes and the API only", err)
 		}
 		kdp := agent.NewKernelDataPlane(tracer, log)
 		go kdp.Run(ctx)
 		dp = kdp
+	}
+	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
+		return err
 	}
 
 	var sinks []agent.FindingSink

@@ -1,0 +1,61 @@
+# hookscope: see README.md. Every target installs what it needs; nothing is
+# downloaded but Go modules (the Go module proxy) and Debian packages.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+export HOOKSCOPE_CACHE ?= $(HOME)/.cache/hookscope
+export HOOKSCOPE_TOOLS_BIN ?= $(HOOKSCOPE_CACHE)/bin/current
+GOTESTSUM := $(HOOKSCOPE_TOOLS_BIN)/gotestsum
+STATICCHECK := $(HOOKSCOPE_TOOLS_BIN)/staticcheck
+
+# Tests load BPF programs, create network namespaces and run clusters: one
+# package at a time (2 cores, and routes are machine-wide).
+GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
+
+.PHONY: all build tools host-deps generate test chaos bench lint clean
+
+all: build
+
+## build: the hookscope binary (agent and CLI) into bin/
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/hookscope ./cmd/hookscope
+
+## tools: the offline toolchain (kube-apiserver, etcd, kwok, Jaeger, ...) into $(HOOKSCOPE_CACHE)
+tools: host-deps
+	bash tools/build.sh >/dev/null
+
+## host-deps: the Debian packages the tests use (iproute2), when missing
+host-deps:
+	@command -v ip >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }
+
+## generate: rebuild the BPF objects and their Go bindings (needs clang-14, libbpf-dev)
+generate:
+	@command -v clang-14 >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-14 llvm libbpf-dev; }
+	go generate ./bpf/...
+
+## test: every test, as root: unit, kernel (eBPF), Jaeger, local cluster, game day
+test: tools build
+	@mkdir -p bin
+	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/bin/test-chaos-report \
+		$(GOTESTSUM) --format testname --jsonfile bin/test.json -- $(GOTEST_FLAGS) ./...
+
+## chaos: the game day on the local cluster; writes chaos-report/report.{json,md}
+chaos: tools build
+	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
+		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)'
+	@echo; cat chaos-report/report.md
+
+## bench: benchmarks, measured side by side in one run
+bench: tools build
+	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/... ./agent/...
+
+## lint: gofmt, go vet, staticcheck
+lint: tools
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	$(STATICCHECK) ./...
+
+clean:
+	rm -rf bin chaos-report bench-report
