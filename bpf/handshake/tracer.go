@@ -57,7 +57,8 @@ func Load() (*Tracer, error) {
 			if memlockErr != nil {
 				hint += "; kernels before 5.11 also need CAP_SYS_RESOURCE for the memlock limit"
 			}
-			return nil, fmt.Errorf("loading handshake programs: %w (%s)", err, hint)
+			// cilium/ebpf's own text blames MEMLOCK; the cause is privilege.
+			return nil, fmt.Errorf("loading handshake programs: %w: not permitted to create BPF maps and programs (%s)", unix.EPERM, hint)
 		}
 		return nil, fmt.Errorf("loading handshake programs: %w", err)
 	}
