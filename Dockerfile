@@ -1,0 +1,10 @@
+# hookscope's image: the static binary on an empty base. There is no image
+# registry where hookscope is built and tested, so the binary is built by
+# `make build` (CGO_ENABLED=0) and copied in; `docker build .` needs no pull.
+#   make build && docker build -t hookscope:dev .
+FROM scratch
+COPY bin/hookscope /hookscope
+# The agent runs as root in its pod with every capability dropped but the
+# three deploy/base/daemonset.yaml adds back; the CLI needs none.
+ENTRYPOINT ["/hookscope"]
+CMD ["agent"]
