@@ -13,7 +13,7 @@ STATICCHECK := $(HOOKSCOPE_TOOLS_BIN)/staticcheck
 # package at a time (2 cores, and routes are machine-wide).
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build tools host-deps generate test chaos bench lint clean
+.PHONY: all build tools host-deps generate test chaos bench fuzz lint clean
 
 all: build
 
@@ -47,9 +47,15 @@ chaos: tools build
 		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)'
 	@echo; cat chaos-report/report.md
 
-## bench: benchmarks, measured side by side in one run
+## bench: benchmarks, measured side by side in one run (traced vs untraced handshakes, bpf_stats)
 bench: tools build
-	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/... ./agent/...
+	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/...
+
+FUZZTIME ?= 60s
+## fuzz: run each fuzz target for FUZZTIME (the seed corpora also run in `make test`)
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
+	go test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 
 ## lint: gofmt, go vet, staticcheck
 lint: tools

@@ -30,6 +30,9 @@
 // alert, or the client closing or resetting right after the server's first
 // flight without sending its Finished.
 //
+// Failures (rejected, refused, reset, alert) wake the reader at once; the
+// other events are read at its next poll (the tracer polls every 50 ms).
+//
 // Sample (decoded by the agent):
 //   handshake_rejected client=10.0.0.1:40312 server=10.0.0.7:8443 tls13 encrypted_alert
 //     client_hello+0.2ms server_hello+0.9ms rejected+1.4ms
@@ -216,7 +219,14 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 	e->alert_desc = alert_desc;
 	e->encrypted_alert = encrypted_alert;
 	e->tcp_flags = p->flags;
-	bpf_ringbuf_submit(e, 0);
+	// Waking the reader costs a self-IPI per event (about 9 us per packet
+	// measured in a VM, 8x the program's own cost): only failures wake it;
+	// routine events wait for its next poll or the next failure.
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	if (kind == EVENT_HANDSHAKE_REJECTED || kind == EVENT_REFUSED || kind == EVENT_RESET ||
+	    kind == EVENT_ALERT)
+		wake = 0;
+	bpf_ringbuf_submit(e, wake);
 }
 
 static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)

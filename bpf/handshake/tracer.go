@@ -156,16 +156,26 @@ func (t *Tracer) Backends() ([]netip.AddrPort, error) {
 	return out, nil
 }
 
+// PollInterval bounds how long a routine event (one that does not wake the
+// reader) waits in the ring buffer.
+const PollInterval = 50 * time.Millisecond
+
 // Read blocks until the next event and decodes it. After Close it returns ErrClosed.
 func (t *Tracer) Read() (Event, error) {
-	rec, err := t.reader.Read()
-	if err != nil {
-		if errors.Is(err, ringbuf.ErrClosed) {
+	for {
+		t.reader.SetDeadline(time.Now().Add(PollInterval))
+		rec, err := t.reader.Read()
+		switch {
+		case err == nil:
+			return t.decode(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the ring was drained of unannounced events
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return Event{}, ErrClosed
+		default:
+			return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
 		}
-		return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
 	}
-	return t.decode(rec.RawSample)
 }
 
 func (t *Tracer) decode(raw []byte) (Event, error) {
@@ -208,6 +218,23 @@ func (t *Tracer) Counters() (Counters, error) {
 		}
 	}
 	return c, nil
+}
+
+// Stats sums the kernel's run statistics (bpf_stats) of both programs. They
+// count only while statistics are enabled (ebpf.EnableStats or the sysctl
+// kernel.bpf_stats_enabled).
+func (t *Tracer) Stats() (ebpf.ProgramStats, error) {
+	var sum ebpf.ProgramStats
+	for _, p := range []*ebpf.Program{t.objs.HandshakeIngress, t.objs.HandshakeEgress} {
+		s, err := p.Stats()
+		if err != nil {
+			return sum, fmt.Errorf("reading program statistics: %w", err)
+		}
+		sum.Runtime += s.Runtime
+		sum.RunCount += s.RunCount
+		sum.RecursionMisses += s.RecursionMisses
+	}
+	return sum, nil
 }
 
 // Close detaches everything and frees the programs and maps.
