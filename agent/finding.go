@@ -11,12 +11,21 @@ import (
 // FailureClass names why a webhook's calls fail, in the words an SRE uses.
 type FailureClass string
 
-// The failure classes of the walking skeleton; later issues add the rest.
+// The failure classes. The first group fails inside the API server with no
+// packet sent; the second is seen on the wire and named by a probe.
 const (
-	Healthy          FailureClass = "Healthy"
+	Healthy FailureClass = "Healthy"
+
+	ServiceNotFound     FailureClass = "ServiceNotFound"     // service "x" not found
+	NoEndpoints         FailureClass = "NoEndpoints"         // no endpoints available for service "x"
+	BackendPodsPending  FailureClass = "BackendPodsPending"  // the Service's pods exist but are Pending
+	BackendPodsNotReady FailureClass = "BackendPodsNotReady" // endpoints exist, none ready
+	PortMismatch        FailureClass = "PortMismatch"        // the webhook's port is not a port of the Service
+
 	CertExpired      FailureClass = "CertExpired"
 	CertNotYetValid  FailureClass = "CertNotYetValid"
-	UnknownAuthority FailureClass = "UnknownAuthority"
+	CertExpiringSoon FailureClass = "CertExpiringSoon" // still valid, expires within the horizon
+	UnknownAuthority FailureClass = "UnknownAuthority" // the caBundle does not verify the served chain
 	HostnameMismatch FailureClass = "HostnameMismatch"
 	// HandshakeRejected: the wire shows the API server rejected the
 	// handshake, and no probe has said why yet.
@@ -24,6 +33,10 @@ const (
 	ConnectionRefused  FailureClass = "ConnectionRefused"
 	HandshakeTimeout   FailureClass = "HandshakeTimeout"
 	TLSHandshakeFailed FailureClass = "TLSHandshakeFailed"
+	// WebhookTimeout: calls exceed timeoutSeconds (the API server's
+	// "context deadline exceeded").
+	WebhookTimeout FailureClass = "WebhookTimeout"
+	SlowResponse   FailureClass = "SlowResponse"
 )
 
 // WebhookRef names one webhook: the configuration that holds it and its
