@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
@@ -38,7 +40,30 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// SyncTimeout bounds the first informer sync.
 	SyncTimeout time.Duration
-	Logger      *slog.Logger
+	// CertHorizon: a served certificate that expires sooner than this is a
+	// CertExpiringSoon finding while it still works.
+	CertHorizon time.Duration
+	// ObjectChecks turns on the cluster-wide checks of webhook objects
+	// (Service, endpoints, backend pods): they fail inside the API server
+	// with no packet. One agent per cluster runs them (see LeaderElection).
+	ObjectChecks bool
+	// Pods lists a Service's pods for the Pending check; nil skips it.
+	Pods PodLister
+	Logger *slog.Logger
+}
+
+// PodLister lists the pods a selector matches in a namespace.
+type PodLister interface {
+	ListPods(ctx context.Context, namespace string, selector map[string]string) ([]PodState, error)
+}
+
+// PodState is what the Pending check needs of a pod.
+type PodState struct {
+	Name  string
+	Phase string
+	Node  string
+	// Reason is why it is Pending, from its PodScheduled condition.
+	Reason string
 }
 
 func (c *Config) defaults() {
@@ -50,6 +75,9 @@ func (c *Config) defaults() {
 	}
 	if c.SyncTimeout <= 0 {
 		c.SyncTimeout = 30 * time.Second
+	}
+	if c.CertHorizon <= 0 {
+		c.CertHorizon = 7 * 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -89,6 +117,9 @@ type Agent struct {
 	inflight  map[probeKey]bool
 	again     map[probeKey]bool
 	synced    bool
+
+	objectsChanged chan struct{}
+	objectChecks   atomic.Bool
 }
 
 // New makes an agent. dp may be nil: the agent then runs on probes and the
@@ -104,6 +135,8 @@ func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent 
 		ownProbes: map[netip.AddrPort]time.Time{},
 		inflight:  map[probeKey]bool{},
 		again:     map[probeKey]bool{},
+
+		objectsChanged: make(chan struct{}, 1),
 	}
 }
 
@@ -118,6 +151,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("no eBPF data plane: detecting from probes and the API only")
 	}
 	go a.probeLoop(ctx)
+	a.objectChecks.Store(a.cfg.ObjectChecks)
+	go a.objectLoop(ctx)
 	return a.inv.Run(ctx, a.cfg.SyncTimeout, func(ws []Webhook) { a.setWebhooks(ctx, ws) })
 }
 
@@ -164,6 +199,10 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	// A webhook or backend that is gone takes its findings with it.
 	var gone []Finding
 	for k, f := range a.open {
+		_, exists := a.webhooks[k.webhook]
+		if objectKey(k) && exists {
+			continue // the object checks resolve these
+		}
 		if !local[k] {
 			now := time.Now()
 			f.Resolved = &now
@@ -192,7 +231,14 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	for _, k := range fresh {
 		a.requestProbe(ctx, k, "new backend")
 	}
+	select {
+	case a.objectsChanged <- struct{}{}:
+	default:
+	}
 }
+
+// objectKey is the key of a finding about a webhook's objects, not one backend.
+func objectKey(k probeKey) bool { return !k.backend.IsValid() }
 
 func (a *Agent) readEvents(ctx context.Context) {
 	evs := a.dp.Events()
@@ -342,6 +388,11 @@ func (a *Agent) probeOnce(ctx context.Context, k probeKey, why string) {
 // apply turns a probe result into a finding that opens, changes or resolves.
 func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 	now := time.Now()
+	if r.Class == Healthy && r.Leaf != nil && r.Leaf.NotAfter.Sub(now) < a.cfg.CertHorizon {
+		r.Class = CertExpiringSoon
+		r.Detail = fmt.Sprintf("the served certificate %q expires at %s, in %s (horizon %s)", r.Leaf.Subject,
+			r.Leaf.NotAfter.UTC().Format(time.RFC3339), r.Leaf.NotAfter.Sub(now).Round(time.Minute), a.cfg.CertHorizon)
+	}
 	var reports []Finding
 	a.mu.Lock()
 	cur := a.open[k]
@@ -375,11 +426,15 @@ func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 		reports = append(reports, *cur)
 		a.resolved = appendBounded(a.resolved, *cur)
 	}
+	effect := w.Effect()
+	if r.Class == CertExpiringSoon {
+		effect = "none yet"
+	}
 	f := &Finding{
 		Class:         r.Class,
 		Webhook:       w.Ref,
 		FailurePolicy: w.FailurePolicy,
-		Effect:        w.Effect(),
+		Effect:        effect,
 		Service:       w.Service,
 		Backend:       k.backend,
 		FirstFailure:  r.Start,
@@ -487,6 +542,17 @@ func remediation(c FailureClass, w Webhook) string {
 		fix = "reissue the serving certificate with the name " + serverName(w)
 	case ConnectionRefused:
 		fix = "check that the webhook pods behind " + svc + " listen on the target port"
+	case CertExpiringSoon:
+		fix = "renew the serving certificate behind " + svc + " before it expires (cert-manager: check why renewal has not happened)"
+		return fix
+	case ServiceNotFound:
+		fix = "restore " + svc + " (reinstall the webhook's chart), or remove the webhook configuration " + w.Ref.Configuration + " after a backup (hookscope remediate remove " + w.Ref.Name + ")"
+	case NoEndpoints, BackendPodsNotReady:
+		fix = "restore the endpoints of " + svc + ": scale its Deployment up and check why its pods are not ready"
+	case BackendPodsPending:
+		fix = "get the pods behind " + svc + " scheduled (node capacity, taints, affinity, PVCs)"
+	case PortMismatch:
+		fix = "point the webhook at a port " + svc + " has, or add that port to the Service"
 	default:
 		fix = "check the webhook pods behind " + svc
 	}
@@ -501,4 +567,129 @@ func serverName(w Webhook) string {
 		return "of the webhook URL"
 	}
 	return w.Service.ServerName()
+}
+
+// SetObjectChecks turns the cluster-wide object checks on or off (leader
+// election calls it). Turning them off forgets their open findings: the
+// new leader reports them.
+func (a *Agent) SetObjectChecks(on bool) {
+	a.objectChecks.Store(on)
+	if on {
+		select {
+		case a.objectsChanged <- struct{}{}:
+		default:
+		}
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.open {
+		if objectKey(k) {
+			delete(a.open, k)
+		}
+	}
+}
+
+// objectLoop runs the object checks whenever the inventory changes and
+// every probe interval (a pod can turn Pending without any change to the
+// objects the inventory watches).
+func (a *Agent) objectLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.objectsChanged:
+		case <-t.C:
+		}
+		if !a.objectChecks.Load() {
+			continue
+		}
+		a.mu.Lock()
+		ws := make([]Webhook, 0, len(a.webhooks))
+		for _, w := range a.webhooks {
+			ws = append(ws, w)
+		}
+		a.mu.Unlock()
+		for _, w := range ws {
+			class, detail := w.Problem, w.ProblemDetail
+			if class == NoEndpoints {
+				class, detail = a.pendingPods(ctx, w, class, detail)
+			}
+			a.applyObjects(w, class, detail)
+		}
+	}
+}
+
+// pendingPods turns NoEndpoints into BackendPodsPending when the Service's
+// pods exist but are Pending (the seed's "0/1 Pending" controller pods).
+func (a *Agent) pendingPods(ctx context.Context, w Webhook, class FailureClass, detail string) (FailureClass, string) {
+	if a.cfg.Pods == nil || len(w.ServiceSelector) == 0 || w.Service == nil {
+		return class, detail
+	}
+	pods, err := a.cfg.Pods.ListPods(ctx, w.Service.Namespace, w.ServiceSelector)
+	if err != nil {
+		a.log.Warn("listing backend pods", "webhook", w.Ref.String(), "err", err)
+		return class, detail
+	}
+	var pending []string
+	for _, p := range pods {
+		if p.Phase == "Pending" {
+			s := p.Name
+			if p.Reason != "" {
+				s += " (" + p.Reason + ")"
+			}
+			pending = append(pending, s)
+		}
+	}
+	if len(pending) == 0 {
+		return class, detail
+	}
+	return BackendPodsPending, fmt.Sprintf("%s: %d/%d pods of service %q Pending: %s", detail, len(pending), len(pods), w.Service.Name, strings.Join(pending, ", "))
+}
+
+// applyObjects opens, changes or resolves the finding about a webhook's
+// objects.
+func (a *Agent) applyObjects(w Webhook, class FailureClass, detail string) {
+	k := probeKey{webhook: w.Ref}
+	now := time.Now()
+	var reports []Finding
+	a.mu.Lock()
+	cur := a.open[k]
+	switch {
+	case cur != nil && cur.Class == class:
+	case cur != nil:
+		cur.Resolved = &now
+		cur.Evidence = append(cur.Evidence, Evidence{Source: "apiserver", At: now, Detail: "now: " + orHealthy(class, detail)})
+		reports = append(reports, *cur)
+		a.resolved = appendBounded(a.resolved, *cur)
+		delete(a.open, k)
+	}
+	if class != "" && (cur == nil || cur.Class != class) {
+		f := &Finding{
+			Class: class, Webhook: w.Ref, FailurePolicy: w.FailurePolicy, Effect: w.Effect(), Service: w.Service,
+			FirstFailure: now, FirstSeen: now, Remediation: remediation(class, w),
+			Evidence: []Evidence{{Source: "apiserver", At: now, Detail: detail}},
+		}
+		f.ID = findingID(f)
+		a.open[k] = f
+		reports = append(reports, *f)
+	}
+	a.mu.Unlock()
+	for _, f := range reports {
+		if f.Resolved != nil {
+			a.log.Info("finding resolved", "webhook", f.Webhook.String(), "class", f.Class, "id", f.ID)
+		} else {
+			a.log.Warn("finding", "webhook", f.Webhook.String(), "class", f.Class, "effect", f.Effect, "detail", detail)
+		}
+		a.report(f)
+	}
+}
+
+func orHealthy(c FailureClass, detail string) string {
+	if c == "" {
+		return "the objects look callable"
+	}
+	return string(c) + ": " + detail
 }

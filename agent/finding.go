@@ -83,6 +83,12 @@ type Webhook struct {
 	URL            string          `json:"url,omitempty"`
 	CABundle       []byte          `json:"-"`
 	Backends       []BackendTarget `json:"backends"`
+	// Problem is what the API server will hit before it dials anything,
+	// judged from the objects alone; empty when the objects look callable.
+	Problem       FailureClass `json:"problem,omitempty"`
+	ProblemDetail string       `json:"problemDetail,omitempty"`
+	// ServiceSelector is the Service's pod selector, to find Pending pods.
+	ServiceSelector map[string]string `json:"-"`
 }
 
 // FailsClosed reports whether the API server rejects the write when this

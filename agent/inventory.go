@@ -178,7 +178,12 @@ func Resolve(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissi
 			}
 			w.Service = ref
 			key := s.Namespace + "/" + s.Name
-			w.Backends = backendsOf(svcByKey[key], ref.Port, slicesBySvc[key])
+			svc := svcByKey[key]
+			w.Backends = backendsOf(svc, ref.Port, slicesBySvc[key])
+			if svc != nil {
+				w.ServiceSelector = svc.Spec.Selector
+			}
+			w.Problem, w.ProblemDetail = objectProblem(svc, ref, w.Backends)
 		}
 		out = append(out, w)
 	}
@@ -194,6 +199,36 @@ func Resolve(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissi
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref.String() < out[j].Ref.String() })
 	return out
+}
+
+// objectProblem says what the API server will hit when it calls the
+// webhook, from the Service and its endpoints alone, in the API server's
+// words where it has them.
+func objectProblem(svc *corev1.Service, ref *ServiceRef, backends []BackendTarget) (FailureClass, string) {
+	if svc == nil {
+		return ServiceNotFound, fmt.Sprintf("service %q not found", ref.Name)
+	}
+	hasPort := false
+	for _, p := range svc.Spec.Ports {
+		hasPort = hasPort || p.Port == ref.Port
+	}
+	if !hasPort {
+		return PortMismatch, fmt.Sprintf("service %q has no port %d", ref.Name, ref.Port)
+	}
+	ready := 0
+	for _, b := range backends {
+		if b.Ready {
+			ready++
+		}
+	}
+	switch {
+	case ready > 0:
+		return "", ""
+	case len(backends) > 0:
+		return BackendPodsNotReady, fmt.Sprintf("%d endpoints of service %q, none ready", len(backends), ref.Name)
+	default:
+		return NoEndpoints, fmt.Sprintf("no endpoints available for service %q", ref.Name)
+	}
 }
 
 // backendsOf finds the endpoints behind port of svc. A nil svc (Service not

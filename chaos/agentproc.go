@@ -140,25 +140,32 @@ func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFind
 	return body.Open, body.Resolved, nil
 }
 
-// WaitForFinding polls until an open finding of the webhook exists, and
-// returns it.
-func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook string, timeout time.Duration) (AgentFinding, error) {
+// WaitForFinding polls until an open finding of the webhook with the class
+// exists, and returns it. On timeout the error lists the open findings of
+// the webhook it saw instead.
+func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook, class string, timeout time.Duration) (AgentFinding, error) {
 	var found AgentFinding
-	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	var others []string
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		open, _, err := p.Findings(ctx)
 		if err != nil {
 			return false, nil
 		}
+		others = others[:0]
 		for _, f := range open {
-			if f.Webhook.Name == webhook {
+			if f.Webhook.Name != webhook {
+				continue
+			}
+			if f.Class == class {
 				found = f
 				return true, nil
 			}
+			others = append(others, f.Class)
 		}
 		return false, nil
 	})
 	if err != nil {
-		return found, fmt.Errorf("no open finding for webhook %s within %s", webhook, timeout)
+		return found, fmt.Errorf("no open %s finding for webhook %s within %s (open for it: %v)", class, webhook, timeout, others)
 	}
 	return found, nil
 }

@@ -90,6 +90,8 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		NodeName:     l.Node,
 		OTLPEndpoint: l.Jaeger.OTLPGRPCEndpoint(),
 		Dir:          o.Dir,
+		// One agent: it wins the election and runs the cluster-wide checks.
+		ExtraArgs: []string{"--lease-namespace", "default"},
 	})
 	if err != nil {
 		return nil, err

@@ -26,6 +26,13 @@ type ScenarioResult struct {
 	Recovered            bool    `json:"recovered"`
 	Passed               bool    `json:"passed"`
 
+	// DetectAfterInjectionSeconds is DetectedAt - InjectedAt.
+	DetectAfterInjectionSeconds float64 `json:"detect_after_injection_seconds"`
+	// FirstWriteDelaySeconds is how long after the injection the scenario
+	// made its first write (a workload's next write after the breakage).
+	FirstWriteDelaySeconds float64 `json:"first_write_delay_seconds"`
+	// WriteFailed says whether that write failed (false for fail-open).
+	WriteFailed bool `json:"write_failed"`
 	// FailedCallError is what the API server told the client.
 	FailedCallError string `json:"failed_call_error,omitempty"`
 	// DetectedBy lists the finding's evidence sources (ebpf, probe, ...).
@@ -99,18 +106,20 @@ func (r *Report) markdown() string {
 	}
 	fmt.Fprintf(&b, "# hookscope game day: %s\n\n", verdict)
 	fmt.Fprintf(&b, "Provider: %s. Started %s, took %s.\n\n", r.Provider, r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
-	b.WriteString("| scenario | expected | detected | detection latency | detected by | remediation | recovered | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | expected | detected | first write after injection | detected after injection | detection latency | detected by | remediation | recovered | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		res := "pass"
 		if !s.Passed {
 			res = "**FAIL**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %v | %s |\n", s.Name, s.ExpectedClass, orDash(s.DetectedClass),
-			latency(s), orDash(strings.Join(s.DetectedBy, " + ")), orDash(s.Remediation), s.Recovered, res)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.3f s | %s | %s | %s | %s | %v | %s |\n", s.Name, s.ExpectedClass, orDash(s.DetectedClass),
+			s.FirstWriteDelaySeconds, afterInjection(s), latency(s), orDash(strings.Join(s.DetectedBy, " + ")), orDash(s.Remediation), s.Recovered, res)
 	}
-	b.WriteString("\nDetection latency is measured from the start of the first write the API server rejected to the agent's finding;\n")
-	b.WriteString("negative means the agent knew before that write.\n")
+	b.WriteString("\nDetection latency runs from the start of the first write after the injection (rejected, or let through\n")
+	b.WriteString("unchecked when the webhook fails open) to the agent's finding; negative means the agent knew before that\n")
+	b.WriteString("write. It includes the API server's own retry of a call whose connection was reset. Failures that send no\n")
+	b.WriteString("packet are measured against a write 1 s after the injection.\n")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Name)
 		if s.FailedCallError != "" {
@@ -138,6 +147,13 @@ func latency(s *ScenarioResult) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.3f s", s.DetectLatencySeconds)
+}
+
+func afterInjection(s *ScenarioResult) string {
+	if s.DetectedAt.IsZero() || s.InjectedAt.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f s", s.DetectAfterInjectionSeconds)
 }
 
 func orDash(s string) string {

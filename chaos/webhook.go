@@ -52,6 +52,7 @@ type Webhook struct {
 	Server      *backend.Server
 
 	client kubernetes.Interface
+	agent  *AgentProcess
 	node   string
 	pod    *podnet.Pod
 	writes int
@@ -84,48 +85,9 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
 	}
 
-	// The backend pod: kwok runs it on the lab's node and gives it an IP.
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: spec.Name + "-webhook-0", Namespace: w.Namespace, Labels: map[string]string{"app": w.Service}},
-		Spec: corev1.PodSpec{
-			NodeName:    l.Node,
-			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers: []corev1.Container{{
-				Name: "webhook", Image: "hookscope.local/chaos-webhook:dev",
-				Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: backendPort}},
-			}},
-		},
-	}
-	if _, err := c.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: creating backend pod: %w", spec.Name, err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := c.CoreV1().Pods(w.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
-			return false, nil
-		}
-		w.PodIP, err = netip.ParseAddr(p.Status.PodIP)
-		return err == nil, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: backend pod not Running with an IP: %w", spec.Name, err)
-	}
-
-	// Its network: the pod IP in a namespace on this machine, with the
-	// webhook server listening in it.
-	if w.pod, err = podnet.New(spec.Name, w.PodIP); err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
-	}
-	ln, err := w.pod.Listen(backendPort)
-	if err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
-	}
-	valid, err := w.ValidCertificate()
-	if err != nil {
-		ln.Close()
+	if err := w.StartBackend(ctx); err != nil {
 		return nil, err
 	}
-	w.Server = backend.Serve(ln, valid)
 
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Service, Namespace: w.Namespace},
@@ -137,11 +99,8 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 	if _, err := c.CoreV1().Services(w.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("deploying webhook %s: creating Service: %w", spec.Name, err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		return w.endpointReady(ctx)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: no ready endpoint %s:%d in the Service's EndpointSlices: %w", spec.Name, w.PodIP, backendPort, err)
+	if err := w.waitEndpoint(ctx); err != nil {
+		return nil, err
 	}
 
 	fp := spec.FailurePolicy
@@ -176,27 +135,177 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		return nil, fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", spec.Name, err)
 	}
 
-	// The game day measures from the first failed call: the agent must
-	// trace the backend before anything is injected.
-	if l.Agent != nil {
+	w.agent = l.Agent
+	if err := w.WaitServing(ctx); err != nil {
+		return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
+	}
+	return w, nil
+}
+
+// WaitServing waits until the agent traces the backend (the game day
+// measures from the first failed call, so tracing must start before any
+// injection) and a write really goes through the webhook (the API server
+// picks configurations and endpoints up asynchronously).
+func (w *Webhook) WaitServing(ctx context.Context) error {
+	if w.agent != nil {
 		backend := netip.AddrPortFrom(w.PodIP, backendPort).String()
-		if err := l.Agent.WaitForTraced(ctx, w.WebhookName, backend, 30*time.Second); err != nil {
-			return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
+		if err := w.agent.WaitForTraced(ctx, w.WebhookName, backend, 30*time.Second); err != nil {
+			return err
 		}
 	}
-	// The API server picks the configuration up asynchronously: wait until
-	// a write really goes through the webhook.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		before := w.Server.Requests()
-		if _, err := w.Write(ctx); err != nil {
+		if _, lastErr = w.Write(ctx); lastErr != nil {
 			return false, nil
 		}
 		return w.Server.Requests() > before, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: the API server does not call it: %w", spec.Name, err)
+		return fmt.Errorf("the API server does not call the webhook (last write: %v): %w", lastErr, err)
 	}
-	return w, nil
+	return nil
+}
+
+// backendPod is the webhook's backend pod; schedulable false gives it a node
+// selector no node has, so it stays Pending.
+func (w *Webhook) backendPod(schedulable bool) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name + "-webhook-0", Namespace: w.Namespace, Labels: map[string]string{"app": w.Service}},
+		Spec: corev1.PodSpec{
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{
+				Name: "webhook", Image: "hookscope.local/chaos-webhook:dev",
+				Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: backendPort}},
+			}},
+		},
+	}
+	if schedulable {
+		pod.Spec.NodeName = w.node
+	} else {
+		pod.Name = w.Spec.Name + "-webhook-pending"
+		pod.Spec.NodeSelector = map[string]string{"hookscope.dev/no-such-node": "true"}
+	}
+	return pod
+}
+
+// StartBackend creates the backend pod on the lab's node, waits for kwok to
+// give it an IP, and serves the webhook from a network namespace that owns
+// that IP, with a valid certificate.
+func (w *Webhook) StartBackend(ctx context.Context) error {
+	c := w.client
+	pod := w.backendPod(true)
+	if _, err := c.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("starting backend of %s: creating pod: %w", w.Spec.Name, err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods(w.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+			return false, nil
+		}
+		w.PodIP, err = netip.ParseAddr(p.Status.PodIP)
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("starting backend of %s: pod not Running with an IP: %w", w.Spec.Name, err)
+	}
+	if w.pod, err = podnet.New(w.Spec.Name, w.PodIP); err != nil {
+		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
+	}
+	ln, err := w.pod.Listen(backendPort)
+	if err != nil {
+		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
+	}
+	cert, err := w.ValidCertificate()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	w.Server = backend.Serve(ln, cert)
+	return nil
+}
+
+// StopBackend deletes the backend pod (as a Deployment scaled to zero
+// would) and stops its server and network.
+func (w *Webhook) StopBackend(ctx context.Context) error {
+	var errs []error
+	err := w.client.CoreV1().Pods(w.Namespace).Delete(ctx, w.Spec.Name+"-webhook-0", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if w.Server != nil {
+		errs = append(errs, w.Server.Close())
+		w.Server = nil
+	}
+	if w.pod != nil {
+		errs = append(errs, w.pod.Close())
+		w.pod = nil
+	}
+	// Wait until the pod is gone, so a restart can reuse its name.
+	errs = append(errs, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := w.client.CoreV1().Pods(w.Namespace).Get(ctx, w.Spec.Name+"-webhook-0", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}))
+	return errors.Join(errs...)
+}
+
+// AddPendingBackend creates a backend pod that no node can take: it stays
+// Pending, as the seed's controller pods did.
+func (w *Webhook) AddPendingBackend(ctx context.Context) error {
+	if _, err := w.client.CoreV1().Pods(w.Namespace).Create(ctx, w.backendPod(false), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating a Pending backend pod: %w", err)
+	}
+	return nil
+}
+
+// RemovePendingBackend deletes the Pending backend pod.
+func (w *Webhook) RemovePendingBackend(ctx context.Context) error {
+	err := w.client.CoreV1().Pods(w.Namespace).Delete(ctx, w.Spec.Name+"-webhook-pending", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the Pending backend pod: %w", err)
+	}
+	return nil
+}
+
+// DeleteService deletes the webhook's Service and returns it as a backup.
+// It also closes the backend's connections: the API server keeps calling a
+// webhook over its open connections after the Service is gone, and only a
+// new connection looks the Service up (an uninstall restarts the pods too).
+func (w *Webhook) DeleteService(ctx context.Context) (*corev1.Service, error) {
+	defer func() {
+		if w.Server != nil {
+			w.Server.CloseConnections()
+		}
+	}()
+	svc, err := w.client.CoreV1().Services(w.Namespace).Get(ctx, w.Service, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("backing up Service %s/%s: %w", w.Namespace, w.Service, err)
+	}
+	if err := w.client.CoreV1().Services(w.Namespace).Delete(ctx, w.Service, metav1.DeleteOptions{}); err != nil {
+		return nil, fmt.Errorf("deleting Service %s/%s: %w", w.Namespace, w.Service, err)
+	}
+	return svc, nil
+}
+
+// RestoreService recreates a Service from its backup and waits for its endpoint.
+func (w *Webhook) RestoreService(ctx context.Context, backup *corev1.Service) error {
+	svc := backup.DeepCopy()
+	svc.ResourceVersion, svc.UID, svc.CreationTimestamp = "", "", metav1.Time{}
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil // the allocator gives a new one
+	if _, err := w.client.CoreV1().Services(w.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("restoring Service %s/%s: %w", w.Namespace, w.Service, err)
+	}
+	return w.waitEndpoint(ctx)
+}
+
+func (w *Webhook) waitEndpoint(ctx context.Context) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		return w.endpointReady(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("no ready endpoint %s:%d for Service %s/%s: %w", w.PodIP, backendPort, w.Namespace, w.Service, err)
+	}
+	return nil
 }
 
 func (w *Webhook) endpointReady(ctx context.Context) (bool, error) {
@@ -219,10 +328,11 @@ func (w *Webhook) endpointReady(ctx context.Context) (bool, error) {
 // ServerName is the name the API server verifies: <service>.<namespace>.svc.
 func (w *Webhook) ServerName() string { return w.Service + "." + w.Namespace + ".svc" }
 
-// ValidCertificate is a serving certificate valid now.
+// ValidCertificate is a serving certificate valid for a year, as
+// cert-manager issues them: beyond the agent's expiring-soon horizon.
 func (w *Webhook) ValidCertificate() (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-time.Hour), now.Add(24*time.Hour))
+	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 }
 
 // ExpiredCertificate is a serving certificate that expired an hour ago.
@@ -269,9 +379,11 @@ func (w *Webhook) Remove(ctx context.Context) error {
 	}
 	if w.Server != nil {
 		errs = append(errs, w.Server.Close())
+		w.Server = nil
 	}
 	if w.pod != nil {
 		errs = append(errs, w.pod.Close())
+		w.pod = nil
 	}
 	return errors.Join(errs...)
 }

@@ -57,6 +57,11 @@ func Serve(ln net.Listener, cert tls.Certificate) *Server {
 // new certificate would not be seen until they idle out.
 func (s *Server) SetCertificate(cert tls.Certificate) {
 	s.cert.Store(&cert)
+	s.CloseConnections()
+}
+
+// CloseConnections closes the open connections, as a restart would.
+func (s *Server) CloseConnections() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {

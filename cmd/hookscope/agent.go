@@ -32,6 +32,10 @@ type agentOptions struct {
 	probeTimeout  time.Duration
 	noEBPF        bool
 	logLevel      string
+	objectChecks  bool
+	leaderElect   bool
+	leaseNS       string
+	certHorizon   time.Duration
 }
 
 func agentCommand() *cobra.Command {
@@ -55,6 +59,10 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
 	f.BoolVar(&o.noEBPF, "no-ebpf", false, "run without the eBPF data plane (probes and the API only)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&o.objectChecks, "object-checks", true, "check webhook objects (Service, endpoints, backend pods) cluster-wide: the failures that send no packet")
+	f.BoolVar(&o.leaderElect, "leader-elect", true, "run the object checks only on the agent that holds the cluster's Lease")
+	f.StringVar(&o.leaseNS, "lease-namespace", envOr("POD_NAMESPACE", "hookscope"), "namespace of the leader-election Lease (default: $POD_NAMESPACE)")
+	f.DurationVar(&o.certHorizon, "cert-horizon", 7*24*time.Hour, "report a served certificate that expires within this horizon")
 	return cmd
 }
 
@@ -108,8 +116,23 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		log.Warn("no --otlp-endpoint: findings are not exported as spans")
 	}
 
-	a := agent.New(agent.Config{NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log},
-		agent.NewInventory(client), dp, sinks...)
+	a := agent.New(agent.Config{
+		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
+		CertHorizon:  o.certHorizon,
+		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
+		Pods:         agent.APIPodLister{Client: client},
+	}, agent.NewInventory(client), dp, sinks...)
+	if o.objectChecks && o.leaderElect {
+		id := o.nodeName
+		if id == "" {
+			id, _ = os.Hostname()
+		}
+		go func() {
+			if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log); err != nil {
+				log.Error("leader election", "err", err)
+			}
+		}()
+	}
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -121,6 +144,13 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	log.Info("hookscope agent started", "api", "http://"+ln.Addr().String(), "node", o.nodeName, "apiserver", cfg.Host, "ebpf", dp != nil)
 
 	return a.Run(ctx)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // restConfig loads the kubeconfig, or the in-cluster config when none is named.

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// LeaseName is the Lease the agents elect the one that runs the
+// cluster-wide checks with.
+const LeaseName = "hookscope-cluster-checks"
+
+// RunLeaderElection runs the cluster-wide object checks on exactly one agent
+// of the cluster: the holder of the Lease hookscope-cluster-checks in
+// namespace. It returns when ctx ends.
+//
+// A webhook that fails closed on leases in that namespace would stop the
+// renewals: hookscope's namespace must be excluded from every webhook (see
+// deploy/). Until a renewal fails, the leader keeps checking.
+func RunLeaderElection(ctx context.Context, client kubernetes.Interface, namespace, identity string, a *Agent, log *slog.Logger) error {
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, namespace, LeaseName,
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
+	if err != nil {
+		return fmt.Errorf("setting up leader election in %s: %w", namespace, err)
+	}
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Name:            LeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) {
+				log.Info("leading: running the cluster-wide checks", "lease", namespace+"/"+LeaseName)
+				a.SetObjectChecks(true)
+			},
+			OnStoppedLeading: func() {
+				log.Info("no longer leading: another agent runs the cluster-wide checks")
+				a.SetObjectChecks(false)
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("setting up leader election in %s: %w", namespace, err)
+	}
+	for ctx.Err() == nil {
+		le.Run(ctx) // returns when leadership is lost; stand again
+	}
+	return nil
+}

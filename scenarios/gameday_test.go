@@ -1,0 +1,171 @@
+//go:build linux
+
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+	"sigs.k8s.io/e2e-framework/pkg/types"
+
+	"github.com/hookscope/hookscope/chaos"
+)
+
+// gameDay is one documented failure, scripted the way an SRE runs it:
+// deploy a healthy webhook, inject the failure, watch a write, check that
+// hookscope named the webhook and the reason (and that the span reached the
+// trace backend), apply the documented fix, check that writes recover and
+// the finding resolves.
+type gameDay struct {
+	name          string // as in the seed article
+	expectedClass string
+	spec          chaos.WebhookSpec
+	// inject breaks the webhook; it may return state for remediate.
+	inject func(ctx context.Context, wh *chaos.Webhook) (any, error)
+	// firstWriteDelay is when the workload's first write arrives after the
+	// injection. 0 writes at once (the wire sees the failing call); the
+	// failures that send no packet are measured against a write 1 s later.
+	firstWriteDelay time.Duration
+	// wantError is a substring of the API server's answer to the write;
+	// empty means the write succeeds (the webhook fails open).
+	wantError   string
+	effect      string // the finding's effect
+	remediation string
+	remediate   func(ctx context.Context, wh *chaos.Webhook, state any) error
+}
+
+func (g gameDay) feature() types.Feature {
+	var (
+		wh      *chaos.Webhook
+		state   any
+		finding chaos.AgentFinding
+		result  = lab.Report.Scenario(g.name, g.expectedClass)
+	)
+	fail := func(t *testing.T, format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		result.Failures = append(result.Failures, msg)
+		t.Fatal(msg)
+	}
+	return features.New(g.name).
+		Setup(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			var err error
+			if wh, err = lab.DeployWebhook(ctx, g.spec); err != nil {
+				fail(t, "deploying the webhook: %v", err)
+			}
+			return ctx
+		}).
+		Assess("inject: "+g.name, func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			result.InjectedAt = time.Now()
+			var err error
+			if state, err = g.inject(ctx, wh); err != nil {
+				fail(t, "injecting: %v", err)
+			}
+			return ctx
+		}).
+		Assess("observe: the write the webhook intercepts", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			if d := time.Until(result.InjectedAt.Add(g.firstWriteDelay)); d > 0 {
+				time.Sleep(d)
+			}
+			start, err := wh.Write(ctx)
+			result.FirstWriteDelaySeconds = start.Sub(result.InjectedAt).Seconds()
+			result.FirstFailedCallAt = start
+			if err != nil {
+				result.WriteFailed = true
+				result.FailedCallError = err.Error()
+			}
+			switch {
+			case g.wantError == "" && err != nil:
+				fail(t, "the write failed (%v); a fail-open webhook lets it through", err)
+			case g.wantError != "" && err == nil:
+				fail(t, "the write succeeded; want the API server to reject it with %q", g.wantError)
+			case g.wantError != "" && (!strings.Contains(err.Error(), g.wantError) || !strings.Contains(err.Error(), wh.WebhookName)):
+				fail(t, "the write failed with %q; want the webhook's name and %q", err, g.wantError)
+			}
+			return ctx
+		}).
+		Assess("detect: the agent names the webhook, the reason and the effect", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			var err error
+			if finding, err = lab.Agent.WaitForFinding(ctx, wh.WebhookName, g.expectedClass, 15*time.Second); err != nil {
+				fail(t, "%v", err)
+			}
+			result.DetectedClass = finding.Class
+			result.DetectedAt = finding.FirstSeen
+			result.DetectedBy = finding.Sources()
+			for _, e := range finding.Evidence {
+				result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
+			}
+			result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
+			result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
+			if finding.Webhook.Configuration != g.spec.Name || finding.Effect != g.effect {
+				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, g.spec.Name, g.effect)
+			}
+			return ctx
+		}).
+		Assess("detect: the finding's span is in Jaeger", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			traces, err := lab.Jaeger.WaitForTraces(wctx, chaos.AgentServiceName,
+				map[string]string{"hookscope.finding.id": finding.ID, "hookscope.failure.class": g.expectedClass}, 1)
+			if err != nil {
+				fail(t, "reading the finding's span from Jaeger: %v", err)
+			}
+			span := traces[0].Spans[0]
+			want := map[string]string{
+				"hookscope.webhook.configuration":  g.spec.Name,
+				"hookscope.webhook.name":           wh.WebhookName,
+				"hookscope.webhook.failure_policy": string(g.spec.FailurePolicy),
+				"hookscope.service.name":           wh.Service,
+				"hookscope.service.namespace":      wh.Namespace,
+				"error.type":                       g.expectedClass,
+			}
+			for k, v := range want {
+				if span.Tags[k] != v {
+					fail(t, "span %s: %s = %q, want %q (tags %v)", span.OperationName, k, span.Tags[k], v, span.Tags)
+				}
+			}
+			result.SpanTraceID = traces[0].TraceID
+			return ctx
+		}).
+		Assess("remediate: "+g.remediation, func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			if err := g.remediate(ctx, wh, state); err != nil {
+				fail(t, "remediating: %v", err)
+			}
+			result.Remediation = g.remediation
+			return ctx
+		}).
+		Assess("recover: writes succeed and the finding resolves", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			var lastErr error
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				_, lastErr = wh.Write(ctx)
+				return lastErr == nil, nil
+			})
+			if err != nil {
+				fail(t, "the write still fails after the fix: %v", lastErr)
+			}
+			result.RecoveredAt = time.Now()
+			resolved, err := lab.Agent.WaitForResolved(ctx, finding.ID, 30*time.Second)
+			if err != nil {
+				fail(t, "%v", err)
+			}
+			result.ResolvedAt = *resolved.Resolved
+			result.Recovered = true
+			return ctx
+		}).
+		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
+			if wh != nil {
+				if err := wh.Remove(ctx); err != nil {
+					t.Logf("removing the webhook: %v", err)
+				}
+			}
+			return ctx
+		}).
+		Feature()
+}
