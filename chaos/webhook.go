@@ -212,9 +212,15 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 	if w.pod, err = podnet.New(w.Spec.Name, w.PodIP); err != nil {
 		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
 	}
+	return w.StartServer()
+}
+
+// StartServer starts the webhook server in the backend pod's network with
+// a valid certificate.
+func (w *Webhook) StartServer() error {
 	ln, err := w.pod.Listen(backendPort)
 	if err != nil {
-		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
+		return fmt.Errorf("starting the server of %s: %w", w.Spec.Name, err)
 	}
 	cert, err := w.ValidCertificate()
 	if err != nil {
@@ -223,6 +229,17 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 	}
 	w.Server = backend.Serve(ln, cert)
 	return nil
+}
+
+// StopServer stops the webhook server but leaves its pod Running and Ready:
+// the port is closed, so the pod's kernel refuses connections.
+func (w *Webhook) StopServer() error {
+	if w.Server == nil {
+		return nil
+	}
+	err := w.Server.Close()
+	w.Server = nil
+	return err
 }
 
 // StopBackend deletes the backend pod (as a Deployment scaled to zero

@@ -119,6 +119,19 @@ func TestFailOpenImpact(t *testing.T) {
 	}.feature())
 }
 
+func TestConnectionRefused(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "connection refused (backend port closed)",
+		expectedClass: "ConnectionRefused",
+		spec:          chaos.WebhookSpec{Name: "refused", FailurePolicy: admissionv1.Fail},
+		inject:        func(_ context.Context, wh *chaos.Webhook) (any, error) { return nil, wh.StopServer() },
+		wantError:     "connect: connection refused",
+		effect:        "writes rejected",
+		remediation:   "start the webhook server again",
+		remediate:     func(_ context.Context, wh *chaos.Webhook, _ any) error { return wh.StartServer() },
+	}.feature())
+}
+
 func restartBackend(ctx context.Context, wh *chaos.Webhook, _ any) error {
 	if err := wh.StartBackend(ctx); err != nil {
 		return err
