@@ -49,7 +49,9 @@ type Config struct {
 	ObjectChecks bool
 	// Pods lists a Service's pods for the Pending check; nil skips it.
 	Pods PodLister
-	Logger *slog.Logger
+	// Observer gets every probe, kernel event and finding; nil for none.
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // PodLister lists the pods a selector matches in a namespace.
@@ -286,6 +288,9 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 	a.mu.Unlock()
 
 	a.log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "detail", detail)
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveWire(e.Kind.String())
+	}
 	if detail != "" || recheck {
 		for _, k := range keys {
 			a.requestProbe(ctx, k, e.Kind.String())
@@ -377,6 +382,9 @@ func (a *Agent) probeOnce(ctx context.Context, k probeKey, why string) {
 	}
 	r := Probe(ctx, k.backend, w.Service.ServerName(), w.CABundle, a.cfg.ProbeTimeout)
 	a.log.Debug("probe", "why", why, "webhook", k.webhook.String(), "result", r.String())
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveProbe(k.webhook, r)
+	}
 	a.mu.Lock()
 	if r.Local.IsValid() {
 		a.ownProbes[r.Local] = r.Start
@@ -467,6 +475,9 @@ func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 }
 
 func (a *Agent) report(f Finding) {
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveFinding(f)
+	}
 	for _, s := range a.sinks {
 		s.Report(f)
 	}
@@ -594,15 +605,18 @@ func (a *Agent) SetObjectChecks(on bool) {
 // every probe interval (a pod can turn Pending without any change to the
 // objects the inventory watches).
 func (a *Agent) objectLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.ProbeInterval)
-	defer t.Stop()
+	// A webhook without endpoints is re-checked often: its pods can turn
+	// Pending, or come back, with no change to the objects watched.
+	const brokenRecheck = 500 * time.Millisecond
+	next := a.cfg.ProbeInterval
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.objectsChanged:
-		case <-t.C:
+		case <-time.After(next):
 		}
+		next = a.cfg.ProbeInterval
 		if !a.objectChecks.Load() {
 			continue
 		}
@@ -616,6 +630,7 @@ func (a *Agent) objectLoop(ctx context.Context) {
 			class, detail := w.Problem, w.ProblemDetail
 			if class == NoEndpoints {
 				class, detail = a.pendingPods(ctx, w, class, detail)
+				next = brokenRecheck
 			}
 			a.applyObjects(w, class, detail)
 		}

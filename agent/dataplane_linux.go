@@ -57,6 +57,12 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 	}
 }
 
+// EventsDropped is how many events the kernel could not queue.
+func (k *KernelDataPlane) EventsDropped() (uint64, error) {
+	c, err := k.tracer.Counters()
+	return c.EventsDropped, err
+}
+
 // Traced implements DataPlane.
 func (k *KernelDataPlane) Traced(target netip.AddrPort) bool {
 	k.mu.Lock()

@@ -144,3 +144,14 @@ type CertificateWindow struct {
 type FindingSink interface {
 	Report(f Finding)
 }
+
+// Observer receives what the agent measures, for metrics. Calls must not
+// block.
+type Observer interface {
+	// ObserveProbe is called after every probe of a backend.
+	ObserveProbe(w WebhookRef, r ProbeResult)
+	// ObserveWire is called for every event the kernel reports.
+	ObserveWire(kind string)
+	// ObserveFinding is called when a finding opens or resolves.
+	ObserveFinding(f Finding)
+}

@@ -170,6 +170,24 @@ func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook, class string
 	return found, nil
 }
 
+// Metrics returns the agent's Prometheus scrape.
+func (p *AgentProcess) Metrics(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("scraping agent metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("scraping agent metrics: %w", err)
+	}
+	return string(b), nil
+}
+
 // WaitForTraced polls the agent's /webhooks until it traces backend for the
 // webhook in the kernel.
 func (p *AgentProcess) WaitForTraced(ctx context.Context, webhook, backend string, timeout time.Duration) error {

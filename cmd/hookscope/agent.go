@@ -54,7 +54,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "trace and probe only backends on this node (default: $NODE_NAME; empty: all)")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP gRPC collector host:port for finding spans (empty: no spans)")
 	f.BoolVar(&o.otlpInsecure, "otlp-insecure", true, "talk to the collector without TLS")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /healthz, /readyz)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
 	f.BoolVar(&o.noEBPF, "no-ebpf", false, "run without the eBPF data plane (probes and the API only)")
@@ -84,7 +84,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 
 	// The kernel first: a node that cannot load the programs should say so
 	// even when the API server is also down.
-	var dp agent.DataPlane
+	var (
+		dp      agent.DataPlane
+		dropped func() (uint64, error)
+	)
 	if !o.noEBPF {
 		tracer, err := handshake.Load()
 		if err != nil {
@@ -92,7 +95,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		}
 		kdp := agent.NewKernelDataPlane(tracer, log)
 		go kdp.Run(ctx)
-		dp = kdp
+		dp, dropped = kdp, kdp.EventsDropped
 	}
 	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
 		return err
@@ -116,8 +119,18 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		log.Warn("no --otlp-endpoint: findings are not exported as spans")
 	}
 
-	a := agent.New(agent.Config{
+	var a *agent.Agent
+	metrics, err := otel.NewMetrics(otel.MetricsState{
+		Webhooks:      func() []agent.WebhookStatus { return a.Webhooks() },
+		Findings:      func() ([]agent.Finding, []agent.Finding) { return a.Findings() },
+		EventsDropped: dropped,
+	})
+	if err != nil {
+		return err
+	}
+	a = agent.New(agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
+		Observer: metrics,
 		CertHorizon:  o.certHorizon,
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         agent.APIPodLister{Client: client},
@@ -138,7 +151,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s for the agent API: %w", o.listen, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("/", a.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	log.Info("hookscope agent started", "api", "http://"+ln.Addr().String(), "node", o.nodeName, "apiserver", cfg.Host, "ebpf", dp != nil)
