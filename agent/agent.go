@@ -122,6 +122,10 @@ type Agent struct {
 
 	objectsChanged chan struct{}
 	objectChecks   atomic.Bool
+
+	targets      []netip.AddrPort // local backends the data plane should trace
+	retryPending atomic.Bool
+	lastSyncErr  string
 }
 
 // New makes an agent. dp may be nil: the agent then runs on probes and the
@@ -221,12 +225,11 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	for _, w := range ws {
 		a.log.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", describeBackends(w.Backends))
 	}
-	if a.dp != nil {
-		sort.Slice(targets, func(i, j int) bool { return targets[i].Compare(targets[j]) < 0 })
-		if err := a.dp.SetBackends(targets); err != nil {
-			a.log.Error("updating traced backends", "err", err)
-		}
-	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Compare(targets[j]) < 0 })
+	a.mu.Lock()
+	a.targets = targets
+	a.mu.Unlock()
+	a.syncBackends()
 	for _, f := range gone {
 		a.report(f)
 	}
@@ -241,6 +244,43 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 
 // objectKey is the key of a finding about a webhook's objects, not one backend.
 func objectKey(k probeKey) bool { return !k.backend.IsValid() }
+
+// syncBackends hands the local backends to the data plane. A backend whose
+// route is not there yet (the CNI has not set up the pod's network) fails;
+// it is retried every second until it works, and the probe interval
+// re-resolves every route anyway (a restarted pod gets a new veth).
+func (a *Agent) syncBackends() {
+	if a.dp == nil {
+		return
+	}
+	a.mu.Lock()
+	targets := slices.Clone(a.targets)
+	a.mu.Unlock()
+	err := a.dp.SetBackends(targets)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.mu.Lock()
+	changed := msg != a.lastSyncErr
+	a.lastSyncErr = msg
+	a.mu.Unlock()
+	if err == nil {
+		if changed {
+			a.log.Info("tracing every local backend again")
+		}
+		return
+	}
+	if changed {
+		a.log.Warn("cannot trace some backends yet; retrying every second", "err", err)
+	}
+	if a.retryPending.CompareAndSwap(false, true) {
+		time.AfterFunc(time.Second, func() {
+			a.retryPending.Store(false)
+			a.syncBackends()
+		})
+	}
+}
 
 func (a *Agent) readEvents(ctx context.Context) {
 	evs := a.dp.Events()
@@ -340,6 +380,7 @@ func (a *Agent) probeLoop(ctx context.Context) {
 				}
 			}
 			a.mu.Unlock()
+			a.syncBackends()
 			for _, k := range keys {
 				a.requestProbe(ctx, k, "interval")
 			}
