@@ -123,6 +123,8 @@ type Agent struct {
 	objectsChanged chan struct{}
 	objectChecks   atomic.Bool
 
+	risks        []Risk
+	riskSeen     map[string]bool
 	targets      []netip.AddrPort // local backends the data plane should trace
 	retryPending atomic.Bool
 	lastSyncErr  string
@@ -675,7 +677,47 @@ func (a *Agent) objectLoop(ctx context.Context) {
 			}
 			a.applyObjects(w, class, detail)
 		}
+		a.analyzeRisks(ws)
 	}
+}
+
+// analyzeRisks re-evaluates what could block the cluster and logs each
+// risk once.
+func (a *Agent) analyzeRisks(ws []Webhook) {
+	if a.inv == nil {
+		return
+	}
+	backends := map[WebhookRef][]BackendTarget{}
+	for _, w := range ws {
+		backends[w.Ref] = w.Backends
+	}
+	vwcs, mwcs := a.inv.Configurations()
+	risks := AnalyzeRisks(vwcs, mwcs, nil, backends)
+	a.mu.Lock()
+	a.risks = risks
+	if a.riskSeen == nil {
+		a.riskSeen = map[string]bool{}
+	}
+	var fresh []Risk
+	for _, r := range risks {
+		key := r.Webhook.String() + "|" + string(r.Kind)
+		if !a.riskSeen[key] {
+			a.riskSeen[key] = true
+			fresh = append(fresh, r)
+		}
+	}
+	a.mu.Unlock()
+	for _, r := range fresh {
+		a.log.Warn("risk", "webhook", r.Webhook.String(), "kind", r.Kind, "severity", r.Severity, "detail", r.Detail, "fix", r.Fix)
+	}
+}
+
+// Risks returns the last risk analysis (empty unless this agent runs the
+// cluster-wide checks).
+func (a *Agent) Risks() []Risk {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.risks)
 }
 
 // pendingPods turns NoEndpoints into BackendPodsPending when the Service's

@@ -15,6 +15,7 @@ type FindingsResponse struct {
 //
 //	GET /findings  open and recently resolved findings (FindingsResponse)
 //	GET /webhooks  the resolved webhook inventory, with the local and traced backends
+//	GET /risks     what could block the cluster before anything breaks (cluster-checks agent only)
 //	GET /healthz   200 while the process runs
 //	GET /readyz    200 once the inventory has synced
 func (a *Agent) Handler() http.Handler {
@@ -25,6 +26,9 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /webhooks", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, nonNil(a.Webhooks()))
+	})
+	mux.HandleFunc("GET /risks", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, nonNil(a.Risks()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))

@@ -106,17 +106,10 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 
 func (inv *Inventory) resolve(onChange func([]Webhook)) {
 	var (
-		vwcs []*admissionv1.ValidatingWebhookConfiguration
-		mwcs []*admissionv1.MutatingWebhookConfiguration
 		svcs []*corev1.Service
 		eps  []*discoveryv1.EndpointSlice
 	)
-	for _, o := range inv.vwc.GetStore().List() {
-		vwcs = append(vwcs, o.(*admissionv1.ValidatingWebhookConfiguration))
-	}
-	for _, o := range inv.mwc.GetStore().List() {
-		mwcs = append(mwcs, o.(*admissionv1.MutatingWebhookConfiguration))
-	}
+	vwcs, mwcs := inv.Configurations()
 	for _, o := range inv.svc.GetStore().List() {
 		svcs = append(svcs, o.(*corev1.Service))
 	}
@@ -128,6 +121,21 @@ func (inv *Inventory) resolve(onChange func([]Webhook)) {
 	inv.webhooks = ws
 	inv.mu.Unlock()
 	onChange(ws)
+}
+
+// Configurations returns the webhook configurations as the informers hold them.
+func (inv *Inventory) Configurations() ([]*admissionv1.ValidatingWebhookConfiguration, []*admissionv1.MutatingWebhookConfiguration) {
+	var (
+		vwcs []*admissionv1.ValidatingWebhookConfiguration
+		mwcs []*admissionv1.MutatingWebhookConfiguration
+	)
+	for _, o := range inv.vwc.GetStore().List() {
+		vwcs = append(vwcs, o.(*admissionv1.ValidatingWebhookConfiguration))
+	}
+	for _, o := range inv.mwc.GetStore().List() {
+		mwcs = append(mwcs, o.(*admissionv1.MutatingWebhookConfiguration))
+	}
+	return vwcs, mwcs
 }
 
 // Webhooks returns the last resolution.

@@ -27,6 +27,7 @@ import (
 //	hookscope.cert.expiry          gauge (s) seconds until the served leaf expires, per webhook and backend (negative: expired)
 //	hookscope.wire.events          counter kernel events, by kind
 //	hookscope.bpf.events.dropped   counter events the kernel could not queue (ring buffer full)
+//	hookscope.webhook.risks        gauge   1 per webhook and risk kind that could block the cluster (leader only)
 //
 // Labels are bounded: webhook configuration and name, class, effect, kind,
 // backend (local backends only).
@@ -38,6 +39,8 @@ const (
 	MetricCertExpiry        = "hookscope.cert.expiry"
 	MetricWireEvents        = "hookscope.wire.events"
 	MetricBPFEventsDropped  = "hookscope.bpf.events.dropped"
+	MetricWebhookRisks      = "hookscope.webhook.risks"
+	labelSeverity           = attribute.Key("severity")
 	labelClass              = attribute.Key("class")
 	labelEffect             = attribute.Key("effect")
 	labelKind               = attribute.Key("kind")
@@ -51,6 +54,7 @@ type MetricsState struct {
 	Webhooks      func() []agent.WebhookStatus
 	Findings      func() (open, resolved []agent.Finding)
 	EventsDropped func() (uint64, error) // nil without a data plane
+	Risks         func() []agent.Risk    // nil: no risk metric
 }
 
 // Metrics is the agent's Prometheus endpoint, built on the OTel metrics SDK.
@@ -108,7 +112,11 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", MetricCertExpiry, err)
 	}
-	instruments := []metric.Observable{health, open, expiry}
+	risks, err := meter.Int64ObservableGauge(MetricWebhookRisks, metric.WithDescription("1 for each webhook and kind of risk that could block the cluster."))
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", MetricWebhookRisks, err)
+	}
+	instruments := []metric.Observable{health, open, expiry, risks}
 	var dropped metric.Int64ObservableCounter
 	if state.EventsDropped != nil {
 		if dropped, err = meter.Int64ObservableCounter(MetricBPFEventsDropped, metric.WithDescription("Events the kernel dropped because the ring buffer was full.")); err != nil {
@@ -152,6 +160,11 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 			o.ObserveFloat64(expiry, time.Until(notAfter).Seconds(), metric.WithAttributes(webhookLabels(k.webhook, labelBackend.String(k.backend))...))
 		}
 		m.mu.Unlock()
+		if state.Risks != nil {
+			for _, r := range state.Risks() {
+				o.ObserveInt64(risks, 1, metric.WithAttributes(webhookLabels(r.Webhook, labelKind.String(string(r.Kind)), labelSeverity.String(r.Severity))...))
+			}
+		}
 		if state.EventsDropped != nil {
 			if n, err := state.EventsDropped(); err == nil {
 				o.ObserveInt64(dropped, int64(n))

@@ -124,6 +124,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Webhooks:      func() []agent.WebhookStatus { return a.Webhooks() },
 		Findings:      func() ([]agent.Finding, []agent.Finding) { return a.Findings() },
 		EventsDropped: dropped,
+		Risks:         func() []agent.Risk { return a.Risks() },
 	})
 	if err != nil {
 		return err
