@@ -131,7 +131,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	a = agent.New(agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
-		Observer: metrics,
+		Observer:     metrics,
 		CertHorizon:  o.certHorizon,
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         agent.APIPodLister{Client: client},

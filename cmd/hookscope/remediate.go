@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+)
+
+// The seed article's fixes, as explicit and reversible writes:
+//
+//	Option 2: hookscope remediate ignore NAME [--revert]  failurePolicy Ignore (and back to Fail)
+//	Option 3: hookscope remediate remove NAME             delete the webhook after a backup
+//	          hookscope restore FILE                      put a backup back
+//
+// Every write is a dry run unless --yes is given, backs the configuration up
+// to a file first, and prints what changed and how to undo it.
+
+type writeOptions struct {
+	kubeconfig    string
+	configuration string
+	backupDir     string
+	yes           bool
+}
+
+func (o *writeOptions) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
+	f.StringVar(&o.configuration, "configuration", "", "the webhook configuration, when NAME is in more than one")
+	f.StringVar(&o.backupDir, "backup-dir", ".", "where backups are written")
+	f.BoolVar(&o.yes, "yes", false, "apply the change (without it, only show it)")
+}
+
+func (o *writeOptions) client() (kubernetes.Interface, error) {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	return c, nil
+}
+
+func remediateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "remediate", Short: "Apply one of the documented fixes to a failing webhook (dry run unless --yes)"}
+	var revert bool
+	ignore := &cobra.Command{
+		Use:   "ignore NAME",
+		Short: "Set failurePolicy Ignore on webhook NAME so writes go through while it is down (--revert: back to Fail)",
+		Args:  cobra.ExactArgs(1),
+	}
+	iopts := &writeOptions{}
+	iopts.flags(ignore)
+	ignore.Flags().BoolVar(&revert, "revert", false, "set failurePolicy back to Fail")
+	ignore.RunE = func(cmd *cobra.Command, args []string) error {
+		to := admissionv1.Ignore
+		if revert {
+			to = admissionv1.Fail
+		}
+		return setFailurePolicy(cmd.Context(), cmd.OutOrStdout(), iopts, args[0], to)
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Delete webhook NAME from its configuration after writing a backup",
+		Args:  cobra.ExactArgs(1),
+	}
+	ro := &writeOptions{}
+	ro.flags(remove)
+	remove.RunE = func(cmd *cobra.Command, args []string) error {
+		return removeWebhook(cmd.Context(), cmd.OutOrStdout(), ro, args[0])
+	}
+	cmd.AddCommand(ignore, remove)
+	return cmd
+}
+
+func restoreCommand() *cobra.Command {
+	o := &writeOptions{}
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Put a webhook configuration back from a backup that remediate wrote",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return restore(cmd.Context(), cmd.OutOrStdout(), o, args[0])
+		},
+	}
+	o.flags(cmd)
+	return cmd
+}
+
+// located is one webhook inside its configuration.
+type located struct {
+	kind   string // ValidatingWebhookConfiguration or MutatingWebhookConfiguration
+	config string
+	index  int
+	policy admissionv1.FailurePolicyType
+	count  int // webhooks in the configuration
+	object any // the configuration, for the backup
+}
+
+func locate(ctx context.Context, c kubernetes.Interface, name, configuration string) (located, error) {
+	var found []located
+	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return located{}, fmt.Errorf("listing validating webhook configurations: %w", err)
+	}
+	for i := range vwcs.Items {
+		cfg := &vwcs.Items[i]
+		for j, w := range cfg.Webhooks {
+			if w.Name == name && (configuration == "" || configuration == cfg.Name) {
+				cfg.APIVersion, cfg.Kind = "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+				found = append(found, located{cfg.Kind, cfg.Name, j, policyOf(w.FailurePolicy), len(cfg.Webhooks), cfg})
+			}
+		}
+	}
+	mwcs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return located{}, fmt.Errorf("listing mutating webhook configurations: %w", err)
+	}
+	for i := range mwcs.Items {
+		cfg := &mwcs.Items[i]
+		for j, w := range cfg.Webhooks {
+			if w.Name == name && (configuration == "" || configuration == cfg.Name) {
+				cfg.APIVersion, cfg.Kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
+				found = append(found, located{cfg.Kind, cfg.Name, j, policyOf(w.FailurePolicy), len(cfg.Webhooks), cfg})
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return located{}, fmt.Errorf("no webhook %q in any webhook configuration", name)
+	case 1:
+		return found[0], nil
+	}
+	var where []string
+	for _, f := range found {
+		where = append(where, f.kind+"/"+f.config)
+	}
+	return located{}, fmt.Errorf("webhook %q is in %s: choose one with --configuration", name, strings.Join(where, ", "))
+}
+
+func policyOf(p *admissionv1.FailurePolicyType) admissionv1.FailurePolicyType {
+	if p == nil {
+		return admissionv1.Fail
+	}
+	return *p
+}
+
+// backup writes the whole configuration to a file and returns its path.
+func backup(dir string, l located) (string, error) {
+	if m, ok := l.object.(interface {
+		SetManagedFields([]metav1.ManagedFieldsEntry)
+	}); ok {
+		m.SetManagedFields(nil)
+	}
+	b, err := yaml.Marshal(l.object)
+	if err != nil {
+		return "", fmt.Errorf("backing up %s/%s: %w", l.kind, l.config, err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("hookscope-backup-%s-%s.yaml", l.config, time.Now().UTC().Format("20060102T150405Z")))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", fmt.Errorf("backing up %s/%s: %w", l.kind, l.config, err)
+	}
+	return path, nil
+}
+
+// patch applies a JSON patch that first tests the webhook's name at its
+// index, so a configuration changed meanwhile is never edited blindly.
+func patch(ctx context.Context, c kubernetes.Interface, l located, name string, ops ...map[string]any) error {
+	all := append([]map[string]any{{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", l.index), "value": name}}, ops...)
+	body, err := json.Marshal(all)
+	if err != nil {
+		return err
+	}
+	if l.kind == "ValidatingWebhookConfiguration" {
+		_, err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, metav1.PatchOptions{})
+	} else {
+		_, err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, metav1.PatchOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("patching %s/%s: %w", l.kind, l.config, err)
+	}
+	return nil
+}
+
+func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name string, to admissionv1.FailurePolicyType) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	l, err := locate(ctx, c, name, o.configuration)
+	if err != nil {
+		return err
+	}
+	if l.policy == to {
+		fmt.Fprintf(out, "%s/%s webhook %s already has failurePolicy %s: nothing to do\n", l.kind, l.config, name, to)
+		return nil
+	}
+	fmt.Fprintf(out, "%s/%s webhook %s: failurePolicy %s -> %s\n", l.kind, l.config, name, l.policy, to)
+	if !o.yes {
+		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+		return nil
+	}
+	path, err := backup(o.backupDir, l)
+	if err != nil {
+		return err
+	}
+	if err := patch(ctx, c, l, name, map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/failurePolicy", l.index), "value": string(to)}); err != nil {
+		return err
+	}
+	undo := "hookscope remediate ignore " + name + " --revert --yes"
+	if to == admissionv1.Fail {
+		undo = "hookscope remediate ignore " + name + " --yes"
+	}
+	fmt.Fprintf(out, "changed. backup: %s\nundo: %s (or hookscope restore %s --yes)\n", path, undo, path)
+	return nil
+}
+
+func removeWebhook(ctx context.Context, out io.Writer, o *writeOptions, name string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	l, err := locate(ctx, c, name, o.configuration)
+	if err != nil {
+		return err
+	}
+	whole := l.count == 1
+	if whole {
+		fmt.Fprintf(out, "%s/%s holds only webhook %s: the configuration will be deleted\n", l.kind, l.config, name)
+	} else {
+		fmt.Fprintf(out, "%s/%s: webhook %s will be removed (%d others stay)\n", l.kind, l.config, name, l.count-1)
+	}
+	if !o.yes {
+		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply (a backup is written first)")
+		return nil
+	}
+	path, err := backup(o.backupDir, l)
+	if err != nil {
+		return err
+	}
+	switch {
+	case whole && l.kind == "ValidatingWebhookConfiguration":
+		err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, l.config, metav1.DeleteOptions{})
+	case whole:
+		err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, l.config, metav1.DeleteOptions{})
+	default:
+		err = patch(ctx, c, l, name, map[string]any{"op": "remove", "path": fmt.Sprintf("/webhooks/%d", l.index)})
+	}
+	if err != nil {
+		return fmt.Errorf("removing webhook %s (backup kept at %s): %w", name, path, err)
+	}
+	fmt.Fprintf(out, "removed. backup: %s\nundo: hookscope restore %s --yes\n", path, path)
+	return nil
+}
+
+func restore(ctx context.Context, out io.Writer, o *writeOptions, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading backup: %w", err)
+	}
+	var head metav1.TypeMeta
+	if err := yaml.Unmarshal(b, &head); err != nil {
+		return fmt.Errorf("reading backup %s: %w", path, err)
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	switch head.Kind {
+	case "ValidatingWebhookConfiguration":
+		var cfg admissionv1.ValidatingWebhookConfiguration
+		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+			return fmt.Errorf("reading backup %s: %w", path, err)
+		}
+		api := c.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+		update := func() error {
+			cur, err := api.Get(ctx, cfg.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cfg.ResourceVersion = cur.ResourceVersion
+			_, err = api.Update(ctx, &cfg, metav1.UpdateOptions{})
+			return err
+		}
+		create := func() error {
+			cfg.ResourceVersion, cfg.UID = "", ""
+			_, err := api.Create(ctx, &cfg, metav1.CreateOptions{})
+			return err
+		}
+		return restoreObject(out, o.yes, head.Kind, cfg.Name, len(cfg.Webhooks), update, create)
+	case "MutatingWebhookConfiguration":
+		var cfg admissionv1.MutatingWebhookConfiguration
+		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+			return fmt.Errorf("reading backup %s: %w", path, err)
+		}
+		api := c.AdmissionregistrationV1().MutatingWebhookConfigurations()
+		update := func() error {
+			cur, err := api.Get(ctx, cfg.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cfg.ResourceVersion = cur.ResourceVersion
+			_, err = api.Update(ctx, &cfg, metav1.UpdateOptions{})
+			return err
+		}
+		create := func() error {
+			cfg.ResourceVersion, cfg.UID = "", ""
+			_, err := api.Create(ctx, &cfg, metav1.CreateOptions{})
+			return err
+		}
+		return restoreObject(out, o.yes, head.Kind, cfg.Name, len(cfg.Webhooks), update, create)
+	}
+	return fmt.Errorf("reading backup %s: kind %q is not a webhook configuration", path, head.Kind)
+}
+
+// restoreObject replaces the configuration if it exists, else creates it.
+func restoreObject(out io.Writer, yes bool, kind, name string, webhooks int, update, create func() error) error {
+	fmt.Fprintf(out, "%s/%s with %d webhooks will be put back as in the backup\n", kind, name, webhooks)
+	if !yes {
+		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+		return nil
+	}
+	err := update()
+	if apierrors.IsNotFound(err) {
+		err = create()
+	}
+	if err != nil {
+		return fmt.Errorf("restoring %s/%s: %w", kind, name, err)
+	}
+	fmt.Fprintf(out, "restored %s/%s\n", kind, name)
+	return nil
+}
