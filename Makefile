@@ -56,6 +56,8 @@ FUZZTIME ?= 60s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
+	go test -run '^$$' -fuzz '^FuzzParseWebhookFailure$$' -fuzztime $(FUZZTIME) ./agent/
+	go test -run '^$$' -fuzz '^FuzzParseWebhookMetrics$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./agent/
 
 ## lint: gofmt, go vet, staticcheck
 lint: tools

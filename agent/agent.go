@@ -123,6 +123,7 @@ type Agent struct {
 	objectsChanged chan struct{}
 	objectChecks   atomic.Bool
 
+	impacts      map[string]*Finding // open correlation findings, by impactKey
 	risks        []Risk
 	riskSeen     map[string]bool
 	targets      []netip.AddrPort // local backends the data plane should trace
@@ -547,6 +548,9 @@ func (a *Agent) Findings() (open, resolved []Finding) {
 	for _, f := range a.open {
 		open = append(open, *f)
 	}
+	for _, f := range a.impacts {
+		open = append(open, *f)
+	}
 	sort.Slice(open, func(i, j int) bool { return open[i].FirstSeen.Before(open[j].FirstSeen) })
 	return open, slices.Clone(a.resolved)
 }
@@ -790,4 +794,113 @@ func orHealthy(c FailureClass, detail string) string {
 		return "the objects look callable"
 	}
 	return string(c) + ": " + detail
+}
+
+// refByName finds a webhook of the inventory by its name; the API server's
+// texts name the webhook but not its configuration.
+func (a *Agent) refByName(name string) WebhookRef {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for ref := range a.webhooks {
+		if ref.Name == name {
+			return ref
+		}
+	}
+	return WebhookRef{Name: name}
+}
+
+// signalEvidence adds what the API server reported to the webhook's open
+// findings; with none open, it opens one from the signal alone (kept, like
+// the correlation findings, until the signals go quiet).
+func (a *Agent) signalEvidence(ref WebhookRef, sf SignalFailure, detail string) {
+	ev := Evidence{Source: "apiserver-" + sf.Source, At: sf.At, Detail: detail}
+	a.mu.Lock()
+	hasOpen := false
+	for k, f := range a.open {
+		if k.webhook == ref {
+			hasOpen = true
+			if len(f.Evidence) < 20 {
+				f.Evidence = append(f.Evidence, ev)
+			}
+		}
+	}
+	key := signalKey(ref)
+	if a.impacts == nil {
+		a.impacts = map[string]*Finding{}
+	}
+	if f, ok := a.impacts[key]; ok && len(f.Evidence) < 20 {
+		f.Evidence = append(f.Evidence, ev)
+	}
+	_, signalOpen := a.impacts[key]
+	if hasOpen || signalOpen {
+		a.mu.Unlock()
+		return
+	}
+	w, known := a.webhooks[ref]
+	now := time.Now()
+	f := &Finding{Class: sf.Class, Webhook: ref, FirstFailure: sf.At, FirstSeen: now, Evidence: []Evidence{ev}}
+	if known {
+		f.FailurePolicy, f.Effect, f.Service, f.Remediation = w.FailurePolicy, w.Effect(), w.Service, remediation(sf.Class, w)
+	}
+	if sf.FailOpen {
+		f.Effect = "fails open"
+	} else if !known {
+		f.Effect = "writes rejected"
+	}
+	f.ID = findingID(f)
+	a.impacts[key] = f
+	a.mu.Unlock()
+	a.log.Warn("finding", "webhook", ref.String(), "class", f.Class, "source", ev.Source, "detail", detail)
+	a.report(*f)
+}
+
+// signalKey is the key of a finding opened from the API server's signals alone.
+func signalKey(ref WebhookRef) string { return "signal|" + ref.String() }
+
+// openImpact opens a correlation finding, once per impact.
+func (a *Agent) openImpact(ref WebhookRef, sf SignalFailure, imp Impact) {
+	key := impactKey(ref, imp)
+	a.mu.Lock()
+	if a.impacts == nil {
+		a.impacts = map[string]*Finding{}
+	}
+	if _, ok := a.impacts[key]; ok {
+		a.mu.Unlock()
+		return
+	}
+	w := a.webhooks[ref]
+	now := time.Now()
+	f := &Finding{Class: sf.Class, Webhook: ref, FailurePolicy: w.FailurePolicy, Effect: "writes rejected", Service: w.Service,
+		FirstFailure: imp.Since, FirstSeen: now, Impact: &imp,
+		Evidence:    []Evidence{{Source: "apiserver-" + sf.Source, At: sf.At, Detail: sf.Reason + " on " + sf.Object + ": " + sf.Detail}},
+		Remediation: remediation(sf.Class, w)}
+	if imp.Kind == ImpactNodeNotReady {
+		f.Evidence = append(f.Evidence, Evidence{Source: "apiserver", At: now, Detail: imp.Detail})
+	}
+	f.ID = findingID(f)
+	a.impacts[key] = f
+	a.mu.Unlock()
+	a.log.Warn("impact", "kind", imp.Kind, "node", imp.Node, "object", imp.Object, "webhook", ref.String(), "class", f.Class)
+	a.report(*f)
+}
+
+// resolveImpacts resolves the correlation findings whose key is not in holding.
+func (a *Agent) resolveImpacts(holding map[string]bool) {
+	now := time.Now()
+	var done []Finding
+	a.mu.Lock()
+	for k, f := range a.impacts {
+		if holding[k] {
+			continue
+		}
+		f.Resolved = &now
+		done = append(done, *f)
+		a.resolved = appendBounded(a.resolved, *f)
+		delete(a.impacts, k)
+	}
+	a.mu.Unlock()
+	for _, f := range done {
+		a.log.Info("impact resolved", "kind", f.Impact.Kind, "node", f.Impact.Node, "object", f.Impact.Object, "id", f.ID)
+		a.report(f)
+	}
 }

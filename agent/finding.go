@@ -33,6 +33,9 @@ const (
 	ConnectionRefused  FailureClass = "ConnectionRefused"
 	HandshakeTimeout   FailureClass = "HandshakeTimeout"
 	TLSHandshakeFailed FailureClass = "TLSHandshakeFailed"
+	// CallsFailing: the API server reports failed calls and no signal says
+	// why yet.
+	CallsFailing FailureClass = "CallsFailing"
 	// WebhookTimeout: calls exceed timeoutSeconds (the API server's
 	// "context deadline exceeded").
 	WebhookTimeout FailureClass = "WebhookTimeout"
@@ -131,6 +134,28 @@ type Finding struct {
 	Certificate *CertificateWindow `json:"certificate,omitempty"`
 	Evidence    []Evidence         `json:"evidence"`
 	Remediation string             `json:"remediation"`
+	// Impact is what the failing webhook does to the cluster beyond one
+	// write; set on correlation findings only.
+	Impact *Impact `json:"impact,omitempty"`
+}
+
+// Impact kinds.
+const (
+	// ImpactNodeNotReady: a node is NotReady and the DaemonSet that would
+	// make it Ready (the CNI: aws-node, kindnet) cannot create its pod there.
+	ImpactNodeNotReady = "NodeNotReady"
+	// ImpactControllerBlocked: a controller cannot create the pods it wants
+	// (a Job or ReplicaSet that loops, a DaemonSet short of pods).
+	ImpactControllerBlocked = "ControllerBlocked"
+)
+
+// Impact links a failing webhook to what it breaks.
+type Impact struct {
+	Kind   string    `json:"kind"`
+	Node   string    `json:"node,omitempty"`
+	Object string    `json:"object"` // "DaemonSet kube-system/aws-node"
+	Since  time.Time `json:"since"`
+	Detail string    `json:"detail"`
 }
 
 // CertificateWindow is the validity window of a served certificate.

@@ -22,7 +22,10 @@ const LeaseName = "hookscope-cluster-checks"
 // A webhook that fails closed on leases in that namespace would stop the
 // renewals: hookscope's namespace must be excluded from every webhook (see
 // deploy/). Until a renewal fails, the leader keeps checking.
-func RunLeaderElection(ctx context.Context, client kubernetes.Interface, namespace, identity string, a *Agent, log *slog.Logger) error {
+//
+// lead runs the other cluster-wide work (the API server's signals, impact
+// correlation) for as long as this agent leads.
+func RunLeaderElection(ctx context.Context, client kubernetes.Interface, namespace, identity string, a *Agent, log *slog.Logger, lead func(context.Context)) error {
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, namespace, LeaseName,
 		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
 	if err != nil {
@@ -36,9 +39,12 @@ func RunLeaderElection(ctx context.Context, client kubernetes.Interface, namespa
 		ReleaseOnCancel: true,
 		Name:            LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) {
+			OnStartedLeading: func(lctx context.Context) {
 				log.Info("leading: running the cluster-wide checks", "lease", namespace+"/"+LeaseName)
 				a.SetObjectChecks(true)
+				if lead != nil {
+					go lead(lctx)
+				}
 			},
 			OnStoppedLeading: func() {
 				log.Info("no longer leading: another agent runs the cluster-wide checks")

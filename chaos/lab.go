@@ -29,6 +29,9 @@ type Lab struct {
 	Agent    *AgentProcess
 	Report   *Report
 	Dir      string
+
+	// stopCNI stops the stand-in CNI that DeployCNI starts and waits for it.
+	stopCNI func()
 }
 
 // LabOptions say where the lab keeps its files and which agent binary it runs.
@@ -91,7 +94,7 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		OTLPEndpoint: l.Jaeger.OTLPGRPCEndpoint(),
 		Dir:          o.Dir,
 		// One agent: it wins the election and runs the cluster-wide checks.
-		ExtraArgs: []string{"--lease-namespace", "default"},
+		ExtraArgs: []string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s"},
 	})
 	if err != nil {
 		return nil, err
@@ -103,6 +106,10 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 // Stop stops the agent, Jaeger and the cluster, keeping their logs in Dir.
 func (l *Lab) Stop(ctx context.Context) error {
 	var errs []error
+	if l.stopCNI != nil {
+		l.stopCNI()
+		l.stopCNI = nil
+	}
 	if l.Agent != nil {
 		errs = append(errs, l.Agent.Stop())
 	}

@@ -5,12 +5,15 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,11 +50,31 @@ const (
 // clusterSeq makes cluster names unique within a process.
 var clusterSeq atomic.Uint32
 
+// kwokStages is the kwok controller's lifecycle configuration for every Local
+// cluster: kwok Stage resources, one or more per file (see kwok/README.md).
+// kwokctl drops all of its default Stages, node and pod alike, as soon as its
+// configuration holds a single Stage, so the directory carries kwok v0.8.0's
+// defaults (node-initialize, node-heartbeat-with-lease, pod-ready,
+// pod-complete, pod-delete) next to hookscope's own node-cni.yaml. The
+// defaults are unchanged except that the two node Stages skip nodes labelled
+// hookscope.dev/cni=aws-node, whose lifecycle node-cni.yaml models.
+//
+//go:embed kwok/*.yaml
+var kwokStages embed.FS
+
 // Local is a cluster on this machine made by kwokctl's binary runtime: real
 // etcd, kube-apiserver, kube-controller-manager and kube-scheduler processes
 // plus the kwok controller, which simulates the nodes and their pods. Nothing
 // runs in the pods; the API server is real, so admission webhooks are called
 // exactly as in a production cluster.
+//
+// The kwok controller plays the nodes' lifecycle from kwok Stage resources
+// (kwokStages): a node becomes Ready at once, as with kwok's defaults, unless
+// it is labelled hookscope.dev/cni=aws-node; such a node models an EKS node
+// whose VPC CNI has not started and stays NotReady (NetworkPluginNotReady,
+// NetworkUnavailable=True) until it is also labelled
+// hookscope.dev/cni-ready=true, which Lab.DeployCNI does while an aws-node
+// pod runs on it.
 //
 // The API server runs with --enable-aggregator-routing=true, so it calls a
 // webhook at the endpoint IPs of its Service, as EKS does, rather than at the
@@ -104,7 +127,40 @@ func (l *Local) clusterDir() string { return filepath.Join(l.kwokDir, "clusters"
 // kwokctlLog is where kwokctl's own output goes.
 func (l *Local) kwokctlLog() string { return filepath.Join(l.workDir, "kwokctl.log") }
 
-// Create installs the network guard, starts the cluster and waits until the
+// stagesConfig is the multi-document kwokctl configuration Create writes from
+// kwokStages and passes with --config.
+func (l *Local) stagesConfig() string { return filepath.Join(l.workDir, "kwok-stages.yaml") }
+
+// writeKwokStages writes every Stage in kwokStages, in file name order, into
+// one multi-document YAML file at path.
+func writeKwokStages(path string) error {
+	names, err := fs.Glob(kwokStages, "kwok/*.yaml")
+	if err != nil {
+		return fmt.Errorf("writing kwok stages: %w", err)
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	for i, name := range names {
+		doc, err := kwokStages.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("writing kwok stages: %w", err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(doc)
+		if !bytes.HasSuffix(doc, []byte("\n")) {
+			buf.WriteByte('\n')
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("writing kwok stages: %w", err)
+	}
+	return nil
+}
+
+// Create installs the network guard, starts the cluster with kwokStages as
+// the kwok controller's node and pod lifecycle, and waits until the
 // API server's /readyz is ok and the default ServiceAccount exists (so pods
 // can be created). If the cluster does not come up, Create copies its logs to
 // <workDir>/logs and deletes it.
@@ -121,6 +177,9 @@ func (l *Local) Create(ctx context.Context) error {
 	if err := os.MkdirAll(l.workDir, 0o755); err != nil {
 		return fmt.Errorf("creating local cluster: %w", err)
 	}
+	if err := writeKwokStages(l.stagesConfig()); err != nil {
+		return fmt.Errorf("creating local cluster: %w", err)
+	}
 
 	bin := func(tool string) string { return filepath.Join(tools, tool) }
 	args := []string{
@@ -128,6 +187,8 @@ func (l *Local) Create(ctx context.Context) error {
 		"--name", l.name,
 		"--runtime", "binary",
 		"--kubeconfig", l.Kubeconfig(),
+		// The kwok controller's node and pod lifecycle (kwokStages).
+		"--config", l.stagesConfig(),
 		// Every component's binary, or kwokctl downloads it.
 		"--etcd-binary", bin("etcd"),
 		"--kube-apiserver-binary", bin("kube-apiserver"),
@@ -215,6 +276,17 @@ func (l *Local) Client() (kubernetes.Interface, error) {
 // Ready. Pods bound to it are run (in simulation) and get IPs from
 // 10.0.N.0/24.
 func (l *Local) AddNode(ctx context.Context, name string) error {
+	return l.AddNodeWithLabels(ctx, name, nil, true)
+}
+
+// AddNodeWithLabels creates a node the kwok controller simulates, shaped as
+// AddNode's, with labels added to (or overriding) its usual ones. If
+// waitReady is set it waits, as AddNode does, until the node is Ready;
+// otherwise it returns once the node exists, which is what a node that is
+// not meant to become Ready yet needs: one labelled
+// hookscope.dev/cni=aws-node stays NotReady until its CNI pod runs
+// (kwok/node-cni.yaml).
+func (l *Local) AddNodeWithLabels(ctx context.Context, name string, labels map[string]string, waitReady bool) error {
 	client, err := l.Client()
 	if err != nil {
 		return fmt.Errorf("adding node %s: %w", name, err)
@@ -224,22 +296,29 @@ func (l *Local) AddNode(ctx context.Context, name string) error {
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
+	nodeLabels := map[string]string{
+		"type":                   "kwok",
+		"kubernetes.io/hostname": name,
+		"kubernetes.io/os":       "linux",
+		"kubernetes.io/arch":     "amd64",
+	}
+	for k, v := range labels {
+		nodeLabels[k] = v
+	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Annotations: map[string]string{kwokNodeAnnotation: "fake"},
-			Labels: map[string]string{
-				"type":                   "kwok",
-				"kubernetes.io/hostname": name,
-				"kubernetes.io/os":       "linux",
-				"kubernetes.io/arch":     "amd64",
-			},
+			Labels:      nodeLabels,
 		},
 		// The scheduler places pods by allocatable; kwok leaves it as given.
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
 	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("adding node %s: %w", name, err)
+	}
+	if !waitReady {
+		return nil
 	}
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, pollInterval, nodeReadyTimeout, true, func(ctx context.Context) (bool, error) {

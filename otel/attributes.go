@@ -43,6 +43,9 @@
 //	                                   the resolved span share it
 //	hookscope.finding.state            "open" or "resolved"
 //	hookscope.remediation              what an SRE should do, in one sentence
+//	hookscope.impact.kind              NodeNotReady or ControllerBlocked (correlation findings)
+//	hookscope.impact.node              the NotReady node
+//	hookscope.impact.object            the blocked controller, "DaemonSet kube-system/aws-node"
 //	hookscope.cert.subject             subject of the served leaf certificate
 //	hookscope.cert.not_before          its validity window, RFC 3339 (UTC)
 //	hookscope.cert.not_after
@@ -110,6 +113,13 @@ const (
 	FindingState = attribute.Key("hookscope.finding.state")
 	// Remediation is what an SRE should do about the finding.
 	Remediation = attribute.Key("hookscope.remediation")
+	// ImpactKind is what the failing webhook breaks beyond one write:
+	// NodeNotReady or ControllerBlocked (correlation findings only).
+	ImpactKind = attribute.Key("hookscope.impact.kind")
+	// ImpactNode is the NotReady node of a NodeNotReady impact.
+	ImpactNode = attribute.Key("hookscope.impact.node")
+	// ImpactObject is the blocked controller, "Kind namespace/name".
+	ImpactObject = attribute.Key("hookscope.impact.object")
 	// CertSubject is the subject of the certificate the webhook served.
 	CertSubject = attribute.Key("hookscope.cert.subject")
 	// CertNotBefore is the start of the served certificate's validity,

@@ -232,6 +232,11 @@ func findingAttributes(f agent.Finding, state string) []attribute.KeyValue {
 	}
 	add(FailureClass, string(f.Class))
 	add(FindingID, f.ID)
+	if f.Impact != nil {
+		add(ImpactKind, f.Impact.Kind)
+		add(ImpactNode, f.Impact.Node)
+		add(ImpactObject, f.Impact.Object)
+	}
 	add(FindingState, state)
 	add(Remediation, f.Remediation)
 	if c := f.Certificate; c != nil {

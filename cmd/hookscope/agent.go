@@ -23,19 +23,20 @@ import (
 )
 
 type agentOptions struct {
-	kubeconfig    string
-	nodeName      string
-	otlpEndpoint  string
-	otlpInsecure  bool
-	listen        string
-	probeInterval time.Duration
-	probeTimeout  time.Duration
-	noEBPF        bool
-	logLevel      string
-	objectChecks  bool
-	leaderElect   bool
-	leaseNS       string
-	certHorizon   time.Duration
+	kubeconfig      string
+	nodeName        string
+	otlpEndpoint    string
+	otlpInsecure    bool
+	listen          string
+	probeInterval   time.Duration
+	probeTimeout    time.Duration
+	noEBPF          bool
+	logLevel        string
+	objectChecks    bool
+	leaderElect     bool
+	leaseNS         string
+	certHorizon     time.Duration
+	metricsInterval time.Duration
 }
 
 func agentCommand() *cobra.Command {
@@ -62,6 +63,7 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&o.objectChecks, "object-checks", true, "check webhook objects (Service, endpoints, backend pods) cluster-wide: the failures that send no packet")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "run the object checks only on the agent that holds the cluster's Lease")
 	f.StringVar(&o.leaseNS, "lease-namespace", envOr("POD_NAMESPACE", "hookscope"), "namespace of the leader-election Lease (default: $POD_NAMESPACE)")
+	f.DurationVar(&o.metricsInterval, "apiserver-metrics-interval", 15*time.Second, "how often the leader reads the API server's webhook metrics")
 	f.DurationVar(&o.certHorizon, "cert-horizon", 7*24*time.Hour, "report a served certificate that expires within this horizon")
 	return cmd
 }
@@ -136,16 +138,25 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         agent.APIPodLister{Client: client},
 	}, agent.NewInventory(client), dp, sinks...)
-	if o.objectChecks && o.leaderElect {
+	impacts := agent.NewImpacts(a, client)
+	lead := func(ctx context.Context) {
+		if err := impacts.Run(ctx, o.metricsInterval); err != nil {
+			log.Error("cluster signals", "err", err)
+		}
+	}
+	switch {
+	case o.objectChecks && o.leaderElect:
 		id := o.nodeName
 		if id == "" {
 			id, _ = os.Hostname()
 		}
 		go func() {
-			if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log); err != nil {
+			if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead); err != nil {
 				log.Error("leader election", "err", err)
 			}
 		}()
+	case o.objectChecks:
+		go lead(ctx)
 	}
 
 	ln, err := net.Listen("tcp", o.listen)

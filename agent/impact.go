@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Impacts correlates the API server's reports of failed webhook calls with
+// what they break: a controller that cannot create its pods, and a node that
+// stays NotReady because its CNI DaemonSet pod cannot be created (the seed's
+// aws-node case). It is cluster-wide work: the leader runs it.
+type Impacts struct {
+	agent  *Agent
+	client kubernetes.Interface
+
+	mu         sync.Mutex
+	blocked    map[string]blockedController // by object, "DaemonSet kube-system/aws-node"
+	lastSignal map[string]time.Time         // by webhook name
+	nodes      cache.Store
+}
+
+// blockedController is a controller the API server refused pods for.
+type blockedController struct {
+	object  string
+	webhook string
+	failure SignalFailure
+	first   time.Time
+	last    time.Time
+}
+
+// signalQuiet is how long after the last failing call a finding opened from
+// the API server's signals alone stays open.
+const signalQuiet = time.Minute
+
+// impactWindow is how long a FailedCreate keeps a controller blocked
+// without a new one (controllers retry with backoff up to minutes).
+const impactWindow = 5 * time.Minute
+
+// NewImpacts returns the correlation for an agent.
+func NewImpacts(a *Agent, client kubernetes.Interface) *Impacts {
+	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, lastSignal: map[string]time.Time{}}
+}
+
+// Run watches nodes and the API server's signals until ctx ends.
+func (im *Impacts) Run(ctx context.Context, metricsInterval time.Duration) error {
+	f := informers.NewSharedInformerFactoryWithOptions(im.client, 0, informers.WithTransform(slimNode))
+	nodes := f.Core().V1().Nodes().Informer()
+	im.mu.Lock()
+	im.nodes = nodes.GetStore()
+	im.mu.Unlock()
+	f.Start(ctx.Done())
+	defer f.Shutdown()
+	signals := NewAPISignals(im.client, metricsInterval, im.onSignal, im.agent.log)
+	go signals.Run(ctx)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			im.evaluate(ctx)
+		}
+	}
+}
+
+// slimNode keeps what readiness needs: name, labels and conditions.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp},
+		Status:     corev1.NodeStatus{Conditions: n.Status.Conditions},
+	}, nil
+}
+
+func (im *Impacts) onSignal(sf SignalFailure) {
+	ref := im.agent.refByName(sf.Webhook)
+	if sf.Class == "" {
+		sf.Class = CallsFailing
+	}
+	im.mu.Lock()
+	im.lastSignal[sf.Webhook] = time.Now()
+	im.mu.Unlock()
+	detail := sf.Detail
+	switch sf.Source {
+	case "metrics":
+		detail = fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
+		if sf.FailOpen {
+			detail = fmt.Sprintf("API server metrics: %d more calls to %s failed open", sf.Count, sf.Webhook)
+		}
+		im.agent.signalEvidence(ref, sf, detail)
+		return
+	case "event":
+		im.agent.signalEvidence(ref, sf, fmt.Sprintf("Event %s on %s: %s", sf.Reason, sf.Object, sf.Detail))
+	}
+	if sf.Reason != "FailedCreate" || sf.Object == "" {
+		return
+	}
+	im.mu.Lock()
+	b, ok := im.blocked[sf.Object]
+	if !ok || b.webhook != sf.Webhook {
+		b = blockedController{object: sf.Object, webhook: sf.Webhook, first: sf.At}
+	}
+	b.failure, b.last = sf, sf.At
+	im.blocked[sf.Object] = b
+	im.mu.Unlock()
+	im.agent.openImpact(ref, sf, Impact{Kind: ImpactControllerBlocked, Object: sf.Object, Since: b.first,
+		Detail: fmt.Sprintf("%s cannot create pods: %s", sf.Object, sf.Detail)})
+}
+
+// evaluate links NotReady nodes to blocked DaemonSets, and resolves what
+// is over.
+func (im *Impacts) evaluate(ctx context.Context) {
+	now := time.Now()
+	im.mu.Lock()
+	var active []blockedController
+	for k, b := range im.blocked {
+		if now.Sub(b.last) > impactWindow {
+			delete(im.blocked, k)
+			continue
+		}
+		active = append(active, b)
+	}
+	var notReady []*corev1.Node
+	if im.nodes != nil {
+		for _, o := range im.nodes.List() {
+			n := o.(*corev1.Node)
+			if !nodeReady(n) {
+				notReady = append(notReady, n)
+			}
+		}
+	}
+	open := map[string]bool{} // impact keys that still hold
+	for name, at := range im.lastSignal {
+		if now.Sub(at) > signalQuiet {
+			delete(im.lastSignal, name)
+			continue
+		}
+		open[signalKey(im.agent.refByName(name))] = true
+	}
+	im.mu.Unlock()
+
+	for _, b := range active {
+		ref := im.agent.refByName(b.webhook)
+		open[impactKey(ref, Impact{Kind: ImpactControllerBlocked, Object: b.object})] = true
+		kind, ns, name, ok := parseObject(b.object)
+		if !ok || kind != "DaemonSet" {
+			continue
+		}
+		for _, n := range notReady {
+			has, err := im.daemonSetPodOn(ctx, ns, name, n.Name)
+			if err != nil || has {
+				continue
+			}
+			imp := Impact{Kind: ImpactNodeNotReady, Node: n.Name, Object: b.object, Since: notReadySince(n),
+				Detail: fmt.Sprintf("node %s is NotReady (%s) and %s cannot create its pod there: webhook %s fails closed: %s",
+					n.Name, readyReason(n), b.object, b.webhook, b.failure.Detail)}
+			open[impactKey(ref, imp)] = true
+			im.agent.openImpact(ref, b.failure, imp)
+		}
+	}
+	im.agent.resolveImpacts(open)
+}
+
+// daemonSetPodOn reports whether the DaemonSet has a pod on the node.
+func (im *Impacts) daemonSetPodOn(ctx context.Context, ns, name, node string) (bool, error) {
+	ds, err := im.client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil // gone: nothing to blame
+	}
+	if err != nil {
+		return false, err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil {
+		return false, err
+	}
+	pods, err := im.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: sel.String(),
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String(),
+	})
+	if err != nil {
+		return false, err
+	}
+	return len(pods.Items) > 0, nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false // a new node with no conditions yet is not Ready
+}
+
+func notReadySince(n *corev1.Node) time.Time {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && !c.LastTransitionTime.IsZero() {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return n.CreationTimestamp.Time
+}
+
+func readyReason(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Reason != "" {
+				return c.Reason
+			}
+			return "Ready=" + string(c.Status)
+		}
+	}
+	return "no Ready condition yet"
+}
+
+// parseObject splits "Kind namespace/name".
+func parseObject(o string) (kind, ns, name string, ok bool) {
+	kind, rest, ok := strings.Cut(o, " ")
+	if !ok {
+		return "", "", "", false
+	}
+	ns, name, ok = strings.Cut(rest, "/")
+	return kind, ns, name, ok
+}
+
+func impactKey(ref WebhookRef, imp Impact) string {
+	return ref.String() + "|" + imp.Kind + "|" + imp.Object + "|" + imp.Node
+}
