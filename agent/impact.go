@@ -95,10 +95,9 @@ func (im *Impacts) onSignal(sf SignalFailure) {
 	im.mu.Lock()
 	im.lastSignal[sf.Webhook] = time.Now()
 	im.mu.Unlock()
-	detail := sf.Detail
 	switch sf.Source {
 	case "metrics":
-		detail = fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
+		detail := fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
 		if sf.FailOpen {
 			detail = fmt.Sprintf("API server metrics: %d more calls to %s failed open", sf.Count, sf.Webhook)
 		}
