@@ -28,6 +28,7 @@ type Impacts struct {
 	blocked    map[string]blockedController // by object, "DaemonSet kube-system/aws-node"
 	lastSignal map[string]time.Time         // by webhook name
 	nodes      cache.Store
+	poke       chan struct{} // evaluate now: a signal or a node changed
 }
 
 // blockedController is a controller the API server refused pods for.
@@ -49,13 +50,18 @@ const impactWindow = 5 * time.Minute
 
 // NewImpacts returns the correlation for an agent.
 func NewImpacts(a *Agent, client kubernetes.Interface) *Impacts {
-	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, lastSignal: map[string]time.Time{}}
+	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, lastSignal: map[string]time.Time{},
+		poke: make(chan struct{}, 1)}
 }
 
 // Run watches nodes and the API server's signals until ctx ends.
 func (im *Impacts) Run(ctx context.Context, metricsInterval time.Duration) error {
 	f := informers.NewSharedInformerFactoryWithOptions(im.client, 0, informers.WithTransform(slimNode))
 	nodes := f.Core().V1().Nodes().Informer()
+	_, _ = nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { im.wake() },
+		UpdateFunc: func(any, any) { im.wake() },
+	})
 	im.mu.Lock()
 	im.nodes = nodes.GetStore()
 	im.mu.Unlock()
@@ -70,8 +76,16 @@ func (im *Impacts) Run(ctx context.Context, metricsInterval time.Duration) error
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			im.evaluate(ctx)
+		case <-im.poke:
 		}
+		im.evaluate(ctx)
+	}
+}
+
+func (im *Impacts) wake() {
+	select {
+	case im.poke <- struct{}{}:
+	default:
 	}
 }
 
@@ -119,6 +133,7 @@ func (im *Impacts) onSignal(sf SignalFailure) {
 	im.mu.Unlock()
 	im.agent.openImpact(ref, sf, Impact{Kind: ImpactControllerBlocked, Object: sf.Object, Since: b.first,
 		Detail: fmt.Sprintf("%s cannot create pods: %s", sf.Object, sf.Detail)})
+	im.wake()
 }
 
 // evaluate links NotReady nodes to blocked DaemonSets, and resolves what

@@ -49,6 +49,13 @@ type AgentFinding struct {
 		Detail string    `json:"detail"`
 	} `json:"evidence"`
 	Remediation string `json:"remediation"`
+	Impact      *struct {
+		Kind   string    `json:"kind"`
+		Node   string    `json:"node"`
+		Object string    `json:"object"`
+		Since  time.Time `json:"since"`
+		Detail string    `json:"detail"`
+	} `json:"impact"`
 }
 
 // Sources lists the evidence sources of the finding, in order.
@@ -138,6 +145,29 @@ func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFind
 		return nil, nil, fmt.Errorf("decoding agent findings: %w", err)
 	}
 	return body.Open, body.Resolved, nil
+}
+
+// WaitForImpact polls until an open correlation finding of the webhook with
+// the impact kind (and node, if not empty) exists, and returns it.
+func (p *AgentProcess) WaitForImpact(ctx context.Context, webhook, kind, node string, timeout time.Duration) (AgentFinding, error) {
+	var found AgentFinding
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		open, _, err := p.Findings(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for _, f := range open {
+			if f.Webhook.Name == webhook && f.Impact != nil && f.Impact.Kind == kind && (node == "" || f.Impact.Node == node) {
+				found = f
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return found, fmt.Errorf("no open %s impact of webhook %s (node %q) within %s", kind, webhook, node, timeout)
+	}
+	return found, nil
 }
 
 // WaitForFinding polls until an open finding of the webhook with the class

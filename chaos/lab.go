@@ -22,6 +22,9 @@ import (
 // node for the scenarios' pods, a real Jaeger, and the hookscope agent as
 // that node's agent.
 type Lab struct {
+	// Binary is the hookscope binary: the agent, and the CLI the game day
+	// remediates with.
+	Binary   string
 	Provider Provider
 	Client   kubernetes.Interface
 	Node     string
@@ -63,6 +66,7 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	}
 
 	start := time.Now()
+	l.Binary = bin
 	l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
 	if err := l.Provider.Create(ctx); err != nil {
 		return nil, err
@@ -121,6 +125,19 @@ func (l *Lab) Stop(ctx context.Context) error {
 		errs = append(errs, l.Provider.Delete(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// Hookscope runs the hookscope CLI against the lab's cluster and returns
+// its output.
+func (l *Lab) Hookscope(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, l.Binary, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+l.Provider.Kubeconfig())
+	cmd.Dir = l.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("hookscope %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
 // buildAgent builds ./cmd/hookscope of this module into dir.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,9 +303,7 @@ func (l *Local) AddNodeWithLabels(ctx context.Context, name string, labels map[s
 		"kubernetes.io/os":       "linux",
 		"kubernetes.io/arch":     "amd64",
 	}
-	for k, v := range labels {
-		nodeLabels[k] = v
-	}
+	maps.Copy(nodeLabels, labels)
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,

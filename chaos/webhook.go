@@ -36,6 +36,13 @@ type WebhookSpec struct {
 	Name          string // a DNS label: namespace, Service and configuration are named after it
 	FailurePolicy admissionv1.FailurePolicyType
 	Timeout       int32 // timeoutSeconds
+	// Mutating makes it a MutatingWebhookConfiguration (the seed's
+	// mpod.elbv2.k8s.aws); the default is validating.
+	Mutating bool
+	// KubeSystem makes it match every pod created in kube-system as well
+	// (except its own backend's), as the seed's pod webhook did: it then
+	// blocks the CNI DaemonSet.
+	KubeSystem bool
 }
 
 // Webhook is a deployed webhook: a backend pod whose IP is a real network
@@ -65,7 +72,7 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		Spec:        spec,
 		Namespace:   "chaos-" + spec.Name,
 		Service:     spec.Name + "-webhook",
-		WebhookName: "vpod." + spec.Name + ".hookscope.dev",
+		WebhookName: map[bool]string{false: "vpod.", true: "mpod."}[spec.Mutating] + spec.Name + ".hookscope.dev",
 		client:      l.Client,
 		node:        l.Node,
 	}
@@ -111,28 +118,47 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 	if timeout == 0 {
 		timeout = 5
 	}
-	cfg := &admissionv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: spec.Name},
-		Webhooks: []admissionv1.ValidatingWebhook{{
-			Name: w.WebhookName,
-			ClientConfig: admissionv1.WebhookClientConfig{
-				Service:  &admissionv1.ServiceReference{Namespace: w.Namespace, Name: w.Service, Port: ptr.To[int32](443), Path: ptr.To("/validate")},
-				CABundle: w.CA.PEM,
-			},
-			Rules: []admissionv1.RuleWithOperations{{
-				Operations: []admissionv1.OperationType{admissionv1.Create},
-				Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: w.Namespace}},
-			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{TargetLabel: spec.Name}},
-			FailurePolicy:           &fp,
-			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
+	hook := admissionv1.ValidatingWebhook{
+		Name: w.WebhookName,
+		ClientConfig: admissionv1.WebhookClientConfig{
+			Service:  &admissionv1.ServiceReference{Namespace: w.Namespace, Name: w.Service, Port: ptr.To[int32](443), Path: ptr.To("/validate")},
+			CABundle: w.CA.PEM,
+		},
+		Rules: []admissionv1.RuleWithOperations{{
+			Operations: []admissionv1.OperationType{admissionv1.Create},
+			Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 		}},
+		NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: w.Namespace}},
+		ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{TargetLabel: spec.Name}},
+		FailurePolicy:           &fp,
+		SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+		AdmissionReviewVersions: []string{"v1"},
+		TimeoutSeconds:          &timeout,
 	}
-	if _, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", spec.Name, err)
+	if spec.KubeSystem {
+		hook.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{w.Namespace, "kube-system"}}}}
+		hook.ObjectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "app", Operator: metav1.LabelSelectorOpNotIn, Values: []string{w.Service}}}}
+	}
+	if spec.Mutating {
+		mcfg := &admissionv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: spec.Name},
+			Webhooks: []admissionv1.MutatingWebhook{{
+				Name: hook.Name, ClientConfig: hook.ClientConfig, Rules: hook.Rules, NamespaceSelector: hook.NamespaceSelector,
+				ObjectSelector: hook.ObjectSelector, FailurePolicy: hook.FailurePolicy, SideEffects: hook.SideEffects,
+				AdmissionReviewVersions: hook.AdmissionReviewVersions, TimeoutSeconds: hook.TimeoutSeconds,
+			}},
+		}
+		mcfg.Webhooks[0].ClientConfig.Service.Path = ptr.To("/mutate")
+		if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mcfg, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("deploying webhook %s: creating MutatingWebhookConfiguration: %w", spec.Name, err)
+		}
+	} else {
+		cfg := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: spec.Name}, Webhooks: []admissionv1.ValidatingWebhook{hook}}
+		if _, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", spec.Name, err)
+		}
 	}
 
 	w.agent = l.Agent
@@ -386,7 +412,12 @@ func (w *Webhook) Write(ctx context.Context) (time.Time, error) {
 // Remove deletes the webhook's configuration, namespace and pod network.
 func (w *Webhook) Remove(ctx context.Context) error {
 	var errs []error
-	err := w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
+	var err error
+	if w.Spec.Mutating {
+		err = w.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
+	} else {
+		err = w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, err)
 	}
