@@ -35,6 +35,7 @@ type Impacts struct {
 type blockedController struct {
 	object  string
 	webhook string
+	ref     WebhookRef // as resolved when first reported: keys stay stable if the webhook goes
 	failure SignalFailure
 	first   time.Time
 	last    time.Time
@@ -126,7 +127,7 @@ func (im *Impacts) onSignal(sf SignalFailure) {
 	im.mu.Lock()
 	b, ok := im.blocked[sf.Object]
 	if !ok || b.webhook != sf.Webhook {
-		b = blockedController{object: sf.Object, webhook: sf.Webhook, first: sf.At}
+		b = blockedController{object: sf.Object, webhook: sf.Webhook, ref: ref, first: sf.At}
 	}
 	b.failure, b.last = sf, sf.At
 	im.blocked[sf.Object] = b
@@ -169,9 +170,16 @@ func (im *Impacts) evaluate(ctx context.Context) {
 	im.mu.Unlock()
 
 	for _, b := range active {
-		ref := im.agent.refByName(b.webhook)
-		open[impactKey(ref, Impact{Kind: ImpactControllerBlocked, Object: b.object})] = true
+		ref := b.ref
 		kind, ns, name, ok := parseObject(b.object)
+		if ok && im.satisfied(ctx, kind, ns, name) {
+			// The controller has its pods again: the loop is over.
+			im.mu.Lock()
+			delete(im.blocked, b.object)
+			im.mu.Unlock()
+			continue
+		}
+		open[impactKey(ref, Impact{Kind: ImpactControllerBlocked, Object: b.object})] = true
 		if !ok || kind != "DaemonSet" {
 			continue
 		}
@@ -188,6 +196,33 @@ func (im *Impacts) evaluate(ctx context.Context) {
 		}
 	}
 	im.agent.resolveImpacts(open)
+}
+
+// satisfied reports whether a controller that could not create pods has
+// all it wants now (or is gone). Unknown kinds are never satisfied: their
+// impact ends when the Events stop.
+func (im *Impacts) satisfied(ctx context.Context, kind, ns, name string) bool {
+	switch kind {
+	case "Job":
+		j, err := im.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true
+		}
+		return err == nil && j.Status.Active+j.Status.Succeeded+j.Status.Failed > 0
+	case "ReplicaSet":
+		rs, err := im.client.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true
+		}
+		return err == nil && rs.Spec.Replicas != nil && rs.Status.Replicas >= *rs.Spec.Replicas
+	case "DaemonSet":
+		ds, err := im.client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true
+		}
+		return err == nil && ds.Status.CurrentNumberScheduled >= ds.Status.DesiredNumberScheduled && ds.Status.DesiredNumberScheduled > 0
+	}
+	return false
 }
 
 // daemonSetPodOn reports whether the DaemonSet has a pod on the node.
