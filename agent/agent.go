@@ -837,6 +837,12 @@ func (a *Agent) signalEvidence(ref WebhookRef, sf SignalFailure, detail string) 
 		return
 	}
 	w, known := a.webhooks[ref]
+	if !known && sf.Source == "metrics" {
+		// Counters outlive the webhook: a deleted webhook's last failures
+		// are no finding.
+		a.mu.Unlock()
+		return
+	}
 	now := time.Now()
 	f := &Finding{Class: sf.Class, Webhook: ref, FirstFailure: sf.At, FirstSeen: now, Evidence: []Evidence{ev}}
 	if known {
@@ -900,7 +906,11 @@ func (a *Agent) resolveImpacts(holding map[string]bool) {
 	}
 	a.mu.Unlock()
 	for _, f := range done {
-		a.log.Info("impact resolved", "kind", f.Impact.Kind, "node", f.Impact.Node, "object", f.Impact.Object, "id", f.ID)
+		if f.Impact != nil {
+			a.log.Info("impact resolved", "kind", f.Impact.Kind, "node", f.Impact.Node, "object", f.Impact.Object, "id", f.ID)
+		} else {
+			a.log.Info("finding resolved: the API server's signals went quiet", "webhook", f.Webhook.String(), "class", f.Class, "id", f.ID)
+		}
 		a.report(f)
 	}
 }

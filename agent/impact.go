@@ -172,7 +172,9 @@ func (im *Impacts) evaluate(ctx context.Context) {
 	for _, b := range active {
 		ref := b.ref
 		kind, ns, name, ok := parseObject(b.object)
-		if ok && im.satisfied(ctx, kind, ns, name) {
+		sat := ok && im.satisfied(ctx, kind, ns, name)
+		im.agent.log.Debug("blocked controller", "object", b.object, "webhook", b.webhook, "satisfied", sat)
+		if sat {
 			// The controller has its pods again: the loop is over.
 			im.mu.Lock()
 			delete(im.blocked, b.object)

@@ -180,9 +180,9 @@ func TestCNIBlockedByWebhook(t *testing.T) {
 	if !ok {
 		t.Fatalf("no update of %s with conditions seen", node1)
 	}
-	if first.ready != corev1.ConditionFalse || first.readyReason != "NetworkPluginNotReady" ||
+	if first.ready != corev1.ConditionFalse || first.readyReason != "KubeletNotReady" ||
 		!strings.Contains(first.readyMessage, "cni plugin not initialized") || first.networkUnavailable != corev1.ConditionTrue {
-		t.Errorf("%s first reported %+v, want Ready=False (NetworkPluginNotReady, cni plugin not initialized) and NetworkUnavailable=True", node1, first)
+		t.Errorf("%s first reported %+v, want Ready=False (KubeletNotReady, cni plugin not initialized) and NetworkUnavailable=True", node1, first)
 	}
 	if r, ok := tl.firstReady(ctx, 5*time.Second); !ok || r.at.Before(runningAt) {
 		t.Errorf("%s Ready at %v, before its aws-node pod was seen Running at %v", node1, r.at, runningAt)
