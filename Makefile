@@ -50,6 +50,7 @@ chaos: tools build
 ## bench: benchmarks, measured side by side in one run (traced vs untraced handshakes, bpf_stats)
 bench: tools build
 	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/...
+	go test -run '^$$' -bench . -benchtime 1s -count 1 ./agent/
 
 FUZZTIME ?= 60s
 ## fuzz: run each fuzz target for FUZZTIME (the seed corpora also run in `make test`)

@@ -13,7 +13,7 @@ import (
 )
 
 // serveTLS starts a TLS server on loopback that completes handshakes with cert.
-func serveTLS(t *testing.T, cert tls.Certificate) netip.AddrPort {
+func serveTLS(t testing.TB, cert tls.Certificate) netip.AddrPort {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
