@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sort"
@@ -122,6 +123,7 @@ type Agent struct {
 
 	objectsChanged chan struct{}
 	objectChecks   atomic.Bool
+	probeSlots     chan struct{} // bounds concurrent probes
 
 	impacts      map[string]*Finding // open correlation findings, by impactKey
 	risks        []Risk
@@ -146,8 +148,13 @@ func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent 
 		again:     map[probeKey]bool{},
 
 		objectsChanged: make(chan struct{}, 1),
+		probeSlots:     make(chan struct{}, maxConcurrentProbes),
 	}
 }
+
+// maxConcurrentProbes bounds the probes in flight, so a node with many
+// backends, or a burst of failures, never floods them.
+const maxConcurrentProbes = 8
 
 // Run runs the agent until ctx ends. It returns an error if the inventory
 // cannot sync.
@@ -317,6 +324,8 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 	switch {
 	case e.Kind == handshake.KindHandshakeRejected:
 		detail = describeRejection(e)
+	case (e.Kind == handshake.KindClose || e.Kind == handshake.KindReset) && !e.FromServer && e.Phase == handshake.PhaseClientHello:
+		detail = fmt.Sprintf("client %s gave up after its ClientHello: the backend never sent its first flight", e.Client)
 	case e.Kind == handshake.KindRefused:
 		detail = fmt.Sprintf("connection from %s refused: the backend answered the SYN with a reset", e.Client)
 	}
@@ -364,13 +373,13 @@ func describeRejection(e handshake.Event) string {
 }
 
 func (a *Agent) probeLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.ProbeInterval)
-	defer t.Stop()
 	for {
+		// Jitter (+-10%) so the agents of a cluster do not probe in step.
+		jitter := time.Duration(rand.Int64N(int64(a.cfg.ProbeInterval)/5+1)) - a.cfg.ProbeInterval/10
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(a.cfg.ProbeInterval + jitter):
 			a.mu.Lock()
 			keys := make([]probeKey, 0, len(a.local))
 			for k := range a.local {
@@ -422,6 +431,12 @@ func (a *Agent) probeOnce(ctx context.Context, k probeKey, why string) {
 	w, ok := a.webhooks[k.webhook]
 	a.mu.Unlock()
 	if !ok || w.Service == nil {
+		return
+	}
+	select {
+	case a.probeSlots <- struct{}{}:
+		defer func() { <-a.probeSlots }()
+	case <-ctx.Done():
 		return
 	}
 	r := Probe(ctx, k.backend, w.Service.ServerName(), w.CABundle, a.cfg.ProbeTimeout)

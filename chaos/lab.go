@@ -98,7 +98,7 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		OTLPEndpoint: l.Jaeger.OTLPGRPCEndpoint(),
 		Dir:          o.Dir,
 		// One agent: it wins the election and runs the cluster-wide checks.
-		ExtraArgs: []string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s"},
+		ExtraArgs: []string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s"},
 	})
 	if err != nil {
 		return nil, err

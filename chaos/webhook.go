@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -382,6 +383,50 @@ func (w *Webhook) ValidCertificate() (tls.Certificate, error) {
 func (w *Webhook) ExpiredCertificate() (tls.Certificate, error) {
 	now := time.Now()
 	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-90*24*time.Hour), now.Add(-time.Hour))
+}
+
+// NotYetValidCertificate is a serving certificate valid from tomorrow.
+func (w *Webhook) NotYetValidCertificate() (tls.Certificate, error) {
+	now := time.Now()
+	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(24*time.Hour), now.Add(365*24*time.Hour))
+}
+
+// ExpiringCertificate is a serving certificate that expires in d.
+func (w *Webhook) ExpiringCertificate(d time.Duration) (tls.Certificate, error) {
+	now := time.Now()
+	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-30*24*time.Hour), now.Add(d))
+}
+
+// WrongNameCertificate is a valid certificate for another Service's name.
+func (w *Webhook) WrongNameCertificate() (tls.Certificate, error) {
+	now := time.Now()
+	return w.CA.Serving([]string{"other-webhook." + w.Namespace + ".svc"}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
+}
+
+// OtherCACertificate is a valid certificate for the right name, signed by
+// a CA the webhook's caBundle does not hold (a rotated CA).
+func (w *Webhook) OtherCACertificate() (tls.Certificate, error) {
+	other, err := certs.NewCA("hookscope-chaos-rotated-" + w.Spec.Name)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := time.Now()
+	return other.Serving([]string{w.ServerName()}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
+}
+
+// SetWebhookPort points the webhook's clientConfig at another Service port.
+func (w *Webhook) SetWebhookPort(ctx context.Context, port int32) error {
+	patch := []byte(fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/clientConfig/service/port","value":%d}]`, port))
+	var err error
+	if w.Spec.Mutating {
+		_, err = w.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, w.Spec.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	} else {
+		_, err = w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, w.Spec.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("setting the webhook's port to %d: %w", port, err)
+	}
+	return nil
 }
 
 // Write creates a pod that the webhook intercepts, as a user's write would,

@@ -4,6 +4,7 @@ package scenarios
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 	"time"
 
@@ -137,4 +138,102 @@ func restartBackend(ctx context.Context, wh *chaos.Webhook, _ any) error {
 		return err
 	}
 	return wh.WaitServing(ctx)
+}
+
+func serve(cert func(*chaos.Webhook) (tls.Certificate, error)) func(context.Context, *chaos.Webhook) (any, error) {
+	return func(_ context.Context, wh *chaos.Webhook) (any, error) {
+		c, err := cert(wh)
+		if err != nil {
+			return nil, err
+		}
+		wh.Server.SetCertificate(c)
+		return nil, nil
+	}
+}
+
+func TestCertificateNotYetValid(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "certificate not yet valid",
+		expectedClass: "CertNotYetValid",
+		spec:          chaos.WebhookSpec{Name: "not-yet-valid", FailurePolicy: admissionv1.Fail},
+		inject:        serve((*chaos.Webhook).NotYetValidCertificate),
+		wantError:     x509Expired, // the API server's text is the same for both ends of the window
+		effect:        "writes rejected",
+		remediation:   "serve a certificate valid now",
+		remediate:     serveValidCertificate,
+	}.feature())
+}
+
+func TestUnknownAuthority(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "caBundle does not verify the served chain (rotated CA)",
+		expectedClass: "UnknownAuthority",
+		spec:          chaos.WebhookSpec{Name: "unknown-ca", FailurePolicy: admissionv1.Fail},
+		inject:        serve((*chaos.Webhook).OtherCACertificate),
+		wantError:     "x509: certificate signed by unknown authority",
+		effect:        "writes rejected",
+		remediation:   "serve a certificate the caBundle's CA signed",
+		remediate:     serveValidCertificate,
+	}.feature())
+}
+
+func TestHostnameMismatch(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "certificate for another name",
+		expectedClass: "HostnameMismatch",
+		spec:          chaos.WebhookSpec{Name: "wrong-name", FailurePolicy: admissionv1.Fail},
+		inject:        serve((*chaos.Webhook).WrongNameCertificate),
+		wantError:     "x509: certificate is valid for other-webhook.chaos-wrong-name.svc",
+		effect:        "writes rejected",
+		remediation:   "serve a certificate for <service>.<namespace>.svc",
+		remediate:     serveValidCertificate,
+	}.feature())
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "webhook timeout (backend accepts and never answers)",
+		expectedClass: "HandshakeTimeout",
+		spec:          chaos.WebhookSpec{Name: "hung", FailurePolicy: admissionv1.Fail, Timeout: 2},
+		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
+			wh.Server.SetSilent(true)
+			return nil, nil
+		},
+		wantError:   "context deadline exceeded",
+		effect:      "writes rejected",
+		remediation: "restart the hung webhook server",
+		remediate: func(_ context.Context, wh *chaos.Webhook, _ any) error {
+			wh.Server.SetSilent(false)
+			return nil
+		},
+	}.feature())
+}
+
+func TestPortMismatch(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:            "webhook port not on the Service",
+		expectedClass:   "PortMismatch",
+		spec:            chaos.WebhookSpec{Name: "port-mismatch", FailurePolicy: admissionv1.Fail},
+		inject:          func(ctx context.Context, wh *chaos.Webhook) (any, error) { return nil, wh.SetWebhookPort(ctx, 8443) },
+		firstWriteDelay: time.Second,
+		wantError:       `no service port 8443 found for service "port-mismatch-webhook"`,
+		effect:          "writes rejected",
+		remediation:     "point the webhook at the Service's port 443",
+		remediate:       func(ctx context.Context, wh *chaos.Webhook, _ any) error { return wh.SetWebhookPort(ctx, 443) },
+	}.feature())
+}
+
+func TestCertificateExpiringSoon(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "certificate expiring within the horizon (no write fails yet)",
+		expectedClass: "CertExpiringSoon",
+		spec:          chaos.WebhookSpec{Name: "expiring", FailurePolicy: admissionv1.Fail},
+		inject: serve(func(wh *chaos.Webhook) (tls.Certificate, error) {
+			return wh.ExpiringCertificate(48 * time.Hour)
+		}),
+		wantError:   "", // still valid: the write goes through
+		effect:      "none yet",
+		remediation: "renew the certificate",
+		remediate:   serveValidCertificate,
+	}.feature())
 }

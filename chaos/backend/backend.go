@@ -25,6 +25,7 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	srv      *http.Server
 	requests atomic.Int64
+	ln       *silentListener
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -47,8 +48,53 @@ func Serve(ln net.Listener, cert tls.Certificate) *Server {
 			NextProtos:     []string{"h2", "http/1.1"},
 		},
 	}
-	go s.srv.ServeTLS(ln, "", "")
+	s.ln = &silentListener{Listener: ln}
+	go s.srv.ServeTLS(s.ln, "", "")
 	return s
+}
+
+// SetSilent makes the server accept connections and never answer them (no
+// ServerHello), as a hung webhook process does; false serves again.
+func (s *Server) SetSilent(silent bool) {
+	s.ln.silent.Store(silent)
+	if !silent {
+		s.ln.release()
+	}
+	s.CloseConnections()
+}
+
+// silentListener parks the connections it accepts while silent.
+type silentListener struct {
+	net.Listener
+	silent atomic.Bool
+	mu     sync.Mutex
+	parked []net.Conn
+}
+
+func (l *silentListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || !l.silent.Load() {
+			return c, err
+		}
+		l.mu.Lock()
+		l.parked = append(l.parked, c)
+		l.mu.Unlock()
+	}
+}
+
+func (l *silentListener) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.parked {
+		c.Close()
+	}
+	l.parked = nil
+}
+
+func (l *silentListener) Close() error {
+	l.release()
+	return l.Listener.Close()
 }
 
 // SetCertificate makes later handshakes serve cert and closes the open
