@@ -277,14 +277,7 @@ func (w *Webhook) StopBackend(ctx context.Context) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, err)
 	}
-	if w.Server != nil {
-		errs = append(errs, w.Server.Close())
-		w.Server = nil
-	}
-	if w.pod != nil {
-		errs = append(errs, w.pod.Close())
-		w.pod = nil
-	}
+	errs = append(errs, w.closeNetwork())
 	// Wait until the pod is gone, so a restart can reuse its name.
 	errs = append(errs, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := w.client.CoreV1().Pods(w.Namespace).Get(ctx, w.Spec.Name+"-webhook-0", metav1.GetOptions{})
@@ -470,6 +463,13 @@ func (w *Webhook) Remove(ctx context.Context) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, err)
 	}
+	errs = append(errs, w.closeNetwork())
+	return errors.Join(errs...)
+}
+
+// closeNetwork stops the server and removes the backend's pod network.
+func (w *Webhook) closeNetwork() error {
+	var errs []error
 	if w.Server != nil {
 		errs = append(errs, w.Server.Close())
 		w.Server = nil

@@ -34,12 +34,7 @@ func TestBlockedAWSNode(t *testing.T) {
 		finding chaos.AgentFinding
 		result  = lab.Report.Scenario("blocked aws-node: a joining node stays NotReady", "ServiceNotFound")
 	)
-	fail := func(t *testing.T, format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		result.Failures = append(result.Failures, msg)
-		t.Fatal(msg)
-	}
+	fail := failer(result)
 	f := features.New("blocked aws-node").
 		Setup(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			if err := lab.DeployCNI(ctx); err != nil {
@@ -98,14 +93,7 @@ func TestBlockedAWSNode(t *testing.T) {
 			if finding, err = lab.Agent.WaitForImpact(ctx, wh.WebhookName, "NodeNotReady", node, 30*time.Second); err != nil {
 				fail(t, "%v", err)
 			}
-			result.DetectedClass = finding.Class
-			result.DetectedAt = finding.FirstSeen
-			result.DetectedBy = finding.Sources()
-			for _, e := range finding.Evidence {
-				result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
-			}
-			result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
-			result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
+			recordDetection(result, finding)
 			if finding.Class != "ServiceNotFound" || finding.Impact.Object != "DaemonSet kube-system/aws-node" {
 				fail(t, "finding %s on %s, want ServiceNotFound on DaemonSet kube-system/aws-node", finding.Class, finding.Impact.Object)
 			}
@@ -161,12 +149,7 @@ func TestBlockedAWSNode(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
-			if wh != nil {
-				if err := wh.Remove(ctx); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			finish(t, result, wh)
 			return ctx
 		}).
 		Feature()

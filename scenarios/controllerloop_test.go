@@ -35,12 +35,7 @@ func TestControllerLoop(t *testing.T) {
 		job        = "loops"
 		result     = lab.Report.Scenario("controller loops: a Job cannot create its pods", "ServiceNotFound")
 	)
-	fail := func(t *testing.T, format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		result.Failures = append(result.Failures, msg)
-		t.Fatal(msg)
-	}
+	fail := failer(result)
 	f := features.New("controller loops").
 		Setup(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			var err error
@@ -93,14 +88,7 @@ func TestControllerLoop(t *testing.T) {
 			if finding, err = lab.Agent.WaitForImpact(ctx, wh.WebhookName, "ControllerBlocked", "", 30*time.Second); err != nil {
 				fail(t, "%v", err)
 			}
-			result.DetectedClass = finding.Class
-			result.DetectedAt = finding.FirstSeen
-			result.DetectedBy = finding.Sources()
-			for _, e := range finding.Evidence {
-				result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
-			}
-			result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
-			result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
+			recordDetection(result, finding)
 			if want := "Job " + wh.Namespace + "/" + job; finding.Class != "ServiceNotFound" || finding.Impact.Object != want {
 				fail(t, "finding %s on %s, want ServiceNotFound on %s", finding.Class, finding.Impact.Object, want)
 			}
@@ -146,12 +134,7 @@ func TestControllerLoop(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
-			if wh != nil {
-				if err := wh.Remove(ctx); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			finish(t, result, wh)
 			return ctx
 		}).
 		Feature()

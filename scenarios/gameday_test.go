@@ -47,12 +47,7 @@ func (g gameDay) feature() types.Feature {
 		finding chaos.AgentFinding
 		result  = lab.Report.Scenario(g.name, g.expectedClass)
 	)
-	fail := func(t *testing.T, format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		result.Failures = append(result.Failures, msg)
-		t.Fatal(msg)
-	}
+	fail := failer(result)
 	return features.New(g.name).
 		Setup(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			var err error
@@ -95,14 +90,7 @@ func (g gameDay) feature() types.Feature {
 			if finding, err = lab.Agent.WaitForFinding(ctx, wh.WebhookName, g.expectedClass, 15*time.Second); err != nil {
 				fail(t, "%v", err)
 			}
-			result.DetectedClass = finding.Class
-			result.DetectedAt = finding.FirstSeen
-			result.DetectedBy = finding.Sources()
-			for _, e := range finding.Evidence {
-				result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
-			}
-			result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
-			result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
+			recordDetection(result, finding)
 			if finding.Webhook.Configuration != g.spec.Name || finding.Effect != g.effect {
 				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, g.spec.Name, g.effect)
 			}
@@ -171,13 +159,40 @@ func (g gameDay) feature() types.Feature {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
-			if wh != nil {
-				if err := wh.Remove(ctx); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			finish(t, result, wh)
 			return ctx
 		}).
 		Feature()
+}
+
+// recordDetection writes the agent's finding into the scenario's result.
+func recordDetection(result *chaos.ScenarioResult, finding chaos.AgentFinding) {
+	result.DetectedClass = finding.Class
+	result.DetectedAt = finding.FirstSeen
+	result.DetectedBy = finding.Sources()
+	for _, e := range finding.Evidence {
+		result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
+	}
+	result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
+	result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
+}
+
+// finish decides whether the scenario passed and removes its webhook.
+func finish(t *testing.T, result *chaos.ScenarioResult, wh *chaos.Webhook) {
+	result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
+	if wh != nil {
+		if err := wh.Remove(context.Background()); err != nil {
+			t.Logf("removing the webhook: %v", err)
+		}
+	}
+}
+
+// failer records a failed check in the result and stops the step.
+func failer(result *chaos.ScenarioResult) func(t *testing.T, format string, args ...any) {
+	return func(t *testing.T, format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		result.Failures = append(result.Failures, msg)
+		t.Fatal(msg)
+	}
 }

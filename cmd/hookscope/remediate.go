@@ -287,61 +287,45 @@ func restore(ctx context.Context, out io.Writer, o *writeOptions, path string) e
 		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
 			return fmt.Errorf("reading backup %s: %w", path, err)
 		}
-		api := c.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		update := func() error {
-			cur, err := api.Get(ctx, cfg.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cfg.ResourceVersion = cur.ResourceVersion
-			_, err = api.Update(ctx, &cfg, metav1.UpdateOptions{})
-			return err
-		}
-		create := func() error {
-			cfg.ResourceVersion, cfg.UID = "", ""
-			_, err := api.Create(ctx, &cfg, metav1.CreateOptions{})
-			return err
-		}
-		return restoreObject(out, o.yes, head.Kind, cfg.Name, len(cfg.Webhooks), update, create)
+		return restoreConfig(ctx, out, o.yes, head.Kind, c.AdmissionregistrationV1().ValidatingWebhookConfigurations(), &cfg, len(cfg.Webhooks))
 	case "MutatingWebhookConfiguration":
 		var cfg admissionv1.MutatingWebhookConfiguration
 		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
 			return fmt.Errorf("reading backup %s: %w", path, err)
 		}
-		api := c.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		update := func() error {
-			cur, err := api.Get(ctx, cfg.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cfg.ResourceVersion = cur.ResourceVersion
-			_, err = api.Update(ctx, &cfg, metav1.UpdateOptions{})
-			return err
-		}
-		create := func() error {
-			cfg.ResourceVersion, cfg.UID = "", ""
-			_, err := api.Create(ctx, &cfg, metav1.CreateOptions{})
-			return err
-		}
-		return restoreObject(out, o.yes, head.Kind, cfg.Name, len(cfg.Webhooks), update, create)
+		return restoreConfig(ctx, out, o.yes, head.Kind, c.AdmissionregistrationV1().MutatingWebhookConfigurations(), &cfg, len(cfg.Webhooks))
 	}
 	return fmt.Errorf("reading backup %s: kind %q is not a webhook configuration", path, head.Kind)
 }
 
-// restoreObject replaces the configuration if it exists, else creates it.
-func restoreObject(out io.Writer, yes bool, kind, name string, webhooks int, update, create func() error) error {
-	fmt.Fprintf(out, "%s/%s with %d webhooks will be put back as in the backup\n", kind, name, webhooks)
+// configClient is what restore needs of the typed client of either kind of
+// webhook configuration.
+type configClient[T metav1.Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+}
+
+// restoreConfig replaces the configuration if it exists, else creates it.
+func restoreConfig[T metav1.Object](ctx context.Context, out io.Writer, yes bool, kind string, api configClient[T], cfg T, webhooks int) error {
+	fmt.Fprintf(out, "%s/%s with %d webhooks will be put back as in the backup\n", kind, cfg.GetName(), webhooks)
 	if !yes {
 		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
 		return nil
 	}
-	err := update()
-	if apierrors.IsNotFound(err) {
-		err = create()
+	cur, err := api.Get(ctx, cfg.GetName(), metav1.GetOptions{})
+	switch {
+	case err == nil:
+		cfg.SetResourceVersion(cur.GetResourceVersion())
+		_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
+	case apierrors.IsNotFound(err):
+		cfg.SetResourceVersion("")
+		cfg.SetUID("")
+		_, err = api.Create(ctx, cfg, metav1.CreateOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("restoring %s/%s: %w", kind, name, err)
+		return fmt.Errorf("restoring %s/%s: %w", kind, cfg.GetName(), err)
 	}
-	fmt.Fprintf(out, "restored %s/%s\n", kind, name)
+	fmt.Fprintf(out, "restored %s/%s\n", kind, cfg.GetName())
 	return nil
 }
