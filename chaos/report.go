@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +49,98 @@ type ScenarioResult struct {
 	ResolvedAt time.Time `json:"resolved_at"`
 	// Failures lists the checks that failed, if any.
 	Failures []string `json:"failures,omitempty"`
+
+	// Webhook is the scenario's webhook name, as the API server logs it.
+	Webhook string `json:"webhook"`
+	// Baselines are the seed's own detection methods, measured on the same
+	// failure (see Baselines).
+	Baselines *Baselines `json:"baselines,omitempty"`
+}
+
+// Baselines are when the usual methods would have alerted on the same
+// failure, computed from the API server's own log of this run:
+//
+//   - LogFilterAlarmAt, the seed's method: a CloudWatch metric filter on
+//     the kube-apiserver log for "failed calling webhook" feeding an alarm
+//     with a 1-minute period and one datapoint. The datapoint of the minute
+//     holding the first matching line is evaluated when that minute closes,
+//     and CloudWatch publishes it about a minute late: the alarm fires at
+//     the end of that minute plus 60 s.
+//   - MetricsAlertAt, the Prometheus path: apiserver_admission_webhook_
+//     rejection_count is scraped every 15 s (from the start of the run) and
+//     an alert fires on the first scrape that sees the increase; the
+//     counter rises at the same moment as the log line (measured).
+//
+// Both are null when the API server logged no failed call (nothing was
+// rejected: a finding ahead of any failure).
+type Baselines struct {
+	FirstLoggedFailureAt time.Time `json:"first_logged_failure_at"`
+	LogFilterAlarmAt     time.Time `json:"log_filter_alarm_at"`
+	MetricsAlertAt       time.Time `json:"metrics_alert_at"`
+	// ...Seconds are the same, from the injection, beside hookscope's.
+	LogFilterAlarmSeconds float64 `json:"log_filter_alarm_seconds"`
+	MetricsAlertSeconds   float64 `json:"metrics_alert_seconds"`
+}
+
+// metricsScrapeInterval is the Prometheus baseline's scrape interval.
+const metricsScrapeInterval = 15 * time.Second
+
+// AddBaselines computes each scenario's baselines from the kube-apiserver
+// log (klog text) of the run.
+func (r *Report) AddBaselines(apiserverLog io.Reader) error {
+	first := map[string]time.Time{} // webhook -> first logged failure after its injection
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sc := bufio.NewScanner(apiserverLog)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	year := r.Started.Year()
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, "failed calling webhook") {
+			continue
+		}
+		at, ok := klogTime(line, year)
+		if !ok {
+			continue
+		}
+		for _, s := range r.Scenarios {
+			if s.Webhook == "" || s.InjectedAt.IsZero() || at.Before(s.InjectedAt) {
+				continue
+			}
+			if _, seen := first[s.Webhook]; !seen && strings.Contains(line, `"`+s.Webhook+`"`) {
+				first[s.Webhook] = at
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading the kube-apiserver log: %w", err)
+	}
+	for _, s := range r.Scenarios {
+		at, ok := first[s.Webhook]
+		if !ok {
+			continue
+		}
+		b := &Baselines{FirstLoggedFailureAt: at}
+		b.LogFilterAlarmAt = at.Truncate(time.Minute).Add(time.Minute).Add(time.Minute)
+		scrapes := at.Sub(r.Started) / metricsScrapeInterval
+		b.MetricsAlertAt = r.Started.Add((scrapes + 1) * metricsScrapeInterval)
+		b.LogFilterAlarmSeconds = b.LogFilterAlarmAt.Sub(s.InjectedAt).Seconds()
+		b.MetricsAlertSeconds = b.MetricsAlertAt.Sub(s.InjectedAt).Seconds()
+		s.Baselines = b
+	}
+	return nil
+}
+
+// klogTime reads the time of a klog line: "W1125 02:45:05.657908 ...".
+func klogTime(line string, year int) (time.Time, bool) {
+	if len(line) < 21 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("0102 15:04:05.000000", line[1:21])
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.AddDate(year, 0, 0), true
 }
 
 // Report is the game day's outcome: chaos-report/report.json and report.md.
@@ -106,20 +200,28 @@ func (r *Report) markdown() string {
 	}
 	fmt.Fprintf(&b, "# hookscope game day: %s\n\n", verdict)
 	fmt.Fprintf(&b, "Provider: %s. Started %s, took %s.\n\n", r.Provider, r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
-	b.WriteString("| scenario | expected | detected | first write after injection | detected after injection | detection latency | detected by | remediation | recovered | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | expected | detected | first write after injection | detected after injection | detection latency | log filter + 1-min alarm | 15 s metrics alert | detected by | remediation | recovered | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		res := "pass"
 		if !s.Passed {
 			res = "**FAIL**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.3f s | %s | %s | %s | %s | %v | %s |\n", s.Name, s.ExpectedClass, orDash(s.DetectedClass),
-			s.FirstWriteDelaySeconds, afterInjection(s), latency(s), orDash(strings.Join(s.DetectedBy, " + ")), orDash(s.Remediation), s.Recovered, res)
+		logAlarm, metricsAlert := "-", "-"
+		if s.Baselines != nil {
+			logAlarm = fmt.Sprintf("%.1f s", s.Baselines.LogFilterAlarmSeconds)
+			metricsAlert = fmt.Sprintf("%.1f s", s.Baselines.MetricsAlertSeconds)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.3f s | %s | %s | %s | %s | %s | %s | %v | %s |\n", s.Name, s.ExpectedClass, orDash(s.DetectedClass),
+			s.FirstWriteDelaySeconds, afterInjection(s), latency(s), logAlarm, metricsAlert, orDash(strings.Join(s.DetectedBy, " + ")), orDash(s.Remediation), s.Recovered, res)
 	}
 	b.WriteString("\nDetection latency runs from the start of the first write after the injection (rejected, or let through\n")
 	b.WriteString("unchecked when the webhook fails open) to the agent's finding; negative means the agent knew before that\n")
 	b.WriteString("write. It includes the API server's own retry of a call whose connection was reset. Failures that send no\n")
-	b.WriteString("packet are measured against a write 1 s after the injection.\n")
+	b.WriteString("packet are measured against a write 1 s after the injection. The two baselines, also from the injection,\n")
+	b.WriteString("are the seed's CloudWatch log filter with a 1-minute alarm and a 15 s Prometheus scrape of the API server's\n")
+	b.WriteString("rejection counter, computed from this run's kube-apiserver log (model in chaos/report.go); `-` where the\n")
+	b.WriteString("API server logged no failed call.\n")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Name)
 		if s.FailedCallError != "" {

@@ -45,6 +45,7 @@ func TestBlockedAWSNode(t *testing.T) {
 			if err != nil {
 				fail(t, "deploying the webhook: %v", err)
 			}
+			result.Webhook = wh.WebhookName
 			return ctx
 		}).
 		Assess("inject: the webhook's Service is deleted, then a node joins", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {

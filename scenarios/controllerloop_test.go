@@ -42,6 +42,7 @@ func TestControllerLoop(t *testing.T) {
 			if wh, err = lab.DeployWebhook(ctx, chaos.WebhookSpec{Name: "job-loop", FailurePolicy: admissionv1.Fail}); err != nil {
 				fail(t, "deploying the webhook: %v", err)
 			}
+			result.Webhook = wh.WebhookName
 			return ctx
 		}).
 		Assess("inject: the Service is deleted, then a Job starts", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {

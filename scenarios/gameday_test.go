@@ -54,6 +54,7 @@ func (g gameDay) feature() types.Feature {
 			if wh, err = lab.DeployWebhook(ctx, g.spec); err != nil {
 				fail(t, "deploying the webhook: %v", err)
 			}
+			result.Webhook = wh.WebhookName
 			return ctx
 		}).
 		Assess("inject: "+g.name, func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {

@@ -60,6 +60,12 @@ func TestMain(m *testing.M) {
 		if lab == nil {
 			return ctx, nil
 		}
+		if f, err := os.Open(lab.Provider.APIServerLog()); err == nil {
+			if err := lab.Report.AddBaselines(f); err != nil {
+				fmt.Fprintf(os.Stderr, "game day: baselines: %v\n", err)
+			}
+			f.Close()
+		}
 		werr := lab.Report.Write(reportDir())
 		if werr == nil {
 			abs, _ := filepath.Abs(reportDir())
