@@ -742,13 +742,31 @@ func (a *Agent) Risks() []Risk {
 // pendingPods turns NoEndpoints into BackendPodsPending when the Service's
 // pods exist but are Pending (the seed's "0/1 Pending" controller pods).
 func (a *Agent) pendingPods(ctx context.Context, w Webhook, class FailureClass, detail string) (FailureClass, string) {
-	if a.cfg.Pods == nil || len(w.ServiceSelector) == 0 || w.Service == nil {
-		return class, detail
-	}
-	pods, err := a.cfg.Pods.ListPods(ctx, w.Service.Namespace, w.ServiceSelector)
+	c, d, err := diagnosePending(ctx, w, a.cfg.Pods, class, detail)
 	if err != nil {
 		a.log.Warn("listing backend pods", "webhook", w.Ref.String(), "err", err)
-		return class, detail
+	}
+	return c, d
+}
+
+// DiagnoseObjects says what the API server will hit when it calls w, from
+// its objects alone (the Service, its endpoints, and with pods, whether its
+// pods are Pending); "" when they look callable.
+func DiagnoseObjects(ctx context.Context, w Webhook, pods PodLister) (FailureClass, string) {
+	if w.Problem != NoEndpoints {
+		return w.Problem, w.ProblemDetail
+	}
+	c, d, _ := diagnosePending(ctx, w, pods, w.Problem, w.ProblemDetail)
+	return c, d
+}
+
+func diagnosePending(ctx context.Context, w Webhook, lister PodLister, class FailureClass, detail string) (FailureClass, string, error) {
+	if lister == nil || len(w.ServiceSelector) == 0 || w.Service == nil {
+		return class, detail, nil
+	}
+	pods, err := lister.ListPods(ctx, w.Service.Namespace, w.ServiceSelector)
+	if err != nil {
+		return class, detail, err
 	}
 	var pending []string
 	for _, p := range pods {
@@ -761,9 +779,9 @@ func (a *Agent) pendingPods(ctx context.Context, w Webhook, class FailureClass, 
 		}
 	}
 	if len(pending) == 0 {
-		return class, detail
+		return class, detail, nil
 	}
-	return BackendPodsPending, fmt.Sprintf("%s: %d/%d pods of service %q Pending: %s", detail, len(pending), len(pods), w.Service.Name, strings.Join(pending, ", "))
+	return BackendPodsPending, fmt.Sprintf("%s: %d/%d pods of service %q Pending: %s", detail, len(pending), len(pods), w.Service.Name, strings.Join(pending, ", ")), nil
 }
 
 // applyObjects opens, changes or resolves the finding about a webhook's

@@ -138,6 +138,36 @@ func (inv *Inventory) Configurations() ([]*admissionv1.ValidatingWebhookConfigur
 	return vwcs, mwcs
 }
 
+// ListedInventory is a one-off resolution from listed objects, for the CLI.
+type ListedInventory struct {
+	Webhooks   []Webhook
+	Validating []*admissionv1.ValidatingWebhookConfiguration
+	Mutating   []*admissionv1.MutatingWebhookConfiguration
+}
+
+// InventoryFromLists resolves the webhooks of listed objects, as the
+// informers would.
+func InventoryFromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissionv1.MutatingWebhookConfiguration,
+	svcs []corev1.Service, slices []discoveryv1.EndpointSlice) ListedInventory {
+	var out ListedInventory
+	for i := range vwcs {
+		out.Validating = append(out.Validating, &vwcs[i])
+	}
+	for i := range mwcs {
+		out.Mutating = append(out.Mutating, &mwcs[i])
+	}
+	sp := make([]*corev1.Service, len(svcs))
+	for i := range svcs {
+		sp[i] = &svcs[i]
+	}
+	ep := make([]*discoveryv1.EndpointSlice, len(slices))
+	for i := range slices {
+		ep[i] = &slices[i]
+	}
+	out.Webhooks = Resolve(out.Validating, out.Mutating, sp, ep)
+	return out
+}
+
 // Webhooks returns the last resolution.
 func (inv *Inventory) Webhooks() []Webhook {
 	inv.mu.RLock()

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/hookscope/hookscope/agent"
+)
+
+// WebhookStatus is one row of `hookscope status`.
+type WebhookStatus struct {
+	Kind          string   `json:"kind"`
+	Configuration string   `json:"configuration"`
+	Name          string   `json:"name"`
+	FailurePolicy string   `json:"failurePolicy"`
+	Service       string   `json:"service,omitempty"`
+	URL           string   `json:"url,omitempty"`
+	Ready         int      `json:"readyBackends"`
+	Backends      int      `json:"backends"`
+	Health        string   `json:"health"`
+	Detail        string   `json:"detail,omitempty"`
+	CertNotAfter  string   `json:"certNotAfter,omitempty"`
+	Risks         []string `json:"risks,omitempty"`
+}
+
+func statusCommand() *cobra.Command {
+	var (
+		kubeconfig string
+		output     string
+		probe      bool
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Every webhook: health and why, failurePolicy, backends, certificate expiry, risks",
+		Long: `status reads the cluster as the API server sees it: each webhook's Service, endpoints
+and backend pods (service not found, no endpoints, Pending pods, a port the Service lacks)
+and the risks of its configuration. With --probe it also calls each endpoint the way the
+API server does (TLS, ServerName <svc>.<ns>.svc, the caBundle as roots): run it where pod
+IPs are reachable (a node, a pod). It only reads.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" && output != "yaml" {
+				return fmt.Errorf("--output %q: want table, json or yaml", output)
+			}
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("building the Kubernetes client: %w", err)
+			}
+			rows, err := collectStatus(cmd.Context(), client, probe, timeout)
+			if err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), output, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
+	f.StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	f.BoolVar(&probe, "probe", false, "also probe each endpoint as the API server would (needs pod IPs reachable)")
+	f.DurationVar(&timeout, "probe-timeout", 3*time.Second, "bound on one probe")
+	return cmd
+}
+
+func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
+	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing validating webhook configurations: %w", err)
+	}
+	mwcs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing mutating webhook configurations: %w", err)
+	}
+	svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing Services: %w", err)
+	}
+	slices, err := c.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
+	}
+	inv := agent.InventoryFromLists(vwcs.Items, mwcs.Items, svcs.Items, slices.Items)
+	risks := map[agent.WebhookRef][]string{}
+	backends := map[agent.WebhookRef][]agent.BackendTarget{}
+	for _, w := range inv.Webhooks {
+		backends[w.Ref] = w.Backends
+	}
+	for _, r := range agent.AnalyzeRisks(inv.Validating, inv.Mutating, nil, backends) {
+		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+r.Severity+")")
+	}
+	pods := agent.APIPodLister{Client: c}
+	var rows []WebhookStatus
+	for _, w := range inv.Webhooks {
+		row := WebhookStatus{Kind: w.Ref.Kind, Configuration: w.Ref.Configuration, Name: w.Ref.Name, FailurePolicy: w.FailurePolicy,
+			URL: w.URL, Backends: len(w.Backends), Health: string(agent.Healthy), Risks: risks[w.Ref]}
+		if w.Service != nil {
+			row.Service = fmt.Sprintf("%s/%s:%d", w.Service.Namespace, w.Service.Name, w.Service.Port)
+		}
+		for _, b := range w.Backends {
+			if b.Ready {
+				row.Ready++
+			}
+		}
+		class, detail := agent.DiagnoseObjects(ctx, w, pods)
+		if class != "" {
+			row.Health, row.Detail = string(class), detail
+		}
+		if probe && class == "" && w.Service != nil {
+			for _, b := range w.Backends {
+				r := agent.Probe(ctx, b.Addr, w.Service.ServerName(), w.CABundle, timeout)
+				if r.Leaf != nil && row.CertNotAfter == "" {
+					row.CertNotAfter = r.Leaf.NotAfter.UTC().Format(time.RFC3339)
+				}
+				if r.Class != agent.Healthy {
+					row.Health, row.Detail = string(r.Class), b.Addr.String()+": "+r.Detail
+					break
+				}
+			}
+		}
+		if row.Health == string(agent.Healthy) && row.Detail == "" && !probe {
+			row.Detail = "objects look callable (--probe checks TLS)"
+		}
+		rows = append(rows, row)
+	}
+	// Broken first, then by name: what an SRE reads in an incident.
+	sort.SliceStable(rows, func(i, j int) bool {
+		bi, bj := rows[i].Health != string(agent.Healthy), rows[j].Health != string(agent.Healthy)
+		if bi != bj {
+			return bi
+		}
+		return rows[i].Name < rows[j].Name
+	})
+	return rows, nil
+}
+
+func printStatus(out io.Writer, format string, rows []WebhookStatus) error {
+	if rows == nil {
+		rows = []WebhookStatus{}
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	case "yaml":
+		b, err := yaml.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WEBHOOK\tKIND\tCONFIGURATION\tPOLICY\tBACKENDS\tHEALTH\tRISKS\tDETAIL")
+	for _, r := range rows {
+		risk := strings.Join(r.Risks, ",")
+		if risk == "" {
+			risk = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.Name, r.Kind, r.Configuration, r.FailurePolicy, r.Ready, r.Backends, r.Health, risk, r.Detail)
+	}
+	return tw.Flush()
+}
