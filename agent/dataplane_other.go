@@ -1,0 +1,33 @@
+//go:build !linux
+
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+)
+
+// KernelDataPlane exists only on Linux; this stub keeps the agent building
+// elsewhere (handshake.Load fails there first).
+type KernelDataPlane struct{}
+
+// NewKernelDataPlane is never reached off Linux.
+func NewKernelDataPlane(*handshake.Tracer, *slog.Logger) *KernelDataPlane { return &KernelDataPlane{} }
+
+// Run returns at once.
+func (*KernelDataPlane) Run(context.Context) {}
+
+// Events delivers nothing.
+func (*KernelDataPlane) Events() <-chan handshake.Event { return nil }
+
+// SetBackends does nothing.
+func (*KernelDataPlane) SetBackends([]netip.AddrPort) error { return nil }
+
+// Traced is always false.
+func (*KernelDataPlane) Traced(netip.AddrPort) bool { return false }
+
+// EventsDropped is always zero.
+func (*KernelDataPlane) EventsDropped() (uint64, error) { return 0, nil }
