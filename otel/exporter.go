@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -46,9 +47,45 @@ type Config struct {
 	// NodeName is the node the agent runs on (resource k8s.node.name);
 	// left out if empty.
 	NodeName string
+	// Protocol is "grpc" (default, port 4317) or "http" (OTLP/HTTP
+	// protobuf, port 4318: what an X-Ray-bound ADOT collector or a proxy
+	// that only passes HTTP takes).
+	Protocol string
 }
 
-// Exporter turns findings into spans and sends them over OTLP gRPC. It is
+// newSpanExporter builds the OTLP exporter of cfg.Protocol, retrying with
+// backoff within exportTimeout.
+func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
+	switch cfg.Protocol {
+	case "", "grpc":
+		opts := []otlptracegrpc.Option{
+			otlptracegrpc.WithEndpoint(cfg.Endpoint),
+			otlptracegrpc.WithTimeout(requestTimeout),
+			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
+				Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: exportTimeout,
+			}),
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		return otlptracegrpc.New(ctx, opts...)
+	case "http":
+		opts := []otlptracehttp.Option{
+			otlptracehttp.WithEndpoint(cfg.Endpoint),
+			otlptracehttp.WithTimeout(requestTimeout),
+			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
+				Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: exportTimeout,
+			}),
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		return otlptracehttp.New(ctx, opts...)
+	}
+	return nil, fmt.Errorf("protocol %q: want grpc or http", cfg.Protocol)
+}
+
+// Exporter turns findings into spans and sends them over OTLP (gRPC or HTTP). It is
 // an agent.FindingSink and safe for concurrent use.
 type Exporter struct {
 	tp     *sdktrace.TracerProvider
@@ -67,20 +104,7 @@ func NewExporter(ctx context.Context, cfg Config) (*Exporter, error) {
 	if cfg.ServiceName == "" {
 		cfg.ServiceName = DefaultServiceName
 	}
-	opts := []otlptracegrpc.Option{
-		otlptracegrpc.WithEndpoint(cfg.Endpoint),
-		otlptracegrpc.WithTimeout(requestTimeout),
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
-			Enabled:         true,
-			InitialInterval: time.Second,
-			MaxInterval:     5 * time.Second,
-			MaxElapsedTime:  exportTimeout,
-		}),
-	}
-	if cfg.Insecure {
-		opts = append(opts, otlptracegrpc.WithInsecure())
-	}
-	exp, err := otlptracegrpc.New(ctx, opts...)
+	exp, err := newSpanExporter(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating the OTLP exporter for %s: %w", cfg.Endpoint, err)
 	}

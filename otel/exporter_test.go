@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,4 +222,44 @@ func keys(m map[string]jaeger.Span) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// TestFindingOverHTTP sends a finding over OTLP/HTTP (the protocol an
+// X-Ray-bound ADOT collector or an HTTP-only proxy takes) to a real Jaeger.
+func TestFindingOverHTTP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	bin, err := jaeger.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jaeger.Start(ctx, bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Stop() })
+	exp, err := NewExporter(ctx, Config{Endpoint: j.OTLPHTTPEndpoint(), Insecure: true, Protocol: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := certExpiredFinding(time.Now())
+	f.ID = "f-over-http"
+	exp.Report(f)
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := exp.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	traces, err := j.WaitForTraces(wctx, DefaultServiceName, map[string]string{"hookscope.finding.id": "f-over-http"}, 1)
+	if err != nil {
+		t.Fatalf("%v (jaeger log: %s)", err, j.LogPath())
+	}
+	if got := traces[0].Spans[0].Tags["hookscope.webhook.name"]; got != f.Webhook.Name {
+		t.Errorf("span webhook %q, want %q", got, f.Webhook.Name)
+	}
+	if _, err := NewExporter(ctx, Config{Endpoint: "127.0.0.1:1", Protocol: "carrier-pigeon"}); err == nil || !strings.Contains(err.Error(), `protocol "carrier-pigeon"`) {
+		t.Errorf("unknown protocol: %v", err)
+	}
 }

@@ -27,6 +27,7 @@ type agentOptions struct {
 	nodeName        string
 	otlpEndpoint    string
 	otlpInsecure    bool
+	otlpProtocol    string
 	listen          string
 	probeInterval   time.Duration
 	probeTimeout    time.Duration
@@ -55,6 +56,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "trace and probe only backends on this node (default: $NODE_NAME; empty: all)")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP gRPC collector host:port for finding spans (empty: no spans)")
 	f.BoolVar(&o.otlpInsecure, "otlp-insecure", true, "talk to the collector without TLS")
+	f.StringVar(&o.otlpProtocol, "otlp-protocol", "grpc", "grpc (collector port 4317) or http (4318)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
@@ -105,7 +107,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 
 	var sinks []agent.FindingSink
 	if o.otlpEndpoint != "" {
-		exp, err := otel.NewExporter(ctx, otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName})
+		exp, err := otel.NewExporter(ctx, otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName, Protocol: o.otlpProtocol})
 		if err != nil {
 			return fmt.Errorf("setting up the OTLP exporter to %s: %w", o.otlpEndpoint, err)
 		}
