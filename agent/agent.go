@@ -128,6 +128,10 @@ type Agent struct {
 	impacts      map[string]*Finding // open correlation findings, by impactKey
 	risks        []Risk
 	riskSeen     map[string]bool
+	calls        map[callKey]*Call
+	callsDone    map[callKey]time.Time
+	callsDropped int
+	callSinks    []CallSink
 	targets      []netip.AddrPort // local backends the data plane should trace
 	retryPending atomic.Bool
 	lastSyncErr  string
@@ -149,8 +153,14 @@ func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent 
 
 		objectsChanged: make(chan struct{}, 1),
 		probeSlots:     make(chan struct{}, maxConcurrentProbes),
+		calls:          map[callKey]*Call{},
+		callsDone:      map[callKey]time.Time{},
 	}
 }
+
+// ReportCallsTo adds a sink for every handshake the kernel sees to a
+// backend (not the agent's own probes). Call before Run.
+func (a *Agent) ReportCallsTo(s CallSink) { a.callSinks = append(a.callSinks, s) }
 
 // maxConcurrentProbes bounds the probes in flight, so a node with many
 // backends, or a burst of failures, never floods them.
@@ -337,6 +347,7 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 		a.wire[e.Server] = wireFailure{at: start, seen: time.Now(), detail: detail, eventTime: e.Time}
 	}
 	recheck := e.Kind == handshake.KindHandshakeDone && a.hasOpen(e.Server)
+	a.trackCall(e, detail)
 	a.mu.Unlock()
 
 	a.log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "detail", detail)

@@ -43,6 +43,8 @@
 //	                                   the resolved span share it
 //	hookscope.finding.state            "open" or "resolved"
 //	hookscope.remediation              what an SRE should do, in one sentence
+//	hookscope.call.outcome             done, rejected, refused, reset, closed (call spans: one per handshake)
+//	client.address, client.port        the caller of the backend (call spans)
 //	hookscope.impact.kind              NodeNotReady or ControllerBlocked (correlation findings)
 //	hookscope.impact.node              the NotReady node
 //	hookscope.impact.object            the blocked controller, "DaemonSet kube-system/aws-node"
@@ -84,6 +86,10 @@ const (
 	ErrorType = semconv.ErrorTypeKey
 	// TLSProtocolVersion is the negotiated TLS version ("1.2", "1.3").
 	TLSProtocolVersion = semconv.TLSProtocolVersionKey
+	// ClientAddress and ClientPort are the caller of a webhook backend (the
+	// API server), on call spans.
+	ClientAddress = semconv.ClientAddressKey
+	ClientPort    = semconv.ClientPortKey
 )
 
 // Attributes in hookscope's own namespace, hookscope.*.
@@ -113,6 +119,12 @@ const (
 	FindingState = attribute.Key("hookscope.finding.state")
 	// Remediation is what an SRE should do about the finding.
 	Remediation = attribute.Key("hookscope.remediation")
+	// CallOutcome is how a call's handshake ended: done, rejected (by the
+	// client), refused, reset, closed (call spans only).
+	CallOutcome = attribute.Key("hookscope.call.outcome")
+	// CallEventPrefix prefixes the span events of a call, one per kernel
+	// event: hookscope.call.client_hello, ...server_hello, ...handshake_rejected.
+	CallEventPrefix = "hookscope.call."
 	// ImpactKind is what the failing webhook breaks beyond one write:
 	// NodeNotReady or ControllerBlocked (correlation findings only).
 	ImpactKind = attribute.Key("hookscope.impact.kind")

@@ -5,6 +5,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +35,11 @@ type gameDay struct {
 	firstWriteDelay time.Duration
 	// wantError is a substring of the API server's answer to the write;
 	// empty means the write succeeds (the webhook fails open).
-	wantError   string
-	effect      string // the finding's effect
+	wantError string
+	effect    string // the finding's effect
+	// callOutcome, when set, is how the kernel saw the failing handshake:
+	// its call span (one per handshake) must be in Jaeger with the steps.
+	callOutcome string
 	remediation string
 	remediate   func(ctx context.Context, wh *chaos.Webhook, state any) error
 }
@@ -132,6 +136,28 @@ func (g gameDay) feature() types.Feature {
 				}
 			}
 			result.SpanTraceID = traces[0].TraceID
+			return ctx
+		}).
+		Assess("detect: the failed handshake's call span is in Jaeger", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			if g.callOutcome == "" {
+				t.Skip("the failure sends no packet, or no handshake fails")
+			}
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			traces, err := lab.Jaeger.WaitForTraces(wctx, chaos.AgentServiceName,
+				map[string]string{"hookscope.webhook.name": wh.WebhookName, "hookscope.call.outcome": g.callOutcome}, 1)
+			if err != nil {
+				fail(t, "reading the call span from Jaeger: %v", err)
+			}
+			span := traces[0].Spans[0]
+			var steps []string
+			for _, e := range span.Events {
+				steps = append(steps, e.Name)
+			}
+			want := "hookscope.call." + map[string]string{"rejected": "handshake_rejected", "refused": "refused"}[g.callOutcome]
+			if !slices.Contains(steps, want) || span.Tags["k8s.pod.name"] == "" {
+				fail(t, "call span steps %v (want %s), tags %v", steps, want, span.Tags)
+			}
 			return ctx
 		}).
 		Assess("remediate: "+g.remediation, func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {

@@ -42,6 +42,7 @@ func serveValidCertificate(_ context.Context, wh *chaos.Webhook, _ any) error {
 func TestExpiredServingCertificate(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "expired serving certificate",
+		callOutcome:   "rejected",
 		expectedClass: "CertExpired",
 		spec:          chaos.WebhookSpec{Name: "expired-cert", FailurePolicy: admissionv1.Fail},
 		inject:        serveExpiredCertificate,
@@ -110,6 +111,7 @@ func TestBackendPodsPending(t *testing.T) {
 func TestFailOpenImpact(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "fail-open impact (failurePolicy Ignore)",
+		callOutcome:   "rejected",
 		expectedClass: "CertExpired",
 		spec:          chaos.WebhookSpec{Name: "fail-open", FailurePolicy: admissionv1.Ignore},
 		inject:        serveExpiredCertificate,
@@ -123,6 +125,7 @@ func TestFailOpenImpact(t *testing.T) {
 func TestConnectionRefused(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "connection refused (backend port closed)",
+		callOutcome:   "refused",
 		expectedClass: "ConnectionRefused",
 		spec:          chaos.WebhookSpec{Name: "refused", FailurePolicy: admissionv1.Fail},
 		inject:        func(_ context.Context, wh *chaos.Webhook) (any, error) { return nil, wh.StopServer() },
@@ -154,6 +157,7 @@ func serve(cert func(*chaos.Webhook) (tls.Certificate, error)) func(context.Cont
 func TestCertificateNotYetValid(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "certificate not yet valid",
+		callOutcome:   "rejected",
 		expectedClass: "CertNotYetValid",
 		spec:          chaos.WebhookSpec{Name: "not-yet-valid", FailurePolicy: admissionv1.Fail},
 		inject:        serve((*chaos.Webhook).NotYetValidCertificate),
@@ -167,6 +171,7 @@ func TestCertificateNotYetValid(t *testing.T) {
 func TestUnknownAuthority(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "caBundle does not verify the served chain (rotated CA)",
+		callOutcome:   "rejected",
 		expectedClass: "UnknownAuthority",
 		spec:          chaos.WebhookSpec{Name: "unknown-ca", FailurePolicy: admissionv1.Fail},
 		inject:        serve((*chaos.Webhook).OtherCACertificate),
@@ -180,6 +185,7 @@ func TestUnknownAuthority(t *testing.T) {
 func TestHostnameMismatch(t *testing.T) {
 	testenv.Test(t, gameDay{
 		name:          "certificate for another name",
+		callOutcome:   "rejected",
 		expectedClass: "HostnameMismatch",
 		spec:          chaos.WebhookSpec{Name: "wrong-name", FailurePolicy: admissionv1.Fail},
 		inject:        serve((*chaos.Webhook).WrongNameCertificate),

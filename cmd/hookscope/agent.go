@@ -140,6 +140,11 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         agent.APIPodLister{Client: client},
 	}, agent.NewInventory(client), dp, sinks...)
+	for _, s := range sinks {
+		if cs, ok := s.(agent.CallSink); ok {
+			a.ReportCallsTo(cs) // one span per handshake to a backend
+		}
+	}
 	impacts := agent.NewImpacts(a, client)
 	lead := func(ctx context.Context) {
 		if err := impacts.Run(ctx, o.metricsInterval); err != nil {
