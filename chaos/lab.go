@@ -82,6 +82,9 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	if err := l.Provider.AddNode(ctx, l.Node); err != nil {
 		return nil, err
 	}
+	if v, err := l.Client.Discovery().ServerVersion(); err == nil {
+		l.Report.KubernetesVersion = v.GitVersion
+	}
 	fmt.Fprintf(os.Stderr, "lab: cluster %s with node %s ready in %s\n", l.Provider.Name(), l.Node, time.Since(start).Round(time.Millisecond))
 
 	jbin, err := jaeger.Binary()

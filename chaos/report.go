@@ -50,6 +50,12 @@ type ScenarioResult struct {
 	// Failures lists the checks that failed, if any.
 	Failures []string `json:"failures,omitempty"`
 
+	// TimeToDetectSeconds is DetectedAt - InjectedAt (the same as
+	// DetectAfterInjectionSeconds, under the name the game-day issue uses).
+	TimeToDetectSeconds float64 `json:"time_to_detect_seconds"`
+	// DetectedBeforeFirstFailure: the finding came before the first write
+	// the API server rejected.
+	DetectedBeforeFirstFailure bool `json:"detected_before_first_failure"`
 	// Webhook is the scenario's webhook name, as the API server logs it.
 	Webhook string `json:"webhook"`
 	// Baselines are the seed's own detection methods, measured on the same
@@ -145,12 +151,15 @@ func klogTime(line string, year int) (time.Time, bool) {
 
 // Report is the game day's outcome: chaos-report/report.json and report.md.
 type Report struct {
-	mu        sync.Mutex
-	Provider  string            `json:"provider"`
-	Started   time.Time         `json:"started"`
-	Finished  time.Time         `json:"finished"`
-	Scenarios []*ScenarioResult `json:"scenarios"`
-	Passed    bool              `json:"passed"`
+	mu       sync.Mutex
+	Provider string `json:"provider"`
+	// KubernetesVersion is the API server's version.
+	KubernetesVersion string            `json:"kubernetes_version"`
+	Started           time.Time         `json:"started"`
+	Finished          time.Time         `json:"finished"`
+	DurationSeconds   float64           `json:"duration_seconds"`
+	Scenarios         []*ScenarioResult `json:"scenarios"`
+	Passed            bool              `json:"passed"`
 }
 
 // NewReport starts a report for a provider.
@@ -172,9 +181,14 @@ func (r *Report) Write(dir string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Finished = time.Now()
+	r.DurationSeconds = r.Finished.Sub(r.Started).Seconds()
 	r.Passed = len(r.Scenarios) > 0
 	for _, s := range r.Scenarios {
 		r.Passed = r.Passed && s.Passed
+		if !s.DetectedAt.IsZero() {
+			s.TimeToDetectSeconds = s.DetectedAt.Sub(s.InjectedAt).Seconds()
+			s.DetectedBeforeFirstFailure = s.WriteFailed && s.DetectedAt.Before(s.FirstFailedCallAt)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("writing report: %w", err)
@@ -187,6 +201,13 @@ func (r *Report) Write(dir string) error {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	page, err := r.html()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.html"), page, 0o644); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +43,31 @@ func TestAddBaselines(t *testing.T) {
 	}
 	if quiet.Baselines != nil {
 		t.Errorf("a webhook the API server never logged got baselines %+v", quiet.Baselines)
+	}
+}
+
+func TestReportFiles(t *testing.T) {
+	start := time.Date(2026, 11, 25, 2, 44, 0, 0, time.UTC)
+	r := &Report{Provider: "local", Started: start}
+	s := &ScenarioResult{Name: "service not found <x>", ExpectedClass: "ServiceNotFound", DetectedClass: "ServiceNotFound",
+		InjectedAt: start.Add(time.Second), FirstFailedCallAt: start.Add(2 * time.Second), DetectedAt: start.Add(1500 * time.Millisecond),
+		WriteFailed: true, Passed: true, Recovered: true, RecoveredAt: start.Add(5 * time.Second),
+		Baselines: &Baselines{MetricsAlertAt: start.Add(15 * time.Second), LogFilterAlarmAt: start.Add(2 * time.Minute)}}
+	r.Scenarios = []*ScenarioResult{s}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Passed || !s.DetectedBeforeFirstFailure || s.TimeToDetectSeconds != 0.5 {
+		t.Errorf("passed %v, before first failure %v, time to detect %v", r.Passed, s.DetectedBeforeFirstFailure, s.TimeToDetectSeconds)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "hookscope: ServiceNotFound (&#43;0.500 s)", "log filter &#43; 1-min alarm (&#43;119.000 s)", "service not found &lt;x&gt;"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
 	}
 }
