@@ -141,7 +141,7 @@ type Agent struct {
 // API alone (and says so).
 func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent {
 	cfg.defaults()
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, inv: inv, dp: dp, sinks: sinks, log: cfg.Logger,
 		webhooks:  map[WebhookRef]Webhook{},
 		local:     map[probeKey]bool{},
@@ -156,6 +156,10 @@ func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent 
 		calls:          map[callKey]*Call{},
 		callsDone:      map[callKey]time.Time{},
 	}
+	// Set here, not in Run: leader election may turn the checks on before
+	// Run starts.
+	a.objectChecks.Store(cfg.ObjectChecks)
+	return a
 }
 
 // ReportCallsTo adds a sink for every handshake the kernel sees to a
@@ -177,7 +181,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("no eBPF data plane: detecting from probes and the API only")
 	}
 	go a.probeLoop(ctx)
-	a.objectChecks.Store(a.cfg.ObjectChecks)
 	go a.objectLoop(ctx)
 	return a.inv.Run(ctx, a.cfg.SyncTimeout, func(ws []Webhook) { a.setWebhooks(ctx, ws) })
 }
