@@ -22,6 +22,8 @@ type timelineRow struct {
 	Color  string
 	Offset string // seconds from the injection
 	Y      int
+	Anchor string // "start", or "end" for marks on the right so labels stay inside
+	DX     int
 }
 
 type htmlScenario struct {
@@ -67,7 +69,11 @@ func timeline(s *ScenarioResult) htmlScenario {
 	h := htmlScenario{ScenarioResult: s, Width: width, Scale: fmt.Sprintf("log scale, 0 to %.0f s after the injection", maxSec)}
 	for i, m := range marks {
 		t := m.At.Sub(s.InjectedAt).Seconds()
-		h.Rows = append(h.Rows, timelineRow{X: pos(t), Label: m.Label, Color: m.Color, Offset: fmt.Sprintf("%+.3f s", t), Y: 30 + 18*i})
+		row := timelineRow{X: pos(t), Label: m.Label, Color: m.Color, Offset: fmt.Sprintf("%+.3f s", t), Y: 30 + 18*i, Anchor: "start", DX: 4}
+		if row.X > width/2 {
+			row.Anchor, row.DX = "end", -4
+		}
+		h.Rows = append(h.Rows, row)
 	}
 	h.Height = 40 + 18*len(marks)
 	return h
@@ -88,7 +94,7 @@ svg{border:1px solid #ddd;background:#fcfcfc}</style></head><body>
 <text x="20" y="12" font-size="10" fill="#777">{{.Scale}}</text>
 {{range .Rows}}<line x1="{{.X}}" y1="18" x2="{{.X}}" y2="{{.Y}}" stroke="{{.Color}}" stroke-dasharray="2,2"/>
 <circle cx="{{.X}}" cy="18" r="4" fill="{{.Color}}"/>
-<text x="{{.X}}" y="{{.Y}}" dx="4" dy="4" font-size="12" fill="{{.Color}}">{{.Label}} ({{.Offset}})</text>
+<text x="{{.X}}" y="{{.Y}}" dx="{{.DX}}" dy="4" text-anchor="{{.Anchor}}" font-size="12" fill="{{.Color}}">{{.Label}} ({{.Offset}})</text>
 {{end}}</svg>
 {{if .FailedCallError}}<pre>{{.FailedCallError}}</pre>{{end}}
 {{if .Evidence}}<ul>{{range .Evidence}}<li>{{.}}</li>{{end}}</ul>{{end}}
