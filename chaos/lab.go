@@ -101,7 +101,10 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		OTLPEndpoint: l.Jaeger.OTLPGRPCEndpoint(),
 		Dir:          o.Dir,
 		// One agent: it wins the election and runs the cluster-wide checks.
-		ExtraArgs: []string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s"},
+		// HOOKSCOPE_AGENT_EXTRA_ARGS adds flags, e.g. to switch a detector
+		// off and watch its scenarios fail.
+		ExtraArgs: append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s"},
+			strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...),
 	})
 	if err != nil {
 		return nil, err
