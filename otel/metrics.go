@@ -20,7 +20,7 @@ import (
 // Metric names (OTel form; the Prometheus endpoint shows them with dots
 // as underscores, the unit and, for counters, _total):
 //
-//	hookscope.webhook.health       gauge   1 per webhook for its current class (Healthy when no finding is open)
+//	hookscope.webhook.health       gauge   1 per webhook for its current class and effect (Healthy/none when no finding is open)
 //	hookscope.findings.open        gauge   open findings by class
 //	hookscope.findings             counter findings opened, by class and effect
 //	hookscope.probe.duration       histogram (s) probe handshake time, by result class
@@ -126,10 +126,14 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		openFindings, _ := state.Findings()
-		byWebhook := map[agent.WebhookRef][]agent.FailureClass{}
+		type healthKey struct{ class, effect string }
+		byWebhook := map[agent.WebhookRef]map[healthKey]bool{}
 		byClass := map[agent.FailureClass]int64{}
 		for _, f := range openFindings {
-			byWebhook[f.Webhook] = append(byWebhook[f.Webhook], f.Class)
+			if byWebhook[f.Webhook] == nil {
+				byWebhook[f.Webhook] = map[healthKey]bool{}
+			}
+			byWebhook[f.Webhook][healthKey{string(f.Class), f.Effect}] = true
 			byClass[f.Class]++
 		}
 		webhooks := state.Webhooks()
@@ -140,12 +144,12 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 			}
 		}
 		for _, w := range webhooks {
-			classes := byWebhook[w.Ref]
-			if len(classes) == 0 {
-				classes = []agent.FailureClass{agent.Healthy}
+			states := byWebhook[w.Ref]
+			if len(states) == 0 {
+				states = map[healthKey]bool{{string(agent.Healthy), "none"}: true}
 			}
-			for _, c := range classes {
-				o.ObserveInt64(health, 1, metric.WithAttributes(webhookLabels(w.Ref, labelClass.String(string(c)))...))
+			for st := range states {
+				o.ObserveInt64(health, 1, metric.WithAttributes(webhookLabels(w.Ref, labelClass.String(st.class), labelEffect.String(st.effect))...))
 			}
 		}
 		for c, n := range byClass {

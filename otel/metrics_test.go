@@ -36,8 +36,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	text := string(body)
 	for _, want := range []string{
-		`hookscope_webhook_health{class="CertExpired",configuration="cfg",webhook="v.example.com"} 1`,
-		`hookscope_webhook_health{class="Healthy",configuration="cfg2",webhook="m.example.com"} 1`,
+		`hookscope_webhook_health{class="CertExpired",configuration="cfg",effect="writes rejected",webhook="v.example.com"} 1`,
+		`hookscope_webhook_health{class="Healthy",configuration="cfg2",effect="none",webhook="m.example.com"} 1`,
 		`hookscope_findings_open{class="CertExpired"} 1`,
 		`hookscope_findings_total{class="CertExpired",effect="writes rejected"} 1`,
 		`hookscope_probe_duration_seconds_count{class="CertExpired"} 1`,
