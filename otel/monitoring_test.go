@@ -24,7 +24,9 @@ func TestMonitoringUsesRealMetrics(t *testing.T) {
 		Webhooks: func() []agent.WebhookStatus {
 			return []agent.WebhookStatus{{Webhook: agent.Webhook{Ref: ref}, Local: []netip.AddrPort{backend}}}
 		},
-		Findings:      func() ([]agent.Finding, []agent.Finding) { return []agent.Finding{{Webhook: ref, Class: agent.CertExpired}}, nil },
+		Findings: func() ([]agent.Finding, []agent.Finding) {
+			return []agent.Finding{{Webhook: ref, Class: agent.CertExpired}}, nil
+		},
 		EventsDropped: func() (uint64, error) { return 0, nil },
 		Risks: func() []agent.Risk {
 			return []agent.Risk{{Webhook: ref, Kind: agent.BlocksSystemPods, Severity: "critical"}}
