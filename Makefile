@@ -62,7 +62,7 @@ fuzz:
 
 ## lint: gofmt, go vet, staticcheck
 lint: tools
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))" || { gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'); exit 1; }
 	go vet ./...
 	$(STATICCHECK) ./...
 
