@@ -16,7 +16,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(agentCommand(), statusCommand(), remediateCommand(), restoreCommand())
+	root.AddCommand(agentCommand(), statusCommand(), explainCommand(), remediateCommand(), restoreCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hookscope:", err)
 		os.Exit(1)

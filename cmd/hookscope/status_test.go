@@ -91,6 +91,22 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 		t.Errorf("json round trip: %v, %d rows", err, len(back))
 	}
 	t.Logf("hookscope status:\n%s", table.String())
+
+	var ex bytes.Buffer
+	if err := explain(ctx, &ex, c, "mpod.elbv2.k8s.aws", false, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	text := ex.String()
+	// It blocks system pods (the CNI) and has no backend: unblock first.
+	first := text[strings.Index(text, "1. "):]
+	if !strings.Contains(text, `health: ServiceNotFound: service "aws-load-balancer-webhook-service" not found`) ||
+		!strings.HasPrefix(first, "1. Option 2: let writes through while it is down: hookscope remediate ignore mpod.elbv2.k8s.aws --yes") {
+		t.Errorf("explain:\n%s", text)
+	}
+	if err := explain(ctx, &ex, c, "nope.example.com", false, time.Second); err == nil {
+		t.Error("explain of an unknown webhook did not fail")
+	}
+	t.Logf("hookscope explain:\n%s", text)
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hookscope/hookscope/agent"
+)
+
+func explainCommand() *cobra.Command {
+	var (
+		kubeconfig string
+		probe      bool
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "explain NAME",
+		Short: "Why webhook NAME fails (or could), the evidence, and the seed's fixes ranked for this case",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("building the Kubernetes client: %w", err)
+			}
+			return explain(cmd.Context(), cmd.OutOrStdout(), client, args[0], probe, timeout)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
+	f.BoolVar(&probe, "probe", false, "also probe each endpoint as the API server would (needs pod IPs reachable)")
+	f.DurationVar(&timeout, "probe-timeout", 3*time.Second, "bound on one probe")
+	return cmd
+}
+
+// explain prints the evidence chain of one webhook and the fixes, most
+// fitting first.
+func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name string, probe bool, timeout time.Duration) error {
+	rows, err := collectStatus(ctx, c, probe, timeout)
+	if err != nil {
+		return err
+	}
+	var row *WebhookStatus
+	for i := range rows {
+		if rows[i].Name == name {
+			if row != nil {
+				return fmt.Errorf("webhook %q is in more than one configuration (%s, %s): hookscope status lists both", name, row.Configuration, rows[i].Configuration)
+			}
+			row = &rows[i]
+		}
+	}
+	if row == nil {
+		return fmt.Errorf("no webhook %q in any webhook configuration", name)
+	}
+	fmt.Fprintf(out, "%s webhook %s (configuration %s), failurePolicy %s\n", row.Kind, row.Name, row.Configuration, row.FailurePolicy)
+	if row.Service != "" {
+		fmt.Fprintf(out, "  calls Service %s: %d of %d endpoints ready\n", row.Service, row.Ready, row.Backends)
+	} else {
+		fmt.Fprintf(out, "  calls URL %s\n", row.URL)
+	}
+	healthy := row.Health == string(agent.Healthy)
+	if healthy {
+		fmt.Fprintf(out, "  health: Healthy (%s)\n", row.Detail)
+	} else {
+		effect := "the API server rejects every write it matches"
+		if row.FailurePolicy == "Ignore" {
+			effect = "the API server lets the writes it matches through unchecked (fails open)"
+		}
+		fmt.Fprintf(out, "  health: %s: %s\n  effect: %s\n", row.Health, row.Detail, effect)
+	}
+	if row.CertNotAfter != "" {
+		fmt.Fprintf(out, "  serving certificate valid until %s\n", row.CertNotAfter)
+	}
+	for _, r := range row.Risks {
+		fmt.Fprintf(out, "  risk: %s\n", r)
+	}
+	if healthy {
+		return nil
+	}
+	fmt.Fprintln(out, "fixes, most fitting first:")
+	for i, fix := range rankFixes(agent.FailureClass(row.Health), *row) {
+		fmt.Fprintf(out, "  %d. %s\n", i+1, fix)
+	}
+	return nil
+}
+
+// rankFixes orders the seed article's options for the failure: restoring
+// the backend (Option 1) when the cause is known and local; letting writes
+// through with failurePolicy Ignore (Option 2) when writes must go on now;
+// removing the webhook after a backup (Option 3) when it has no backend to
+// restore.
+func rankFixes(class agent.FailureClass, r WebhookStatus) []string {
+	restore := map[agent.FailureClass]string{
+		agent.ServiceNotFound:     "Option 1: restore Service " + r.Service + " (reinstall the webhook's chart), then writes work again",
+		agent.NoEndpoints:         "Option 1: restore the endpoints of " + r.Service + ": scale its Deployment up, check why its pods are gone",
+		agent.BackendPodsPending:  "Option 1: get the pods behind " + r.Service + " scheduled (capacity, taints, affinity, PVCs)",
+		agent.BackendPodsNotReady: "Option 1: find why the pods behind " + r.Service + " are not ready (logs, probes)",
+		agent.PortMismatch:        "Option 1: point the webhook at a port " + r.Service + " has, or add the port to the Service",
+		agent.CertExpired:         "Option 1: renew the serving certificate behind " + r.Service + " (cert-manager: the Certificate and its issuer)",
+		agent.CertNotYetValid:     "Option 1: serve a certificate valid now (check the issuer's clock)",
+		agent.UnknownAuthority:    "Option 1: update the caBundle of " + r.Configuration + " to the CA that signs the serving certificate",
+		agent.HostnameMismatch:    "Option 1: reissue the serving certificate for the Service's DNS name",
+		agent.ConnectionRefused:   "Option 1: check that the pods behind " + r.Service + " listen on the target port",
+		agent.HandshakeTimeout:    "Option 1: restart the hung webhook pods behind " + r.Service,
+	}[class]
+	ignore := "Option 2: let writes through while it is down: hookscope remediate ignore " + r.Name + " --yes (undo: --revert)"
+	remove := "Option 3: remove it after a backup: hookscope remediate remove " + r.Name + " --yes (undo: hookscope restore FILE --yes)"
+	var fixes []string
+	switch {
+	case r.FailurePolicy == "Ignore":
+		// Writes already go through: fixing the backend is all there is.
+		fixes = append(fixes, restore)
+	case class == agent.ServiceNotFound && strings.Contains(strings.Join(r.Risks, ","), "BlocksSystemPods"):
+		// It blocks system pods (the CNI): unblock the cluster first.
+		fixes = append(fixes, ignore, restore, remove)
+	case class == agent.ServiceNotFound:
+		// Nothing serves it: a leftover of an uninstalled chart.
+		fixes = append(fixes, restore, remove, ignore)
+	default:
+		fixes = append(fixes, restore, ignore, remove)
+	}
+	var out []string
+	for _, f := range fixes {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
