@@ -112,9 +112,10 @@ type Agent struct {
 
 	mu        sync.Mutex
 	webhooks  map[WebhookRef]Webhook
-	local     map[probeKey]bool     // backends this agent traces and probes
-	open      map[probeKey]*Finding // open findings
-	resolved  []Finding             // recently resolved, newest last
+	local     map[probeKey]bool               // backends this agent traces and probes
+	byBackend map[netip.AddrPort][]WebhookRef // the local backends, indexed for the kernel's events
+	open      map[probeKey]*Finding           // open findings
+	resolved  []Finding                       // recently resolved, newest last
 	wire      map[netip.AddrPort]wireFailure
 	ownProbes map[netip.AddrPort]time.Time // local addresses of our probes
 	inflight  map[probeKey]bool
@@ -204,8 +205,7 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	a.synced = true
 	a.webhooks = map[WebhookRef]Webhook{}
 	local := map[probeKey]bool{}
-	var targets []netip.AddrPort
-	seen := map[netip.AddrPort]bool{}
+	byBackend := map[netip.AddrPort][]WebhookRef{}
 	for _, w := range ws {
 		a.webhooks[w.Ref] = w
 		for _, b := range w.Backends {
@@ -213,11 +213,12 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 				continue
 			}
 			local[probeKey{w.Ref, b.Addr}] = true
-			if !seen[b.Addr] {
-				seen[b.Addr] = true
-				targets = append(targets, b.Addr)
-			}
+			byBackend[b.Addr] = append(byBackend[b.Addr], w.Ref)
 		}
+	}
+	targets := make([]netip.AddrPort, 0, len(byBackend))
+	for t := range byBackend {
+		targets = append(targets, t)
 	}
 	var fresh []probeKey
 	for k := range local {
@@ -242,6 +243,7 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 		}
 	}
 	a.local = local
+	a.byBackend = byBackend
 	a.mu.Unlock()
 
 	a.log.Info("inventory", "webhooks", len(ws), "local_backends", len(targets))
@@ -328,10 +330,8 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 		return
 	}
 	var keys []probeKey
-	for k := range a.local {
-		if k.backend == e.Server {
-			keys = append(keys, k)
-		}
+	for _, ref := range a.byBackend[e.Server] {
+		keys = append(keys, probeKey{ref, e.Server})
 	}
 	var detail string
 	switch {
@@ -365,8 +365,8 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 }
 
 func (a *Agent) hasOpen(backend netip.AddrPort) bool {
-	for k := range a.open {
-		if k.backend == backend {
+	for _, ref := range a.byBackend[backend] {
+		if a.open[probeKey{ref, backend}] != nil {
 			return true
 		}
 	}
@@ -399,10 +399,16 @@ func (a *Agent) probeLoop(ctx context.Context) {
 			for k := range a.local {
 				keys = append(keys, k)
 			}
-			// Forget our probes' addresses once their events are long in.
+			// Forget our probes' addresses and finished calls once their
+			// events are long in.
 			for ap, at := range a.ownProbes {
 				if time.Since(at) > time.Minute {
 					delete(a.ownProbes, ap)
+				}
+			}
+			for k, at := range a.callsDone {
+				if time.Since(at) > time.Minute {
+					delete(a.callsDone, k)
 				}
 			}
 			a.mu.Unlock()
@@ -686,10 +692,12 @@ func (a *Agent) objectLoop(ctx context.Context) {
 	const brokenRecheck = 500 * time.Millisecond
 	next := a.cfg.ProbeInterval
 	for {
+		changed := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.objectsChanged:
+			changed = true
 		case <-time.After(next):
 		}
 		next = a.cfg.ProbeInterval
@@ -710,7 +718,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 			}
 			a.applyObjects(w, class, detail)
 		}
-		a.analyzeRisks(ws)
+		if changed { // risks depend on the objects only, not on time
+			a.analyzeRisks(ws)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
@@ -95,15 +96,11 @@ func (a *Agent) trackCall(e handshake.Event, detail string) {
 	c.End = e.Time
 	delete(a.calls, k)
 	a.callsDone[k] = time.Now()
-	for key := range a.local {
-		if key.backend == e.Server {
-			c.Webhooks = append(c.Webhooks, key.webhook)
-			if w, ok := a.webhooks[key.webhook]; ok && c.Pod == nil {
-				for _, b := range w.Backends {
-					if b.Addr == e.Server {
-						c.Pod = b.Pod
-					}
-				}
+	c.Webhooks = slices.Clone(a.byBackend[e.Server])
+	for _, ref := range c.Webhooks {
+		for _, b := range a.webhooks[ref].Backends {
+			if b.Addr == e.Server && c.Pod == nil {
+				c.Pod = b.Pod
 			}
 		}
 	}
@@ -111,11 +108,6 @@ func (a *Agent) trackCall(e handshake.Event, detail string) {
 	time.AfterFunc(ownProbeGrace, func() {
 		a.mu.Lock()
 		_, own := a.ownProbes[call.Client]
-		for k, at := range a.callsDone { // forget finished calls after a while
-			if time.Since(at) > time.Minute {
-				delete(a.callsDone, k)
-			}
-		}
 		a.mu.Unlock()
 		if own {
 			return

@@ -22,14 +22,11 @@ const (
 	BackendPodsNotReady FailureClass = "BackendPodsNotReady" // endpoints exist, none ready
 	PortMismatch        FailureClass = "PortMismatch"        // the webhook's port is not a port of the Service
 
-	CertExpired      FailureClass = "CertExpired"
-	CertNotYetValid  FailureClass = "CertNotYetValid"
-	CertExpiringSoon FailureClass = "CertExpiringSoon" // still valid, expires within the horizon
-	UnknownAuthority FailureClass = "UnknownAuthority" // the caBundle does not verify the served chain
-	HostnameMismatch FailureClass = "HostnameMismatch"
-	// HandshakeRejected: the wire shows the API server rejected the
-	// handshake, and no probe has said why yet.
-	HandshakeRejected  FailureClass = "HandshakeRejected"
+	CertExpired        FailureClass = "CertExpired"
+	CertNotYetValid    FailureClass = "CertNotYetValid"
+	CertExpiringSoon   FailureClass = "CertExpiringSoon" // still valid, expires within the horizon
+	UnknownAuthority   FailureClass = "UnknownAuthority" // the caBundle does not verify the served chain
+	HostnameMismatch   FailureClass = "HostnameMismatch"
 	ConnectionRefused  FailureClass = "ConnectionRefused"
 	HandshakeTimeout   FailureClass = "HandshakeTimeout"
 	TLSHandshakeFailed FailureClass = "TLSHandshakeFailed"
@@ -39,7 +36,6 @@ const (
 	// WebhookTimeout: calls exceed timeoutSeconds (the API server's
 	// "context deadline exceeded").
 	WebhookTimeout FailureClass = "WebhookTimeout"
-	SlowResponse   FailureClass = "SlowResponse"
 )
 
 // WebhookRef names one webhook: the configuration that holds it and its

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -172,7 +173,13 @@ func (im *Impacts) evaluate(ctx context.Context) {
 	for _, b := range active {
 		ref := b.ref
 		kind, ns, name, ok := parseObject(b.object)
-		sat := ok && im.satisfied(ctx, kind, ns, name)
+		var (
+			sat bool
+			ds  *appsv1.DaemonSet // read once per evaluation, for the node check too
+		)
+		if ok {
+			sat, ds = im.satisfied(ctx, kind, ns, name)
+		}
 		im.agent.log.Debug("blocked controller", "object", b.object, "webhook", b.webhook, "satisfied", sat)
 		if sat {
 			// The controller has its pods again: the loop is over.
@@ -182,11 +189,11 @@ func (im *Impacts) evaluate(ctx context.Context) {
 			continue
 		}
 		open[impactKey(ref, Impact{Kind: ImpactControllerBlocked, Object: b.object})] = true
-		if !ok || kind != "DaemonSet" {
+		if ds == nil {
 			continue
 		}
 		for _, n := range notReady {
-			has, err := im.daemonSetPodOn(ctx, ns, name, n.Name)
+			has, err := im.daemonSetPodOn(ctx, ds, n.Name)
 			if err != nil || has {
 				continue
 			}
@@ -202,45 +209,45 @@ func (im *Impacts) evaluate(ctx context.Context) {
 
 // satisfied reports whether a controller that could not create pods has
 // all it wants now (or is gone). Unknown kinds are never satisfied: their
-// impact ends when the Events stop.
-func (im *Impacts) satisfied(ctx context.Context, kind, ns, name string) bool {
+// impact ends when the Events stop. A DaemonSet that still lacks pods is
+// returned for the node check.
+func (im *Impacts) satisfied(ctx context.Context, kind, ns, name string) (bool, *appsv1.DaemonSet) {
 	switch kind {
 	case "Job":
 		j, err := im.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return true
+			return true, nil
 		}
-		return err == nil && j.Status.Active+j.Status.Succeeded+j.Status.Failed > 0
+		return err == nil && j.Status.Active+j.Status.Succeeded+j.Status.Failed > 0, nil
 	case "ReplicaSet":
 		rs, err := im.client.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return true
+			return true, nil
 		}
-		return err == nil && rs.Spec.Replicas != nil && rs.Status.Replicas >= *rs.Spec.Replicas
+		return err == nil && rs.Spec.Replicas != nil && rs.Status.Replicas >= *rs.Spec.Replicas, nil
 	case "DaemonSet":
 		ds, err := im.client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return true
+			return true, nil
 		}
-		return err == nil && ds.Status.CurrentNumberScheduled >= ds.Status.DesiredNumberScheduled && ds.Status.DesiredNumberScheduled > 0
+		if err != nil {
+			return false, nil
+		}
+		if ds.Status.CurrentNumberScheduled >= ds.Status.DesiredNumberScheduled && ds.Status.DesiredNumberScheduled > 0 {
+			return true, nil
+		}
+		return false, ds
 	}
-	return false
+	return false, nil
 }
 
 // daemonSetPodOn reports whether the DaemonSet has a pod on the node.
-func (im *Impacts) daemonSetPodOn(ctx context.Context, ns, name, node string) (bool, error) {
-	ds, err := im.client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return true, nil // gone: nothing to blame
-	}
-	if err != nil {
-		return false, err
-	}
+func (im *Impacts) daemonSetPodOn(ctx context.Context, ds *appsv1.DaemonSet, node string) (bool, error) {
 	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
 	if err != nil {
 		return false, err
 	}
-	pods, err := im.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+	pods, err := im.client.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: sel.String(),
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String(),
 	})

@@ -28,8 +28,6 @@ type ScenarioResult struct {
 	Recovered            bool    `json:"recovered"`
 	Passed               bool    `json:"passed"`
 
-	// DetectAfterInjectionSeconds is DetectedAt - InjectedAt.
-	DetectAfterInjectionSeconds float64 `json:"detect_after_injection_seconds"`
 	// FirstWriteDelaySeconds is how long after the injection the scenario
 	// made its first write (a workload's next write after the breakage).
 	FirstWriteDelaySeconds float64 `json:"first_write_delay_seconds"`
@@ -50,8 +48,7 @@ type ScenarioResult struct {
 	// Failures lists the checks that failed, if any.
 	Failures []string `json:"failures,omitempty"`
 
-	// TimeToDetectSeconds is DetectedAt - InjectedAt (the same as
-	// DetectAfterInjectionSeconds, under the name the game-day issue uses).
+	// TimeToDetectSeconds is DetectedAt - InjectedAt (Write derives it).
 	TimeToDetectSeconds float64 `json:"time_to_detect_seconds"`
 	// DetectedBeforeFirstFailure: the finding came before the first write
 	// the API server rejected.
@@ -276,7 +273,7 @@ func afterInjection(s *ScenarioResult) string {
 	if s.DetectedAt.IsZero() || s.InjectedAt.IsZero() {
 		return "-"
 	}
-	return fmt.Sprintf("%.3f s", s.DetectAfterInjectionSeconds)
+	return fmt.Sprintf("%.3f s", s.TimeToDetectSeconds)
 }
 
 func orDash(s string) string {

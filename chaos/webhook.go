@@ -73,9 +73,12 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		Spec:        spec,
 		Namespace:   "chaos-" + spec.Name,
 		Service:     spec.Name + "-webhook",
-		WebhookName: map[bool]string{false: "vpod.", true: "mpod."}[spec.Mutating] + spec.Name + ".hookscope.dev",
+		WebhookName: "vpod." + spec.Name + ".hookscope.dev",
 		client:      l.Client,
 		node:        l.Node,
+	}
+	if spec.Mutating {
+		w.WebhookName = "mpod." + spec.Name + ".hookscope.dev"
 	}
 	defer func() {
 		if err != nil {

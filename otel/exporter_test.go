@@ -47,11 +47,9 @@ func certExpiredFinding(now time.Time) agent.Finding {
 	}
 }
 
-// TestFindingInJaeger reports an open and a resolved finding to a real
-// Jaeger and reads both spans back as an SRE would find them.
-func TestFindingInJaeger(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+// startJaeger runs a real Jaeger for one test and stops it afterwards.
+func startJaeger(ctx context.Context, t *testing.T) *jaeger.Server {
+	t.Helper()
 	bin, err := jaeger.Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +63,15 @@ func TestFindingInJaeger(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return j
+}
+
+// TestFindingInJaeger reports an open and a resolved finding to a real
+// Jaeger and reads both spans back as an SRE would find them.
+func TestFindingInJaeger(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	j := startJaeger(ctx, t)
 
 	exp, err := NewExporter(ctx, Config{Endpoint: j.OTLPGRPCEndpoint(), Insecure: true, NodeName: "agent-node"})
 	if err != nil {
@@ -229,15 +236,7 @@ func keys(m map[string]jaeger.Span) []string {
 func TestFindingOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	bin, err := jaeger.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := jaeger.Start(ctx, bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Stop() })
+	j := startJaeger(ctx, t)
 	exp, err := NewExporter(ctx, Config{Endpoint: j.OTLPHTTPEndpoint(), Insecure: true, Protocol: "http"})
 	if err != nil {
 		t.Fatal(err)

@@ -201,7 +201,6 @@ func recordDetection(result *chaos.ScenarioResult, finding chaos.AgentFinding) {
 		result.Evidence = append(result.Evidence, e.Source+": "+e.Detail)
 	}
 	result.DetectLatencySeconds = finding.FirstSeen.Sub(result.FirstFailedCallAt).Seconds()
-	result.DetectAfterInjectionSeconds = finding.FirstSeen.Sub(result.InjectedAt).Seconds()
 }
 
 // finish decides whether the scenario passed and removes its webhook.

@@ -136,7 +136,3 @@ type Counters struct {
 func toNetwork16(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
 }
-
-func fromNetwork16(v uint16) uint16 {
-	return binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, v))
-}

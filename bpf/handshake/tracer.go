@@ -139,23 +139,6 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 	return nil
 }
 
-// Backends lists the traced backends.
-func (t *Tracer) Backends() ([]netip.AddrPort, error) {
-	var (
-		k   handshakeBackendKey
-		v   uint32
-		out []netip.AddrPort
-	)
-	it := t.objs.Backends.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, netip.AddrPortFrom(netip.AddrFrom16(k.Addr).Unmap(), fromNetwork16(k.Port)))
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("listing backends: %w", err)
-	}
-	return out, nil
-}
-
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
 const PollInterval = 50 * time.Millisecond

@@ -4,19 +4,12 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/hookscope/hookscope/chaos"
 )
 
 // TestRemediateRoundTrip runs the seed's Options 2 and 3 against a real
@@ -24,21 +17,7 @@ import (
 // failurePolicy with a backup; remove takes one webhook out after a backup;
 // restore puts the configuration back exactly.
 func TestRemediateRoundTrip(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the local cluster needs root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	local := chaos.NewLocal("remediate", t.TempDir())
-	if err := local.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer local.Delete(context.Background())
-	cfg, err := clientcmd.BuildConfigFromFlags("", local.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := kubernetes.NewForConfigOrDie(cfg)
+	ctx, local, c := localCluster(t, "remediate")
 
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
 	hook := func(name string) admissionv1.ValidatingWebhook {

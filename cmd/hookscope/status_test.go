@@ -4,9 +4,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,31 +12,13 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/hookscope/hookscope/chaos"
 )
 
 // TestStatusOnARealAPIServer: the seed's mpod webhook, failing closed on
 // kube-system pods with its Service gone, is listed first as
 // ServiceNotFound with its risks; a url webhook is listed as healthy.
 func TestStatusOnARealAPIServer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the local cluster needs root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	local := chaos.NewLocal("status", t.TempDir())
-	if err := local.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer local.Delete(context.Background())
-	cfg, err := clientcmd.BuildConfigFromFlags("", local.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := kubernetes.NewForConfigOrDie(cfg)
+	ctx, _, c := localCluster(t, "status")
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
 	mwc := &admissionv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "aws-load-balancer-webhook"},

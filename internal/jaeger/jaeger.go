@@ -368,10 +368,6 @@ func (s *Server) OTLPHTTPEndpoint() string { return hostPort(s.ports.OTLPHTTP) }
 // QueryURL is the base URL of Jaeger's UI and query API.
 func (s *Server) QueryURL() string { return "http://" + hostPort(s.ports.QueryHTTP) }
 
-// MetricsURL is the URL of Jaeger's own Prometheus metrics, e.g.
-// otelcol_receiver_accepted_spans: where to look when a span went missing.
-func (s *Server) MetricsURL() string { return "http://" + hostPort(s.ports.Metrics) + "/metrics" }
-
 // LogPath is the file that holds Jaeger's stdout and stderr.
 func (s *Server) LogPath() string { return s.logPath }
 

@@ -161,7 +161,7 @@ func (p *Pod) Close() error {
 
 func missing(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "No such") || strings.Contains(s, "Cannot find") || strings.Contains(s, "does not exist") || strings.Contains(s, "No such process")
+	return strings.Contains(s, "No such") || strings.Contains(s, "Cannot find") || strings.Contains(s, "does not exist")
 }
 
 func run(name string, args ...string) (string, error) {
