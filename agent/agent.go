@@ -44,6 +44,9 @@ type Config struct {
 	// CertHorizon: a served certificate that expires sooner than this is a
 	// CertExpiringSoon finding while it still works.
 	CertHorizon time.Duration
+	// SlowThreshold: a webhook whose calls take this long on average, or
+	// half its timeoutSeconds if that is less, is a SlowResponse finding.
+	SlowThreshold time.Duration
 	// ObjectChecks turns on the cluster-wide checks of webhook objects
 	// (Service, endpoints, backend pods): they fail inside the API server
 	// with no packet. One agent per cluster runs them (see LeaderElection).
@@ -81,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.CertHorizon <= 0 {
 		c.CertHorizon = 7 * 24 * time.Hour
+	}
+	if c.SlowThreshold <= 0 {
+		c.SlowThreshold = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -646,6 +652,8 @@ func remediation(c FailureClass, w Webhook) string {
 		fix = "get the pods behind " + svc + " scheduled (node capacity, taints, affinity, PVCs)"
 	case PortMismatch:
 		fix = "point the webhook at a port " + svc + " has, or add that port to the Service"
+	case SlowResponse:
+		return fmt.Sprintf("find why the webhook pods behind %s answer slowly (CPU limits, their own API calls, an external dependency): every write it matches waits, and calls over timeoutSeconds (%ds) fail; narrow its rules or selectors so fewer writes wait", svc, w.TimeoutSeconds)
 	default:
 		fix = "check the webhook pods behind " + svc
 	}
@@ -905,9 +913,12 @@ func (a *Agent) signalEvidence(ref WebhookRef, sf SignalFailure, detail string) 
 	if known {
 		f.FailurePolicy, f.Effect, f.Service, f.Remediation = w.FailurePolicy, w.Effect(), w.Service, remediation(sf.Class, w)
 	}
-	if sf.FailOpen {
+	switch {
+	case sf.Class == SlowResponse:
+		f.Effect = "writes slowed"
+	case sf.FailOpen:
 		f.Effect = "fails open"
-	} else if !known {
+	case !known:
 		f.Effect = "writes rejected"
 	}
 	f.ID = findingID(f)
@@ -915,6 +926,20 @@ func (a *Agent) signalEvidence(ref WebhookRef, sf SignalFailure, detail string) 
 	a.mu.Unlock()
 	a.log.Warn("finding", "webhook", ref.String(), "class", f.Class, "source", ev.Source, "detail", detail)
 	a.report(*f)
+}
+
+// slowThreshold is the mean call latency above which webhook name is slow:
+// Config.SlowThreshold, or half its timeoutSeconds if that is less (a
+// webhook that uses half its budget times out under a little more load).
+func (a *Agent) slowThreshold(name string) time.Duration {
+	ref := a.refByName(name)
+	a.mu.Lock()
+	w, ok := a.webhooks[ref]
+	a.mu.Unlock()
+	if !ok {
+		return a.cfg.SlowThreshold
+	}
+	return min(a.cfg.SlowThreshold, time.Duration(w.TimeoutSeconds)*time.Second/2)
 }
 
 // signalKey is the key of a finding opened from the API server's signals alone.

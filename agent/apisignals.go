@@ -423,8 +423,11 @@ type SignalFailure struct {
 	// Reason is the Event's reason, e.g. FailedCreate; empty for metrics.
 	Reason string
 	// Count is the Event's count, or for metrics how many calls failed
-	// since the previous scrape.
+	// (or, for SlowResponse, were made) since the previous scrape.
 	Count int
+	// Latency is, for SlowResponse, the calls' mean admission latency
+	// since the previous scrape.
+	Latency time.Duration
 }
 
 const (
@@ -454,17 +457,27 @@ type APISignals struct {
 	log      *slog.Logger
 	// fetch reads /metrics; tests replace it.
 	fetch func(ctx context.Context) (io.ReadCloser, error)
+	// slowAfter is the mean latency above which a webhook's calls are
+	// slow; nil reports no SlowResponse.
+	slowAfter func(webhook string) time.Duration
 
 	reportMu sync.Mutex // report is never called concurrently
 
 	mu       sync.Mutex
 	reported map[types.UID]string // Event UID -> resourceVersion reported
+	slowNow  map[string]bool      // webhooks last reported SlowResponse
 	baseline map[string]WebhookCallCounts
 	based    bool  // baseline holds a scrape
 	scrapeOK *bool // the last scrape's outcome; nil before the first
 
 	synced atomic.Bool // the Event cache has synced
 }
+
+// SetSlowThreshold makes the scrapes report SlowResponse for a webhook
+// whose calls since the previous scrape took longer than after(name) on
+// average, and failed neither closed nor open; and, once, Healthy when a
+// slow webhook's calls are fast again. Call before Run.
+func (s *APISignals) SetSlowThreshold(after func(webhook string) time.Duration) { s.slowAfter = after }
 
 // NewAPISignals returns signals that scrape /metrics every interval (15 s
 // if not positive) and call report for each failure; Run starts them.
@@ -481,6 +494,7 @@ func NewAPISignals(client kubernetes.Interface, interval time.Duration, report f
 		report:   report,
 		log:      log,
 		reported: map[types.UID]string{},
+		slowNow:  map[string]bool{},
 	}
 	s.fetch = s.fetchMetrics
 	return s
@@ -720,7 +734,13 @@ func (s *APISignals) rises(counts map[string]WebhookCallCounts, now time.Time) [
 		closed, open := c.CallingErrors-p.CallingErrors, c.FailOpen-p.FailOpen
 		// A counter that went down is an API server restart or another
 		// API server: a new baseline, not failures.
-		if c.CallingErrors < p.CallingErrors || c.FailOpen < p.FailOpen || !(closed > 0 || open > 0) {
+		if c.CallingErrors < p.CallingErrors || c.FailOpen < p.FailOpen {
+			continue
+		}
+		if !(closed > 0 || open > 0) {
+			if slow, ok := s.slow(name, c, p, now); ok {
+				out = append(out, slow)
+			}
 			continue
 		}
 		closed, open = max(closed, 0), max(open, 0)
@@ -737,6 +757,45 @@ func (s *APISignals) rises(counts map[string]WebhookCallCounts, now time.Time) [
 		})
 	}
 	return out
+}
+
+// slow reports a webhook whose calls since the previous scrape, none of
+// them failed, took longer than its threshold on average: the API
+// server's admission duration (sum over count) is the webhook's latency as
+// every write sees it.
+func (s *APISignals) slow(name string, c, p WebhookCallCounts, now time.Time) (SignalFailure, bool) {
+	calls, sum := c.DurationCount-p.DurationCount, c.DurationSum-p.DurationSum
+	if s.slowAfter == nil || !(calls >= 1) || !(sum >= 0) || math.IsInf(sum, 0) {
+		return SignalFailure{}, false
+	}
+	mean := time.Duration(sum / calls * float64(time.Second))
+	after := s.slowAfter(name)
+	if after <= 0 || mean < after {
+		if !s.slowNow[name] {
+			return SignalFailure{}, false
+		}
+		// Fast again: say so once, so the finding resolves now rather
+		// than when the signals go quiet.
+		delete(s.slowNow, name)
+		return SignalFailure{
+			WebhookFailure: WebhookFailure{Webhook: name, Class: Healthy,
+				Detail: fmt.Sprintf("%g calls took %s on average since the previous scrape, under the %s threshold", calls, mean.Round(time.Millisecond), after)},
+			Source: "metrics", At: now, Count: sigCount(calls), Latency: mean,
+		}, true
+	}
+	s.slowNow[name] = true
+	return SignalFailure{
+		WebhookFailure: WebhookFailure{
+			Webhook: name,
+			Class:   SlowResponse,
+			Detail: fmt.Sprintf("%g calls took %s on average since the previous scrape, above the %s threshold (apiserver_admission_webhook_admission_duration_seconds)",
+				calls, mean.Round(time.Millisecond), after),
+		},
+		Source:  "metrics",
+		At:      now,
+		Count:   sigCount(calls),
+		Latency: mean,
+	}, true
 }
 
 // sigCount converts a counter increase to an int, bounded.

@@ -620,6 +620,75 @@ func TestAPISignalsMetrics(t *testing.T) {
 	}
 }
 
+// TestAPISignalsSlowResponse: calls that succeed but take longer than the
+// threshold on average are SlowResponse; fast calls, failed calls and a
+// scrape with no calls are not.
+func TestAPISignalsSlowResponse(t *testing.T) {
+	const hist = `# TYPE apiserver_admission_webhook_admission_duration_seconds histogram
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="slow.hookscope.dev",operation="CREATE",rejected="false",type="validating",le="+Inf"} %[1]d
+apiserver_admission_webhook_admission_duration_seconds_sum{name="slow.hookscope.dev",operation="CREATE",rejected="false",type="validating"} %[2]g
+apiserver_admission_webhook_admission_duration_seconds_count{name="slow.hookscope.dev",operation="CREATE",rejected="false",type="validating"} %[1]d
+`
+	const failed = `apiserver_admission_webhook_rejection_count{error_type="calling_webhook_error",name="slow.hookscope.dev",operation="CREATE",rejection_code="503",type="validating"} %d` + "\n"
+	steps := []struct {
+		body    string
+		want    bool
+		latency time.Duration
+		count   int
+	}{
+		{fmt.Sprintf(hist, 10, 1.0), false, 0, 0},                           // baseline
+		{fmt.Sprintf(hist, 14, 7.0), true, 1500 * time.Millisecond, 4},      // 4 calls, 6 s: 1.5 s each
+		{fmt.Sprintf(hist, 14, 7.0), false, 0, 0},                           // no calls
+		{fmt.Sprintf(hist, 24, 8.0), false, 0, 0},                           // 10 calls, 1 s: fast
+		{fmt.Sprintf(hist, 26, 14.0) + fmt.Sprintf(failed, 1), false, 0, 0}, // slow, but a call failed: that is the finding
+	}
+	rec := newSigRecorder()
+	s := NewAPISignals(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
+	var asked []string
+	s.SetSlowThreshold(func(name string) time.Duration {
+		asked = append(asked, name)
+		return time.Second
+	})
+	i := 0
+	s.fetch = func(context.Context) (io.ReadCloser, error) {
+		b := steps[i].body
+		i++
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
+	for n, st := range steps {
+		before := len(rec.all())
+		s.scrape(context.Background())
+		var slow, healthy []SignalFailure
+		for _, f := range rec.all()[before:] {
+			switch f.Class {
+			case SlowResponse:
+				slow = append(slow, f)
+			case Healthy:
+				healthy = append(healthy, f)
+			}
+		}
+		if wantHealthy := n == 3; (len(healthy) == 1) != wantHealthy || len(healthy) > 1 {
+			t.Errorf("step %d: %d Healthy reports %+v, want one only after the slow webhook is fast again", n, len(healthy), healthy)
+		}
+		if got := len(slow) == 1; got != st.want || len(slow) > 1 {
+			t.Fatalf("step %d: %d SlowResponse reports %+v, want %v", n, len(slow), slow, st.want)
+		}
+		if !st.want {
+			continue
+		}
+		f := slow[0]
+		if f.Webhook != "slow.hookscope.dev" || f.Latency != st.latency || f.Count != st.count || f.Source != "metrics" || f.FailOpen {
+			t.Errorf("step %d: report %+v, want latency %s over %d calls", n, f, st.latency, st.count)
+		}
+		if !strings.Contains(f.Detail, "1.5s on average") {
+			t.Errorf("step %d: detail %q does not give the mean latency", n, f.Detail)
+		}
+	}
+	if len(asked) == 0 {
+		t.Error("the threshold was never asked for")
+	}
+}
+
 func TestAPISignalsEvents(t *testing.T) {
 	rec := newSigRecorder()
 	s := NewAPISignals(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))

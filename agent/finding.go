@@ -36,6 +36,9 @@ const (
 	// WebhookTimeout: calls exceed timeoutSeconds (the API server's
 	// "context deadline exceeded").
 	WebhookTimeout FailureClass = "WebhookTimeout"
+	// SlowResponse: calls succeed, but the webhook takes so long to answer
+	// that every matched write waits, and a little more load times it out.
+	SlowResponse FailureClass = "SlowResponse"
 )
 
 // WebhookRef names one webhook: the configuration that holds it and its

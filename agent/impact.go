@@ -28,6 +28,7 @@ type Impacts struct {
 	mu         sync.Mutex
 	blocked    map[string]blockedController // by object, "DaemonSet kube-system/aws-node"
 	lastSignal map[string]time.Time         // by webhook name
+	slowOnly   map[string]bool              // by webhook name: its signals since it went quiet were SlowResponse only
 	nodes      cache.Store
 	poke       chan struct{} // evaluate now: a signal or a node changed
 }
@@ -53,7 +54,7 @@ const impactWindow = 5 * time.Minute
 // NewImpacts returns the correlation for an agent.
 func NewImpacts(a *Agent, client kubernetes.Interface) *Impacts {
 	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, lastSignal: map[string]time.Time{},
-		poke: make(chan struct{}, 1)}
+		slowOnly: map[string]bool{}, poke: make(chan struct{}, 1)}
 }
 
 // Run watches nodes and the API server's signals until ctx ends.
@@ -70,6 +71,7 @@ func (im *Impacts) Run(ctx context.Context, metricsInterval time.Duration) error
 	f.Start(ctx.Done())
 	defer f.Shutdown()
 	signals := NewAPISignals(im.client, metricsInterval, im.onSignal, im.agent.log)
+	signals.SetSlowThreshold(im.agent.slowThreshold)
 	go signals.Run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -109,12 +111,27 @@ func (im *Impacts) onSignal(sf SignalFailure) {
 		sf.Class = CallsFailing
 	}
 	im.mu.Lock()
+	if sf.Class == Healthy {
+		// A slow webhook is fast again: its finding resolves now, unless
+		// its calls also failed.
+		if im.slowOnly[sf.Webhook] {
+			delete(im.lastSignal, sf.Webhook)
+			delete(im.slowOnly, sf.Webhook)
+		}
+		im.mu.Unlock()
+		im.wake()
+		return
+	}
+	_, active := im.lastSignal[sf.Webhook]
+	im.slowOnly[sf.Webhook] = sf.Class == SlowResponse && (!active || im.slowOnly[sf.Webhook])
 	im.lastSignal[sf.Webhook] = time.Now()
 	im.mu.Unlock()
 	switch sf.Source {
 	case "metrics":
 		detail := fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
-		if sf.FailOpen {
+		if sf.Class == SlowResponse {
+			detail = fmt.Sprintf("API server metrics: %d calls to %s took %s on average", sf.Count, sf.Webhook, sf.Latency.Round(time.Millisecond))
+		} else if sf.FailOpen {
 			detail = fmt.Sprintf("API server metrics: %d more calls to %s failed open", sf.Count, sf.Webhook)
 		}
 		im.agent.signalEvidence(ref, sf, detail)
@@ -164,6 +181,7 @@ func (im *Impacts) evaluate(ctx context.Context) {
 	for name, at := range im.lastSignal {
 		if now.Sub(at) > signalQuiet {
 			delete(im.lastSignal, name)
+			delete(im.slowOnly, name)
 			continue
 		}
 		open[signalKey(im.agent.refByName(name))] = true

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/chaos/backend"
@@ -287,6 +288,55 @@ func (w *Webhook) StopBackend(ctx context.Context) error {
 		return apierrors.IsNotFound(err), nil
 	}))
 	return errors.Join(errs...)
+}
+
+// SetBackendReady sets the backend pod's Ready condition as a kubelet
+// does when its readiness probe fails or passes again: the pod stays
+// Running with its IP, and the EndpointSlice controller marks its endpoint
+// not ready. kwok leaves a Running pod's status alone.
+//
+// The API server resolves a webhook's endpoints when it dials, so it keeps
+// calling a pod that turned not ready over its open HTTP/2 connection
+// (measured: writes went through for as long as it stayed open); a pod whose
+// readiness fails is usually restarting too, so this closes the backend's
+// connections, as that restart would.
+func (w *Webhook) SetBackendReady(ctx context.Context, ready bool) error {
+	defer func() {
+		if !ready && w.Server != nil {
+			w.Server.CloseConnections()
+		}
+	}()
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	pods := w.client.CoreV1().Pods(w.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := pods.Get(ctx, w.Spec.Name+"-webhook-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		for i, c := range p.Status.Conditions {
+			if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status != status {
+				p.Status.Conditions[i].Status, p.Status.Conditions[i].LastTransitionTime = status, now
+				if !ready {
+					p.Status.Conditions[i].Reason = "ContainersNotReady"
+				} else {
+					p.Status.Conditions[i].Reason = ""
+				}
+			}
+		}
+		for i := range p.Status.ContainerStatuses {
+			p.Status.ContainerStatuses[i].Ready = ready
+		}
+		_, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("setting the backend pod of %s ready=%v: %w", w.Spec.Name, ready, err)
+	}
+	return nil
 }
 
 // AddPendingBackend creates a backend pod that no node can take: it stays

@@ -243,3 +243,41 @@ func TestCertificateExpiringSoon(t *testing.T) {
 		remediate:   serveValidCertificate,
 	}.feature())
 }
+
+func TestBackendPodsNotReady(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:            "backend pods not ready (readiness probe failing)",
+		expectedClass:   "BackendPodsNotReady",
+		spec:            chaos.WebhookSpec{Name: "not-ready", FailurePolicy: admissionv1.Fail},
+		inject:          func(ctx context.Context, wh *chaos.Webhook) (any, error) { return nil, wh.SetBackendReady(ctx, false) },
+		firstWriteDelay: time.Second,
+		wantError:       noEndpoints, // the API server calls ready endpoints only
+		effect:          "writes rejected",
+		remediation:     "restore the endpoints: the pod passes its readiness probe again (Option 1)",
+		remediate: func(ctx context.Context, wh *chaos.Webhook, _ any) error {
+			if err := wh.SetBackendReady(ctx, true); err != nil {
+				return err
+			}
+			return wh.WaitServing(ctx)
+		},
+	}.feature())
+}
+
+func TestSlowWebhook(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "slow webhook (answers, but takes 1.5 s of its 5 s)",
+		expectedClass: "SlowResponse",
+		spec:          chaos.WebhookSpec{Name: "slow", FailurePolicy: admissionv1.Fail, Timeout: 5},
+		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
+			wh.Server.SetDelay(1500 * time.Millisecond)
+			return nil, nil
+		},
+		wantError:   "", // slow, not failing: every matched write waits
+		effect:      "writes slowed",
+		remediation: "fix the slow backend (here: it answers at once again)",
+		remediate: func(_ context.Context, wh *chaos.Webhook, _ any) error {
+			wh.Server.SetDelay(0)
+			return nil
+		},
+	}.feature())
+}

@@ -26,6 +26,7 @@ type Server struct {
 	srv      *http.Server
 	requests atomic.Int64
 	ln       *silentListener
+	delay    atomic.Int64 // nanoseconds each review waits before its answer
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -97,6 +98,11 @@ func (l *silentListener) Close() error {
 	return l.Listener.Close()
 }
 
+// SetDelay makes the server wait d before it answers each review (a
+// webhook that is slow but answers); 0 answers at once. A request the
+// client abandons stops waiting.
+func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
+
 // SetCertificate makes later handshakes serve cert and closes the open
 // connections, as a webhook pod restarted with a new certificate would: the
 // API server keeps its connections to a webhook alive, so without this the
@@ -146,6 +152,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.requests.Add(1)
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
 	review.Request = nil
 	w.Header().Set("Content-Type", "application/json")
