@@ -47,6 +47,10 @@ type Config struct {
 	// SlowThreshold: a webhook whose calls take this long on average, or
 	// half its timeoutSeconds if that is less, is a SlowResponse finding.
 	SlowThreshold time.Duration
+	// ReviewProbe makes each probe also send one AdmissionReview (dryRun)
+	// and time the answer: SlowResponse before any write waits. Off by
+	// default: without it a probe sends nothing the webhook sees.
+	ReviewProbe bool
 	// ObjectChecks turns on the cluster-wide checks of webhook objects
 	// (Service, endpoints, backend pods): they fail inside the API server
 	// with no packet. One agent per cluster runs them (see LeaderElection).
@@ -465,7 +469,11 @@ func (a *Agent) probeOnce(ctx context.Context, k probeKey, why string) {
 	case <-ctx.Done():
 		return
 	}
-	r := Probe(ctx, k.backend, w.Service.ServerName(), w.CABundle, a.cfg.ProbeTimeout)
+	var review *ReviewProbe
+	if a.cfg.ReviewProbe {
+		review = &ReviewProbe{Path: w.Service.Path, SlowAfter: a.slowAfter(w)}
+	}
+	r := ProbeWithReview(ctx, k.backend, w.Service.ServerName(), w.CABundle, a.cfg.ProbeTimeout, review)
 	a.log.Debug("probe", "why", why, "webhook", k.webhook.String(), "result", r.String())
 	if a.cfg.Observer != nil {
 		a.cfg.Observer.ObserveProbe(k.webhook, r)
@@ -520,8 +528,11 @@ func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 		a.resolved = appendBounded(a.resolved, *cur)
 	}
 	effect := w.Effect()
-	if r.Class == CertExpiringSoon {
+	switch r.Class {
+	case CertExpiringSoon:
 		effect = "none yet"
+	case SlowResponse:
+		effect = "writes slowed"
 	}
 	f := &Finding{
 		Class:         r.Class,
@@ -939,6 +950,10 @@ func (a *Agent) slowThreshold(name string) time.Duration {
 	if !ok {
 		return a.cfg.SlowThreshold
 	}
+	return a.slowAfter(w)
+}
+
+func (a *Agent) slowAfter(w Webhook) time.Duration {
 	return min(a.cfg.SlowThreshold, time.Duration(w.TimeoutSeconds)*time.Second/2)
 }
 

@@ -1,12 +1,19 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"syscall"
@@ -25,6 +32,24 @@ type ProbeResult struct {
 	Detail    string // the verification or dial error, in Go's (and so the API server's) words
 	Handshake time.Duration
 	Leaf      *CertificateWindow
+	// Response is, for a review probe, the time from sending the
+	// AdmissionReview to the webhook's response headers; ResponseStatus is
+	// its HTTP status and ReviewAnswered whether the body was an
+	// AdmissionReview answering our request's UID.
+	Response       time.Duration
+	ResponseStatus int
+	ReviewAnswered bool
+}
+
+// ReviewProbe makes a probe also send one AdmissionReview, as the API
+// server does, to time the webhook's answer. It is opt-in: the webhook
+// sees a request (dryRun, for a Namespace named hookscope-probe, which it
+// may deny or fail to decode; only the time to its answer is judged).
+type ReviewProbe struct {
+	// Path is the webhook's path on its Service ("/" if empty).
+	Path string
+	// SlowAfter: an answer that takes longer is SlowResponse.
+	SlowAfter time.Duration
 }
 
 // Probe calls target the way the API server calls a webhook backend: TCP to
@@ -35,6 +60,13 @@ type ProbeResult struct {
 // would and names the reason it would fail. It sends no request: a probe
 // never changes anything.
 func Probe(ctx context.Context, target netip.AddrPort, serverName string, caBundle []byte, timeout time.Duration) ProbeResult {
+	return ProbeWithReview(ctx, target, serverName, caBundle, timeout, nil)
+}
+
+// ProbeWithReview is Probe that, when review is not nil and the handshake
+// verifies, also sends one AdmissionReview over the connection and times
+// the answer (HTTP/1.1, as a client without h2 would).
+func ProbeWithReview(ctx context.Context, target netip.AddrPort, serverName string, caBundle []byte, timeout time.Duration, review *ReviewProbe) ProbeResult {
 	r := ProbeResult{Target: target, ServerName: serverName, Start: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -87,13 +119,87 @@ func Probe(ctx context.Context, target netip.AddrPort, serverName string, caBund
 		}
 		return r
 	}
-	_ = conn.Close()
 	if verifyErr != nil {
+		_ = conn.Close()
 		r.Class, r.Detail = classifyVerify(verifyErr, time.Now()), "tls: failed to verify certificate: "+verifyErr.Error()
 		return r
 	}
 	r.Class = Healthy
+	if review != nil {
+		if d, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(d)
+		}
+		sendReview(conn, serverName, review, &r)
+	}
+	_ = conn.Close()
 	return r
+}
+
+// maxReviewAnswer caps the answer a review probe reads.
+const maxReviewAnswer = 1 << 20
+
+// sendReview posts one AdmissionReview on conn and records the answer's
+// time, status and whether it answered our UID; a slow answer, or none in
+// time, is SlowResponse.
+func sendReview(conn net.Conn, serverName string, review *ReviewProbe, r *ProbeResult) {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	uid := hex.EncodeToString(id[:])
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": "admission.k8s.io/v1",
+		"kind":       "AdmissionReview",
+		"request": map[string]any{
+			"uid":       uid,
+			"kind":      map[string]string{"group": "", "version": "v1", "kind": "Namespace"},
+			"resource":  map[string]string{"group": "", "version": "v1", "resource": "namespaces"},
+			"name":      "hookscope-probe",
+			"operation": "CREATE",
+			"userInfo":  map[string]any{"username": "hookscope-probe"},
+			"object":    map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]string{"name": "hookscope-probe"}},
+			"dryRun":    true,
+		},
+	})
+	path := review.Path
+	if path == "" {
+		path = "/"
+	}
+	req, err := http.NewRequest(http.MethodPost, "https://"+serverName+path, bytes.NewReader(body))
+	if err != nil {
+		r.Detail = "review probe: " + err.Error()
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	start := time.Now()
+	err = req.Write(conn)
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(bufio.NewReader(conn), req)
+	}
+	r.Response = time.Since(start)
+	if err != nil {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			r.Class = SlowResponse
+			r.Detail = fmt.Sprintf("review probe: no answer in %s", r.Response.Round(time.Millisecond))
+			return
+		}
+		r.Detail = "review probe: " + err.Error()
+		return
+	}
+	defer resp.Body.Close()
+	r.ResponseStatus = resp.StatusCode
+	var answer struct {
+		Response *struct {
+			UID string `json:"uid"`
+		} `json:"response"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, maxReviewAnswer)).Decode(&answer) == nil && answer.Response != nil {
+		r.ReviewAnswered = answer.Response.UID == uid
+	}
+	if review.SlowAfter > 0 && r.Response >= review.SlowAfter {
+		r.Class = SlowResponse
+		r.Detail = fmt.Sprintf("review probe: answered HTTP %d in %s, above the %s threshold", resp.StatusCode, r.Response.Round(time.Millisecond), review.SlowAfter)
+	}
 }
 
 // classifyVerify names an x509 verification error.

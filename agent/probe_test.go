@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookscope/hookscope/chaos/backend"
 	"github.com/hookscope/hookscope/internal/certs"
 )
 
@@ -112,5 +113,61 @@ func TestProbeRejectsABundleWithoutCertificates(t *testing.T) {
 	r := Probe(context.Background(), netip.MustParseAddrPort("127.0.0.1:1"), "x.y.svc", []byte("not pem"), time.Second)
 	if r.Class != UnknownAuthority || !strings.Contains(r.Detail, "caBundle") {
 		t.Fatalf("got %s %q, want UnknownAuthority naming the caBundle", r.Class, r.Detail)
+	}
+}
+
+// TestReviewProbeTimesTheAnswer runs the review probe against the game
+// day's real admission server: a fast answer is Healthy and answers the
+// probe's UID; an answer slower than the threshold, or none within the
+// probe's timeout, is SlowResponse. Without the option the server sees no
+// request at all.
+func TestReviewProbeTimesTheAnswer(t *testing.T) {
+	ca, err := certs.NewCA("review-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "hook.webhooks.svc"
+	cert, err := ca.Serving([]string{name}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := backend.Serve(ln, cert)
+	defer srv.Close()
+	target := ln.Addr().(*net.TCPAddr).AddrPort()
+
+	if r := Probe(context.Background(), target, name, ca.PEM, time.Second); r.Class != Healthy || srv.Requests() != 0 || r.Response != 0 {
+		t.Fatalf("plain probe: %s, %d requests seen, response %s; want Healthy and no request", r, srv.Requests(), r.Response)
+	}
+	cases := []struct {
+		name  string
+		delay time.Duration
+		want  FailureClass
+	}{
+		{"fast", 0, Healthy},
+		{"slow", 300 * time.Millisecond, SlowResponse},
+		{"no answer in time", 3 * time.Second, SlowResponse},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv.SetDelay(c.delay)
+			before := srv.Requests()
+			r := ProbeWithReview(context.Background(), target, name, ca.PEM, time.Second, &ReviewProbe{Path: "/validate", SlowAfter: 200 * time.Millisecond})
+			if r.Class != c.want {
+				t.Fatalf("class %s (%s), want %s", r.Class, r.Detail, c.want)
+			}
+			if srv.Requests() != before+1 {
+				t.Errorf("the server saw %d reviews, want 1", srv.Requests()-before)
+			}
+			if c.delay == 0 && (!r.ReviewAnswered || r.ResponseStatus != 200 || r.Response <= 0) {
+				t.Errorf("fast answer: answered %v, status %d, time %s", r.ReviewAnswered, r.ResponseStatus, r.Response)
+			}
+			if c.want == SlowResponse && (r.Response < 200*time.Millisecond || !strings.Contains(r.Detail, "review probe")) {
+				t.Errorf("slow answer: time %s, detail %q", r.Response, r.Detail)
+			}
+		})
 	}
 }

@@ -38,6 +38,8 @@ type agentOptions struct {
 	leaseNS         string
 	certHorizon     time.Duration
 	metricsInterval time.Duration
+	slowThreshold   time.Duration
+	reviewProbe     bool
 }
 
 func agentCommand() *cobra.Command {
@@ -67,6 +69,8 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.leaseNS, "lease-namespace", envOr("POD_NAMESPACE", "hookscope"), "namespace of the leader-election Lease (default: $POD_NAMESPACE)")
 	f.DurationVar(&o.metricsInterval, "apiserver-metrics-interval", 15*time.Second, "how often the leader reads the API server's webhook metrics")
 	f.DurationVar(&o.certHorizon, "cert-horizon", 7*24*time.Hour, "report a served certificate that expires within this horizon")
+	f.DurationVar(&o.slowThreshold, "slow-threshold", time.Second, "a webhook whose calls take this long on average (or half its timeoutSeconds, if less) is SlowResponse")
+	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send one dryRun AdmissionReview and time the answer (the webhook sees it; off: probes send nothing)")
 	return cmd
 }
 
@@ -135,10 +139,12 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	a = agent.New(agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
-		Observer:     metrics,
-		CertHorizon:  o.certHorizon,
-		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
-		Pods:         agent.APIPodLister{Client: client},
+		Observer:      metrics,
+		CertHorizon:   o.certHorizon,
+		SlowThreshold: o.slowThreshold,
+		ReviewProbe:   o.reviewProbe,
+		ObjectChecks:  o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
+		Pods:          agent.APIPodLister{Client: client},
 	}, agent.NewInventory(client), dp, sinks...)
 	for _, s := range sinks {
 		if cs, ok := s.(agent.CallSink); ok {
