@@ -146,6 +146,7 @@ type Agent struct {
 	targets      []netip.AddrPort // local backends the data plane should trace
 	retryPending atomic.Bool
 	lastSyncErr  string
+	noService    map[WebhookRef]string // webhooks without a Service already logged, by URL
 }
 
 // New makes an agent. dp may be nil: the agent then runs on probes and the
@@ -259,6 +260,13 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	a.log.Info("inventory", "webhooks", len(ws), "local_backends", len(targets))
 	for _, w := range ws {
 		a.log.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", describeBackends(w.Backends))
+		if w.Service == nil && !a.unreachableLogged(w) {
+			if w.URL != "" {
+				a.log.Info("webhook calls a URL, not a Service: it is neither traced nor probed, only the API server's signals cover it", "webhook", w.Ref.String(), "url", w.URL)
+			} else {
+				a.log.Warn("webhook has neither a service nor a url in its clientConfig: the API server cannot call it; skipped", "webhook", w.Ref.String())
+			}
+		}
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Compare(targets[j]) < 0 })
 	a.mu.Lock()
@@ -275,6 +283,21 @@ func (a *Agent) setWebhooks(ctx context.Context, ws []Webhook) {
 	case a.objectsChanged <- struct{}{}:
 	default:
 	}
+}
+
+// unreachableLogged reports whether w, which has no Service, was already
+// logged as such, and remembers it: one line per webhook, not per change.
+func (a *Agent) unreachableLogged(w Webhook) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.noService == nil {
+		a.noService = map[WebhookRef]string{}
+	}
+	if a.noService[w.Ref] == w.URL+"|" {
+		return true
+	}
+	a.noService[w.Ref] = w.URL + "|"
+	return false
 }
 
 // objectKey is the key of a finding about a webhook's objects, not one backend.

@@ -74,6 +74,9 @@ type BackendTarget struct {
 	Addr  netip.AddrPort `json:"addr"`
 	Pod   *PodRef        `json:"pod,omitempty"`
 	Ready bool           `json:"ready"`
+	// Terminating: the pod is shutting down (the API server stops calling
+	// it once it is not ready).
+	Terminating bool `json:"terminating,omitempty"`
 }
 
 // Webhook is one webhook resolved to what the API server will call.

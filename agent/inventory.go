@@ -312,7 +312,8 @@ func backendsOf(svc *corev1.Service, port int32, slices []*discoveryv1.EndpointS
 				if err != nil {
 					continue // a malformed address is skipped, never guessed
 				}
-				out = append(out, BackendTarget{Addr: netip.AddrPortFrom(ip, uint16(target)), Pod: pod, Ready: ready})
+				out = append(out, BackendTarget{Addr: netip.AddrPortFrom(ip, uint16(target)), Pod: pod, Ready: ready,
+					Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating})
 			}
 		}
 	}
@@ -337,6 +338,9 @@ func describeBackends(bs []BackendTarget) string {
 		}
 		if !b.Ready {
 			s += "[not ready]"
+		}
+		if b.Terminating {
+			s += "[terminating]"
 		}
 		parts = append(parts, s)
 	}

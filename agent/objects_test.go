@@ -4,12 +4,19 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/hookscope/hookscope/internal/certs"
 )
 
 func TestObjectProblem(t *testing.T) {
@@ -99,4 +106,87 @@ func TestCertExpiringSoon(t *testing.T) {
 	if len(sink.got) != 2 || sink.got[1].Resolved == nil {
 		t.Fatalf("reports %+v, want the finding resolved by the renewal", sink.got)
 	}
+}
+
+// TestHostileWebhookObjects feeds the agent webhook objects the API server
+// would mostly refuse, or that it cannot call: no clientConfig, a url
+// webhook, a caBundle that is not PEM, a Service without a port, endpoints
+// that are terminating. Each gets a finding or one clear log line; none
+// crashes the agent.
+func TestHostileWebhookObjects(t *testing.T) {
+	ca, err := certs.NewCA("hostile-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Serving([]string{"hook-svc.hooks.svc"}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := serveTLS(t, cert)
+
+	fail := admissionv1.Fail
+	cfg := &admissionv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "hostile"},
+		Webhooks: []admissionv1.ValidatingWebhook{
+			{Name: "no-client-config.example.com"},
+			{Name: "url.example.com", FailurePolicy: &fail, ClientConfig: admissionv1.WebhookClientConfig{URL: ptr.To("https://hooks.example.com:8443/validate")}},
+			{Name: "bad-pem.example.com", FailurePolicy: &fail, ClientConfig: admissionv1.WebhookClientConfig{
+				Service:  &admissionv1.ServiceReference{Namespace: "hooks", Name: "hook-svc"},
+				CABundle: []byte("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"),
+			}},
+		},
+	}
+	svc := service("https", 443, intstr.FromInt32(int32(backend.Port())))
+	es := slice("https", int32(backend.Port()), true, backend.Addr().String())
+	es.Endpoints[0].Conditions.Terminating = ptr.To(true)
+	ws := Resolve([]*admissionv1.ValidatingWebhookConfiguration{cfg}, nil, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es})
+	if len(ws) != 3 {
+		t.Fatalf("resolved %d webhooks, want 3", len(ws))
+	}
+	for _, w := range ws {
+		if w.Ref.Name == "bad-pem.example.com" && (len(w.Backends) != 1 || !w.Backends[0].Terminating) {
+			t.Errorf("backends %+v, want one terminating endpoint", w.Backends)
+		}
+	}
+
+	var logs strings.Builder
+	var logMu sync.Mutex
+	sink := &recordSink{}
+	a := New(Config{ProbeTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))}, nil, nil, sink)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.setWebhooks(ctx, ws)
+	a.setWebhooks(ctx, ws) // unchanged: logged once
+	for ctx.Err() == nil {
+		if open, _ := a.Findings(); len(open) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	open, _ := a.Findings()
+	if len(open) != 1 || open[0].Class != UnknownAuthority || !strings.Contains(open[0].Evidence[len(open[0].Evidence)-1].Detail, "caBundle holds no PEM certificate") {
+		t.Fatalf("open findings %+v, want UnknownAuthority for the caBundle that is not PEM", open)
+	}
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	for _, want := range []string{
+		`msg="webhook has neither a service nor a url in its clientConfig: the API server cannot call it; skipped" webhook=Validating/hostile/no-client-config.example.com`,
+		`msg="webhook calls a URL, not a Service: it is neither traced nor probed, only the API server's signals cover it" webhook=Validating/hostile/url.example.com`,
+	} {
+		if n := strings.Count(out, want); n != 1 {
+			t.Errorf("log line %q appears %d times, want once; logs:\n%s", want, n, out)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
