@@ -28,10 +28,13 @@ const instrumentationName = "github.com/hookscope/hookscope/otel"
 // and batches are sent almost at once; an unreachable collector costs at
 // most a full queue, never a blocked caller.
 const (
-	batchTimeout   = 200 * time.Millisecond
-	maxQueueSize   = 2048
-	exportTimeout  = 30 * time.Second // one batch, retries included
-	requestTimeout = 10 * time.Second // one OTLP request
+	batchTimeout           = 200 * time.Millisecond
+	DefaultQueueSize       = 2048
+	DefaultRetryFor        = 30 * time.Second // one batch, retries included
+	DefaultMetricsInterval = 15 * time.Second
+	requestTimeout         = 10 * time.Second // one OTLP request
+	retryInitial           = time.Second
+	retryMax               = 5 * time.Second
 )
 
 // Config says where an Exporter sends spans and how it names their source.
@@ -51,10 +54,57 @@ type Config struct {
 	// protobuf, port 4318: what an X-Ray-bound ADOT collector or a proxy
 	// that only passes HTTP takes).
 	Protocol string
+	// QueueSize bounds the spans waiting for the collector (queued or in
+	// an export being retried); DefaultQueueSize if 0. A span recorded
+	// while it is full is dropped and counted (SpanStats.QueueFull).
+	QueueSize int
+	// RetryFor is how long one batch is retried while the collector is
+	// down or unreachable before its spans are dropped and counted
+	// (SpanStats.ExportFailed); DefaultRetryFor if 0.
+	RetryFor time.Duration
+	// XRayTraceIDs makes trace IDs start with the time, as AWS X-Ray
+	// requires (see XRayIDs).
+	XRayTraceIDs bool
+	// MetricsInterval is how often WithOTLPMetrics pushes the metrics;
+	// DefaultMetricsInterval if 0.
+	MetricsInterval time.Duration
+}
+
+// withDefaults fills the zero fields that have a default.
+func (cfg Config) withDefaults() Config {
+	if cfg.ServiceName == "" {
+		cfg.ServiceName = DefaultServiceName
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = DefaultRetryFor
+	}
+	if cfg.MetricsInterval <= 0 {
+		cfg.MetricsInterval = DefaultMetricsInterval
+	}
+	return cfg
+}
+
+// newResource is the agent's resource: service.name, k8s.node.name, the
+// SDK's telemetry.sdk.* and OTEL_RESOURCE_ATTRIBUTES (ours win).
+func newResource(cfg Config) (*resource.Resource, error) {
+	attrs := []attribute.KeyValue{ServiceName.String(cfg.ServiceName)}
+	if cfg.NodeName != "" {
+		attrs = append(attrs, K8sNodeName.String(cfg.NodeName))
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(SchemaURL, attrs...))
+	if err != nil && !errors.Is(err, resource.ErrSchemaURLConflict) {
+		// A schema conflict still returns every attribute; anything else
+		// does not.
+		return nil, fmt.Errorf("building the resource: %w", err)
+	}
+	return res, nil
 }
 
 // newSpanExporter builds the OTLP exporter of cfg.Protocol, retrying with
-// backoff within exportTimeout.
+// backoff within cfg.RetryFor.
 func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
 	switch cfg.Protocol {
 	case "", "grpc":
@@ -62,7 +112,7 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 			otlptracegrpc.WithEndpoint(cfg.Endpoint),
 			otlptracegrpc.WithTimeout(requestTimeout),
 			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
-				Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: exportTimeout,
+				Enabled: true, InitialInterval: retryInitial, MaxInterval: retryMax, MaxElapsedTime: cfg.RetryFor,
 			}),
 		}
 		if cfg.Insecure {
@@ -74,13 +124,17 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 			otlptracehttp.WithEndpoint(cfg.Endpoint),
 			otlptracehttp.WithTimeout(requestTimeout),
 			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-				Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: exportTimeout,
+				Enabled: true, InitialInterval: retryInitial, MaxInterval: retryMax, MaxElapsedTime: cfg.RetryFor,
 			}),
 		}
 		if cfg.Insecure {
 			opts = append(opts, otlptracehttp.WithInsecure())
 		}
-		return otlptracehttp.New(ctx, opts...)
+		exp, err := otlptracehttp.New(ctx, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return retryUnreachable{next: exp, initial: retryInitial, max: retryMax}, nil
 	}
 	return nil, fmt.Errorf("protocol %q: want grpc or http", cfg.Protocol)
 }
@@ -90,55 +144,61 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 type Exporter struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
+	acct   *spanAccounting
 }
 
 var _ agent.FindingSink = (*Exporter)(nil)
 
 // NewExporter returns an Exporter sending to cfg.Endpoint. It does not
-// wait for the collector: one that is down or unreachable only means spans
-// are retried, then dropped.
+// wait for the collector: while one is down or unreachable, spans wait in
+// a queue of cfg.QueueSize and their batch is retried for cfg.RetryFor;
+// what does not fit or outlasts that is dropped and counted (Stats). The
+// queue catches up when the collector returns.
 func NewExporter(ctx context.Context, cfg Config) (*Exporter, error) {
 	if cfg.Endpoint == "" {
 		return nil, errors.New("creating the OTLP exporter: no collector endpoint")
 	}
-	if cfg.ServiceName == "" {
-		cfg.ServiceName = DefaultServiceName
+	cfg = cfg.withDefaults()
+	res, err := newResource(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the OTLP exporter: %w", err)
 	}
 	exp, err := newSpanExporter(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating the OTLP exporter for %s: %w", cfg.Endpoint, err)
 	}
 
-	attrs := []attribute.KeyValue{ServiceName.String(cfg.ServiceName)}
-	if cfg.NodeName != "" {
-		attrs = append(attrs, K8sNodeName.String(cfg.NodeName))
-	}
-	// Default adds telemetry.sdk.* and OTEL_RESOURCE_ATTRIBUTES; ours win.
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(SchemaURL, attrs...))
-	if err != nil && !errors.Is(err, resource.ErrSchemaURLConflict) {
-		// A schema conflict still returns every attribute; anything else
-		// does not.
-		_ = exp.Shutdown(ctx)
-		return nil, fmt.Errorf("creating the OTLP exporter: building the resource: %w", err)
-	}
-
-	tp := sdktrace.NewTracerProvider(
+	acct := &spanAccounting{capacity: int64(cfg.QueueSize)}
+	// Non-blocking (no WithBlocking): a span that finds the queue full is
+	// dropped, never waited for. spanAccounting bounds the queue first and
+	// counts the drop; the batch processor's queue is as large so it
+	// never drops one itself.
+	acct.next = sdktrace.NewBatchSpanProcessor(countingExporter{next: exp, acct: acct},
+		sdktrace.WithBatchTimeout(batchTimeout),
+		sdktrace.WithMaxQueueSize(cfg.QueueSize),
+		sdktrace.WithExportTimeout(cfg.RetryFor),
+	)
+	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		// Every finding matters and there are few: sample them all,
 		// whatever OTEL_TRACES_SAMPLER says.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		// Non-blocking: a full queue drops the span instead of waiting.
-		sdktrace.WithBatcher(exp,
-			sdktrace.WithBatchTimeout(batchTimeout),
-			sdktrace.WithMaxQueueSize(maxQueueSize),
-			sdktrace.WithExportTimeout(exportTimeout),
-		),
-	)
+		sdktrace.WithSpanProcessor(acct),
+	}
+	if cfg.XRayTraceIDs {
+		opts = append(opts, sdktrace.WithIDGenerator(XRayIDs{}))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
 	return &Exporter{
 		tp:     tp,
 		tracer: tp.Tracer(instrumentationName, trace.WithSchemaURL(SchemaURL)),
+		acct:   acct,
 	}, nil
 }
+
+// Stats says how many spans were exported, dropped and are queued. It is
+// what the hookscope_exporter_* metrics show (MetricsState.Spans).
+func (e *Exporter) Stats() SpanStats { return e.acct.stats() }
 
 // Report records f as one span: an open finding as an Error span from the
 // first failure to detection with one event per evidence entry, a resolved

@@ -190,11 +190,16 @@ func TestUnreachableCollector(t *testing.T) {
 	}
 	f := certExpiredFinding(time.Now())
 	start := time.Now()
-	for range 2 * maxQueueSize {
+	for range 2 * DefaultQueueSize {
 		exp.Report(f)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Errorf("%d Reports took %v: Report blocks on an unreachable collector", 2*maxQueueSize, d)
+		t.Errorf("%d Reports took %v: Report blocks on an unreachable collector", 2*DefaultQueueSize, d)
+	}
+	// The queue holds the first DefaultQueueSize spans for retry; the rest
+	// are dropped at once, and counted.
+	if st := exp.Stats(); st.Queued != DefaultQueueSize || st.QueueFull != DefaultQueueSize || st.Exported != 0 {
+		t.Errorf("stats after %d Reports: %+v, want %d queued and %d dropped (queue_full)", 2*DefaultQueueSize, st, DefaultQueueSize, DefaultQueueSize)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)

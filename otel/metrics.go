@@ -28,9 +28,18 @@ import (
 //	hookscope.wire.events          counter kernel events, by kind
 //	hookscope.bpf.events.dropped   counter events the kernel could not queue (ring buffer full)
 //	hookscope.webhook.risks        gauge   1 per webhook and risk kind that could block the cluster (leader only)
+//	hookscope.webhook.calls        counter handshakes to a webhook's backend the kernel saw, by webhook and outcome
+//	hookscope.handshake.duration   histogram (s) connect to handshake end of those calls, by webhook and outcome
+//	hookscope.backend.response.duration histogram (s) the API server's ClientHello to the backend's ServerHello, by webhook
+//	hookscope.exporter.spans       counter spans by outcome: exported, queue_full, export_failed (the last two were dropped)
+//	hookscope.exporter.queue.length   gauge spans waiting for the collector
+//	hookscope.exporter.queue.capacity gauge what the queue holds before it drops
 //
 // Labels are bounded: webhook configuration and name, class, effect, kind,
-// backend (local backends only).
+// outcome, backend (local backends only).
+//
+// The same instruments go to the Prometheus endpoint (Handler) and, with
+// WithOTLPMetrics, to an OTLP collector: one MeterProvider, two readers.
 const (
 	MetricWebhookHealth     = "hookscope.webhook.health"
 	MetricFindingsOpen      = "hookscope.findings.open"
@@ -40,6 +49,13 @@ const (
 	MetricWireEvents        = "hookscope.wire.events"
 	MetricBPFEventsDropped  = "hookscope.bpf.events.dropped"
 	MetricWebhookRisks      = "hookscope.webhook.risks"
+	MetricWebhookCalls      = "hookscope.webhook.calls"
+	MetricHandshakeDuration = "hookscope.handshake.duration"
+	MetricResponseDuration  = "hookscope.backend.response.duration"
+	MetricExporterSpans     = "hookscope.exporter.spans"
+	MetricExporterQueue     = "hookscope.exporter.queue.length"
+	MetricExporterCapacity  = "hookscope.exporter.queue.capacity"
+	labelOutcome            = attribute.Key("outcome")
 	labelSeverity           = attribute.Key("severity")
 	labelClass              = attribute.Key("class")
 	labelEffect             = attribute.Key("effect")
@@ -55,17 +71,37 @@ type MetricsState struct {
 	Findings      func() (open, resolved []agent.Finding)
 	EventsDropped func() (uint64, error) // nil without a data plane
 	Risks         func() []agent.Risk    // nil: no risk metric
+	Spans         func() SpanStats       // nil without a span exporter (Exporter.Stats)
 }
 
-// Metrics is the agent's Prometheus endpoint, built on the OTel metrics SDK.
-// It implements agent.Observer.
+// MetricsOption adds to what NewMetrics builds.
+type MetricsOption func(*metricsOptions)
+
+type metricsOptions struct {
+	otlp *Config
+}
+
+// WithOTLPMetrics also pushes every instrument to cfg.Endpoint over
+// cfg.Protocol every cfg.MetricsInterval, with the spans' resource
+// (service.name, k8s.node.name). Counters are cumulative, so an export the
+// collector missed while it was down is made up by the next one.
+func WithOTLPMetrics(cfg Config) MetricsOption {
+	return func(o *metricsOptions) { o.otlp = &cfg }
+}
+
+// Metrics is the agent's Prometheus endpoint, and optionally its OTLP
+// metrics, built on the OTel metrics SDK. It implements agent.Observer and
+// agent.CallSink.
 type Metrics struct {
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
 
-	findings metric.Int64Counter
-	probes   metric.Float64Histogram
-	wire     metric.Int64Counter
+	findings  metric.Int64Counter
+	probes    metric.Float64Histogram
+	wire      metric.Int64Counter
+	calls     metric.Int64Counter
+	handshake metric.Float64Histogram
+	response  metric.Float64Histogram
 
 	mu     sync.Mutex
 	expiry map[expiryKey]time.Time
@@ -76,15 +112,36 @@ type expiryKey struct {
 	backend string
 }
 
+// latencyBuckets (s) suit a TLS handshake on a cluster network: from half
+// a millisecond to the API server's 10 s webhook timeout ceiling.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
 // NewMetrics registers the instruments; Handler serves them.
-func NewMetrics(state MetricsState) (*Metrics, error) {
+func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
+	var o metricsOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("creating the Prometheus exporter: %w", err)
 	}
+	providerOpts := []sdkmetric.Option{sdkmetric.WithReader(exp)}
+	if o.otlp != nil {
+		cfg := o.otlp.withDefaults()
+		reader, err := newOTLPMetricReader(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("creating the OTLP metrics exporter for %s: %w", cfg.Endpoint, err)
+		}
+		res, err := newResource(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("creating the OTLP metrics exporter: %w", err)
+		}
+		providerOpts = append(providerOpts, sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+	}
 	m := &Metrics{
-		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
+		provider: sdkmetric.NewMeterProvider(providerOpts...),
 		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		expiry:   map[expiryKey]time.Time{},
 	}
@@ -94,8 +151,21 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 	}
 	if m.probes, err = meter.Float64Histogram(MetricProbeDuration, metric.WithUnit("s"),
 		metric.WithDescription("TLS handshake time of the API-server-style probe, by result."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", MetricProbeDuration, err)
+	}
+	if m.calls, err = meter.Int64Counter(MetricWebhookCalls, metric.WithDescription("Handshakes to a webhook's backend seen by the kernel, by webhook and outcome (done, rejected, refused, reset, closed).")); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", MetricWebhookCalls, err)
+	}
+	if m.handshake, err = meter.Float64Histogram(MetricHandshakeDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time from connect to the end of the handshake of calls to a webhook's backend, by webhook and outcome."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", MetricHandshakeDuration, err)
+	}
+	if m.response, err = meter.Float64Histogram(MetricResponseDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time from the API server's ClientHello to the backend's ServerHello: how fast the backend answers, by webhook."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", MetricResponseDuration, err)
 	}
 	if m.wire, err = meter.Int64Counter(MetricWireEvents, metric.WithDescription("Events the kernel reported on webhook backend connections, by kind.")); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", MetricWireEvents, err)
@@ -123,6 +193,20 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 			return nil, fmt.Errorf("creating %s: %w", MetricBPFEventsDropped, err)
 		}
 		instruments = append(instruments, dropped)
+	}
+	var spans metric.Int64ObservableCounter
+	var queue, capacity metric.Int64ObservableGauge
+	if state.Spans != nil {
+		if spans, err = meter.Int64ObservableCounter(MetricExporterSpans, metric.WithDescription("Spans by outcome: exported, or dropped because the queue was full (queue_full) or the collector stayed unreachable (export_failed).")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricExporterSpans, err)
+		}
+		if queue, err = meter.Int64ObservableGauge(MetricExporterQueue, metric.WithDescription("Spans waiting for the collector: queued or in an export being retried.")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricExporterQueue, err)
+		}
+		if capacity, err = meter.Int64ObservableGauge(MetricExporterCapacity, metric.WithDescription("Spans the queue holds before it drops new ones.")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricExporterCapacity, err)
+		}
+		instruments = append(instruments, spans, queue, capacity)
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		openFindings, _ := state.Findings()
@@ -174,6 +258,14 @@ func NewMetrics(state MetricsState) (*Metrics, error) {
 				o.ObserveInt64(dropped, int64(n))
 			}
 		}
+		if state.Spans != nil {
+			st := state.Spans()
+			for outcome, n := range map[string]uint64{"exported": st.Exported, "queue_full": st.QueueFull, "export_failed": st.ExportFailed} {
+				o.ObserveInt64(spans, int64(n), metric.WithAttributes(labelOutcome.String(outcome)))
+			}
+			o.ObserveInt64(queue, int64(st.Queued))
+			o.ObserveInt64(capacity, int64(st.QueueSize))
+		}
 		return nil
 	}, instruments...)
 	if err != nil {
@@ -199,6 +291,36 @@ func (m *Metrics) ObserveProbe(w agent.WebhookRef, r agent.ProbeResult) {
 	}
 }
 
+var _ agent.CallSink = (*Metrics)(nil)
+
+// ReportCall counts one handshake to a webhook's backend and records its
+// latencies. It implements agent.CallSink. A backend serving several
+// webhooks is counted under the first, as its call span is named.
+func (m *Metrics) ReportCall(c agent.Call) {
+	var ref agent.WebhookRef
+	if len(c.Webhooks) > 0 {
+		ref = c.Webhooks[0]
+	}
+	ctx := context.Background()
+	withOutcome := metric.WithAttributes(webhookLabels(ref, labelOutcome.String(c.Outcome))...)
+	m.calls.Add(ctx, 1, withOutcome)
+	if !c.Start.IsZero() && !c.End.Before(c.Start) {
+		m.handshake.Record(ctx, c.End.Sub(c.Start).Seconds(), withOutcome)
+	}
+	var hello time.Time
+	for _, ev := range c.Events {
+		switch ev.Name {
+		case "client_hello":
+			hello = ev.At
+		case "server_hello":
+			if !hello.IsZero() && !ev.At.Before(hello) {
+				m.response.Record(ctx, ev.At.Sub(hello).Seconds(), metric.WithAttributes(webhookLabels(ref)...))
+			}
+			hello = time.Time{}
+		}
+	}
+}
+
 // ObserveWire implements agent.Observer.
 func (m *Metrics) ObserveWire(kind string) {
 	m.wire.Add(context.Background(), 1, metric.WithAttributes(labelKind.String(kind)))
@@ -212,5 +334,6 @@ func (m *Metrics) ObserveFinding(f agent.Finding) {
 	m.findings.Add(context.Background(), 1, metric.WithAttributes(labelClass.String(string(f.Class)), labelEffect.String(f.Effect)))
 }
 
-// Shutdown stops the meter provider.
+// Shutdown stops the meter provider, pushing the OTLP metrics one last
+// time when they are on.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }

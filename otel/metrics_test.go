@@ -22,6 +22,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		},
 		Findings:      func() ([]agent.Finding, []agent.Finding) { return open, nil },
 		EventsDropped: func() (uint64, error) { return 3, nil },
+		Spans: func() SpanStats {
+			return SpanStats{Exported: 7, QueueFull: 2, ExportFailed: 1, Queued: 4, QueueSize: 16}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +33,12 @@ func TestMetricsEndpoint(t *testing.T) {
 		Leaf: &agent.CertificateWindow{NotAfter: time.Now().Add(-time.Hour)}})
 	m.ObserveWire("handshake_rejected")
 	m.ObserveFinding(open[0])
+	t0 := time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)
+	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "done", Start: t0, End: t0.Add(3 * time.Millisecond),
+		Events: []agent.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(1700 * time.Microsecond)}, {Name: "handshake_done", At: t0.Add(3 * time.Millisecond)}}})
+	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "rejected", Start: t0, End: t0.Add(40 * time.Millisecond),
+		Events: []agent.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(30 * time.Millisecond)}}})
+	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "refused", Start: t0, End: t0.Add(time.Millisecond)})
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -44,6 +53,19 @@ func TestMetricsEndpoint(t *testing.T) {
 		`hookscope_wire_events_total{kind="handshake_rejected"} 1`,
 		`hookscope_bpf_events_dropped_total 3`,
 		`hookscope_cert_expiry_seconds{backend="10.0.0.7:8443",configuration="cfg",webhook="v.example.com"} -3`,
+		`hookscope_webhook_calls_total{configuration="cfg",outcome="done",webhook="v.example.com"} 1`,
+		`hookscope_webhook_calls_total{configuration="cfg",outcome="rejected",webhook="v.example.com"} 1`,
+		`hookscope_webhook_calls_total{configuration="cfg",outcome="refused",webhook="v.example.com"} 1`,
+		`hookscope_handshake_duration_seconds_bucket{configuration="cfg",outcome="done",webhook="v.example.com",le="0.0025"} 0`,
+		`hookscope_handshake_duration_seconds_bucket{configuration="cfg",outcome="done",webhook="v.example.com",le="0.005"} 1`,
+		`hookscope_handshake_duration_seconds_sum{configuration="cfg",outcome="rejected",webhook="v.example.com"} 0.04`,
+		`hookscope_backend_response_duration_seconds_count{configuration="cfg",webhook="v.example.com"} 2`,
+		`hookscope_backend_response_duration_seconds_bucket{configuration="cfg",webhook="v.example.com",le="0.001"} 1`,
+		`hookscope_exporter_spans_total{outcome="exported"} 7`,
+		`hookscope_exporter_spans_total{outcome="queue_full"} 2`,
+		`hookscope_exporter_spans_total{outcome="export_failed"} 1`,
+		`hookscope_exporter_queue_length 4`,
+		`hookscope_exporter_queue_capacity 16`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %s", want)

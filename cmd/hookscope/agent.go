@@ -28,6 +28,11 @@ type agentOptions struct {
 	otlpEndpoint    string
 	otlpInsecure    bool
 	otlpProtocol    string
+	otlpMetrics     bool
+	otlpMetricsIntv time.Duration
+	otlpQueueSize   int
+	otlpRetryFor    time.Duration
+	xrayTraceIDs    bool
 	listen          string
 	probeInterval   time.Duration
 	probeTimeout    time.Duration
@@ -59,6 +64,11 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP gRPC collector host:port for finding spans (empty: no spans)")
 	f.BoolVar(&o.otlpInsecure, "otlp-insecure", true, "talk to the collector without TLS")
 	f.StringVar(&o.otlpProtocol, "otlp-protocol", "grpc", "grpc (collector port 4317) or http (4318)")
+	f.BoolVar(&o.otlpMetrics, "otlp-metrics", true, "also push the /metrics instruments to --otlp-endpoint (when it is set)")
+	f.DurationVar(&o.otlpMetricsIntv, "otlp-metrics-interval", otel.DefaultMetricsInterval, "how often OTLP metrics are pushed")
+	f.IntVar(&o.otlpQueueSize, "otlp-queue-size", otel.DefaultQueueSize, "spans kept for the collector while it is down; more are dropped and counted (hookscope_exporter_spans_total)")
+	f.DurationVar(&o.otlpRetryFor, "otlp-retry-for", otel.DefaultRetryFor, "how long a batch of spans is retried while the collector is down before it is dropped and counted")
+	f.BoolVar(&o.xrayTraceIDs, "xray-trace-ids", false, "trace IDs that start with the time, as AWS X-Ray requires (for a collector with the awsxray exporter)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
@@ -110,8 +120,15 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 
 	var sinks []agent.FindingSink
+	var spanStats func() otel.SpanStats
+	var metricsOpts []otel.MetricsOption
 	if o.otlpEndpoint != "" {
-		exp, err := otel.NewExporter(ctx, otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName, Protocol: o.otlpProtocol})
+		otlpCfg := otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName, Protocol: o.otlpProtocol,
+			QueueSize: o.otlpQueueSize, RetryFor: o.otlpRetryFor, XRayTraceIDs: o.xrayTraceIDs, MetricsInterval: o.otlpMetricsIntv}
+		if o.otlpMetrics {
+			metricsOpts = append(metricsOpts, otel.WithOTLPMetrics(otlpCfg))
+		}
+		exp, err := otel.NewExporter(ctx, otlpCfg)
 		if err != nil {
 			return fmt.Errorf("setting up the OTLP exporter to %s: %w", o.otlpEndpoint, err)
 		}
@@ -123,6 +140,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			}
 		}()
 		sinks = append(sinks, exp)
+		spanStats = exp.Stats
 	} else {
 		log.Warn("no --otlp-endpoint: findings are not exported as spans")
 	}
@@ -133,10 +151,18 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Findings:      func() ([]agent.Finding, []agent.Finding) { return a.Findings() },
 		EventsDropped: dropped,
 		Risks:         func() []agent.Risk { return a.Risks() },
-	})
+		Spans:         spanStats,
+	}, metricsOpts...)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := metrics.Shutdown(sctx); err != nil {
+			log.Warn("pushing the last OTLP metrics", "err", err)
+		}
+	}()
 	a = agent.New(agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
 		Observer:      metrics,
@@ -151,6 +177,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			a.ReportCallsTo(cs) // one span per handshake to a backend
 		}
 	}
+	a.ReportCallsTo(metrics) // hookscope_webhook_calls_total, handshake and response latency
 	impacts := agent.NewImpacts(a, client)
 	lead := func(ctx context.Context) {
 		if err := impacts.Run(ctx, o.metricsInterval); err != nil {

@@ -76,6 +76,8 @@ func Binary() (string, error) {
 
 // Server is a running Jaeger v2 all-in-one. Stop it when done.
 type Server struct {
+	binary   string
+	dir      string
 	ports    ports
 	logPath  string
 	logStart int64 // offset of this run's first line in logPath
@@ -196,6 +198,23 @@ func start(ctx context.Context, binary, dir, logPath string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting jaeger: picking ports: %w", err)
 	}
+	return startOn(ctx, binary, dir, logPath, p)
+}
+
+// Restart starts a new Jaeger on the ports of s, which must have stopped
+// (Stop or Kill): what a collector that crashed and came back looks like
+// to an exporter. Its storage starts empty. The log goes on in the same
+// file. ctx bounds only the start.
+func (s *Server) Restart(ctx context.Context) (*Server, error) {
+	select {
+	case <-s.exited:
+	default:
+		return nil, errors.New("restarting jaeger: it is still running; Stop or Kill it first")
+	}
+	return startOn(ctx, s.binary, s.dir, s.logPath, s.ports)
+}
+
+func startOn(ctx context.Context, binary, dir, logPath string, p ports) (*Server, error) {
 	var cfg bytes.Buffer
 	if err := configTemplate.Execute(&cfg, p); err != nil {
 		return nil, fmt.Errorf("starting jaeger: rendering config: %w", err)
@@ -228,6 +247,8 @@ func start(ctx context.Context, binary, dir, logPath string) (*Server, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 	s := &Server{
+		binary:   binary,
+		dir:      dir,
 		ports:    p,
 		logPath:  logPath,
 		logStart: logStart,
@@ -402,6 +423,27 @@ func (s *Server) Stop() error {
 		<-s.exited
 	})
 	return s.stopErr
+}
+
+// Kill ends Jaeger at once with SIGKILL, as a crash or an OOM kill would:
+// nothing queued in it is flushed, and its in-memory traces are gone. It
+// waits for the process to exit. Stop after Kill returns nil.
+func (s *Server) Kill() error {
+	var err error
+	killed := false
+	s.stopOnce.Do(func() {
+		killed = true
+		if e := s.proc.Kill(); e != nil && !errors.Is(e, os.ErrProcessDone) {
+			err = fmt.Errorf("killing jaeger: %w", e)
+			s.stopErr = err
+			return
+		}
+		<-s.exited
+	})
+	if !killed {
+		return errors.New("killing jaeger: it was already stopped")
+	}
+	return err
 }
 
 // Trace is one trace as Jaeger's query API returns it.

@@ -208,3 +208,41 @@ func TestConvertTrace(t *testing.T) {
 		t.Errorf("event name left among the attributes: %v", sp.Events[0].Attributes)
 	}
 }
+
+// TestKillRestart crashes a Jaeger and brings it back on the same ports, as
+// the exporter's outage test needs: the endpoints stay the same, the query
+// API answers again, and the storage starts empty.
+func TestKillRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	s := startJaeger(ctx, t)
+	if _, err := s.Restart(ctx); err == nil {
+		t.Fatal("Restart of a running Jaeger: no error")
+	}
+	grpcEP, httpEP, query := s.OTLPGRPCEndpoint(), s.OTLPHTTPEndpoint(), s.QueryURL()
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Errorf("Stop after Kill: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", grpcEP, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after Kill", grpcEP)
+	}
+	r, err := s.Restart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if r.OTLPGRPCEndpoint() != grpcEP || r.OTLPHTTPEndpoint() != httpEP || r.QueryURL() != query {
+		t.Errorf("restarted on %s %s %s, want %s %s %s", r.OTLPGRPCEndpoint(), r.OTLPHTTPEndpoint(), r.QueryURL(), grpcEP, httpEP, query)
+	}
+	if traces, err := r.FindTraces(ctx, "anything", nil); err != nil || len(traces) != 0 {
+		t.Errorf("restarted Jaeger: %d traces, %v; want an empty store", len(traces), err)
+	}
+}
