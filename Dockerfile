@@ -5,6 +5,7 @@
 FROM scratch
 COPY bin/hookscope /hookscope
 # The agent runs as root in its pod with every capability dropped but the
-# three deploy/base/daemonset.yaml adds back; the CLI needs none.
+# three that deploy/base and the Helm chart (deploy/chart/hookscope) add back,
+# on a read-only root filesystem; the CLI needs none.
 ENTRYPOINT ["/hookscope"]
 CMD ["agent"]
