@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // EventKind says what the program saw; the values come from enum event_kind
@@ -84,10 +85,22 @@ type Event struct {
 	// EncryptedAlert: the client's record had the size of an encrypted alert.
 	EncryptedAlert bool
 	TCPFlags       uint8
+	// Hello is what a ClientHello or ServerHello event's copied bytes say
+	// (SNI, ALPN, versions); nil for other events, and when HelloErr says
+	// why the bytes were not a hello.
+	Hello    *Hello
+	HelloErr error
 }
 
 // EventSize is the size of struct event in bytes.
 var EventSize = binary.Size(handshakeEvent{})
+
+// helloDataOffset is where a hello event's copied bytes start (struct
+// hello_event), and helloMax how many it holds at most.
+var (
+	helloDataOffset = int(unsafe.Offsetof(handshakeHelloEvent{}.Data))
+	helloMax        = len(handshakeHelloEvent{}.Data)
+)
 
 // DecodeEvent decodes one ring buffer record. Time and FlowStart stay zero:
 // only the tracer knows the clock the kernel used.
@@ -106,7 +119,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 	if Phase(r.Phase) > PhaseRejected {
 		return Event{}, fmt.Errorf("decoding handshake event: unknown phase %d", r.Phase)
 	}
-	return Event{
+	e := Event{
 		raw:              r,
 		Kind:             k,
 		Client:           netip.AddrPortFrom(netip.AddrFrom16(r.ClientAddr).Unmap(), r.ClientPort),
@@ -120,7 +133,32 @@ func DecodeEvent(raw []byte) (Event, error) {
 		AlertDescription: r.AlertDesc,
 		EncryptedAlert:   r.EncryptedAlert != 0,
 		TCPFlags:         r.TcpFlags,
-	}, nil
+	}
+	if k == KindClientHello || k == KindServerHello {
+		e.Hello, e.HelloErr = decodeHello(raw, k)
+	}
+	return e, nil
+}
+
+// decodeHello reads the copied bytes that follow a hello event.
+func decodeHello(raw []byte, k EventKind) (*Hello, error) {
+	if len(raw) < helloDataOffset {
+		return nil, fmt.Errorf("hello event of %d bytes carries no hello (want at least %d)", len(raw), helloDataOffset)
+	}
+	n := int(binary.NativeEndian.Uint16(raw[EventSize:]))
+	if n > helloMax || helloDataOffset+n > len(raw) {
+		return nil, fmt.Errorf("hello event says %d bytes follow, %d do", n, len(raw)-helloDataOffset)
+	}
+	data := raw[helloDataOffset : helloDataOffset+n]
+	parse := ParseClientHello
+	if k == KindServerHello {
+		parse = ParseServerHello
+	}
+	h, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // Counters are the program's own counts, summed over CPUs.

@@ -15,7 +15,9 @@
 //
 // Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
 // TLS record at the start of each in-order segment (and the few ServerHello
-// bytes that hold the cipher suite, and the two bytes of a cleartext alert).
+// bytes that hold the cipher suite, and the two bytes of a cleartext alert),
+// and copies up to 1 KiB of each ClientHello and ServerHello to user space,
+// which reads SNI, ALPN and versions from them (bounded copy, no parsing here).
 // Records that span segments are skipped using the record length; a segment
 // that is out of order, or a record header that is malformed or split across
 // segments, stops record parsing for that direction and is counted, never
@@ -44,6 +46,7 @@
 #include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/tcp.h>
+#include <stddef.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -154,10 +157,30 @@ struct {
 	__type(value, struct flow_state);
 } flows SEC(".maps");
 
+// hello_event is a ClientHello or ServerHello event followed by the first
+// bytes of the handshake message (from its type byte), so that user space
+// can read the SNI, ALPN and versions: parsing extensions here would cost
+// the verifier far more than copying bytes. Only hellos carry it; every other
+// event is a bare struct event.
+#define HELLO_MAX 1024
+struct hello_event {
+	struct event ev;
+	__u16 len; // bytes of data that follow
+	__u16 pad[3];
+	__u8 data[HELLO_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hello_event);
+} hello_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -168,6 +191,7 @@ struct {
 
 // Force the types user space decodes into BTF so bpf2go generates them.
 const struct event *unused_event __attribute__((unused));
+const struct hello_event *unused_hello_event __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum phase *unused_phase __attribute__((unused));
@@ -194,15 +218,10 @@ struct packet {
 #define F_RST 0x04
 #define F_ACK 0x10
 
-static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 kind,
+static __always_inline void fill(struct event *e, struct packet *p, struct flow_state *st, __u8 kind,
 				 __u8 phase_before, __u8 alert_level, __u8 alert_desc,
 				 __u8 encrypted_alert)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(COUNTER_EVENTS_DROPPED);
-		return;
-	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->flow_start_ns = st ? st->start_ns : 0;
 	__builtin_memcpy(e->client_addr, p->key.client_addr, 16);
@@ -219,6 +238,18 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 	e->alert_desc = alert_desc;
 	e->encrypted_alert = encrypted_alert;
 	e->tcp_flags = p->flags;
+}
+
+static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 kind,
+				 __u8 phase_before, __u8 alert_level, __u8 alert_desc,
+				 __u8 encrypted_alert)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_EVENTS_DROPPED);
+		return;
+	}
+	fill(e, p, st, kind, phase_before, alert_level, alert_desc, encrypted_alert);
 	// Waking the reader costs a self-IPI per event (about 9 us per packet
 	// measured in a VM, 8x the program's own cost): only failures wake it;
 	// routine events wait for its next poll or the next failure.
@@ -227,6 +258,35 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 	    kind == EVENT_ALERT)
 		wake = 0;
 	bpf_ringbuf_submit(e, wake);
+}
+
+// emit_hello sends a hello event with the handshake message's first bytes:
+// those in this segment, at most the record's length and HELLO_MAX. pos is
+// the record header's offset; avail the record's bytes in this segment.
+static __always_inline void emit_hello(struct __sk_buff *skb, struct packet *p,
+				       struct flow_state *st, __u8 kind, __u8 phase_before,
+				       __u32 pos, __u16 len, __u32 avail)
+{
+	__u32 zero = 0;
+	struct hello_event *h = bpf_map_lookup_elem(&hello_scratch, &zero);
+	if (!h)
+		return;
+	fill(&h->ev, p, st, kind, phase_before, 0, 0, 0);
+	__u32 n = avail - 5;
+	if (n > len)
+		n = len;
+	if (n > 0) {
+		// Copy m + 1 bytes, m in [0, HELLO_MAX - 1]: the mask is what
+		// the verifier keeps of the bound (HELLO_MAX is a power of two).
+		__u32 m = n - 1;
+		if (m > HELLO_MAX - 1)
+			m = HELLO_MAX - 1;
+		asm volatile("%[m] &= %[mask]" : [m] "+r"(m) : [mask] "i"(HELLO_MAX - 1));
+		n = bpf_skb_load_bytes(skb, pos + 5, h->data, m + 1) < 0 ? 0 : m + 1;
+	}
+	h->len = n;
+	if (bpf_ringbuf_output(&events, h, offsetof(struct hello_event, data) + n, BPF_RB_NO_WAKEUP) < 0)
+		count(COUNTER_EVENTS_DROPPED);
 }
 
 static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)
@@ -344,7 +404,7 @@ static __always_inline void record(struct __sk_buff *skb, struct packet *p, stru
 			return;
 		if (p->dir == DIR_TO_SERVER && hs_type == 1 && before <= PHASE_SERVER_FLIGHT) {
 			st->phase = PHASE_CLIENT_HELLO;
-			emit(p, st, EVENT_CLIENT_HELLO, before, 0, 0, 0);
+			emit_hello(skb, p, st, EVENT_CLIENT_HELLO, before, pos, len, avail);
 		} else if (p->dir == DIR_TO_CLIENT && hs_type == 2 && before == PHASE_CLIENT_HELLO) {
 			// ServerHello: type(1) len(3) version(2) random(32) sid_len(1) sid cipher(2)
 			__u8 hdr[39];
@@ -361,7 +421,7 @@ static __always_inline void record(struct __sk_buff *skb, struct packet *p, stru
 			st->cipher = cipher;
 			st->tls13 = (cipher >> 8) == 0x13;
 			st->phase = PHASE_SERVER_FLIGHT;
-			emit(p, st, EVENT_SERVER_HELLO, before, 0, 0, 0);
+			emit_hello(skb, p, st, EVENT_SERVER_HELLO, before, pos, len, avail);
 		}
 		return;
 	}

@@ -90,6 +90,14 @@ type handshakeFlowState struct {
 	_           [4]byte
 }
 
+type handshakeHelloEvent struct {
+	_    structs.HostLayout
+	Ev   handshakeEvent
+	Len  uint16
+	Pad  [3]uint16
+	Data [1024]uint8
+}
+
 type handshakePhase uint32
 
 const (
@@ -108,11 +116,13 @@ const (
 	handshakeMapCounters          = "counters"
 	handshakeMapEvents            = "events"
 	handshakeMapFlows             = "flows"
+	handshakeMapHelloScratch      = "hello_scratch"
 	handshakeProgHandshakeEgress  = "handshake_egress"
 	handshakeProgHandshakeIngress = "handshake_ingress"
 	handshakeVarUnusedCounter     = "unused_counter"
 	handshakeVarUnusedEvent       = "unused_event"
 	handshakeVarUnusedEventKind   = "unused_event_kind"
+	handshakeVarUnusedHelloEvent  = "unused_hello_event"
 	handshakeVarUnusedPhase       = "unused_phase"
 )
 
@@ -166,20 +176,22 @@ type handshakeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeMapSpecs struct {
-	Backends *ebpf.MapSpec `ebpf:"backends"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	HelloScratch *ebpf.MapSpec `ebpf:"hello_scratch"`
 }
 
 // handshakeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeVariableSpecs struct {
-	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedPhase     *ebpf.VariableSpec `ebpf:"unused_phase"`
+	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedHelloEvent *ebpf.VariableSpec `ebpf:"unused_hello_event"`
+	UnusedPhase      *ebpf.VariableSpec `ebpf:"unused_phase"`
 }
 
 // handshakeObjects contains all objects after they have been loaded into the kernel.
@@ -202,10 +214,11 @@ func (o *handshakeObjects) Close() error {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakeMaps struct {
-	Backends *ebpf.Map `ebpf:"backends"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Flows    *ebpf.Map `ebpf:"flows"`
+	Backends     *ebpf.Map `ebpf:"backends"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	HelloScratch *ebpf.Map `ebpf:"hello_scratch"`
 }
 
 func (m *handshakeMaps) Close() error {
@@ -214,6 +227,7 @@ func (m *handshakeMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Flows,
+		m.HelloScratch,
 	)
 }
 
@@ -221,10 +235,11 @@ func (m *handshakeMaps) Close() error {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakeVariables struct {
-	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedPhase     *ebpf.Variable `ebpf:"unused_phase"`
+	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedHelloEvent *ebpf.Variable `ebpf:"unused_hello_event"`
+	UnusedPhase      *ebpf.Variable `ebpf:"unused_phase"`
 }
 
 // handshakePrograms contains all programs after they have been loaded into the kernel.

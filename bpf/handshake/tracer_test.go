@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func (r *rig) call() (port uint16, err error) {
 	}
 	defer conn.Close()
 	port = uint16(conn.LocalAddr().(*net.TCPAddr).Port)
-	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool()})
+	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool(), NextProtos: []string{"http/1.1"}})
 	tc.SetDeadline(time.Now().Add(2 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		return port, err
@@ -171,9 +172,21 @@ func TestExpiredCertificateTLS13IsRejectedByClient(t *testing.T) {
 		t.Fatalf("call with an expired certificate: got %v, want a certificate verification error", err)
 	}
 
+	ch := r.waitFor(port, handshake.KindClientHello)
+	if ch.HelloErr != nil || ch.Hello == nil {
+		t.Fatalf("ClientHello not decoded: %v", ch.HelloErr)
+	}
+	// Go's ClientHello carries a 1216-byte ML-KEM key share, so the copy
+	// is cut short; SNI, ALPN and versions come before it.
+	if h := ch.Hello; h.ServerName != "webhook.default.svc" || !slices.Equal(h.ALPN, []string{"http/1.1"}) || !slices.Contains(h.Versions, tls.VersionTLS13) {
+		t.Errorf("ClientHello %+v: want SNI webhook.default.svc, ALPN [http/1.1], TLS 1.3 offered", h)
+	}
 	hello := r.waitFor(port, handshake.KindServerHello)
 	if !hello.TLS13 || hello.Cipher>>8 != 0x13 {
 		t.Errorf("ServerHello: TLS13=%v cipher=%#04x, want a TLS 1.3 suite", hello.TLS13, hello.Cipher)
+	}
+	if h := hello.Hello; h == nil || !slices.Equal(h.Versions, []uint16{tls.VersionTLS13}) || h.Cipher != hello.Cipher {
+		t.Errorf("ServerHello %+v (err %v): want version 1.3 chosen and cipher %#04x", h, hello.HelloErr, hello.Cipher)
 	}
 	e := r.waitFor(port, handshake.KindHandshakeRejected)
 	if want := netip.AddrPortFrom(r.pod.Addr, backendPort); e.Server != want {
@@ -204,6 +217,10 @@ func TestExpiredCertificateTLS12ShowsTheAlert(t *testing.T) {
 	port, err := r.call()
 	if err == nil {
 		t.Fatal("call with an expired certificate succeeded")
+	}
+	sh := r.waitFor(port, handshake.KindServerHello)
+	if h := sh.Hello; h == nil || !slices.Equal(h.Versions, []uint16{tls.VersionTLS12}) || !slices.Equal(h.ALPN, []string{"http/1.1"}) {
+		t.Errorf("ServerHello %+v (err %v): want TLS 1.2 chosen and ALPN http/1.1 in the clear", h, sh.HelloErr)
 	}
 	e := r.waitFor(port, handshake.KindHandshakeRejected)
 	if e.TLS13 || e.EncryptedAlert {
