@@ -40,6 +40,9 @@ test: tools build
 	@mkdir -p bin
 	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/bin/test-chaos-report \
 		$(GOTESTSUM) --format testname --jsonfile bin/test.json -- $(GOTEST_FLAGS) ./...
+	@# deploy/verify is its own module (Helm and Prometheus stay out of the agent's).
+	cd deploy/verify && HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope \
+		$(GOTESTSUM) --format testname --jsonfile $(CURDIR)/bin/test-deploy.json -- $(GOTEST_FLAGS) ./...
 
 ## chaos: the game day on the local cluster; writes chaos-report/report.{json,md}
 chaos: tools build
@@ -57,6 +60,7 @@ FUZZTIME ?= 60s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
+	go test -run '^$$' -fuzz '^FuzzParseHello$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzParseWebhookFailure$$' -fuzztime $(FUZZTIME) ./agent/
 	go test -run '^$$' -fuzz '^FuzzParseWebhookMetrics$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./agent/
 
@@ -65,6 +69,7 @@ lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))" || { gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'); exit 1; }
 	go vet ./...
 	$(STATICCHECK) ./...
+	cd deploy/verify && go vet ./... && $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin chaos-report bench-report

@@ -73,6 +73,9 @@ install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
 install gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum
 install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 
+# The OpenTelemetry Collector that checks deploy/collector (its own module).
+bash "$here/collector/build.sh"
+
 # Stable names for the harness: bin/current/<tool> -> the pinned version.
 mkdir -p "$bin/current"
 for t in etcd:$ETCD_VERSION kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION \
