@@ -1,0 +1,96 @@
+//go:build linux
+
+package tcpstate
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// TestRingBufferOverflowIsCounted loads the programs with a one-page ring
+// buffer, makes more connections than it holds events for without reading,
+// and checks that every event is either read or counted as dropped.
+func TestRingBufferOverflowIsCounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loading BPF programs needs root")
+	}
+	tr, err := load(func(spec *ebpf.CollectionSpec) { spec.Maps["events"].MaxEntries = 4096 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+
+	// Loopback: client and server sockets are both on this host, so every
+	// connection gives six events (syn, established, close on each side).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := tr.AddBackend(netip.MustParseAddrPort(ln.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	const conns, perConn = 60, 6
+	for range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c) // the server's FIN
+		c.Close()
+	}
+
+	// Read what the ring holds, until it has been empty for a while.
+	read := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tr.reader.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		rec, err := tr.reader.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c, err := tr.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint64(read)+c.EventsDropped >= conns*perConn {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeEvent(rec.RawSample); err != nil {
+			t.Fatal(err)
+		}
+		read++
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events read, %d counted as dropped, ring of %d bytes (%d-byte events)", read, c.EventsDropped, 4096, EventSize)
+	if c.EventsDropped == 0 {
+		t.Fatalf("no drop counted with %d events for a ring of 4096 bytes", conns*perConn)
+	}
+	if got := uint64(read) + c.EventsDropped; got != conns*perConn {
+		t.Errorf("read %d + dropped %d = %d, want %d: events went missing uncounted", read, c.EventsDropped, got, conns*perConn)
+	}
+}

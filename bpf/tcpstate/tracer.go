@@ -1,0 +1,329 @@
+//go:build linux
+
+// Package tcpstate follows the TCP life of connections to admission webhook
+// backends in the kernel (see tcpstate.bpf.c): SYN, established, refused,
+// reset mid-call, retransmissions, who closed first and how long it lasted.
+//
+// It knows nothing about Kubernetes: callers say which IP:port pairs are
+// backends. The programs attach to BTF tracepoints (tp_btf), so they need
+// neither kprobes nor a mounted tracefs; the kernel must have BTF.
+//
+// Capabilities: CAP_BPF (maps, programs, BTF) and CAP_PERFMON (tracing
+// programs, bpf_probe_read_kernel); nothing else. Enabling bpf_stats
+// (benchmarks only) also needs CAP_SYS_ADMIN.
+package tcpstate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("tcpstate tracer closed")
+
+// The programs, by the tracepoint each one attaches to; Stats is keyed by these names.
+const (
+	ProgramSetState       = "inet_sock_set_state"
+	ProgramReceiveReset   = "tcp_receive_reset"
+	ProgramSendReset      = "tcp_send_reset"
+	ProgramRetransmit     = "tcp_retransmit_skb"
+	capabilityHint        = "run as root, or grant CAP_BPF and CAP_PERFMON"
+	kernelBTFRequirement  = "hookscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+	tracepointRequirement = "needs Linux >= 5.5 with BTF tracepoints"
+)
+
+// Programs lists the program names in a fixed order.
+var Programs = []string{ProgramSetState, ProgramReceiveReset, ProgramSendReset, ProgramRetransmit}
+
+// Tracer owns the loaded programs and maps, their links, and the ring
+// buffer reader.
+type Tracer struct {
+	objs    tcpstateObjects
+	links   []link.Link
+	reader  *ringbuf.Reader
+	clock   monotonicClock
+	reasons map[uint32]string // enum sk_rst_reason of this kernel
+
+	mu       sync.Mutex
+	backends map[netip.AddrPort]struct{}
+	ports    map[uint16]int // backends per port, behind the backend_ports bitmap
+}
+
+// Load checks that the kernel can run the programs, loads them and attaches
+// them to their tracepoints. Its errors are one line saying what failed and
+// what to do.
+func Load() (*Tracer, error) { return load(nil) }
+
+// load is Load with a chance to change the collection before it is loaded
+// (tests shrink the ring buffer).
+func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel BTF (/sys/kernel/btf/vmlinux): %w (%s)", err, kernelBTFRequirement)
+	}
+	// Kernels >= 5.11 charge BPF memory to the cgroup and need no memlock
+	// raise; RemoveMemlock detects that. When it fails, loading says why.
+	memlockErr := rlimit.RemoveMemlock()
+
+	spec, err := loadTcpstate()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded tcpstate programs: %w", err)
+	}
+	if edit != nil {
+		edit(spec)
+	}
+	t := &Tracer{
+		clock:    newMonotonicClock(),
+		reasons:  resetReasons(kernel),
+		backends: map[netip.AddrPort]struct{}{},
+		ports:    map[uint16]int{},
+	}
+	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("loading tcpstate programs: verifier rejected them:\n%+v", verr)
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+			hint := capabilityHint
+			if memlockErr != nil {
+				hint += "; kernels before 5.11 also need CAP_SYS_RESOURCE for the memlock limit"
+			}
+			// cilium/ebpf's own text blames MEMLOCK; the cause is privilege.
+			return nil, fmt.Errorf("loading tcpstate programs: %w: not permitted to create BPF maps and programs (%s)", unix.EPERM, hint)
+		}
+		return nil, fmt.Errorf("loading tcpstate programs: %w", err)
+	}
+	for _, p := range []*ebpf.Program{t.objs.InetSockSetState, t.objs.TcpReceiveReset, t.objs.TcpSendReset, t.objs.TcpRetransmitSkb} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			t.closeAll()
+			if errors.Is(err, unix.EPERM) {
+				return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", p, err, capabilityHint)
+			}
+			return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", p, err, tracepointRequirement)
+		}
+		t.links = append(t.links, l)
+	}
+	r, err := ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.closeAll()
+		return nil, fmt.Errorf("opening the events ring buffer: %w", err)
+	}
+	t.reader = r
+	return t, nil
+}
+
+// resetReasons names this kernel's enum sk_rst_reason values (Linux >= 6.10).
+func resetReasons(kernel *btf.Spec) map[uint32]string {
+	out := map[uint32]string{}
+	var e *btf.Enum
+	if err := kernel.TypeByName("sk_rst_reason", &e); err != nil {
+		return out
+	}
+	for _, v := range e.Values {
+		out[uint32(v.Value)] = strings.TrimPrefix(v.Name, "SK_RST_REASON_")
+	}
+	return out
+}
+
+func backendKey(ap netip.AddrPort) tcpstateBackendKey {
+	var k tcpstateBackendKey
+	k.Addr = ap.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as the program writes it
+	k.Port = toNetwork16(ap.Port())
+	return k
+}
+
+// setPortBit sets or clears port's bit in backend_ports, the program's first check.
+func (t *Tracer) setPortBit(port uint16, on bool) error {
+	word := uint32(port >> 6)
+	var bits uint64
+	if err := t.objs.BackendPorts.Lookup(word, &bits); err != nil {
+		return err
+	}
+	if on {
+		bits |= 1 << (port & 63)
+	} else {
+		bits &^= 1 << (port & 63)
+	}
+	return t.objs.BackendPorts.Put(word, bits)
+}
+
+// AddBackend makes connections to and from ap traced.
+func (t *Tracer) AddBackend(ap netip.AddrPort) error {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.backends[ap]; ok {
+		return nil
+	}
+	k := backendKey(ap)
+	if err := t.objs.Backends.Put(&k, uint32(1)); err != nil {
+		return fmt.Errorf("adding backend %s to the BPF map: %w", ap, err)
+	}
+	if t.ports[ap.Port()] == 0 {
+		if err := t.setPortBit(ap.Port(), true); err != nil {
+			t.objs.Backends.Delete(&k)
+			return fmt.Errorf("adding backend %s: marking its port: %w", ap, err)
+		}
+	}
+	t.ports[ap.Port()]++
+	t.backends[ap] = struct{}{}
+	return nil
+}
+
+// RemoveBackend stops tracing connections to ap; an unknown ap is no error.
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.backends[ap]; !ok {
+		return nil
+	}
+	k := backendKey(ap)
+	if err := t.objs.Backends.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("removing backend %s from the BPF map: %w", ap, err)
+	}
+	delete(t.backends, ap)
+	if t.ports[ap.Port()]--; t.ports[ap.Port()] == 0 {
+		delete(t.ports, ap.Port())
+		if err := t.setPortBit(ap.Port(), false); err != nil {
+			return fmt.Errorf("removing backend %s: clearing its port: %w", ap, err)
+		}
+	}
+	return nil
+}
+
+// PollInterval bounds how long a routine event (one that does not wake the
+// reader) waits in the ring buffer.
+const PollInterval = 50 * time.Millisecond
+
+// Read blocks until the next event and decodes it. After Close it returns ErrClosed.
+func (t *Tracer) Read() (Event, error) {
+	for {
+		t.reader.SetDeadline(time.Now().Add(PollInterval))
+		rec, err := t.reader.Read()
+		switch {
+		case err == nil:
+			return t.decode(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the ring was drained of unannounced events
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return Event{}, ErrClosed
+		default:
+			return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
+		}
+	}
+}
+
+func (t *Tracer) decode(raw []byte) (Event, error) {
+	e, err := DecodeEvent(raw)
+	if err != nil {
+		return Event{}, err
+	}
+	e.Time = t.clock.wall(e.raw.TsNs)
+	if e.raw.StartNs != 0 {
+		e.Start = t.clock.wall(e.raw.StartNs)
+	}
+	if e.Kind == KindResetSent || (e.Kind == KindRefused && e.Side == SideServer) {
+		e.ResetReason = t.reasons[e.ResetReasonCode]
+	}
+	return e, nil
+}
+
+// Counters reads the program's counters, summed over CPUs.
+func (t *Tracer) Counters() (Counters, error) {
+	c := Counters{Matched: map[string]uint64{}}
+	for i := tcpstateCounter(0); i < tcpstateCounterCOUNTER_MAX; i++ {
+		var perCPU []uint64
+		if err := t.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
+			return c, fmt.Errorf("reading counter %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		switch i {
+		case tcpstateCounterCOUNTER_EVENTS_DROPPED:
+			c.EventsDropped = sum
+		case tcpstateCounterCOUNTER_MATCHED_SET_STATE:
+			c.Matched[ProgramSetState] = sum
+		case tcpstateCounterCOUNTER_MATCHED_RECEIVE_RESET:
+			c.Matched[ProgramReceiveReset] = sum
+		case tcpstateCounterCOUNTER_MATCHED_SEND_RESET:
+			c.Matched[ProgramSendReset] = sum
+		case tcpstateCounterCOUNTER_MATCHED_RETRANSMIT:
+			c.Matched[ProgramRetransmit] = sum
+		case tcpstateCounterCOUNTER_NO_STATE:
+			c.ClosedWithoutState = sum
+		}
+	}
+	return c, nil
+}
+
+// Stats reads the kernel's run statistics (bpf_stats) of each program, by
+// program name. They count only while statistics are enabled
+// (ebpf.EnableStats or the sysctl kernel.bpf_stats_enabled).
+func (t *Tracer) Stats() (map[string]ebpf.ProgramStats, error) {
+	out := map[string]ebpf.ProgramStats{}
+	for name, p := range map[string]*ebpf.Program{
+		ProgramSetState:     t.objs.InetSockSetState,
+		ProgramReceiveReset: t.objs.TcpReceiveReset,
+		ProgramSendReset:    t.objs.TcpSendReset,
+		ProgramRetransmit:   t.objs.TcpRetransmitSkb,
+	} {
+		s, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("reading statistics of %s: %w", name, err)
+		}
+		out[name] = *s
+	}
+	return out, nil
+}
+
+// Close detaches the programs and frees them and the maps.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	errs = append(errs, t.closeAll())
+	return errors.Join(errs...)
+}
+
+func (t *Tracer) closeAll() error {
+	var errs []error
+	for i := len(t.links) - 1; i >= 0; i-- {
+		errs = append(errs, t.links[i].Close())
+	}
+	t.links = nil
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// monotonicClock turns bpf_ktime_get_ns() values (CLOCK_MONOTONIC) into wall time.
+type monotonicClock struct {
+	wallAtStart time.Time
+	monoAtStart int64
+}
+
+func newMonotonicClock() monotonicClock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return monotonicClock{wallAtStart: time.Now(), monoAtStart: ts.Nano()}
+}
+
+func (c monotonicClock) wall(ns uint64) time.Time {
+	return c.wallAtStart.Add(time.Duration(int64(ns) - c.monoAtStart))
+}
