@@ -50,10 +50,12 @@ chaos: tools build
 		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)'
 	@echo; cat chaos-report/report.md
 
-## bench: benchmarks, measured side by side in one run (traced vs untraced handshakes, bpf_stats)
+## bench: benchmarks, measured side by side in one run; writes bench-report/report.{json,md}
 bench: tools build
+	HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report go test -count=1 -run '^TestBenchReport$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|bench_test'
 	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/...
 	go test -run '^$$' -bench . -benchtime 1s -count 1 ./agent/
+	@echo; cat bench-report/report.md
 
 FUZZTIME ?= 60s
 ## fuzz: run each fuzz target for FUZZTIME (the seed corpora also run in `make test`)
@@ -61,6 +63,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzParseHello$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
+	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/tcpstate/
 	go test -run '^$$' -fuzz '^FuzzParseWebhookFailure$$' -fuzztime $(FUZZTIME) ./agent/
 	go test -run '^$$' -fuzz '^FuzzParseWebhookMetrics$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./agent/
 

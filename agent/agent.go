@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
 )
 
 // DataPlane is the kernel's view: it traces the backends it is given and
@@ -340,8 +341,17 @@ func (a *Agent) syncBackends() {
 	}
 }
 
+// TCPEventSource is a data plane that also has the TCP tracepoints.
+type TCPEventSource interface {
+	TCPEvents() <-chan tcpstate.Event
+}
+
 func (a *Agent) readEvents(ctx context.Context) {
 	evs := a.dp.Events()
+	var tcp <-chan tcpstate.Event
+	if src, ok := a.dp.(TCPEventSource); ok {
+		tcp = src.TCPEvents()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -352,7 +362,45 @@ func (a *Agent) readEvents(ctx context.Context) {
 				return
 			}
 			a.handleEvent(ctx, e)
+		case e, ok := <-tcp:
+			if !ok {
+				tcp = nil // the handshake events go on
+				continue
+			}
+			a.handleTCP(e)
 		}
+	}
+}
+
+// handleTCP folds what the TCP tracepoints saw into the call in progress
+// (retransmissions, resets during the handshake) and counts every event;
+// the agent's own probes are left out.
+func (a *Agent) handleTCP(e tcpstate.Event) {
+	kind := "tcp_" + e.Kind.String()
+	a.mu.Lock()
+	if _, own := a.ownProbes[e.Client]; own {
+		a.mu.Unlock()
+		return
+	}
+	if c := a.calls[callKey{e.Client, e.Server}]; c != nil && e.Kind != tcpstate.KindSYN && e.Kind != tcpstate.KindEstablished {
+		detail := e.Side.String() + " socket"
+		switch e.Kind {
+		case tcpstate.KindRetransmit:
+			detail = fmt.Sprintf("%d retransmissions on the %s socket: packets to or from the backend are lost", e.Retransmits, e.Side)
+		case tcpstate.KindResetSent, tcpstate.KindResetReceived, tcpstate.KindRefused:
+			if e.ResetReason != "" {
+				detail += ", reason " + e.ResetReason
+			}
+		}
+		c.Events = append(c.Events, CallEvent{Name: kind, At: e.Time, Detail: detail})
+	}
+	a.mu.Unlock()
+	if e.Kind == tcpstate.KindClose {
+		a.log.Debug("tcp", "kind", kind, "side", e.Side.String(), "client", e.Client, "server", e.Server,
+			"duration", e.Duration, "closed_by", e.ClosedBy.String(), "retransmits", e.Retransmits)
+	}
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveWire(kind)
 	}
 }
 

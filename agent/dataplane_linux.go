@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
 )
 
 // KernelDataPlane traces backends with the handshake programs: each backend
@@ -20,6 +21,11 @@ type KernelDataPlane struct {
 	tracer *handshake.Tracer
 	log    *slog.Logger
 	events chan handshake.Event
+	// tcp, when loaded, adds the TCP tracepoints: retransmissions, resets
+	// and who closed first, on both the backend's and a local client's
+	// sockets.
+	tcp       *tcpstate.Tracer
+	tcpEvents chan tcpstate.Event
 
 	mu       sync.Mutex
 	backends map[netip.AddrPort]int // backend -> interface index
@@ -30,6 +36,15 @@ func NewKernelDataPlane(t *handshake.Tracer, log *slog.Logger) *KernelDataPlane 
 	return &KernelDataPlane{tracer: t, log: log, events: make(chan handshake.Event, 4096), backends: map[netip.AddrPort]int{}}
 }
 
+// WithTCP adds the TCP tracepoints; call before Run.
+func (k *KernelDataPlane) WithTCP(t *tcpstate.Tracer) *KernelDataPlane {
+	k.tcp, k.tcpEvents = t, make(chan tcpstate.Event, 4096)
+	return k
+}
+
+// TCPEvents delivers the TCP tracepoints' events; nil without WithTCP.
+func (k *KernelDataPlane) TCPEvents() <-chan tcpstate.Event { return k.tcpEvents }
+
 // Events implements DataPlane.
 func (k *KernelDataPlane) Events() <-chan handshake.Event { return k.events }
 
@@ -39,7 +54,13 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
 		k.tracer.Close()
+		if k.tcp != nil {
+			k.tcp.Close()
+		}
 	}()
+	if k.tcp != nil {
+		go k.readTCP()
+	}
 	for {
 		e, err := k.tracer.Read()
 		if errors.Is(err, handshake.ErrClosed) {
@@ -57,10 +78,33 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 	}
 }
 
+func (k *KernelDataPlane) readTCP() {
+	defer close(k.tcpEvents)
+	for {
+		e, err := k.tcp.Read()
+		if errors.Is(err, tcpstate.ErrClosed) {
+			return
+		}
+		if err != nil {
+			k.log.Warn("reading TCP tracepoint event", "err", err)
+			continue
+		}
+		select {
+		case k.tcpEvents <- e:
+		default:
+			k.log.Warn("agent is behind the kernel: TCP event dropped", "kind", e.Kind.String())
+		}
+	}
+}
+
 // EventsDropped is how many events the kernel could not queue.
 func (k *KernelDataPlane) EventsDropped() (uint64, error) {
 	c, err := k.tracer.Counters()
-	return c.EventsDropped, err
+	if err != nil || k.tcp == nil {
+		return c.EventsDropped, err
+	}
+	tc, err := k.tcp.Counters()
+	return c.EventsDropped + tc.EventsDropped, err
 }
 
 // Traced implements DataPlane.
@@ -95,6 +139,12 @@ func (k *KernelDataPlane) SetBackends(targets []netip.AddrPort) error {
 			errs = append(errs, err)
 			continue
 		}
+		if k.tcp != nil {
+			if err := k.tcp.AddBackend(t); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		k.backends[t] = ifindex
 		k.log.Info("tracing backend", "backend", t, "ifindex", ifindex)
 	}
@@ -102,6 +152,11 @@ func (k *KernelDataPlane) SetBackends(targets []netip.AddrPort) error {
 		if !want[t] {
 			if err := k.tracer.RemoveBackend(t); err != nil {
 				errs = append(errs, err)
+			}
+			if k.tcp != nil {
+				if err := k.tcp.RemoveBackend(t); err != nil {
+					errs = append(errs, err)
+				}
 			}
 			delete(k.backends, t)
 		}

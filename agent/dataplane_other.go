@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
 )
 
 // KernelDataPlane exists only on Linux; this stub keeps the agent building
@@ -19,6 +20,12 @@ func NewKernelDataPlane(*handshake.Tracer, *slog.Logger) *KernelDataPlane { retu
 
 // Run returns at once.
 func (*KernelDataPlane) Run(context.Context) {}
+
+// WithTCP does nothing.
+func (k *KernelDataPlane) WithTCP(*tcpstate.Tracer) *KernelDataPlane { return k }
+
+// TCPEvents delivers nothing.
+func (*KernelDataPlane) TCPEvents() <-chan tcpstate.Event { return nil }
 
 // Events delivers nothing.
 func (*KernelDataPlane) Events() <-chan handshake.Event { return nil }

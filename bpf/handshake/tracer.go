@@ -220,6 +220,20 @@ func (t *Tracer) Stats() (ebpf.ProgramStats, error) {
 	return sum, nil
 }
 
+// ProgramStats returns each program's run statistics (bpf_stats), by
+// program name (handshake_ingress, handshake_egress).
+func (t *Tracer) ProgramStats() (map[string]ebpf.ProgramStats, error) {
+	out := map[string]ebpf.ProgramStats{}
+	for name, p := range map[string]*ebpf.Program{"handshake_ingress": t.objs.HandshakeIngress, "handshake_egress": t.objs.HandshakeEgress} {
+		s, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s statistics: %w", name, err)
+		}
+		out[name] = *s
+	}
+	return out, nil
+}
+
 // Close detaches everything and frees the programs and maps.
 func (t *Tracer) Close() error {
 	t.mu.Lock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookscope/hookscope/agent"
 	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
 	"github.com/hookscope/hookscope/otel"
 )
 
@@ -112,6 +113,13 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			return fmt.Errorf("%w; or run with --no-ebpf to detect from probes and the API only", err)
 		}
 		kdp := agent.NewKernelDataPlane(tracer, log)
+		if tcp, err := tcpstate.Load(); err != nil {
+			// The handshake programs cover refusals, resets and TLS; the
+			// tracepoints add retransmissions and who closed first.
+			log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
+		} else {
+			kdp.WithTCP(tcp)
+		}
 		go kdp.Run(ctx)
 		dp, dropped = kdp, kdp.EventsDropped
 	}
