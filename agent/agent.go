@@ -1028,6 +1028,23 @@ func (a *Agent) slowAfter(w Webhook) time.Duration {
 	return min(a.cfg.SlowThreshold, time.Duration(w.TimeoutSeconds)*time.Second/2)
 }
 
+// openClass is the class of the webhook's open finding about its objects
+// or backends (the first, by key), or CallsFailing when it has none.
+func (a *Agent) openClass(ref WebhookRef) FailureClass {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	class, key := CallsFailing, ""
+	for k, f := range a.open {
+		if k.webhook != ref || f.Class == CertExpiringSoon || f.Class == SlowResponse {
+			continue
+		}
+		if s := k.backend.String(); class == CallsFailing || s < key {
+			class, key = f.Class, s
+		}
+	}
+	return class
+}
+
 // signalKey is the key of a finding opened from the API server's signals alone.
 func signalKey(ref WebhookRef) string { return "signal|" + ref.String() }
 
@@ -1048,7 +1065,7 @@ func (a *Agent) openImpact(ref WebhookRef, sf SignalFailure, imp Impact) {
 		FirstFailure: imp.Since, FirstSeen: now, Impact: &imp,
 		Evidence:    []Evidence{{Source: "apiserver-" + sf.Source, At: sf.At, Detail: sf.Reason + " on " + sf.Object + ": " + sf.Detail}},
 		Remediation: remediation(sf.Class, w)}
-	if imp.Kind == ImpactNodeNotReady {
+	if imp.Kind == ImpactNodeNotReady || imp.Kind == ImpactDeletionBlocked {
 		f.Evidence = append(f.Evidence, Evidence{Source: "apiserver", At: now, Detail: imp.Detail})
 	}
 	f.ID = findingID(f)

@@ -245,6 +245,9 @@ type WebhookCallCounts struct {
 	// CallingErrors is the part of Rejections with
 	// error_type="calling_webhook_error": calls that failed closed.
 	CallingErrors float64
+	// DeleteErrors is the part of CallingErrors with operation="DELETE":
+	// deletions the webhook blocked (the garbage collector's among them).
+	DeleteErrors float64
 	// DurationCount and DurationSum are the count and sum (seconds) of
 	// apiserver_admission_webhook_admission_duration_seconds.
 	DurationCount, DurationSum float64
@@ -321,6 +324,9 @@ func ParseWebhookMetrics(r io.Reader) (map[string]WebhookCallCounts, error) {
 		c.Rejections += v
 		if sigLabel(m, "error_type") == "calling_webhook_error" {
 			c.CallingErrors += v
+			if sigLabel(m, "operation") == "DELETE" {
+				c.DeleteErrors += v
+			}
 		}
 	})
 	add(sigMetricRequests, func(c *WebhookCallCounts, m *dto.Metric) {
@@ -428,6 +434,10 @@ type SignalFailure struct {
 	// Latency is, for SlowResponse, the calls' mean admission latency
 	// since the previous scrape.
 	Latency time.Duration
+	// Deletes: some of the calls that failed closed were DELETEs (from
+	// metrics only): objects, a Deployment's dependents among them, cannot
+	// be deleted.
+	Deletes bool
 }
 
 const (
@@ -751,9 +761,10 @@ func (s *APISignals) rises(counts map[string]WebhookCallCounts, now time.Time) [
 				Detail: fmt.Sprintf("%g calls failed closed and %g failed open since the previous scrape (apiserver_admission_webhook_rejection_count{error_type=\"calling_webhook_error\"}, apiserver_admission_webhook_fail_open_count)",
 					closed, open),
 			},
-			Source: "metrics",
-			At:     now,
-			Count:  sigCount(closed + open),
+			Source:  "metrics",
+			At:      now,
+			Count:   sigCount(closed + open),
+			Deletes: c.DeleteErrors > p.DeleteErrors,
 		})
 	}
 	return out

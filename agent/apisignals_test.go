@@ -948,3 +948,34 @@ func (w sigTestWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestAPISignalsDeletes: a rise of failed-closed DELETE calls is flagged
+// (a deletion may not complete); a rise of CREATEs alone is not.
+func TestAPISignalsDeletes(t *testing.T) {
+	const line = `apiserver_admission_webhook_rejection_count{error_type="calling_webhook_error",name="vdel",operation="%s",rejection_code="503",type="validating"} %d` + "\n"
+	bodies := []string{
+		fmt.Sprintf(line, "CREATE", 1) + fmt.Sprintf(line, "DELETE", 1),
+		fmt.Sprintf(line, "CREATE", 3) + fmt.Sprintf(line, "DELETE", 1),
+		fmt.Sprintf(line, "CREATE", 3) + fmt.Sprintf(line, "DELETE", 4),
+	}
+	want := []string{"", "vdel deletes=false", "vdel deletes=true"}
+	rec := newSigRecorder()
+	s := NewAPISignals(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
+	i := 0
+	s.fetch = func(context.Context) (io.ReadCloser, error) {
+		b := bodies[i]
+		i++
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
+	for step := range bodies {
+		before := len(rec.all())
+		s.scrape(context.Background())
+		var got []string
+		for _, f := range rec.all()[before:] {
+			got = append(got, fmt.Sprintf("%s deletes=%v", f.Webhook, f.Deletes))
+		}
+		if strings.Join(got, ",") != want[step] {
+			t.Errorf("step %d: %v, want %q", step, got, want[step])
+		}
+	}
+}

@@ -149,6 +149,10 @@ const (
 	// ImpactControllerBlocked: a controller cannot create the pods it wants
 	// (a Job or ReplicaSet that loops, a DaemonSet short of pods).
 	ImpactControllerBlocked = "ControllerBlocked"
+	// ImpactDeletionBlocked: a deletion does not complete: a Deployment is
+	// gone but its ReplicaSets and pods remain, because the webhook rejects
+	// the garbage collector's deletes.
+	ImpactDeletionBlocked = "DeletionBlocked"
 )
 
 // Impact links a failing webhook to what it breaks.

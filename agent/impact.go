@@ -27,6 +27,7 @@ type Impacts struct {
 
 	mu         sync.Mutex
 	blocked    map[string]blockedController // by object, "DaemonSet kube-system/aws-node"
+	deleting   map[string]SignalFailure     // by webhook name: its DELETE calls fail closed (last signal)
 	lastSignal map[string]time.Time         // by webhook name
 	slowOnly   map[string]bool              // by webhook name: its signals since it went quiet were SlowResponse only
 	nodes      cache.Store
@@ -53,7 +54,7 @@ const impactWindow = 5 * time.Minute
 
 // NewImpacts returns the correlation for an agent.
 func NewImpacts(a *Agent, client kubernetes.Interface) *Impacts {
-	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, lastSignal: map[string]time.Time{},
+	return &Impacts{agent: a, client: client, blocked: map[string]blockedController{}, deleting: map[string]SignalFailure{}, lastSignal: map[string]time.Time{},
 		slowOnly: map[string]bool{}, poke: make(chan struct{}, 1)}
 }
 
@@ -108,7 +109,9 @@ func slimNode(obj any) (any, error) {
 func (im *Impacts) onSignal(sf SignalFailure) {
 	ref := im.agent.refByName(sf.Webhook)
 	if sf.Class == "" {
-		sf.Class = CallsFailing
+		// The counters say that calls fail, not why: the webhook's open
+		// finding does (the object checks, the probe).
+		sf.Class = im.agent.openClass(ref)
 	}
 	im.mu.Lock()
 	if sf.Class == Healthy {
@@ -126,6 +129,12 @@ func (im *Impacts) onSignal(sf SignalFailure) {
 	im.slowOnly[sf.Webhook] = sf.Class == SlowResponse && (!active || im.slowOnly[sf.Webhook])
 	im.lastSignal[sf.Webhook] = time.Now()
 	im.mu.Unlock()
+	if sf.Deletes {
+		im.mu.Lock()
+		im.deleting[sf.Webhook] = sf
+		im.mu.Unlock()
+		im.wake()
+	}
 	switch sf.Source {
 	case "metrics":
 		detail := fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
@@ -222,7 +231,88 @@ func (im *Impacts) evaluate(ctx context.Context) {
 			im.agent.openImpact(ref, b.failure, imp)
 		}
 	}
+	im.mu.Lock()
+	deleting := map[string]SignalFailure{}
+	for name, sf := range im.deleting {
+		if now.Sub(sf.At) > impactWindow {
+			delete(im.deleting, name)
+			continue
+		}
+		deleting[name] = sf
+	}
+	im.mu.Unlock()
+	for name, sf := range deleting {
+		ref := im.agent.refByName(name)
+		for _, imp := range im.stuckDeletions(ctx, ref, sf) {
+			open[impactKey(ref, imp)] = true
+			ev := sf
+			ev.Reason, ev.Object = "DELETE rejected", imp.Object
+			im.agent.openImpact(ref, ev, imp)
+		}
+	}
 	im.agent.resolveImpacts(open)
+}
+
+// maxDependentsScan bounds the ReplicaSets read when looking for a
+// Deployment whose deletion does not complete; the scan runs only while a
+// webhook rejects DELETEs.
+const maxDependentsScan = 500
+
+// stuckDeletions finds Deployments that are gone (or being deleted) while
+// their ReplicaSets remain, in the namespaces the webhook matches: the
+// garbage collector cannot delete them because the webhook, failing
+// closed, rejects its DELETEs. One impact per Deployment.
+func (im *Impacts) stuckDeletions(ctx context.Context, ref WebhookRef, sf SignalFailure) []Impact {
+	rss, err := im.client.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{Limit: maxDependentsScan})
+	if err != nil {
+		im.agent.log.Debug("listing ReplicaSets for stuck deletions", "err", err)
+		return nil
+	}
+	type stuck struct {
+		rs    []string
+		pods  int
+		since time.Time
+	}
+	byOwner := map[string]*stuck{}
+	var order []string
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		owner := metav1.GetControllerOf(rs)
+		if owner == nil || owner.Kind != "Deployment" {
+			continue
+		}
+		d, err := im.client.AppsV1().Deployments(rs.Namespace).Get(ctx, owner.Name, metav1.GetOptions{})
+		var since time.Time
+		switch {
+		case apierrors.IsNotFound(err) || (err == nil && d.UID != owner.UID):
+			since = sf.At // gone: the API says no more of when
+		case err == nil && d.DeletionTimestamp != nil:
+			since = d.DeletionTimestamp.Time
+		default:
+			continue // alive, or unknown
+		}
+		obj := "Deployment " + rs.Namespace + "/" + owner.Name
+		st := byOwner[obj]
+		if st == nil {
+			st = &stuck{since: since}
+			byOwner[obj] = st
+			order = append(order, obj)
+		}
+		st.rs = append(st.rs, rs.Name)
+		if sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector); err == nil && !sel.Empty() {
+			if pods, err := im.client.CoreV1().Pods(rs.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), Limit: maxDependentsScan}); err == nil {
+				st.pods += len(pods.Items)
+			}
+		}
+	}
+	var out []Impact
+	for _, obj := range order {
+		st := byOwner[obj]
+		out = append(out, Impact{Kind: ImpactDeletionBlocked, Object: obj, Since: st.since,
+			Detail: fmt.Sprintf("%s was deleted, but its ReplicaSets %s and %d pods remain: the garbage collector's deletes are rejected, webhook %s fails closed: %s",
+				obj, strings.Join(st.rs, ", "), st.pods, ref.Name, sf.Detail)})
+	}
+	return out
 }
 
 // satisfied reports whether a controller that could not create pods has

@@ -45,6 +45,10 @@ type WebhookSpec struct {
 	// (except its own backend's), as the seed's pod webhook did: it then
 	// blocks the CNI DaemonSet.
 	KubeSystem bool
+	// Deletes makes it also match DELETE of pods and ReplicaSets that carry
+	// TargetLabel: while it fails closed, a deleted Deployment's dependents
+	// cannot be garbage collected.
+	Deletes bool
 }
 
 // Webhook is a deployed webhook: a backend pod whose IP is a real network
@@ -139,6 +143,14 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
 		AdmissionReviewVersions: []string{"v1"},
 		TimeoutSeconds:          &timeout,
+	}
+	if spec.Deletes {
+		hook.Rules = []admissionv1.RuleWithOperations{
+			{Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Delete},
+				Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
+			{Operations: []admissionv1.OperationType{admissionv1.Delete},
+				Rule: admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"replicasets"}}},
+		}
 	}
 	if spec.KubeSystem {
 		hook.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
