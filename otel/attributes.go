@@ -145,6 +145,11 @@ const (
 	EvidenceSource = attribute.Key("hookscope.evidence.source")
 	// EvidenceDetail is what an evidence event saw, as text.
 	EvidenceDetail = attribute.Key("hookscope.evidence.detail")
+	// LinkReason says why a span links to another (span link attribute):
+	// "webhook finding" from a correlation or call span to the finding that
+	// names the webhook's failure, "opened by" from a resolution to its
+	// finding.
+	LinkReason = attribute.Key("hookscope.link.reason")
 )
 
 // Values of FindingState.

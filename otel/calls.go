@@ -45,11 +45,16 @@ func (e *Exporter) ReportCall(c agent.Call) {
 	if end.IsZero() || end.Before(c.Start) {
 		end = c.Start
 	}
+	var links []trace.Link
+	if c.Failed() && len(c.Webhooks) > 0 {
+		links = e.linkToWebhook(c.Webhooks[0]) // the finding that says why
+	}
 	_, span := e.tracer.Start(context.Background(), name,
 		trace.WithNewRoot(),
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(c.Start),
 		trace.WithAttributes(attrs...),
+		trace.WithLinks(links...),
 	)
 	for _, ev := range c.Events {
 		at := ev.At

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -145,6 +146,57 @@ type Exporter struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	acct   *spanAccounting
+
+	// The spans later spans link to: each webhook's open finding about its
+	// objects or backends, and every open finding's own span, by ID.
+	linksMu     sync.Mutex
+	webhookSpan map[agent.WebhookRef]trace.SpanContext
+	findingSpan map[string]trace.SpanContext
+}
+
+// maxLinkedFindings bounds findingSpan: findings resolve and leave it, but
+// a collector of links must not grow without end.
+const maxLinkedFindings = 4096
+
+// linkToWebhook is a link to the webhook's open finding span, if any.
+func (e *Exporter) linkToWebhook(ref agent.WebhookRef) []trace.Link {
+	e.linksMu.Lock()
+	defer e.linksMu.Unlock()
+	sc, ok := e.webhookSpan[ref]
+	if !ok {
+		return nil
+	}
+	return []trace.Link{{SpanContext: sc, Attributes: []attribute.KeyValue{LinkReason.String("webhook finding")}}}
+}
+
+// remember records an open finding's span for the links of later spans.
+func (e *Exporter) remember(f agent.Finding, sc trace.SpanContext) {
+	e.linksMu.Lock()
+	defer e.linksMu.Unlock()
+	if e.webhookSpan == nil {
+		e.webhookSpan, e.findingSpan = map[agent.WebhookRef]trace.SpanContext{}, map[string]trace.SpanContext{}
+	}
+	if f.Impact == nil && f.Class != agent.CertExpiringSoon {
+		e.webhookSpan[f.Webhook] = sc
+	}
+	if len(e.findingSpan) < maxLinkedFindings {
+		e.findingSpan[f.ID] = sc
+	}
+}
+
+// forget drops a resolved finding's span and returns a link to it.
+func (e *Exporter) forget(f agent.Finding) []trace.Link {
+	e.linksMu.Lock()
+	defer e.linksMu.Unlock()
+	sc, ok := e.findingSpan[f.ID]
+	delete(e.findingSpan, f.ID)
+	if w, has := e.webhookSpan[f.Webhook]; has && w.Equal(sc) {
+		delete(e.webhookSpan, f.Webhook)
+	}
+	if !ok {
+		return nil
+	}
+	return []trace.Link{{SpanContext: sc, Attributes: []attribute.KeyValue{LinkReason.String("opened by")}}}
 }
 
 var _ agent.FindingSink = (*Exporter)(nil)
@@ -218,12 +270,19 @@ func (e *Exporter) Report(f agent.Finding) {
 		start = end
 	}
 	attrs := append(findingAttributes(f, FindingOpen), ErrorType.String(string(f.Class)))
+	var links []trace.Link
+	if f.Impact != nil {
+		// A correlation: link to the finding that says why the webhook fails.
+		links = e.linkToWebhook(f.Webhook)
+	}
 	_, span := e.tracer.Start(context.Background(), spanName(f),
 		trace.WithNewRoot(),
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(start),
 		trace.WithAttributes(attrs...),
+		trace.WithLinks(links...),
 	)
+	e.remember(f, span.SpanContext())
 	for _, ev := range f.Evidence {
 		at := ev.At
 		if at.IsZero() {
@@ -253,6 +312,7 @@ func (e *Exporter) reportResolved(f agent.Finding) {
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(at),
 		trace.WithAttributes(findingAttributes(f, FindingResolved)...),
+		trace.WithLinks(e.forget(f)...),
 	)
 	span.SetStatus(codes.Ok, "")
 	span.End(trace.WithTimestamp(at))

@@ -79,6 +79,9 @@ func TestFindingInJaeger(t *testing.T) {
 	}
 	f := certExpiredFinding(time.Now())
 	exp.Report(f)
+	// A call the kernel saw fail while the finding is open links to it.
+	exp.ReportCall(agent.Call{Client: netip.MustParseAddrPort("10.0.0.1:40312"), Server: f.Backend, Webhooks: []agent.WebhookRef{f.Webhook},
+		Start: f.FirstSeen, End: f.FirstSeen.Add(time.Millisecond), Outcome: "rejected"})
 	resolvedAt := f.FirstSeen.Add(500 * time.Millisecond)
 	resolved := f
 	resolved.Resolved = &resolvedAt
@@ -170,6 +173,23 @@ func TestFindingInJaeger(t *testing.T) {
 	}
 	if len(res.Events) != 0 {
 		t.Errorf("resolved span has events %+v", res.Events)
+	}
+
+	// Links: the resolution and the failed call point at the open finding.
+	follows := func(what string, sp jaeger.Span) {
+		t.Helper()
+		if len(sp.References) != 1 || sp.References[0].RefType != "FOLLOWS_FROM" || sp.References[0].SpanID != open.SpanID || sp.References[0].TraceID != open.TraceID {
+			t.Errorf("%s references %+v, want one link to the open finding's span %s", what, sp.References, open.SpanID)
+		}
+	}
+	follows("resolved span", res)
+	calls, err := j.WaitForTraces(wctx, DefaultServiceName, map[string]string{"hookscope.call.outcome": "rejected"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follows("failed call span", calls[0].Spans[0])
+	if len(open.References) != 0 {
+		t.Errorf("open finding span references %+v, want none", open.References)
 	}
 }
 

@@ -111,6 +111,20 @@ func TestBlockedAWSNode(t *testing.T) {
 					fail(t, "span %s = %q, want %q", k, tags[k], v)
 				}
 			}
+			// The correlation links to the finding that says why the
+			// webhook fails: the trace backend draws the chain.
+			refs := traces[0].Spans[0].References
+			if len(refs) != 1 || refs[0].RefType != "FOLLOWS_FROM" {
+				fail(t, "correlation span references %+v, want one link to the webhook's finding", refs)
+			}
+			linked, err := lab.Jaeger.GetTrace(wctx, refs[0].TraceID)
+			if err != nil {
+				fail(t, "reading the linked span: %v", err)
+			}
+			if lt := linked.Spans[0].Tags; linked.Spans[0].SpanID != refs[0].SpanID || lt["hookscope.webhook.name"] != wh.WebhookName ||
+				lt["error.type"] != "ServiceNotFound" || lt["hookscope.impact.kind"] != "" {
+				fail(t, "linked span %s tags %v, want the webhook's own ServiceNotFound finding", linked.Spans[0].SpanID, lt)
+			}
 			result.SpanTraceID = traces[0].TraceID
 			return ctx
 		}).

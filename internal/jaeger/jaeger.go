@@ -469,6 +469,16 @@ type Span struct {
 	// Process is the resource: the service name under "service.name" plus
 	// the process tags (the other resource attributes).
 	Process map[string]string
+	// References are the span's parent and its links (OTel span links
+	// arrive as FOLLOWS_FROM references).
+	References []Reference
+}
+
+// Reference is a span's reference to another span.
+type Reference struct {
+	RefType string // CHILD_OF or FOLLOWS_FROM
+	TraceID string
+	SpanID  string
 }
 
 // SpanEvent is one span event.
@@ -502,6 +512,11 @@ type (
 		Logs          []apiLog      `json:"logs"`
 		ProcessID     string        `json:"processID"`
 		Process       *apiProcess   `json:"process"`
+		References    []struct {
+			RefType string `json:"refType"`
+			TraceID string `json:"traceID"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
 	}
 	apiProcess struct {
 		ServiceName string        `json:"serviceName"`
@@ -567,6 +582,35 @@ func (s *Server) FindTraces(ctx context.Context, service string, tags map[string
 	return traces, nil
 }
 
+// GetTrace returns one trace by its ID, through GET /api/traces/{id}.
+func (s *Server) GetTrace(ctx context.Context, traceID string) (Trace, error) {
+	u := s.QueryURL() + "/api/traces/" + url.PathEscape(traceID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Trace{}, fmt.Errorf("getting trace %s: %w", traceID, err)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return Trace{}, fmt.Errorf("getting trace %s: %w", traceID, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return Trace{}, fmt.Errorf("getting trace %s: %w", traceID, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Trace{}, fmt.Errorf("getting trace %s: GET %s: %s: %s", traceID, u, resp.Status, bytes.TrimSpace(body))
+	}
+	var r apiResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return Trace{}, fmt.Errorf("getting trace %s: decoding: %w", traceID, err)
+	}
+	if len(r.Data) != 1 {
+		return Trace{}, fmt.Errorf("getting trace %s: %d traces in the answer, want 1", traceID, len(r.Data))
+	}
+	return convertTrace(r.Data[0]), nil
+}
+
 // WaitForTraces polls FindTraces until it returns at least min traces, and
 // returns them, or fails when ctx ends.
 func (s *Server) WaitForTraces(ctx context.Context, service string, tags map[string]string, min int) ([]Trace, error) {
@@ -616,6 +660,9 @@ func convertTrace(at apiTrace) Trace {
 		if proc != nil {
 			sp.Process = keyValues(proc.Tags)
 			sp.Process["service.name"] = proc.ServiceName
+		}
+		for _, r := range as.References {
+			sp.References = append(sp.References, Reference{RefType: r.RefType, TraceID: r.TraceID, SpanID: r.SpanID})
 		}
 		for _, l := range as.Logs {
 			ev := SpanEvent{Time: time.UnixMicro(l.Timestamp), Attributes: keyValues(l.Fields)}
