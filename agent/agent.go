@@ -147,7 +147,10 @@ type Agent struct {
 	targets      []netip.AddrPort // local backends the data plane should trace
 	retryPending atomic.Bool
 	lastSyncErr  string
-	noService    map[WebhookRef]string // webhooks without a Service already logged, by URL
+	noService    map[WebhookRef]string      // webhooks without a Service already logged, by URL
+	pending      map[callKey]pendingRequest // requests the backend has not answered yet
+	latencyBad   map[probeKey]time.Time     // when the wire last saw a slow or unanswered request
+	timedOut     map[callKey]bool           // connections whose outstanding request timed out
 }
 
 // New makes an agent. dp may be nil: the agent then runs on probes and the
@@ -194,6 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("no eBPF data plane: detecting from probes and the API only")
 	}
 	go a.probeLoop(ctx)
+	go a.pendingLoop(ctx)
 	go a.objectLoop(ctx)
 	return a.inv.Run(ctx, a.cfg.SyncTimeout, func(ws []Webhook) { a.setWebhooks(ctx, ws) })
 }
@@ -432,7 +436,11 @@ func (a *Agent) handleEvent(ctx context.Context, e handshake.Event) {
 	}
 	recheck := e.Kind == handshake.KindHandshakeDone && a.hasOpen(e.Server)
 	a.trackCall(e, detail)
+	latency := a.onLatencyEvent(e)
 	a.mu.Unlock()
+	if latency != nil {
+		latency()
+	}
 
 	a.log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "detail", detail)
 	if a.cfg.Observer != nil {
@@ -569,10 +577,24 @@ func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 	a.mu.Lock()
 	cur := a.open[k]
 	wire, hasWire := a.wire[k.backend]
+	source := r.Source
+	if source == "" {
+		source = "probe"
+	}
+	if r.Class == Healthy && cur != nil && (cur.Class == SlowResponse || cur.Class == WebhookTimeout) && source == "probe" && r.Response == 0 {
+		// A handshake says nothing of how fast the webhook answers: the
+		// wire's answers (or their quiet) resolve this one.
+		a.mu.Unlock()
+		return
+	}
 	if r.Class == Healthy {
 		if cur != nil {
 			cur.Resolved = &now
-			cur.Evidence = append(cur.Evidence, Evidence{Source: "probe", At: r.Start, Detail: fmt.Sprintf("handshake with %s verifies (%s)", r.Target, r.Handshake.Round(time.Microsecond))})
+			detail := fmt.Sprintf("handshake with %s verifies (%s)", r.Target, r.Handshake.Round(time.Microsecond))
+			if r.Source == "ebpf" {
+				detail = r.Detail
+			}
+			cur.Evidence = append(cur.Evidence, Evidence{Source: source, At: r.Start, Detail: detail})
 			reports = append(reports, *cur)
 			a.resolved = appendBounded(a.resolved, *cur)
 			delete(a.open, k)
@@ -630,7 +652,7 @@ func (a *Agent) apply(w Webhook, k probeKey, r ProbeResult) {
 			f.FirstFailure = wire.at
 		}
 	}
-	f.Evidence = append(f.Evidence, Evidence{Source: "probe", At: r.Start, Detail: r.Detail})
+	f.Evidence = append(f.Evidence, Evidence{Source: source, At: r.Start, Detail: r.Detail})
 	f.ID = findingID(f)
 	a.open[k] = f
 	reports = append(reports, *f)

@@ -39,6 +39,9 @@ type ProbeResult struct {
 	Response       time.Duration
 	ResponseStatus int
 	ReviewAnswered bool
+	// Source is where the result comes from: "probe" (empty) or "ebpf"
+	// (the wire's latency of real calls).
+	Source string
 }
 
 // ReviewProbe makes a probe also send one AdmissionReview, as the API

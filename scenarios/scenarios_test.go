@@ -281,3 +281,29 @@ func TestSlowWebhook(t *testing.T) {
 		},
 	}.feature())
 }
+
+func TestWebhookTimeoutAfterHandshake(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "webhook timeout (handshake completes, no answer within timeoutSeconds)",
+		expectedClass: "WebhookTimeout",
+		spec:          chaos.WebhookSpec{Name: "no-answer", FailurePolicy: admissionv1.Fail, Timeout: 2},
+		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
+			wh.Server.SetDelay(time.Minute)
+			return nil, nil
+		},
+		wantError:   "context deadline exceeded",
+		effect:      "writes rejected",
+		remediation: "fix the backend so it answers (here: at once again), writes flow",
+		remediate: func(ctx context.Context, wh *chaos.Webhook, _ any) error {
+			wh.Server.SetDelay(0)
+			// The first answer on the API server's connection is timed from
+			// the request it abandoned; the next ones show the recovery.
+			for range 2 {
+				if _, err := wh.Write(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}.feature())
+}

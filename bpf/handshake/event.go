@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -24,6 +25,12 @@ const (
 	KindHandshakeRejected = handshakeEventKindEVENT_HANDSHAKE_REJECTED
 	KindHandshakeDone     = handshakeEventKindEVENT_HANDSHAKE_DONE
 	KindRefused           = handshakeEventKindEVENT_REFUSED
+	// KindRequest: the client sent a request (an application-data record
+	// large enough to be one) with none outstanding.
+	KindRequest = handshakeEventKindEVENT_REQUEST
+	// KindResponse: the server answered the outstanding request; Latency
+	// is the webhook's own time to answer, as the wire shows it.
+	KindResponse = handshakeEventKindEVENT_RESPONSE
 )
 
 // String names the kind the way spans and logs show it.
@@ -47,6 +54,10 @@ func (k handshakeEventKind) String() string {
 		return "handshake_done"
 	case KindRefused:
 		return "refused"
+	case KindRequest:
+		return "request"
+	case KindResponse:
+		return "response"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -85,6 +96,10 @@ type Event struct {
 	// EncryptedAlert: the client's record had the size of an encrypted alert.
 	EncryptedAlert bool
 	TCPFlags       uint8
+	// Latency is, for a response, the time since its request; for a close
+	// or reset, the time the request still outstanding had waited (0 if
+	// none): a client that gives up after timeoutSeconds is a timeout.
+	Latency time.Duration
 	// Hello is what a ClientHello or ServerHello event's copied bytes say
 	// (SNI, ALPN, versions); nil for other events, and when HelloErr says
 	// why the bytes were not a hello.
@@ -113,7 +128,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decoding handshake event: %w", err)
 	}
 	k := EventKind(r.Kind)
-	if k < KindConnect || k > KindRefused {
+	if k < KindConnect || k > KindRequest {
 		return Event{}, fmt.Errorf("decoding handshake event: unknown kind %d", r.Kind)
 	}
 	if Phase(r.Phase) > PhaseRejected {
@@ -133,6 +148,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		AlertDescription: r.AlertDesc,
 		EncryptedAlert:   r.EncryptedAlert != 0,
 		TCPFlags:         r.TcpFlags,
+		Latency:          time.Duration(min(r.LatencyNs, uint64(math.MaxInt64))),
 	}
 	if k == KindClientHello || k == KindServerHello {
 		e.Hello, e.HelloErr = decodeHello(raw, k)

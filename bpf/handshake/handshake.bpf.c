@@ -23,7 +23,9 @@
 // segments, stops record parsing for that direction and is counted, never
 // trusted.
 //
-// Emits (ring buffer `events`, struct event): connect (client SYN), refused
+// Emits (ring buffer `events`, struct event): request and response (the
+// first client application-data record of a request, the server's answer
+// with its latency; size floors skip HTTP/2 control frames), connect (client SYN), refused
 // (the server's RST to that SYN), reset, close (first FIN, with who closed), ClientHello, ServerHello (cipher; TLS
 // 1.3 when the suite is 0x13xx), handshake rejected by the client: a
 // cleartext alert from the client during the handshake (TLS 1.2: level and
@@ -67,7 +69,17 @@ enum event_kind {
 	EVENT_HANDSHAKE_REJECTED = 7,
 	EVENT_HANDSHAKE_DONE = 8,
 	EVENT_REFUSED = 9, // the server answered the client's SYN with a reset
+	EVENT_RESPONSE = 10, // the server's first answer to a request: latency_ns
+	EVENT_REQUEST = 11,  // a request, with none outstanding (read at the poll)
 };
+
+// A request is a client application-data record of at least REQUEST_MIN
+// bytes when none is outstanding; its response the server's next
+// application-data record of at least RESPONSE_MIN bytes. The floors skip
+// HTTP/2's SETTINGS, WINDOW_UPDATE and PING frames (under 40 bytes with the
+// AEAD tag); an admission review and its answer are larger.
+#define REQUEST_MIN 96
+#define RESPONSE_MIN 64
 
 enum direction {
 	DIR_TO_SERVER = 0,
@@ -120,6 +132,7 @@ struct flow_state {
 	__u8 tls13;
 	__u8 fin_seen;
 	__u8 pad;
+	__u64 request_ns; // when the outstanding request was seen; 0 for none
 };
 
 // event is the one record the program sends to user space; Go gets its type
@@ -141,6 +154,8 @@ struct event {
 	__u8 alert_desc;
 	__u8 encrypted_alert; // the client's record had an encrypted alert's size
 	__u8 tcp_flags;
+	__u64 latency_ns; // response: since its request; close and reset: since
+			  // the request still outstanding, 0 if none
 };
 
 struct {
@@ -238,6 +253,9 @@ static __always_inline void fill(struct event *e, struct packet *p, struct flow_
 	e->alert_desc = alert_desc;
 	e->encrypted_alert = encrypted_alert;
 	e->tcp_flags = p->flags;
+	e->latency_ns = 0;
+	if (st && st->request_ns && kind != EVENT_RESPONSE && kind != EVENT_REQUEST)
+		e->latency_ns = e->ts_ns - st->request_ns;
 }
 
 static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 kind,
@@ -258,6 +276,19 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 	    kind == EVENT_ALERT)
 		wake = 0;
 	bpf_ringbuf_submit(e, wake);
+}
+
+// emit_response reports the server's answer to the request seen at req.
+static __always_inline void emit_response(struct packet *p, struct flow_state *st, __u64 req)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_EVENTS_DROPPED);
+		return;
+	}
+	fill(e, p, st, EVENT_RESPONSE, PHASE_DONE, 0, 0, 0);
+	e->latency_ns = e->ts_ns - req;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 // emit_hello sends a hello event with the handshake message's first bytes:
@@ -443,6 +474,17 @@ static __always_inline void record(struct __sk_buff *skb, struct packet *p, stru
 		}
 		return;
 	case 23: // application_data: in TLS 1.3 also the encrypted handshake
+		if (before == PHASE_DONE) {
+			if (p->dir == DIR_TO_SERVER && len >= REQUEST_MIN && !st->request_ns) {
+				st->request_ns = bpf_ktime_get_ns();
+				emit(p, st, EVENT_REQUEST, before, 0, 0, 0);
+			} else if (p->dir == DIR_TO_CLIENT && len >= RESPONSE_MIN && st->request_ns) {
+				__u64 req = st->request_ns;
+				st->request_ns = 0;
+				emit_response(p, st, req);
+			}
+			return;
+		}
 		if (p->dir != DIR_TO_SERVER || before != PHASE_SERVER_FLIGHT)
 			return;
 		// An encrypted alert is 2 bytes + content type + AEAD tag (16, or 8

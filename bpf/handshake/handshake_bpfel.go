@@ -50,6 +50,7 @@ type handshakeEvent struct {
 	AlertDesc      uint8
 	EncryptedAlert uint8
 	TcpFlags       uint8
+	LatencyNs      uint64
 }
 
 type handshakeEventKind uint32
@@ -64,6 +65,8 @@ const (
 	handshakeEventKindEVENT_HANDSHAKE_REJECTED handshakeEventKind = 7
 	handshakeEventKindEVENT_HANDSHAKE_DONE     handshakeEventKind = 8
 	handshakeEventKindEVENT_REFUSED            handshakeEventKind = 9
+	handshakeEventKindEVENT_RESPONSE           handshakeEventKind = 10
+	handshakeEventKindEVENT_REQUEST            handshakeEventKind = 11
 )
 
 type handshakeFlowKey struct {
@@ -88,6 +91,7 @@ type handshakeFlowState struct {
 	FinSeen     uint8
 	Pad         uint8
 	_           [4]byte
+	RequestNs   uint64
 }
 
 type handshakeHelloEvent struct {

@@ -5,6 +5,7 @@ package handshake_test
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +83,12 @@ func newRig(t *testing.T, podIP string) *rig {
 // serve starts a TLS server in the pod with a certificate valid in [from, to].
 func (r *rig) serve(from, to time.Time, maxVersion uint16) {
 	r.t.Helper()
+	r.serveWith(from, to, maxVersion, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+}
+
+// serveWith is serve with the server's handler.
+func (r *rig) serveWith(from, to time.Time, maxVersion uint16, h http.Handler) {
+	r.t.Helper()
 	cert, err := r.ca.Serving([]string{"webhook.default.svc"}, nil, from, to)
 	if err != nil {
 		r.t.Fatal(err)
@@ -90,7 +98,7 @@ func (r *rig) serve(from, to time.Time, maxVersion uint16) {
 		r.t.Fatal(err)
 	}
 	srv := &http.Server{
-		Handler:   http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }),
+		Handler:   h,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: maxVersion},
 		ErrorLog:  log.New(io.Discard, "", 0), // the rejected handshakes are the point
 	}
@@ -286,5 +294,87 @@ func TestUntrackedBackendIsIgnored(t *testing.T) {
 	}
 	if after.Packets != before.Packets {
 		t.Errorf("untracked packets counted: %d -> %d", before.Packets, after.Packets)
+	}
+}
+
+// review posts an admission-review-sized request over one TLS connection
+// (as the API server does, HTTP/1.1 here) and waits up to wait for the
+// answer; it returns the client's port.
+func (r *rig) review(maxVersion uint16, wait time.Duration) (uint16, error) {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.Dial("tcp", net.JoinHostPort(r.pod.Addr.String(), strconv.Itoa(backendPort)))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	port := uint16(conn.LocalAddr().(*net.TCPAddr).Port)
+	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool(), NextProtos: []string{"http/1.1"}, MaxVersion: maxVersion})
+	tc.SetDeadline(time.Now().Add(wait))
+	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"` + strings.Repeat("0", 36) + `","operation":"CREATE"}}`
+	req := "POST /validate HTTP/1.1\r\nHost: webhook.default.svc\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := tc.Write([]byte(req)); err != nil {
+		return port, err
+	}
+	_, err = io.ReadAll(tc)
+	tc.Close()
+	return port, err
+}
+
+// TestResponseLatency: the webhook's own time to answer, from the request
+// record to the first answer record, for TLS 1.2 and 1.3.
+func TestResponseLatency(t *testing.T) {
+	for i, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(handshake.VersionName(v), func(t *testing.T) {
+			r := newRig(t, fmt.Sprintf("10.0.250.%d", 20+i))
+			now := time.Now()
+			const delay = 150 * time.Millisecond
+			r.serveWith(now.Add(-time.Hour), now.Add(time.Hour), v, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				io.Copy(io.Discard, req.Body)
+				time.Sleep(delay)
+				w.Header().Set("Connection", "close")
+				w.Write([]byte(`{"response":{"allowed":true}}`))
+			}))
+			port, err := r.review(v, 5*time.Second)
+			if err != nil {
+				t.Fatalf("review: %v", err)
+			}
+			r.waitFor(port, handshake.KindRequest)
+			e := r.waitFor(port, handshake.KindResponse)
+			if e.Latency < delay || e.Latency > delay+time.Second || !e.FromServer {
+				t.Errorf("response latency %s from server=%v, want about %s from the server", e.Latency, e.FromServer, delay)
+			}
+		})
+	}
+}
+
+// TestTimeoutLeavesTheRequestPending: a webhook that completes the
+// handshake and never answers; the client gives up after its timeout, and
+// its close says how long the request had waited.
+func TestTimeoutLeavesTheRequestPending(t *testing.T) {
+	r := newRig(t, "10.0.250.22")
+	now := time.Now()
+	release := make(chan struct{})
+	defer close(release)
+	r.serveWith(now.Add(-time.Hour), now.Add(time.Hour), 0, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	const timeout = 600 * time.Millisecond
+	port, err := r.review(0, timeout)
+	if err == nil {
+		t.Fatal("the review got an answer from a server that never answers")
+	}
+	r.waitFor(port, handshake.KindRequest)
+	for {
+		e := r.waitFor(port, handshake.KindClose)
+		if e.FromServer {
+			continue
+		}
+		if e.Latency < timeout/2 || e.Latency > timeout+time.Second {
+			t.Errorf("the client's close says the request waited %s, want about %s", e.Latency, timeout)
+		}
+		break
+	}
+	for _, k := range r.drain(port, 300*time.Millisecond) {
+		if k == handshake.KindResponse {
+			t.Error("a response was reported from a server that never answered")
+		}
 	}
 }
