@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -21,6 +20,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
 // ErrClosed is returned by Read after Close.
@@ -31,7 +32,7 @@ var ErrClosed = errors.New("handshake tracer closed")
 type Tracer struct {
 	objs   handshakeObjects
 	reader *ringbuf.Reader
-	clock  monotonicClock
+	clock  ringread.Clock
 
 	mu    sync.Mutex
 	links map[int][]link.Link // by interface index
@@ -46,7 +47,7 @@ func Load() (*Tracer, error) {
 	// Kernels >= 5.11 charge BPF memory to the cgroup and need no memlock
 	// raise; RemoveMemlock detects that. When it fails, loading says why.
 	memlockErr := rlimit.RemoveMemlock()
-	t := &Tracer{links: map[int][]link.Link{}, clock: newMonotonicClock()}
+	t := &Tracer{links: map[int][]link.Link{}, clock: ringread.NewClock()}
 	if err := loadHandshakeObjects(&t.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -141,24 +142,18 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
-const PollInterval = 50 * time.Millisecond
+const PollInterval = ringread.PollInterval
 
 // Read blocks until the next event and decodes it. After Close it returns ErrClosed.
 func (t *Tracer) Read() (Event, error) {
-	for {
-		t.reader.SetDeadline(time.Now().Add(PollInterval))
-		rec, err := t.reader.Read()
-		switch {
-		case err == nil:
-			return t.decode(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // the ring was drained of unannounced events
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return Event{}, ErrClosed
-		default:
-			return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
-		}
+	raw, err := ringread.Next(t.reader)
+	if errors.Is(err, ringread.ErrClosed) {
+		return Event{}, ErrClosed
 	}
+	if err != nil {
+		return Event{}, err
+	}
+	return t.decode(raw)
 }
 
 func (t *Tracer) decode(raw []byte) (Event, error) {
@@ -166,9 +161,9 @@ func (t *Tracer) decode(raw []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	e.Time = t.clock.wall(e.raw.TsNs)
+	e.Time = t.clock.Wall(e.raw.TsNs)
 	if e.raw.FlowStartNs != 0 {
-		e.FlowStart = t.clock.wall(e.raw.FlowStartNs)
+		e.FlowStart = t.clock.Wall(e.raw.FlowStartNs)
 	}
 	return e, nil
 }
@@ -247,20 +242,4 @@ func (t *Tracer) Close() error {
 	t.mu.Unlock()
 	errs = append(errs, t.reader.Close(), t.objs.Close())
 	return errors.Join(errs...)
-}
-
-// monotonicClock turns bpf_ktime_get_ns() values (CLOCK_MONOTONIC) into wall time.
-type monotonicClock struct {
-	wallAtStart time.Time
-	monoAtStart int64
-}
-
-func newMonotonicClock() monotonicClock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return monotonicClock{wallAtStart: time.Now(), monoAtStart: ts.Nano()}
-}
-
-func (c monotonicClock) wall(ns uint64) time.Time {
-	return c.wallAtStart.Add(time.Duration(int64(ns) - c.monoAtStart))
 }

@@ -20,7 +20,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -28,6 +27,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
 // ErrClosed is returned by Read after Close.
@@ -53,7 +54,7 @@ type Tracer struct {
 	objs    tcpstateObjects
 	links   []link.Link
 	reader  *ringbuf.Reader
-	clock   monotonicClock
+	clock   ringread.Clock
 	reasons map[uint32]string // enum sk_rst_reason of this kernel
 
 	mu       sync.Mutex
@@ -85,7 +86,7 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 		edit(spec)
 	}
 	t := &Tracer{
-		clock:    newMonotonicClock(),
+		clock:    ringread.NewClock(),
 		reasons:  resetReasons(kernel),
 		backends: map[netip.AddrPort]struct{}{},
 		ports:    map[uint16]int{},
@@ -207,24 +208,18 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
-const PollInterval = 50 * time.Millisecond
+const PollInterval = ringread.PollInterval
 
 // Read blocks until the next event and decodes it. After Close it returns ErrClosed.
 func (t *Tracer) Read() (Event, error) {
-	for {
-		t.reader.SetDeadline(time.Now().Add(PollInterval))
-		rec, err := t.reader.Read()
-		switch {
-		case err == nil:
-			return t.decode(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // the ring was drained of unannounced events
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return Event{}, ErrClosed
-		default:
-			return Event{}, fmt.Errorf("reading the events ring buffer: %w", err)
-		}
+	raw, err := ringread.Next(t.reader)
+	if errors.Is(err, ringread.ErrClosed) {
+		return Event{}, ErrClosed
 	}
+	if err != nil {
+		return Event{}, err
+	}
+	return t.decode(raw)
 }
 
 func (t *Tracer) decode(raw []byte) (Event, error) {
@@ -232,9 +227,9 @@ func (t *Tracer) decode(raw []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	e.Time = t.clock.wall(e.raw.TsNs)
+	e.Time = t.clock.Wall(e.raw.TsNs)
 	if e.raw.StartNs != 0 {
-		e.Start = t.clock.wall(e.raw.StartNs)
+		e.Start = t.clock.Wall(e.raw.StartNs)
 	}
 	if e.Kind == KindResetSent || (e.Kind == KindRefused && e.Side == SideServer) {
 		e.ResetReason = t.reasons[e.ResetReasonCode]
@@ -310,20 +305,4 @@ func (t *Tracer) closeAll() error {
 	t.links = nil
 	errs = append(errs, t.objs.Close())
 	return errors.Join(errs...)
-}
-
-// monotonicClock turns bpf_ktime_get_ns() values (CLOCK_MONOTONIC) into wall time.
-type monotonicClock struct {
-	wallAtStart time.Time
-	monoAtStart int64
-}
-
-func newMonotonicClock() monotonicClock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return monotonicClock{wallAtStart: time.Now(), monoAtStart: ts.Nano()}
-}
-
-func (c monotonicClock) wall(ns uint64) time.Time {
-	return c.wallAtStart.Add(time.Duration(int64(ns) - c.monoAtStart))
 }
