@@ -801,7 +801,7 @@ func (a *Agent) SetObjectChecks(on bool) {
 func (a *Agent) objectLoop(ctx context.Context) {
 	// A webhook without endpoints is re-checked often: its pods can turn
 	// Pending, or come back, with no change to the objects watched.
-	const brokenRecheck = 500 * time.Millisecond
+	const brokenRecheck = 200 * time.Millisecond
 	next := a.cfg.ProbeInterval
 	for {
 		changed := false
