@@ -67,7 +67,15 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 
 	start := time.Now()
 	l.Binary = bin
-	l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
+	switch provider := os.Getenv("PROVIDER"); provider {
+	case "", "local":
+		l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
+	case "kind":
+		k := NewKind("hookscope", filepath.Join(o.Dir, "cluster"), 1)
+		l.Provider, l.Node = k, k.WorkerNames()[0]
+	default:
+		return nil, fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
+	}
 	if err := l.Provider.Create(ctx); err != nil {
 		return nil, err
 	}

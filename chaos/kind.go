@@ -1,0 +1,171 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/kind/pkg/cluster"
+)
+
+// Kind is a cluster made by kind (Kubernetes in Docker): real kubelets, a
+// real CNI (kindnetd), pods that run. It needs a container runtime and a
+// kind node image; a machine with neither gets one line saying so from
+// Create. Its nodes are fixed when the cluster is created, so it makes the
+// workers the game day will use up front, and AddNode only checks one of
+// them by name (WorkerNames).
+//
+// As with Local, the API server calls webhooks at their endpoint IPs
+// (enable-aggregator-routing, as EKS does).
+type Kind struct {
+	name    string
+	workDir string
+	// Image is the node image (kindest/node:<version> or one built here);
+	// empty uses kind's default for its version.
+	Image   string
+	workers int
+
+	provider *cluster.Provider
+}
+
+var _ Provider = (*Kind)(nil)
+
+// kindWaitReady bounds Create's wait for the control plane.
+const kindWaitReady = 3 * time.Minute
+
+// NewKind returns a kind cluster named name with that many workers, whose
+// kubeconfig and logs live under workDir. HOOKSCOPE_KIND_IMAGE names the
+// node image.
+func NewKind(name, workDir string, workers int) *Kind {
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	return &Kind{name: name, workDir: workDir, workers: workers, Image: os.Getenv("HOOKSCOPE_KIND_IMAGE")}
+}
+
+// Name returns "kind".
+func (k *Kind) Name() string { return "kind" }
+
+// Kubeconfig is where Create writes the admin kubeconfig.
+func (k *Kind) Kubeconfig() string { return filepath.Join(k.workDir, "kubeconfig") }
+
+// APIServerLog is the kube-apiserver's log as CollectLogs exports it
+// (kind keeps it in the control-plane container; "" until then).
+func (k *Kind) APIServerLog() string {
+	matches, _ := filepath.Glob(filepath.Join(k.workDir, "logs", k.name+"-control-plane", "containers", "kube-apiserver-*"))
+	if len(matches) == 0 {
+		return ""
+	}
+	return matches[0]
+}
+
+// Config is the kind cluster configuration Create uses: one control
+// plane whose API server routes to endpoint IPs, and the workers.
+func (k *Kind) Config() *v1alpha4.Cluster {
+	cfg := &v1alpha4.Cluster{
+		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Nodes: []v1alpha4.Node{{
+			Role:  v1alpha4.ControlPlaneRole,
+			Image: k.Image,
+			KubeadmConfigPatches: []string{`kind: ClusterConfiguration
+apiServer:
+  extraArgs:
+    enable-aggregator-routing: "true"
+`},
+		}},
+	}
+	for range k.workers {
+		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.Image})
+	}
+	v1alpha4.SetDefaultsCluster(cfg)
+	return cfg
+}
+
+// Create makes the cluster, or says in one line why it cannot: no
+// container runtime, or no node image (none can be pulled offline).
+func (k *Kind) Create(ctx context.Context) error {
+	runtime, err := cluster.DetectNodeProvider()
+	if err != nil {
+		return errors.New("kind provider: no container runtime (docker, podman or nerdctl) on this machine: install Docker and a kind node image, or run the game day with PROVIDER=local")
+	}
+	if err := os.MkdirAll(k.workDir, 0o755); err != nil {
+		return fmt.Errorf("kind provider: %w", err)
+	}
+	k.provider = cluster.NewProvider(runtime)
+	done := make(chan error, 1)
+	go func() {
+		done <- k.provider.Create(k.name,
+			cluster.CreateWithV1Alpha4Config(k.Config()),
+			cluster.CreateWithKubeconfigPath(k.Kubeconfig()),
+			cluster.CreateWithWaitForReady(kindWaitReady),
+			cluster.CreateWithDisplayUsage(false),
+			cluster.CreateWithDisplaySalutation(false))
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("kind provider: creating cluster %s: %s (kind needs a running container runtime and a kind node image, HOOKSCOPE_KIND_IMAGE; none can be pulled offline; PROVIDER=local runs without)", k.name, oneLine(err))
+	}
+	return nil
+}
+
+// AddNode returns once the named worker exists: kind makes every worker
+// when it creates the cluster, and names them itself (WorkerNames).
+func (k *Kind) AddNode(_ context.Context, name string) error {
+	if !slices.Contains(k.WorkerNames(), name) {
+		return fmt.Errorf("kind provider: no worker %q: kind makes its nodes with the cluster (workers: %s)", name, strings.Join(k.WorkerNames(), ", "))
+	}
+	return nil
+}
+
+// WorkerNames are kind's names for the workers: <cluster>-worker,
+// <cluster>-worker2, ...
+func (k *Kind) WorkerNames() []string {
+	out := make([]string, 0, k.workers)
+	for i := range k.workers {
+		n := k.name + "-worker"
+		if i > 0 {
+			n += fmt.Sprint(i + 1)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// CollectLogs exports every node's logs (the control plane's included).
+func (k *Kind) CollectLogs(dir string) error {
+	if k.provider == nil {
+		return nil
+	}
+	if err := k.provider.CollectLogs(k.name, dir); err != nil {
+		return fmt.Errorf("kind provider: collecting logs: %s", oneLine(err))
+	}
+	return nil
+}
+
+// Delete deletes the cluster; deleting one that is not there is no error.
+func (k *Kind) Delete(context.Context) error {
+	if k.provider == nil {
+		return nil
+	}
+	if err := k.provider.Delete(k.name, k.Kubeconfig()); err != nil {
+		return fmt.Errorf("kind provider: deleting cluster %s: %s", k.name, oneLine(err))
+	}
+	return nil
+}
+
+// oneLine keeps an error's first line: kind's errors carry stacks and
+// command output.
+func oneLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
