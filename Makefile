@@ -13,13 +13,20 @@ STATICCHECK := $(HOOKSCOPE_TOOLS_BIN)/staticcheck
 # package at a time (2 cores, and routes are machine-wide).
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build tools host-deps generate test chaos bench fuzz lint clean
+.PHONY: all build image tools host-deps generate test chaos bench fuzz lint clean
 
 all: build
 
 ## build: the hookscope binary (agent and CLI) into bin/
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/hookscope ./cmd/hookscope
+	ln -sf hookscope bin/kubectl-hookscope # on the PATH: `kubectl hookscope`
+
+IMAGE ?= hookscope:dev
+## image: the Dockerfile's image (FROM scratch, no pull) and one run of it, where a Docker daemon runs
+image: build
+	@docker info >/dev/null 2>&1 || { echo "image: no Docker daemon here: skipped (the Dockerfile needs no registry: make build && docker build -t $(IMAGE) .)"; exit 0; }; \
+		docker build -t $(IMAGE) . && docker image ls $(IMAGE) && docker run --rm $(IMAGE) --help | head -5
 
 ## tools: the offline toolchain (kube-apiserver, etcd, kwok, Jaeger, ...) into $(HOOKSCOPE_CACHE)
 tools: host-deps
