@@ -311,7 +311,7 @@ func (r *rig) review(maxVersion uint16, wait time.Duration) (uint16, error) {
 	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool(), NextProtos: []string{"http/1.1"}, MaxVersion: maxVersion})
 	tc.SetDeadline(time.Now().Add(wait))
 	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"` + strings.Repeat("0", 36) + `","operation":"CREATE"}}`
-	req := "POST /validate HTTP/1.1\r\nHost: webhook.default.svc\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	req := "POST /validate HTTP/1.1\r\nHost: webhook.default.svc\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	if _, err := tc.Write([]byte(req)); err != nil {
 		return port, err
 	}
@@ -376,5 +376,31 @@ func TestTimeoutLeavesTheRequestPending(t *testing.T) {
 		if k == handshake.KindResponse {
 			t.Error("a response was reported from a server that never answered")
 		}
+	}
+}
+
+// TestIPv6 drives an admission-review-sized call over IPv6: the hello is
+// decoded, the handshake completes, the response is timed.
+func TestIPv6(t *testing.T) {
+	r := newRig(t, "fd77::3")
+	now := time.Now()
+	r.serveWith(now.Add(-time.Hour), now.Add(time.Hour), 0, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		w.Write([]byte(`{"response":{"allowed":true}}`))
+	}))
+	port, err := r.review(0, 5*time.Second)
+	if err != nil {
+		t.Fatalf("review over IPv6: %v", err)
+	}
+	ch := r.waitFor(port, handshake.KindClientHello)
+	if want := netip.AddrPortFrom(netip.MustParseAddr("fd77::3"), backendPort); ch.Server != want || !ch.Client.Addr().Is6() {
+		t.Errorf("ClientHello %s -> %s, want an IPv6 client to %s", ch.Client, ch.Server, want)
+	}
+	if ch.Hello == nil || ch.Hello.ServerName != "webhook.default.svc" {
+		t.Errorf("ClientHello over IPv6 not decoded: %+v (%v)", ch.Hello, ch.HelloErr)
+	}
+	r.waitFor(port, handshake.KindHandshakeDone)
+	if e := r.waitFor(port, handshake.KindResponse); e.Latency <= 0 {
+		t.Errorf("response latency %s over IPv6", e.Latency)
 	}
 }

@@ -54,8 +54,8 @@ func newRig(t *testing.T, podIP string) *rig {
 	if err := podnet.Guard(); err != nil {
 		t.Fatal(err)
 	}
-	if addr.Is6() {
-		v6Guard(t)
+	if err := podnet.Guard(); err != nil {
+		t.Fatal(err)
 	}
 	pod, err := podnet.New("tcpst", addr)
 	if err != nil {
@@ -64,10 +64,7 @@ func newRig(t *testing.T, podIP string) *rig {
 	t.Cleanup(func() { pod.Close() })
 	r := &rig{t: t, pod: pod, events: make(chan tcpstate.Event, 4096)}
 	if addr.Is6() {
-		// The host has no address of its own towards the pod: give the
-		// host side of the veth one, so neighbour discovery is answered.
-		r.local = netip.MustParseAddr("fd77::1")
-		ip(t, "-6", "addr", "add", r.local.String()+"/128", "dev", pod.HostLink, "nodad")
+		r.local = podnet.HostAddr6 // podnet gives the host side of the veth this address
 	}
 	tr, err := tcpstate.Load()
 	if err != nil {
@@ -92,20 +89,6 @@ func newRig(t *testing.T, podIP string) *rig {
 		}
 	}()
 	return r
-}
-
-// v6Guard routes fd77::/64 to unreachable (left in place, like podnet.Guard):
-// a test's address in it with no namespace behind it fails at once instead
-// of leaving through the default route.
-func v6Guard(t *testing.T) {
-	out, err := exec.Command("ip", "-6", "route", "show", "fd77::/64").CombinedOutput()
-	if err == nil && strings.Contains(string(out), "unreachable") {
-		return
-	}
-	out, err = exec.Command("ip", "-6", "route", "add", "unreachable", "fd77::/64").CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "File exists") {
-		t.Fatalf("guarding fd77::/64: %v: %s", err, out)
-	}
 }
 
 func ip(t testing.TB, args ...string) {

@@ -31,19 +31,31 @@ import (
 // default gateway.
 var GuardPrefix = netip.MustParsePrefix("10.0.0.0/16")
 
-// Guard installs the unreachable route for GuardPrefix if it is not there.
-// It is left in place on purpose: other test processes may rely on it, and
-// it routes a range that nothing on this machine uses.
+// GuardPrefix6 is the IPv6 range tests give pods (a unique local range,
+// fd77::/64); Guard routes it to `unreachable` as well.
+var GuardPrefix6 = netip.MustParsePrefix("fd77::/64")
+
+// HostAddr6 is the host's own address on the veth of an IPv6 pod: the
+// host has none towards the pod otherwise, and neighbour discovery needs
+// one to answer from.
+var HostAddr6 = netip.MustParseAddr("fd77::1")
+
+// Guard installs the unreachable routes for GuardPrefix and GuardPrefix6 if
+// they are not there. They are left in place on purpose: other test
+// processes may rely on them, and they route ranges nothing on this machine
+// uses.
 func Guard() error {
-	out, err := run("ip", "route", "show", "exact", GuardPrefix.String())
-	if err != nil {
-		return err
-	}
-	if strings.Contains(out, "unreachable") {
-		return nil
-	}
-	if _, err := run("ip", "route", "add", "unreachable", GuardPrefix.String()); err != nil && !strings.Contains(err.Error(), "File exists") {
-		return fmt.Errorf("guarding %s: %w", GuardPrefix, err)
+	for _, g := range []struct{ fam, prefix string }{{"-4", GuardPrefix.String()}, {"-6", GuardPrefix6.String()}} {
+		out, err := run("ip", g.fam, "route", "show", "exact", g.prefix)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "unreachable") {
+			continue
+		}
+		if _, err := run("ip", g.fam, "route", "add", "unreachable", g.prefix); err != nil && !strings.Contains(err.Error(), "File exists") {
+			return fmt.Errorf("guarding %s: %w", g.prefix, err)
+		}
 	}
 	return nil
 }
@@ -94,6 +106,12 @@ func New(name string, addr netip.Addr) (_ *Pod, err error) {
 		{"ip", "-n", p.Name, fam, "route", "add", "default", "dev", "eth0"},
 		{"ip", "link", "set", p.HostLink, "up"},
 		{"ip", fam, "route", "replace", cidr, "dev", p.HostLink},
+	}
+	if fam == "-6" {
+		if !GuardPrefix6.Contains(addr) {
+			return nil, fmt.Errorf("creating pod network for %s: IPv6 pods must be in %s, which Guard routes to unreachable", addr, GuardPrefix6)
+		}
+		steps = append(steps, []string{"ip", "-6", "addr", "add", HostAddr6.String() + "/128", "dev", p.HostLink, "nodad"})
 	}
 	for _, s := range steps {
 		if _, err := run(s[0], s[1:]...); err != nil {
