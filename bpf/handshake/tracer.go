@@ -10,6 +10,7 @@ package handshake
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/hookscope/hookscope/bpf/internal/ringread"
@@ -35,7 +37,7 @@ type Tracer struct {
 	clock  ringread.Clock
 
 	mu    sync.Mutex
-	links map[int][]link.Link // by interface index
+	links map[int][]io.Closer // tcx links or cls_bpf filters, by interface index
 }
 
 // Load checks that the kernel can run the programs, then loads them. Its
@@ -47,7 +49,7 @@ func Load() (*Tracer, error) {
 	// Kernels >= 5.11 charge BPF memory to the cgroup and need no memlock
 	// raise; RemoveMemlock detects that. When it fails, loading says why.
 	memlockErr := rlimit.RemoveMemlock()
-	t := &Tracer{links: map[int][]link.Link{}, clock: ringread.NewClock()}
+	t := &Tracer{links: map[int][]io.Closer{}, clock: ringread.NewClock()}
 	if err := loadHandshakeObjects(&t.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -72,24 +74,104 @@ func Load() (*Tracer, error) {
 	return t, nil
 }
 
-// Attach attaches both programs to the interface with the given index, once.
+// Attach attaches both programs to the interface with the given index,
+// once: with tcx where the kernel has it (Linux >= 6.6), else as cls_bpf
+// filters on a clsact qdisc (AttachLegacy).
 func (t *Tracer) Attach(ifindex int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.links[ifindex]; ok {
 		return nil
 	}
+	closers, err := t.attachTCX(ifindex)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		closers, err = t.attachClsBPF(ifindex)
+	}
+	if err != nil {
+		return err
+	}
+	t.links[ifindex] = closers
+	return nil
+}
+
+// AttachLegacy attaches both programs as cls_bpf filters (direct action)
+// on the interface's clsact qdisc, as kernels before 6.6 need; Attach
+// falls back to it by itself. It needs CAP_NET_ADMIN too.
+func (t *Tracer) AttachLegacy(ifindex int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.links[ifindex]; ok {
+		return nil
+	}
+	closers, err := t.attachClsBPF(ifindex)
+	if err != nil {
+		return err
+	}
+	t.links[ifindex] = closers
+	return nil
+}
+
+func (t *Tracer) attachTCX(ifindex int) ([]io.Closer, error) {
 	ingress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeIngress, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
-		return fmt.Errorf("attaching tcx ingress to interface %d: %w (needs Linux >= 6.6 and CAP_NET_ADMIN)", ifindex, err)
+		return nil, fmt.Errorf("attaching tcx ingress to interface %d: %w (needs CAP_NET_ADMIN)", ifindex, err)
 	}
 	egress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeEgress, Attach: ebpf.AttachTCXEgress})
 	if err != nil {
 		ingress.Close()
-		return fmt.Errorf("attaching tcx egress to interface %d: %w", ifindex, err)
+		return nil, fmt.Errorf("attaching tcx egress to interface %d: %w", ifindex, err)
 	}
-	t.links[ifindex] = []link.Link{ingress, egress}
+	return []io.Closer{ingress, egress}, nil
+}
+
+// clsFilter is one cls_bpf filter hookscope added; Close deletes it.
+type clsFilter struct{ f *netlink.BpfFilter }
+
+func (c clsFilter) Close() error {
+	if err := netlink.FilterDel(c.f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting the cls_bpf filter %s: %w", c.f.Name, err)
+	}
 	return nil
+}
+
+// clsPriority and clsHandle name hookscope's filters among others on the
+// same qdisc: a late priority, so other filters' verdicts come first.
+const (
+	clsPriority = 0xc000
+	clsHandle   = 0x4853 // "HS"
+)
+
+func (t *Tracer) attachClsBPF(ifindex int) ([]io.Closer, error) {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscReplace(qdisc); err != nil {
+		return nil, fmt.Errorf("adding the clsact qdisc to interface %d: %w (needs CAP_NET_ADMIN)", ifindex, err)
+	}
+	var out []io.Closer
+	for _, a := range []struct {
+		parent uint32
+		prog   *ebpf.Program
+		name   string
+	}{
+		{netlink.HANDLE_MIN_INGRESS, t.objs.HandshakeIngress, "hookscope_ingress"},
+		{netlink.HANDLE_MIN_EGRESS, t.objs.HandshakeEgress, "hookscope_egress"},
+	} {
+		f := &netlink.BpfFilter{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: a.parent, Handle: clsHandle,
+				Protocol: unix.ETH_P_ALL, Priority: clsPriority},
+			Fd: a.prog.FD(), Name: a.name, DirectAction: true,
+		}
+		if err := netlink.FilterReplace(f); err != nil {
+			for _, c := range out {
+				c.Close()
+			}
+			return nil, fmt.Errorf("attaching %s as a cls_bpf filter to interface %d: %w", a.name, ifindex, err)
+		}
+		out = append(out, clsFilter{f})
+	}
+	return out, nil
 }
 
 // Detach removes the programs from an interface; a missing attachment is no error.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -402,5 +403,43 @@ func TestIPv6(t *testing.T) {
 	r.waitFor(port, handshake.KindHandshakeDone)
 	if e := r.waitFor(port, handshake.KindResponse); e.Latency <= 0 {
 		t.Errorf("response latency %s over IPv6", e.Latency)
+	}
+}
+
+// TestLegacyClsBPF: on kernels before 6.6 (no tcx) the programs attach as
+// cls_bpf filters on a clsact qdisc; they see the same handshakes, and
+// Detach removes the filters.
+func TestLegacyClsBPF(t *testing.T) {
+	r := newRig(t, "10.0.250.23")
+	if err := r.tracer.Detach(r.pod.IfIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.tracer.AttachLegacy(r.pod.IfIndex); err != nil {
+		t.Fatal(err)
+	}
+	filters := func(dir string) string {
+		out, err := exec.Command("tc", "filter", "show", "dev", r.pod.HostLink, dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tc filter show: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if in, eg := filters("ingress"), filters("egress"); !strings.Contains(in, "hookscope_ingress") || !strings.Contains(eg, "hookscope_egress") {
+		t.Fatalf("filters: ingress %q, egress %q; want hookscope's", in, eg)
+	}
+	now := time.Now()
+	r.serve(now.Add(-48*time.Hour), now.Add(-time.Hour), 0)
+	port, err := r.call()
+	if err == nil {
+		t.Fatal("call with an expired certificate succeeded")
+	}
+	if e := r.waitFor(port, handshake.KindHandshakeRejected); !e.TLS13 || !e.EncryptedAlert {
+		t.Errorf("rejection seen through cls_bpf: TLS13=%v EncryptedAlert=%v", e.TLS13, e.EncryptedAlert)
+	}
+	if err := r.tracer.Detach(r.pod.IfIndex); err != nil {
+		t.Fatal(err)
+	}
+	if in := filters("ingress"); strings.Contains(in, "hookscope") {
+		t.Errorf("Detach left the filter: %q", in)
 	}
 }
