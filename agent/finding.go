@@ -186,3 +186,9 @@ type Observer interface {
 	// ObserveFinding is called when a finding opens or resolves.
 	ObserveFinding(f Finding)
 }
+
+// ResponseObserver is an Observer that also takes each answer's latency
+// the kernel measured (request to first answer bytes).
+type ResponseObserver interface {
+	ObserveResponse(w WebhookRef, d time.Duration)
+}

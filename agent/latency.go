@@ -85,6 +85,9 @@ func (a *Agent) judgeLatency(ref WebhookRef, e handshake.Event) {
 	if !ok {
 		return
 	}
+	if o, ok := a.cfg.Observer.(ResponseObserver); ok {
+		o.ObserveResponse(ref, e.Latency)
+	}
 	after := a.slowAfter(w)
 	r := ProbeResult{Target: e.Server, Start: e.Time.Add(-e.Latency), Source: "ebpf"}
 	switch {

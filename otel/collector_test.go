@@ -245,6 +245,7 @@ func busyMetrics(t *testing.T, opts ...MetricsOption) *Metrics {
 	t0 := time.Now()
 	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "rejected", Start: t0, End: t0.Add(4 * time.Millisecond),
 		Events: []agent.CallEvent{{Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(2 * time.Millisecond)}}})
+	m.ObserveResponse(ref, 3*time.Millisecond)
 	return m
 }
 

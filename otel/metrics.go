@@ -163,7 +163,7 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		return nil, fmt.Errorf("creating %s: %w", MetricHandshakeDuration, err)
 	}
 	if m.response, err = meter.Float64Histogram(MetricResponseDuration, metric.WithUnit("s"),
-		metric.WithDescription("Time from the API server's ClientHello to the backend's ServerHello: how fast the backend answers, by webhook."),
+		metric.WithDescription("Time from a request to the backend's answer, as the kernel sees it on the wire (the webhook's own latency), by webhook."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", MetricResponseDuration, err)
 	}
@@ -307,18 +307,14 @@ func (m *Metrics) ReportCall(c agent.Call) {
 	if !c.Start.IsZero() && !c.End.Before(c.Start) {
 		m.handshake.Record(ctx, c.End.Sub(c.Start).Seconds(), withOutcome)
 	}
-	var hello time.Time
-	for _, ev := range c.Events {
-		switch ev.Name {
-		case "client_hello":
-			hello = ev.At
-		case "server_hello":
-			if !hello.IsZero() && !ev.At.Before(hello) {
-				m.response.Record(ctx, ev.At.Sub(hello).Seconds(), metric.WithAttributes(webhookLabels(ref)...))
-			}
-			hello = time.Time{}
-		}
-	}
+}
+
+var _ agent.ResponseObserver = (*Metrics)(nil)
+
+// ObserveResponse records a webhook's time to answer a request, as the
+// kernel saw it on the wire. It implements agent.ResponseObserver.
+func (m *Metrics) ObserveResponse(ref agent.WebhookRef, d time.Duration) {
+	m.response.Record(context.Background(), d.Seconds(), metric.WithAttributes(webhookLabels(ref)...))
 }
 
 // ObserveWire implements agent.Observer.

@@ -39,6 +39,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "rejected", Start: t0, End: t0.Add(40 * time.Millisecond),
 		Events: []agent.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(30 * time.Millisecond)}}})
 	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "refused", Start: t0, End: t0.Add(time.Millisecond)})
+	m.ObserveResponse(ref, 700*time.Microsecond)
+	m.ObserveResponse(ref, 29*time.Millisecond)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
