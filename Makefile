@@ -57,9 +57,14 @@ chaos: tools build
 		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)'
 	@echo; cat chaos-report/report.md
 
+SCALE ?= small
 ## bench: benchmarks, measured side by side in one run; writes bench-report/report.{json,md}
+## (SCALE=small: 100 nodes/3,000 pods in a few minutes; SCALE=full: 1,000 nodes/30,000 pods)
 bench: tools build
+	rm -f bench-report/report.json bench-report/report.md
 	HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report go test -count=1 -run '^TestBenchReport$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|bench_test'
+	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report SCALE=$(SCALE) \
+		go test -count=1 -timeout 90m -run '^TestBenchScale$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|scale_test'
 	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/...
 	go test -run '^$$' -bench . -benchtime 1s -count 1 ./agent/
 	@echo; cat bench-report/report.md

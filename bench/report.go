@@ -6,9 +6,11 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -23,6 +25,145 @@ type Report struct {
 	// programs attached over throughput with none, in one run.
 	ThroughputRatio float64     `json:"throughput_ratio"`
 	Throughput      *Throughput `json:"throughput,omitempty"`
+
+	// Scale is the agent's footprint at each cluster size (issue 9), one
+	// row per size and role: the Lease holder runs the cluster-wide checks
+	// and caches every Node; every other node's agent is a follower.
+	Scale []ScaleSize `json:"scale,omitempty"`
+	// CallRate is the agent's cost while a backend on its node carries
+	// webhook calls at a paced rate.
+	CallRate []CallRate `json:"call_rate,omitempty"`
+	// DetectionUnderLoad is the time from a failure's start to the agent's
+	// finding while the healthy webhook carries load, next to idle.
+	DetectionUnderLoad *DetectionUnderLoad `json:"detection_under_load,omitempty"`
+	// ScaleRun says how the scale figures were made: the plan, how long
+	// growing the cluster took, and the fitted cost curves.
+	ScaleRun *ScaleRun `json:"scale_run,omitempty"`
+}
+
+// ScaleSize is one agent measured against one cluster size.
+type ScaleSize struct {
+	Nodes          int    `json:"nodes"`
+	Pods           int    `json:"pods"`
+	Webhooks       int    `json:"webhooks"`
+	Services       int    `json:"services"`
+	EndpointSlices int    `json:"endpoint_slices"`
+	Role           string `json:"role"` // "leader" or "follower"
+	// AgentRSSBytes is VmRSS after the agent settled; AgentPeakRSSBytes is
+	// VmHWM, the most it ever held (usually during the initial lists).
+	AgentRSSBytes     int64 `json:"agent_rss_bytes"`
+	AgentPeakRSSBytes int64 `json:"agent_peak_rss_bytes"`
+	// The settled RSS by kind: anonymous (Go heap, stacks), file-backed
+	// (the binary's pages) and shared (mapped BPF maps).
+	AgentRSSAnonBytes  int64 `json:"agent_rss_anon_bytes"`
+	AgentRSSFileBytes  int64 `json:"agent_rss_file_bytes"`
+	AgentRSSShmemBytes int64 `json:"agent_rss_shmem_bytes"`
+	// AgentCPUCores is the settled agent's CPU over the measuring window.
+	AgentCPUCores float64 `json:"agent_cpu_cores"`
+	// StartupSeconds runs from the process's start until /readyz is ok and
+	// /webhooks lists every webhook; StartupCPUSeconds is the CPU it spent.
+	StartupSeconds    float64 `json:"startup_seconds"`
+	StartupCPUSeconds float64 `json:"startup_cpu_seconds"`
+	// Watches is how many WATCH requests the API server gained with the
+	// agent (apiserver_longrunning_requests), ObjectsCached the objects its
+	// informers hold (counted by listing the same kinds).
+	Watches       int `json:"watches"`
+	ObjectsCached int `json:"objects_cached"`
+	LocalBackends int `json:"local_backends"`
+	// InventoryUpdates is how often the agent re-resolved its inventory
+	// during the CPU window: the cluster's churn it still follows.
+	InventoryUpdates int `json:"inventory_updates_in_window"`
+}
+
+// CallRate is one paced run of webhook calls to a traced backend.
+type CallRate struct {
+	CallsPerSecond int `json:"calls_per_second"` // the target rate
+	// Mode is "new_connection" (TCP and TLS handshake per call: the
+	// handshake programs' worst case) or "http2" (one kept-alive HTTP/2
+	// connection, as the API server calls a webhook).
+	Mode                   string  `json:"mode"`
+	Seconds                float64 `json:"seconds"`
+	AchievedCallsPerSecond float64 `json:"achieved_calls_per_second"`
+	FailedCalls            int64   `json:"failed_calls"`
+	// AgentCPUCores is the agent process's CPU (user and system) over the
+	// run; BPFCPUCores is its programs' run time, which the kernel charges
+	// to whichever task or softirq ran them, not to the agent.
+	AgentCPUCores float64 `json:"agent_cpu_cores"`
+	// AgentIdleCPUCores is the same agent with no calls, just before the
+	// runs; IdleInventoryUpdates its inventory re-resolutions meanwhile.
+	AgentIdleCPUCores    float64 `json:"agent_idle_cpu_cores"`
+	IdleInventoryUpdates int     `json:"idle_inventory_updates"`
+	BPFCPUCores          float64 `json:"bpf_cpu_cores"`
+	BPFNsPerEvent        float64 `json:"bpf_ns_per_event"`
+	BPFEvents            int64   `json:"bpf_events"`
+	// DroppedEvents is KernelDropped (ring buffer full) plus AgentDropped
+	// (the agent's channel full: "agent is behind the kernel").
+	DroppedEvents int64 `json:"dropped_events"`
+	KernelDropped int64 `json:"kernel_dropped_events"`
+	AgentDropped  int64 `json:"agent_dropped_events"`
+	// CallsSeen is how many calls (handshakes) the agent counted for the
+	// webhook (hookscope_webhook_calls_total).
+	CallsSeen int64         `json:"calls_seen_by_agent"`
+	Programs  []ProgramCost `json:"programs,omitempty"`
+}
+
+// DetectionUnderLoad is failure-to-finding time, loaded and idle.
+type DetectionUnderLoad struct {
+	P95Seconds     float64   `json:"p95_seconds"`
+	P50Seconds     float64   `json:"p50_seconds"`
+	IdleP95Seconds float64   `json:"idle_p95_seconds"`
+	IdleP50Seconds float64   `json:"idle_p50_seconds"`
+	Class          string    `json:"class"`
+	Failure        string    `json:"failure"`
+	Load           string    `json:"load"`
+	LoadAchieved   float64   `json:"load_achieved_calls_per_second"`
+	Samples        []float64 `json:"under_load_seconds"`
+	IdleSamples    []float64 `json:"idle_seconds"`
+	// StaleFirstCalls counts failures whose first failed call went over a
+	// kept-alive connection the stopped server had closed (broken pipe,
+	// EOF): no SYN, so nothing refused for the kernel to see.
+	StaleFirstCalls     int `json:"stale_connection_first_calls"`
+	IdleStaleFirstCalls int `json:"idle_stale_connection_first_calls"`
+}
+
+// ScaleRun is how the scale section was measured.
+type ScaleRun struct {
+	Scale        string        `json:"scale"` // "small" or "full"
+	TotalSeconds float64       `json:"total_seconds"`
+	Growth       []ScaleGrowth `json:"growth"`
+	Fits         []CostFit     `json:"cost_fits"`
+	// Notes name each missed goal with its figure and reason.
+	Notes []string `json:"notes,omitempty"`
+	// AgentBinaryBytes is the size of the agent binary measured: its
+	// mapped pages are the file-backed part of the RSS.
+	AgentBinaryBytes int64    `json:"agent_binary_bytes"`
+	Charts           []string `json:"charts,omitempty"` // SVG files beside report.md
+}
+
+// ScaleGrowth is one step of growing the cluster through its API.
+type ScaleGrowth struct {
+	Nodes    int `json:"nodes"`
+	Pods     int `json:"pods"`
+	Services int `json:"services"`
+	Webhooks int `json:"webhooks"`
+	// CreateSeconds is the time to create the step's objects (16 workers);
+	// SettledSeconds adds the wait until kwok ran every pod and the
+	// EndpointSlice controller wrote every Service's slice.
+	CreateSeconds  float64 `json:"create_seconds"`
+	SettledSeconds float64 `json:"settled_seconds"`
+	ObjectsPerSec  float64 `json:"objects_per_second"`
+}
+
+// CostFit is a least-squares line: cost = intercept + sum(slope * x).
+type CostFit struct {
+	Cost      string             `json:"cost"` // e.g. "agent_rss_bytes"
+	Role      string             `json:"role,omitempty"`
+	Mode      string             `json:"mode,omitempty"`
+	Intercept float64            `json:"intercept"`
+	Slopes    map[string]float64 `json:"slopes"` // per one node, pod, webhook, call/s
+	R2        float64            `json:"r2"`
+	Points    int                `json:"points"`
+	Note      string             `json:"note,omitempty"`
 }
 
 // ProgramCost is one program's cost on one path.
@@ -49,7 +190,35 @@ type Throughput struct {
 const (
 	GoalNsPerTracepointEvent = 100.0
 	GoalThroughputRatio      = 0.98
+
+	GoalAgentRSSBytes     = 64 << 20 // at every cluster size
+	GoalStartupSeconds    = 5.0      // at the largest size
+	GoalCPUCoresAt1000    = 0.02     // at 1,000 calls/s
+	GoalDetectionP95      = 1.0      // seconds, under load
+	GoalDroppedEventsAt5k = 0        // at 5,000 calls/s
+	goalCPURate           = 1000
+	goalNoDropsRate       = 5000
 )
+
+// Update reads dir/report.json if it is there, applies fn to it and writes
+// report.json and report.md back: each test of `make bench` adds its own
+// sections to the one report, whichever runs first. A report.json that
+// cannot be read is an error, never silently replaced.
+func Update(dir string, fn func(*Report)) error {
+	r := &Report{}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, r); err != nil {
+			return fmt.Errorf("updating the bench report: reading %s: %w", filepath.Join(dir, "report.json"), err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("updating the bench report: %w", err)
+	}
+	fn(r)
+	r.GeneratedAt = time.Now()
+	return r.Write(dir)
+}
 
 // Write writes report.json and report.md into dir.
 func (r *Report) Write(dir string) error {
@@ -90,7 +259,127 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&s, "| %.1f MB/s | %.1f MB/s | %.4f | >= %.2f: %s |\n", t.AttachedMBps, t.DetachedMBps, r.ThroughputRatio,
 			GoalThroughputRatio, verdict(r.ThroughputRatio >= GoalThroughputRatio))
 	}
+	r.scaleMarkdown(&s)
 	return s.String()
+}
+
+// scaleMarkdown writes the scale, call rate, detection and cost curve
+// sections, each figure with its ratio to the goal.
+func (r *Report) scaleMarkdown(s *strings.Builder) {
+	run := r.ScaleRun
+	if len(r.Scale) > 0 {
+		maxNodes, maxPods := 0, 0
+		for _, z := range r.Scale {
+			maxNodes, maxPods = max(maxNodes, z.Nodes), max(maxPods, z.Pods)
+		}
+		fmt.Fprintf(s, "\n## Cluster scale")
+		if run != nil {
+			fmt.Fprintf(s, " (SCALE=%s)", run.Scale)
+		}
+		s.WriteString("\n\nOne agent per row against a real API server with kwok nodes and pods; eBPF on. " +
+			"RSS and CPU after it settled; startup is process start to /readyz ok and every webhook in /webhooks. " +
+			"Ratio is measured / goal (<= 1 meets it).\n\n")
+		s.WriteString("| nodes | pods | services | webhooks | role | RSS | anon / file / shared | peak RSS | CPU (cores) | startup | watches | objects cached | RSS / 64 MiB | startup / 5 s |\n")
+		s.WriteString("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+		for _, z := range r.Scale {
+			startup := fmt.Sprintf("%.2f", z.StartupSeconds/GoalStartupSeconds)
+			if z.Nodes == maxNodes && z.Pods == maxPods {
+				startup += " " + verdict(z.StartupSeconds < GoalStartupSeconds)
+			}
+			fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %s | %.1f / %.1f / %.1f | %s | %.4f | %.2f s | %d | %d | %.2f %s | %s |\n",
+				z.Nodes, z.Pods, z.Services, z.Webhooks, z.Role, mib(z.AgentRSSBytes),
+				float64(z.AgentRSSAnonBytes)/(1<<20), float64(z.AgentRSSFileBytes)/(1<<20), float64(z.AgentRSSShmemBytes)/(1<<20),
+				mib(z.AgentPeakRSSBytes), z.AgentCPUCores,
+				z.StartupSeconds, z.Watches, z.ObjectsCached, float64(z.AgentRSSBytes)/GoalAgentRSSBytes,
+				verdict(z.AgentRSSBytes < GoalAgentRSSBytes), startup)
+		}
+		if run != nil && len(run.Growth) > 0 {
+			s.WriteString("\nGrowing the cluster through its API (objects are nodes, pods, Services and webhook objects of the step):\n\n")
+			s.WriteString("| nodes | pods | pod Services | webhooks | create | settled | objects/s |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, g := range run.Growth {
+				fmt.Fprintf(s, "| %d | %d | %d | %d | %.1f s | %.1f s | %.0f |\n", g.Nodes, g.Pods, g.Services, g.Webhooks, g.CreateSeconds, g.SettledSeconds, g.ObjectsPerSec)
+			}
+		}
+	}
+	if len(r.CallRate) > 0 {
+		s.WriteString("\n## Call rate\n\nPaced TLS webhook calls (AdmissionReview POSTs) from the host to a traced backend in a network namespace on the agent's node. " +
+			"Agent CPU is the process's own; BPF CPU is its programs' run time (bpf_stats), which the kernel charges to the senders.\n\n")
+		s.WriteString("| mode | target calls/s | achieved | agent CPU (cores) | of it idle | BPF CPU (cores) | BPF ns/event | BPF events | dropped (kernel + agent) | calls seen by agent | goal |\n")
+		s.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, c := range r.CallRate {
+			goal := "-"
+			switch c.CallsPerSecond {
+			case goalCPURate:
+				goal = fmt.Sprintf("CPU %.2f of 2%% core %s", c.AgentCPUCores/GoalCPUCoresAt1000, verdict(c.AgentCPUCores < GoalCPUCoresAt1000))
+			case goalNoDropsRate:
+				goal = "no drops " + verdict(c.DroppedEvents <= GoalDroppedEventsAt5k)
+			}
+			fmt.Fprintf(s, "| %s | %d | %.0f | %.4f | %.4f | %.4f | %.1f | %d | %d (%d + %d) | %d | %s |\n", c.Mode, c.CallsPerSecond, c.AchievedCallsPerSecond,
+				c.AgentCPUCores, c.AgentIdleCPUCores, c.BPFCPUCores, c.BPFNsPerEvent, c.BPFEvents, c.DroppedEvents, c.KernelDropped, c.AgentDropped, c.CallsSeen, goal)
+		}
+	}
+	if d := r.DetectionUnderLoad; d != nil {
+		fmt.Fprintf(s, "\n## Detection under load\n\n%s, %s from its first failed call to the agent's finding (/findings polled every 20 ms). Load: %s (achieved %.0f calls/s).\n\n",
+			d.Failure, d.Class, d.Load, d.LoadAchieved)
+		s.WriteString("| | samples | first call on a stale connection | p50 | p95 | max | goal p95 < 1 s |\n|---|---:|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(s, "| idle | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.IdleSamples), d.IdleStaleFirstCalls, d.IdleP50Seconds, d.IdleP95Seconds,
+			Percentile(d.IdleSamples, 100), d.IdleP95Seconds/GoalDetectionP95, verdict(d.IdleP95Seconds < GoalDetectionP95))
+		fmt.Fprintf(s, "| under load | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.Samples), d.StaleFirstCalls, d.P50Seconds, d.P95Seconds,
+			Percentile(d.Samples, 100), d.P95Seconds/GoalDetectionP95, verdict(d.P95Seconds < GoalDetectionP95))
+	}
+	if run == nil {
+		return
+	}
+	if len(run.Fits) > 0 {
+		s.WriteString("\n## Cost curves\n\nLeast-squares lines over the rows above: cost = intercept + slope x size. " +
+			"Pods come with their Services and EndpointSlices (one each per 10 pods), so the pod slope includes them.\n\n")
+		s.WriteString("| cost | of | intercept | slopes | R² | points | note |\n|---|---|---:|---|---:|---:|---|\n")
+		for _, f := range run.Fits {
+			of := f.Role + f.Mode
+			var parts []string
+			for _, k := range sortedKeys(f.Slopes) {
+				parts = append(parts, fmt.Sprintf("%s per %s", fitUnit(f.Cost, f.Slopes[k]), k))
+			}
+			fmt.Fprintf(s, "| %s | %s | %s | %s | %.3f | %d | %s |\n", f.Cost, of, fitUnit(f.Cost, f.Intercept), strings.Join(parts, ", "), f.R2, f.Points, f.Note)
+		}
+		for _, c := range run.Charts {
+			fmt.Fprintf(s, "\n![%s](%s)\n", strings.TrimSuffix(c, ".svg"), c)
+		}
+	}
+	if len(run.Notes) > 0 {
+		s.WriteString("\n## Scale goals\n\n")
+		for _, n := range run.Notes {
+			fmt.Fprintf(s, "- %s\n", n)
+		}
+	}
+	fmt.Fprintf(s, "\nScale run: %.0f s in all.\n", run.TotalSeconds)
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// fitUnit formats a fitted coefficient in the cost's unit.
+func fitUnit(cost string, v float64) string {
+	switch {
+	case strings.HasSuffix(cost, "_bytes"):
+		if v != 0 && v < 1<<20 && v > -(1<<20) {
+			return fmt.Sprintf("%.1f KiB", v/1024)
+		}
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case strings.HasSuffix(cost, "_cores"):
+		return fmt.Sprintf("%.6f cores", v)
+	case strings.HasSuffix(cost, "_seconds"):
+		return fmt.Sprintf("%.4f s", v)
+	}
+	return fmt.Sprintf("%.4g", v)
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func verdict(ok bool) string {
