@@ -157,6 +157,9 @@ type Agent struct {
 // API alone (and says so).
 func New(cfg Config, inv *Inventory, dp DataPlane, sinks ...FindingSink) *Agent {
 	cfg.defaults()
+	if inv != nil {
+		inv.log = cfg.Logger
+	}
 	a := &Agent{
 		cfg: cfg, inv: inv, dp: dp, sinks: sinks, log: cfg.Logger,
 		webhooks:  map[WebhookRef]Webhook{},
@@ -200,6 +203,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	go a.pendingLoop(ctx)
 	go a.objectLoop(ctx)
 	return a.inv.Run(ctx, a.cfg.SyncTimeout, func(ws []Webhook) { a.setWebhooks(ctx, ws) })
+}
+
+// InventoryStats is what the inventory caches and watches now.
+func (a *Agent) InventoryStats() InventoryStats {
+	if a.inv == nil {
+		return InventoryStats{}
+	}
+	return a.inv.Stats()
 }
 
 // Synced reports whether the first inventory resolution happened.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sort"
@@ -14,7 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -22,39 +26,76 @@ import (
 // Inventory resolves every admission webhook to the endpoints the API
 // server will dial, from informers on webhook configurations, Services and
 // EndpointSlices. It never reads Secrets.
+//
+// Its cost does not grow with the cluster: the webhook configurations are
+// watched cluster-wide, but Services only in the namespaces that hold a
+// webhook's Service (one backendWatch per namespace), and EndpointSlices
+// only for those Services (label selector kubernetes.io/service-name in
+// (...)). A cluster with 30,000 pods and 3,000 unrelated Services costs an
+// agent nothing more than an empty one, and their churn wakes it not at
+// all.
 type Inventory struct {
+	client  kubernetes.Interface
+	log     *slog.Logger
 	factory informers.SharedInformerFactory
 	vwc     cache.SharedIndexInformer
 	mwc     cache.SharedIndexInformer
-	svc     cache.SharedIndexInformer
-	eps     cache.SharedIndexInformer
 
 	changed chan struct{}
 
+	// watches is owned by Run's goroutine; stats is what the last
+	// resolution held, for Stats.
+	watches map[string]*backendWatch
+
 	mu       sync.RWMutex
 	webhooks []Webhook
+	stats    InventoryStats
+}
+
+// InventoryStats is what the inventory holds: the objects its informers
+// cache, by kind, and the watches it keeps open on the API server.
+type InventoryStats struct {
+	WebhookConfigurations int `json:"webhook_configurations"`
+	Services              int `json:"services"`
+	EndpointSlices        int `json:"endpoint_slices"`
+	// Namespaces are those watched for Services and EndpointSlices.
+	Namespaces int `json:"namespaces"`
+	Watches    int `json:"watches"`
+}
+
+// backendWatch caches the Services of one namespace and the EndpointSlices
+// of the webhook Services in it.
+type backendWatch struct {
+	names  string // the Services' names, sorted and comma-joined
+	svc    cache.SharedIndexInformer
+	eps    cache.SharedIndexInformer
+	cancel context.CancelFunc
 }
 
 // NewInventory sets up the informers; Run starts them.
 func NewInventory(client kubernetes.Interface) *Inventory {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
 	inv := &Inventory{
+		client:  client,
+		log:     slog.Default(),
 		factory: f,
 		vwc:     f.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer(),
 		mwc:     f.Admissionregistration().V1().MutatingWebhookConfigurations().Informer(),
-		svc:     f.Core().V1().Services().Informer(),
-		eps:     f.Discovery().V1().EndpointSlices().Informer(),
 		changed: make(chan struct{}, 1),
+		watches: map[string]*backendWatch{},
 	}
-	h := cache.ResourceEventHandlerFuncs{
+	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc} {
+		_, _ = i.AddEventHandler(inv.pokeOnChange())
+	}
+	return inv
+}
+
+func (inv *Inventory) pokeOnChange() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { inv.poke() },
 		UpdateFunc: func(any, any) { inv.poke() },
 		DeleteFunc: func(any) { inv.poke() },
 	}
-	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc, inv.svc, inv.eps} {
-		_, _ = i.AddEventHandler(h)
-	}
-	return inv
 }
 
 // slimObject drops what the agent never reads, to keep informer memory small.
@@ -79,7 +120,9 @@ func (inv *Inventory) poke() {
 // syncTimeout), then re-resolves on every change, calling onChange with the
 // new list. It returns when ctx ends.
 func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChange func([]Webhook)) error {
+	defer inv.stopWatches()
 	inv.factory.Start(ctx.Done())
+	defer inv.factory.Shutdown()
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	for typ, ok := range inv.factory.WaitForCacheSync(sctx.Done()) {
@@ -87,40 +130,157 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 			return fmt.Errorf("syncing the %v informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", typ, syncTimeout)
 		}
 	}
+	if err := inv.watchBackends(sctx); err != nil {
+		return err
+	}
 	inv.resolve(onChange)
 	for {
 		select {
 		case <-ctx.Done():
-			inv.factory.Shutdown()
 			return nil
 		case <-inv.changed:
 			// Let a burst of changes settle into one resolution.
 			select {
 			case <-time.After(20 * time.Millisecond):
 			case <-ctx.Done():
+				return nil
+			}
+			wctx, cancel := context.WithTimeout(ctx, syncTimeout)
+			err := inv.watchBackends(wctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				// Resolving now would call a Service that is only not
+				// cached yet "not found": keep the last resolution and
+				// try again.
+				inv.log.Warn("inventory not re-resolved: a backend watch is not synced; retrying in 1s", "err", err)
+				time.AfterFunc(time.Second, inv.poke)
+				continue
 			}
 			inv.resolve(onChange)
 		}
 	}
 }
 
+// wantedBackends is, per namespace, the sorted names of the Services the
+// webhook configurations call.
+func (inv *Inventory) wantedBackends() map[string][]string {
+	vwcs, mwcs := inv.Configurations()
+	want := map[string][]string{}
+	add := func(cc admissionv1.WebhookClientConfig) {
+		if s := cc.Service; s != nil && s.Namespace != "" && s.Name != "" && !slices.Contains(want[s.Namespace], s.Name) {
+			want[s.Namespace] = append(want[s.Namespace], s.Name)
+		}
+	}
+	for _, c := range vwcs {
+		for _, w := range c.Webhooks {
+			add(w.ClientConfig)
+		}
+	}
+	for _, c := range mwcs {
+		for _, w := range c.Webhooks {
+			add(w.ClientConfig)
+		}
+	}
+	for _, names := range want {
+		sort.Strings(names)
+	}
+	return want
+}
+
+// watchBackends makes the backend watches match the webhook configurations:
+// one per namespace that holds a webhook Service, its EndpointSlice
+// selector naming exactly those Services. It returns once every watch is
+// synced, so a resolution never mistakes a Service not cached yet for one
+// that does not exist.
+func (inv *Inventory) watchBackends(ctx context.Context) error {
+	want := inv.wantedBackends()
+	for ns, w := range inv.watches {
+		if names, ok := want[ns]; !ok || strings.Join(names, ",") != w.names {
+			w.cancel()
+			delete(inv.watches, ns)
+		}
+	}
+	for ns, names := range want {
+		if _, ok := inv.watches[ns]; ok {
+			continue
+		}
+		inv.watches[ns] = inv.startWatch(ns, names)
+	}
+	for ns, w := range inv.watches {
+		if !cache.WaitForCacheSync(ctx.Done(), w.svc.HasSynced, w.eps.HasSynced) {
+			return fmt.Errorf("syncing the Services and EndpointSlices of namespace %s: %w (the API server is unreachable or the agent may not list them: check RBAC)", ns, context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+func (inv *Inventory) startWatch(ns string, names []string) *backendWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &backendWatch{
+		names:  strings.Join(names, ","),
+		svc:    coreinformers.NewServiceInformer(inv.client, ns, 0, cache.Indexers{}),
+		cancel: cancel,
+	}
+	selector := fmt.Sprintf("%s in (%s)", discoveryv1.LabelServiceName, w.names)
+	w.eps = discoveryinformers.NewFilteredEndpointSliceInformer(inv.client, ns, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	for _, i := range []cache.SharedIndexInformer{w.svc, w.eps} {
+		_ = i.SetTransform(slimObject)
+		_, _ = i.AddEventHandler(inv.pokeOnChange())
+		go i.RunWithContext(ctx)
+	}
+	return w
+}
+
+func (inv *Inventory) stopWatches() {
+	for ns, w := range inv.watches {
+		w.cancel()
+		delete(inv.watches, ns)
+	}
+}
+
 func (inv *Inventory) resolve(onChange func([]Webhook)) {
+	// What poked before the stores are read is in this resolution: a
+	// watch started for a new webhook pokes once per object it lists.
+	select {
+	case <-inv.changed:
+	default:
+	}
 	var (
 		svcs []*corev1.Service
 		eps  []*discoveryv1.EndpointSlice
 	)
 	vwcs, mwcs := inv.Configurations()
-	for _, o := range inv.svc.GetStore().List() {
-		svcs = append(svcs, o.(*corev1.Service))
-	}
-	for _, o := range inv.eps.GetStore().List() {
-		eps = append(eps, o.(*discoveryv1.EndpointSlice))
+	for _, w := range inv.watches {
+		for _, o := range w.svc.GetStore().List() {
+			svcs = append(svcs, o.(*corev1.Service))
+		}
+		for _, o := range w.eps.GetStore().List() {
+			eps = append(eps, o.(*discoveryv1.EndpointSlice))
+		}
 	}
 	ws := Resolve(vwcs, mwcs, svcs, eps)
 	inv.mu.Lock()
 	inv.webhooks = ws
+	inv.stats = InventoryStats{
+		WebhookConfigurations: len(vwcs) + len(mwcs),
+		Services:              len(svcs),
+		EndpointSlices:        len(eps),
+		Namespaces:            len(inv.watches),
+		Watches:               2 + 2*len(inv.watches),
+	}
 	inv.mu.Unlock()
 	onChange(ws)
+}
+
+// Stats returns what the last resolution held.
+func (inv *Inventory) Stats() InventoryStats {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.stats
 }
 
 // Configurations returns the webhook configurations as the informers hold them.

@@ -66,7 +66,9 @@ type ScaleSize struct {
 	StartupCPUSeconds float64 `json:"startup_cpu_seconds"`
 	// Watches is how many WATCH requests the API server gained with the
 	// agent (apiserver_longrunning_requests), ObjectsCached the objects its
-	// informers hold (counted by listing the same kinds).
+	// informers hold: the inventory's own count (hookscope_inventory_objects)
+	// and, for the leader, every Node and Warning Event. Services and
+	// EndpointSlices are the cluster's, cached or not.
 	Watches       int `json:"watches"`
 	ObjectsCached int `json:"objects_cached"`
 	LocalBackends int `json:"local_backends"`

@@ -34,6 +34,8 @@ import (
 //	hookscope.exporter.spans       counter spans by outcome: exported, queue_full, export_failed (the last two were dropped)
 //	hookscope.exporter.queue.length   gauge spans waiting for the collector
 //	hookscope.exporter.queue.capacity gauge what the queue holds before it drops
+//	hookscope.inventory.objects    gauge   objects the inventory caches, by kind (webhookconfiguration, service, endpointslice)
+//	hookscope.inventory.watches    gauge   watches the inventory keeps open on the API server
 //
 // Labels are bounded: webhook configuration and name, class, effect, kind,
 // outcome, backend (local backends only).
@@ -55,6 +57,8 @@ const (
 	MetricExporterSpans     = "hookscope.exporter.spans"
 	MetricExporterQueue     = "hookscope.exporter.queue.length"
 	MetricExporterCapacity  = "hookscope.exporter.queue.capacity"
+	MetricInventoryObjects  = "hookscope.inventory.objects"
+	MetricInventoryWatches  = "hookscope.inventory.watches"
 	labelOutcome            = attribute.Key("outcome")
 	labelSeverity           = attribute.Key("severity")
 	labelClass              = attribute.Key("class")
@@ -69,9 +73,10 @@ const (
 type MetricsState struct {
 	Webhooks      func() []agent.WebhookStatus
 	Findings      func() (open, resolved []agent.Finding)
-	EventsDropped func() (uint64, error) // nil without a data plane
-	Risks         func() []agent.Risk    // nil: no risk metric
-	Spans         func() SpanStats       // nil without a span exporter (Exporter.Stats)
+	EventsDropped func() (uint64, error)      // nil without a data plane
+	Risks         func() []agent.Risk         // nil: no risk metric
+	Spans         func() SpanStats            // nil without a span exporter (Exporter.Stats)
+	Inventory     func() agent.InventoryStats // nil: no inventory metrics
 }
 
 // MetricsOption adds to what NewMetrics builds.
@@ -208,6 +213,16 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		}
 		instruments = append(instruments, spans, queue, capacity)
 	}
+	var invObjects, invWatches metric.Int64ObservableGauge
+	if state.Inventory != nil {
+		if invObjects, err = meter.Int64ObservableGauge(MetricInventoryObjects, metric.WithDescription("Objects the inventory caches, by kind: the cluster's webhook configurations, and only the Services and EndpointSlices that webhooks call.")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricInventoryObjects, err)
+		}
+		if invWatches, err = meter.Int64ObservableGauge(MetricInventoryWatches, metric.WithDescription("Watches the inventory keeps open on the API server.")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricInventoryWatches, err)
+		}
+		instruments = append(instruments, invObjects, invWatches)
+	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		openFindings, _ := state.Findings()
 		type healthKey struct{ class, effect string }
@@ -265,6 +280,13 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 			}
 			o.ObserveInt64(queue, int64(st.Queued))
 			o.ObserveInt64(capacity, int64(st.QueueSize))
+		}
+		if state.Inventory != nil {
+			st := state.Inventory()
+			for kind, n := range map[string]int{"webhookconfiguration": st.WebhookConfigurations, "service": st.Services, "endpointslice": st.EndpointSlices} {
+				o.ObserveInt64(invObjects, int64(n), metric.WithAttributes(labelKind.String(kind)))
+			}
+			o.ObserveInt64(invWatches, int64(st.Watches))
 		}
 		return nil
 	}, instruments...)

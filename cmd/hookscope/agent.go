@@ -160,6 +160,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		EventsDropped: dropped,
 		Risks:         func() []agent.Risk { return a.Risks() },
 		Spans:         spanStats,
+		Inventory:     func() agent.InventoryStats { return a.InventoryStats() },
 	}, metricsOpts...)
 	if err != nil {
 		return err

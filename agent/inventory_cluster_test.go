@@ -1,0 +1,234 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/hookscope/hookscope/chaos"
+)
+
+// resolutions records every resolution the inventory hands to the agent.
+type resolutions struct {
+	mu  sync.Mutex
+	all [][]Webhook
+}
+
+func (r *resolutions) add(ws []Webhook) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.all = append(r.all, ws)
+}
+
+func (r *resolutions) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.all)
+}
+
+func (r *resolutions) last() []Webhook {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.all) == 0 {
+		return nil
+	}
+	return r.all[len(r.all)-1]
+}
+
+// find returns the webhook named name in ws.
+func find(ws []Webhook, name string) (Webhook, bool) {
+	for _, w := range ws {
+		if w.Ref.Name == name {
+			return w, true
+		}
+	}
+	return Webhook{}, false
+}
+
+// TestInventoryWatchesOnlyWebhookBackends runs the inventory against a real
+// kube-apiserver: it caches the Services of the namespaces that hold a
+// webhook's Service and the EndpointSlices of those Services only, starts
+// and stops those watches as webhooks come and go without ever calling a
+// Service "not found" because its watch was not synced yet, and is not
+// woken by Services elsewhere in the cluster.
+func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a local control plane")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chaos.Local installs an `ip route` guard")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cluster := chaos.NewLocal("inventory", t.TempDir())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := cluster.Delete(ctx); err != nil {
+			t.Errorf("deleting the cluster: %v", err)
+		}
+	})
+	if err := cluster.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client, err := cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"hooks-a", "hooks-b", "noise"} {
+		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Backends: a webhook Service in hooks-a and one in hooks-b, each with
+	// one ready endpoint, and a Service in hooks-a no webhook calls.
+	mustBackend(ctx, t, client, "hooks-a", "svc-a", "10.0.9.1")
+	mustBackend(ctx, t, client, "hooks-a", "unrelated", "10.0.9.2")
+	mustBackend(ctx, t, client, "hooks-b", "svc-b", "10.0.9.3")
+	for i := range 20 {
+		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
+	}
+	mustWebhook(ctx, t, client, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
+
+	inv := NewInventory(client)
+	rec := &resolutions{}
+	done := make(chan error, 1)
+	rctx, stop := context.WithCancel(ctx)
+	go func() { done <- inv.Run(rctx, 30*time.Second, rec.add) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("inventory: %v", err)
+		}
+	})
+
+	waitFor := func(what string, ok func([]Webhook) bool) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+			return ok(rec.last()), nil
+		})
+		if err != nil {
+			t.Fatalf("%s: last resolution %+v, stats %+v", what, rec.last(), inv.Stats())
+		}
+	}
+	backendIs := func(name, addr string) func([]Webhook) bool {
+		return func(ws []Webhook) bool {
+			w, ok := find(ws, name)
+			return ok && w.Problem == "" && len(w.Backends) == 1 && w.Backends[0].Addr.String() == addr
+		}
+	}
+
+	waitFor("webhook a resolves to its endpoint", backendIs("va.inventory.hookscope.dev", "10.0.9.1:8443"))
+	if got, want := inv.Stats(), (InventoryStats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, Namespaces: 1, Watches: 4}); got != want {
+		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice; nothing of noise)", got, want)
+	}
+
+	// A webhook in a namespace not watched yet: its Service exists, so no
+	// resolution may call it missing while the new watch syncs.
+	before := rec.count()
+	mustWebhook(ctx, t, client, "cfg-b", "vb.inventory.hookscope.dev", "hooks-b", "svc-b")
+	waitFor("webhook b resolves through a watch started for it", backendIs("vb.inventory.hookscope.dev", "10.0.9.3:8443"))
+	rec.mu.Lock()
+	for _, ws := range rec.all[before:] {
+		if w, ok := find(ws, "vb.inventory.hookscope.dev"); ok && w.Problem != "" {
+			t.Errorf("a resolution called webhook b %s (%s) while its watch was starting", w.Problem, w.ProblemDetail)
+		}
+	}
+	rec.mu.Unlock()
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 2 || got.Watches != 6 {
+		t.Errorf("stats with two webhooks: %+v, want 2 namespaces, 3 Services, 2 slices, 6 watches", got)
+	}
+
+	// Churn elsewhere does not wake the inventory.
+	time.Sleep(200 * time.Millisecond)
+	before = rec.count()
+	for i := 20; i < 30; i++ {
+		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
+	}
+	if err := client.CoreV1().Services("noise").Delete(ctx, "noise-00", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := rec.count() - before; n != 0 {
+		t.Errorf("%d resolutions after changes to Services no webhook calls, want 0", n)
+	}
+
+	// The webhook's own Service going away is seen.
+	if err := client.CoreV1().Services("hooks-a").Delete(ctx, "svc-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("webhook a's Service is missing", func(ws []Webhook) bool {
+		w, ok := find(ws, "va.inventory.hookscope.dev")
+		return ok && w.Problem == ServiceNotFound
+	})
+
+	// Removing webhook b stops its namespace's watches.
+	if err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, "cfg-b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("webhook b is gone", func(ws []Webhook) bool { _, ok := find(ws, "vb.inventory.hookscope.dev"); return !ok })
+	if got := inv.Stats(); got.Namespaces != 1 || got.Watches != 4 {
+		t.Errorf("stats after webhook b was removed: %+v, want 1 namespace, 4 watches", got)
+	}
+}
+
+// mustBackend creates a Service without a selector and an EndpointSlice
+// with one ready endpoint at addr:8443 (nothing dials it).
+func mustBackend(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, name, addr string) {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443)}}},
+	}
+	if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
+			discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "hookscope-test"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To[int32](8443), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	if _, err := c.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustWebhook creates a validating webhook configuration calling ns/svc
+// for objects no write carries.
+func mustWebhook(ctx context.Context, t *testing.T, c kubernetes.Interface, cfg, name, ns, svc string) {
+	t.Helper()
+	_, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: cfg},
+		Webhooks: []admissionv1.ValidatingWebhook{{
+			Name:         name,
+			ClientConfig: admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To[int32](443)}},
+			Rules: []admissionv1.RuleWithOperations{{
+				Operations: []admissionv1.OperationType{admissionv1.Create},
+				Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+			}},
+			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{"hookscope.dev/never": "true"}},
+			FailurePolicy:           ptr.To(admissionv1.Ignore),
+			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
