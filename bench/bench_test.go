@@ -99,7 +99,7 @@ func TestBenchReport(t *testing.T) {
 		}
 	}
 
-	rep.Throughput, rep.ThroughputRatio = rig.throughput(t, 64<<20, 3)
+	rep.Throughput, rep.ThroughputRatio = rig.throughput(t, 128<<20, 12)
 	t.Logf("throughput attached %.1f MB/s, detached %.1f MB/s, ratio %.4f", rep.Throughput.AttachedMBps, rep.Throughput.DetachedMBps, rep.ThroughputRatio)
 	// Update, not Write: TestBenchScale adds its sections to the same report.
 	err = Update(dir, func(r *Report) {
