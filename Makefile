@@ -19,7 +19,7 @@ all: build
 
 ## build: the hookscope binary (agent and CLI) into bin/
 build:
-	CGO_ENABLED=0 go build -trimpath -o bin/hookscope ./cmd/hookscope
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/hookscope ./cmd/hookscope
 	ln -sf hookscope bin/kubectl-hookscope # on the PATH: `kubectl hookscope`
 
 IMAGE ?= hookscope:dev
