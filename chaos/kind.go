@@ -5,17 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
 )
 
 // Kind is a cluster made by kind (Kubernetes in Docker): real kubelets, a
-// real CNI (kindnetd), pods that run. It needs a container runtime and a
+// real CNI (aws-node, chaos/kind/awsnode, in the role kindnetd has in kind),
+// pods that run. It needs a container runtime and a
 // kind node image; a machine with neither gets one line saying so from
 // Create. Its nodes are fixed when the cluster is created, so it makes the
 // workers the game day will use up front, and AddNode only checks one of
@@ -66,13 +70,18 @@ func (k *Kind) APIServerLog() string {
 }
 
 // Config is the kind cluster configuration Create uses: one control
-// plane whose API server routes to endpoint IPs, and the workers.
+// plane whose API server routes to endpoint IPs, and the workers; kind's
+// own CNI is off (aws-node is the CNI, deployed by Create on the nodes
+// labelled CNILabel=CNIName) and kube-proxy runs in nftables mode.
 func (k *Kind) Config() *v1alpha4.Cluster {
+	cni := map[string]string{CNILabel: CNIName}
 	cfg := &v1alpha4.Cluster{
-		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		TypeMeta:   v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Networking: v1alpha4.Networking{DisableDefaultCNI: true, KubeProxyMode: v1alpha4.NFTablesProxyMode},
 		Nodes: []v1alpha4.Node{{
-			Role:  v1alpha4.ControlPlaneRole,
-			Image: k.Image,
+			Role:   v1alpha4.ControlPlaneRole,
+			Image:  k.Image,
+			Labels: cni,
 			KubeadmConfigPatches: []string{`kind: ClusterConfiguration
 apiServer:
   extraArgs:
@@ -81,18 +90,23 @@ apiServer:
 		}},
 	}
 	for range k.workers {
-		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.Image})
+		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.Image, Labels: cni})
 	}
 	v1alpha4.SetDefaultsCluster(cfg)
 	return cfg
 }
 
-// Create makes the cluster, or says in one line why it cannot: no
-// container runtime, or no node image (none can be pulled offline).
+// Create makes the cluster and its pod network (aws-node, built from
+// chaos/kind/awsnode and loaded into the nodes) and returns once every node
+// is Ready, or says in one line why it cannot: no container runtime, or no
+// node image (none can be pulled offline: make kind-image builds one).
 func (k *Kind) Create(ctx context.Context) error {
 	runtime, err := cluster.DetectNodeProvider()
 	if err != nil {
 		return errors.New("kind provider: no container runtime (docker, podman or nerdctl) on this machine: install Docker and a kind node image, or run the game day with PROVIDER=local")
+	}
+	if k.Image != "" && exec.CommandContext(ctx, "docker", "image", "inspect", k.Image).Run() != nil {
+		return fmt.Errorf("kind provider: no node image %s in Docker (make kind-image builds it offline), or run the game day with PROVIDER=local", k.Image)
 	}
 	if err := os.MkdirAll(k.workDir, 0o755); err != nil {
 		return fmt.Errorf("kind provider: %w", err)
@@ -100,10 +114,10 @@ func (k *Kind) Create(ctx context.Context) error {
 	k.provider = cluster.NewProvider(runtime)
 	done := make(chan error, 1)
 	go func() {
+		// No wait for Ready here: no node is Ready before aws-node runs.
 		done <- k.provider.Create(k.name,
 			cluster.CreateWithV1Alpha4Config(k.Config()),
 			cluster.CreateWithKubeconfigPath(k.Kubeconfig()),
-			cluster.CreateWithWaitForReady(kindWaitReady),
 			cluster.CreateWithDisplayUsage(false),
 			cluster.CreateWithDisplaySalutation(false))
 	}()
@@ -115,7 +129,40 @@ func (k *Kind) Create(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kind provider: creating cluster %s: %s (kind needs a running container runtime and a kind node image, HOOKSCOPE_KIND_IMAGE; none can be pulled offline; PROVIDER=local runs without)", k.name, oneLine(err))
 	}
+	if err := k.podNetwork(ctx); err != nil {
+		return fmt.Errorf("kind provider: cluster %s: %w", k.name, err)
+	}
 	return nil
+}
+
+// podNetwork deploys aws-node and waits until every node is Ready.
+func (k *Kind) podNetwork(ctx context.Context) error {
+	if err := buildCNIImage(ctx, k.workDir); err != nil {
+		return err
+	}
+	nodes, err := k.provider.ListNodes(k.name)
+	if err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.String())
+	}
+	if err := loadImage(ctx, kindCNIImage, names); err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := deployKindCNI(ctx, client); err != nil {
+		return err
+	}
+	return waitNodesReady(ctx, client, names, kindWaitReady)
 }
 
 // AddNode returns once the named worker exists: kind makes every worker

@@ -2,11 +2,17 @@ package chaos
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 )
 
@@ -24,6 +30,14 @@ func TestKindConfig(t *testing.T) {
 		if n.Image != "hookscope.local/kind-node:v1.34.4" {
 			t.Errorf("node image %q, want HOOKSCOPE_KIND_IMAGE's", n.Image)
 		}
+	}
+	for _, n := range cfg.Nodes {
+		if n.Labels[CNILabel] != CNIName {
+			t.Errorf("%s node labels %v, want %s=%s (aws-node runs there)", n.Role, n.Labels, CNILabel, CNIName)
+		}
+	}
+	if !cfg.Networking.DisableDefaultCNI || cfg.Networking.KubeProxyMode != v1alpha4.NFTablesProxyMode {
+		t.Errorf("networking %+v: want kind's CNI off (aws-node is the CNI) and kube-proxy in nftables mode", cfg.Networking)
 	}
 	if p := strings.Join(cfg.Nodes[0].KubeadmConfigPatches, "\n"); !strings.Contains(p, `enable-aggregator-routing: "true"`) {
 		t.Errorf("control plane patches %q lack enable-aggregator-routing", p)
@@ -64,4 +78,105 @@ func TestKindWithoutContainerRuntime(t *testing.T) {
 		t.Errorf("error %q, want one line naming the missing runtime and the way out", msg)
 	}
 	t.Logf("one line: %v", err)
+}
+
+// defaultKindImage is what make kind-image builds.
+const defaultKindImage = "hookscope.local/kind-node:v1.34.4"
+
+// TestKindCluster creates a real kind cluster from the offline node image:
+// every node Ready once aws-node runs on it, kube-proxy and CoreDNS Running
+// (CoreDNS reaches the API server through its Service IP), and a pod on the
+// worker gets an address from the node's pod CIDR. It runs where a Docker
+// daemon and the node image are (make docker-up kind-image) and says why it
+// skips elsewhere.
+func TestKindCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates a kind cluster")
+	}
+	if exec.Command("docker", "info").Run() != nil {
+		t.Skip("no Docker daemon here (make docker-up starts one)")
+	}
+	image := os.Getenv("HOOKSCOPE_KIND_IMAGE")
+	if image == "" {
+		image = defaultKindImage
+		t.Setenv("HOOKSCOPE_KIND_IMAGE", image)
+	}
+	if exec.Command("docker", "image", "inspect", image).Run() != nil {
+		t.Skipf("no kind node image %s (make kind-image builds it)", image)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	k := NewKind("hs-kindtest", t.TempDir(), 1)
+	t.Cleanup(func() {
+		if err := k.Delete(context.Background()); err != nil {
+			t.Errorf("deleting: %v", err)
+		}
+	})
+	start := time.Now()
+	if err := k.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster with every node Ready in %s", time.Since(start).Round(time.Second))
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(selector, ns string, want int) func(context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				return false, nil
+			}
+			n := 0
+			for _, p := range pods.Items {
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.Ready {
+						n++
+					}
+				}
+			}
+			return n >= want, nil
+		}
+	}
+	for _, w := range []struct {
+		what, selector string
+		want           int
+	}{
+		{"aws-node on both nodes", "k8s-app=aws-node", 2},
+		{"kube-proxy on both nodes", "k8s-app=kube-proxy", 2},
+		{"CoreDNS Ready (it reaches the API server through the kubernetes Service)", "k8s-app=kube-dns", 2},
+	} {
+		if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, running(w.selector, "kube-system", w.want)); err != nil {
+			t.Fatalf("%s: %v", w.what, err)
+		}
+	}
+	worker := k.WorkerNames()[0]
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pause", Namespace: "default"},
+		Spec: corev1.PodSpec{NodeName: worker, Containers: []corev1.Container{{
+			Name: "pause", Image: "registry.k8s.io/pause:3.10.1", ImagePullPolicy: corev1.PullNever}}},
+	}
+	if _, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got *corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err = c.CoreV1().Pods("default").Get(ctx, "pause", metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning, nil
+	})
+	if err != nil {
+		t.Fatalf("pod on %s not Running: %+v", worker, got.Status)
+	}
+	node, err := c.CoreV1().Nodes().Get(ctx, worker, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.Join(strings.Split(node.Spec.PodCIDR, ".")[:3], ".") + "."
+	if !strings.HasPrefix(got.Status.PodIP, prefix) {
+		t.Errorf("pod IP %s is not in %s's pod CIDR %s", got.Status.PodIP, worker, node.Spec.PodCIDR)
+	}
 }

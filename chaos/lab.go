@@ -71,8 +71,11 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	case "", "local":
 		l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
 	case "kind":
-		k := NewKind("hookscope", filepath.Join(o.Dir, "cluster"), 1)
-		l.Provider, l.Node = k, k.WorkerNames()[0]
+		// chaos.Kind makes a working cluster (TestKindCluster), but the
+		// lab still runs webhook backends in network namespaces and the
+		// agent as a process on this machine, which only a kwok cluster's
+		// nodes can stand for.
+		return nil, errors.New("PROVIDER=kind: the kind cluster is built (make docker-up kind-image; chaos.Kind), but the game day's webhook backends and agent do not run as pods yet: run it with PROVIDER=local (the default)")
 	default:
 		return nil, fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
 	}

@@ -1,0 +1,200 @@
+package chaos
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// On kind the CNI is real: chaos/kind/awsnode, deployed as the DaemonSet
+// kube-system/aws-node on the nodes labelled CNILabel=CNIName, writes the
+// node's CNI configuration, and kubelet keeps a node NotReady ("cni plugin
+// not initialized") until it has. No stand-in, no node Stages.
+
+// kindCNIImage is the aws-node image Kind builds and loads into its nodes
+// (nothing pulls it: imagePullPolicy Never).
+const kindCNIImage = "hookscope.local/aws-node:kind"
+
+// buildCNIImage builds chaos/kind/awsnode into a FROM-scratch image tagged
+// kindCNIImage in the local Docker daemon.
+func buildCNIImage(ctx context.Context, workDir string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(workDir, "aws-node")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./chaos/kind/awsnode")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building aws-node: %w\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	if err := tw.WriteHeader(&tar.Header{Name: "aws-node", Mode: 0o755, Size: int64(len(b)), ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(b); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	imp := exec.CommandContext(ctx, "docker", "import", "-c", `ENTRYPOINT ["/aws-node"]`, "-", kindCNIImage)
+	imp.Stdin = &layer
+	if out, err := imp.CombinedOutput(); err != nil {
+		return fmt.Errorf("importing the aws-node image: %w: %s", err, out)
+	}
+	return nil
+}
+
+// loadImage copies a Docker image into the containerd of each node, as
+// `kind load docker-image` does.
+func loadImage(ctx context.Context, image string, nodes []string) error {
+	for _, n := range nodes {
+		save := exec.CommandContext(ctx, "docker", "save", image)
+		load := exec.CommandContext(ctx, "docker", "exec", "-i", n, "ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "-")
+		pipe, err := save.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		load.Stdin = pipe
+		var stderr bytes.Buffer
+		load.Stderr = &stderr
+		if err := save.Start(); err != nil {
+			return fmt.Errorf("saving image %s: %w", image, err)
+		}
+		if err := load.Run(); err != nil {
+			_ = save.Wait()
+			return fmt.Errorf("loading image %s into node %s: %w: %s", image, n, err, strings.TrimSpace(stderr.String()))
+		}
+		if err := save.Wait(); err != nil {
+			return fmt.Errorf("saving image %s: %w", image, err)
+		}
+	}
+	return nil
+}
+
+// deployKindCNI creates aws-node's ServiceAccount (it may list Nodes, no
+// more) and its DaemonSet.
+func deployKindCNI(ctx context.Context, c kubernetes.Interface) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: CNIName, Namespace: CNINamespace}}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "hookscope-" + CNIName},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}}},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "hookscope-" + CNIName},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: CNIName, Namespace: CNINamespace}},
+	}
+	podLabels := map[string]string{cniAppLabel: CNIName}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: CNIName, Namespace: CNINamespace, Labels: podLabels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: CNIName,
+					NodeSelector:       map[string]string{CNILabel: CNIName},
+					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					HostNetwork:        true,
+					PriorityClassName:  "system-node-critical",
+					Containers: []corev1.Container{{
+						Name:            CNIName,
+						Image:           kindCNIImage,
+						ImagePullPolicy: corev1.PullNever,
+						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
+							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+						SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
+							Drop: []corev1.Capability{"ALL"},
+							// Routes to the other nodes' pod CIDRs.
+							Add: []corev1.Capability{"NET_ADMIN"},
+						}},
+						VolumeMounts: []corev1.VolumeMount{{Name: "cni-conf", MountPath: "/etc/cni/net.d"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "cni-conf", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+						Path: "/etc/cni/net.d", Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}}},
+				},
+			},
+		},
+	}
+	create := func(what string, err error) error {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("deploying the CNI: creating %s: %w", what, err)
+		}
+		return nil
+	}
+	_, err := c.CoreV1().ServiceAccounts(CNINamespace).Create(ctx, sa, metav1.CreateOptions{})
+	if err := create("ServiceAccount "+CNIName, err); err != nil {
+		return err
+	}
+	_, err = c.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+	if err := create("ClusterRole "+role.Name, err); err != nil {
+		return err
+	}
+	_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
+	if err := create("ClusterRoleBinding "+binding.Name, err); err != nil {
+		return err
+	}
+	_, err = c.AppsV1().DaemonSets(CNINamespace).Create(ctx, ds, metav1.CreateOptions{})
+	return create("DaemonSet "+CNINamespace+"/"+CNIName, err)
+}
+
+// waitNodesReady waits until each named node is Ready.
+func waitNodesReady(ctx context.Context, c kubernetes.Interface, names []string, timeout time.Duration) error {
+	var notReady []string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		notReady = notReady[:0]
+		for _, n := range names {
+			node, err := c.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+			if err != nil || !nodeReady(node) {
+				notReady = append(notReady, n)
+			}
+		}
+		return len(notReady) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes not Ready within %s: %s", timeout, strings.Join(notReady, ", "))
+	}
+	return nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// moduleRoot is the directory of hookscope's go.mod.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("cannot find hookscope's go.mod (run from its source tree)")
+	}
+	return filepath.Dir(gomod), nil
+}
