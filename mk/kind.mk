@@ -3,7 +3,7 @@
 
 KIND_NODE_IMAGE ?= hookscope.local/kind-node:v1.34.4
 
-.PHONY: docker-up docker-down kind-image
+.PHONY: docker-up docker-down kind-image kind-test
 
 ## docker-up: install (Debian's docker.io) and start dockerd with the runc wrapper this machine needs
 docker-up:
@@ -16,3 +16,7 @@ docker-down:
 ## kind-image: the kind node image $(KIND_NODE_IMAGE), built offline and cached
 kind-image: docker-up
 	KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) bash tools/kind/build-node-image.sh
+
+## kind-test: a real kind cluster from that image, with aws-node as its CNI (chaos.TestKindCluster)
+kind-test: kind-image
+	HOOKSCOPE_KIND_IMAGE=$(KIND_NODE_IMAGE) go test -count=1 -run '^TestKind' -v ./chaos/
