@@ -110,6 +110,8 @@ type Metrics struct {
 
 	mu     sync.Mutex
 	expiry map[expiryKey]time.Time
+
+	wireKinds sync.Map // event kind -> its metric.AddOption
 }
 
 type expiryKey struct {
@@ -341,7 +343,13 @@ func (m *Metrics) ObserveResponse(ref agent.WebhookRef, d time.Duration) {
 
 // ObserveWire implements agent.Observer.
 func (m *Metrics) ObserveWire(kind string) {
-	m.wire.Add(context.Background(), 1, metric.WithAttributes(labelKind.String(kind)))
+	// Once per kernel event: the attribute set is built once per kind (a
+	// handful), not hashed anew for every packet.
+	opt, ok := m.wireKinds.Load(kind)
+	if !ok {
+		opt, _ = m.wireKinds.LoadOrStore(kind, metric.WithAttributeSet(attribute.NewSet(labelKind.String(kind))))
+	}
+	m.wire.Add(context.Background(), 1, opt.(metric.AddOption))
 }
 
 // ObserveFinding implements agent.Observer.

@@ -1,13 +1,14 @@
 package handshake
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"net/netip"
 	"time"
 	"unsafe"
+
+	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
 // EventKind says what the program saw; the values come from enum event_kind
@@ -124,9 +125,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decoding handshake event: %d bytes, want %d", len(raw), EventSize)
 	}
 	var r handshakeEvent
-	if err := binary.Read(bytes.NewReader(raw[:EventSize]), binary.NativeEndian, &r); err != nil {
-		return Event{}, fmt.Errorf("decoding handshake event: %w", err)
-	}
+	ringread.Into(raw, &r) // raw holds EventSize bytes, checked above
 	k := EventKind(r.Kind)
 	if k < KindConnect || k > KindRequest {
 		return Event{}, fmt.Errorf("decoding handshake event: unknown kind %d", r.Kind)

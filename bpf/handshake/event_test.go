@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"unsafe"
 )
 
 func encode(t testing.TB, e handshakeEvent) []byte {
@@ -61,4 +62,12 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("invalid addresses %v %v", e.Client, e.Server)
 		}
 	})
+}
+
+// TestEventLayout: the generated struct has no padding Go adds on its own,
+// so copying a record into it (ringread.Into) is decoding it.
+func TestEventLayout(t *testing.T) {
+	if got := int(unsafe.Sizeof(handshakeEvent{})); got != EventSize {
+		t.Fatalf("Go lays struct event out in %d bytes, the kernel in %d", got, EventSize)
+	}
 }

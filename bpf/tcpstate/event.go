@@ -1,12 +1,13 @@
 package tcpstate
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"net/netip"
 	"time"
+
+	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
 // EventKind says what the program saw; the values come from enum event_kind
@@ -154,9 +155,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decoding tcpstate event: %d bytes, want %d", len(raw), EventSize)
 	}
 	var r tcpstateEvent
-	if err := binary.Read(bytes.NewReader(raw[:EventSize]), binary.NativeEndian, &r); err != nil {
-		return Event{}, fmt.Errorf("decoding tcpstate event: %w", err)
-	}
+	ringread.Into(raw, &r) // raw holds EventSize bytes, checked above
 	k := EventKind(r.Kind)
 	if k < KindSYN || k > KindClose {
 		return Event{}, fmt.Errorf("decoding tcpstate event: unknown kind %d", r.Kind)

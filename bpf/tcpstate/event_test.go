@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func encode(t testing.TB, e tcpstateEvent) []byte {
@@ -92,4 +93,24 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("duration %v addresses %v %v", e.Duration, e.Client, e.Server)
 		}
 	})
+}
+
+// BenchmarkDecodeEvent: one ring buffer record into an Event, as the agent
+// does for every TCP event of a traced backend.
+func BenchmarkDecodeEvent(b *testing.B) {
+	raw := encode(b, closeEvent())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeEvent(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestEventLayout: the generated struct has no padding Go adds on its own,
+// so copying a record into it (ringread.Into) is decoding it.
+func TestEventLayout(t *testing.T) {
+	if got := int(unsafe.Sizeof(tcpstateEvent{})); got != EventSize {
+		t.Fatalf("Go lays struct event out in %d bytes, the kernel in %d", got, EventSize)
+	}
 }

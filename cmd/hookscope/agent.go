@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,6 +36,7 @@ type agentOptions struct {
 	otlpRetryFor    time.Duration
 	xrayTraceIDs    bool
 	listen          string
+	pprof           bool
 	probeInterval   time.Duration
 	probeTimeout    time.Duration
 	noEBPF          bool
@@ -71,6 +73,7 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.otlpRetryFor, "otlp-retry-for", otel.DefaultRetryFor, "how long a batch of spans is retried while the collector is down before it is dropped and counted")
 	f.BoolVar(&o.xrayTraceIDs, "xray-trace-ids", false, "trace IDs that start with the time, as AWS X-Ray requires (for a collector with the awsxray exporter)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
+	f.BoolVar(&o.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the API address (to see where the agent's CPU and memory go; keep the address private)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
 	f.BoolVar(&o.noEBPF, "no-ebpf", false, "run without the eBPF data plane (probes and the API only)")
@@ -214,6 +217,12 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler())
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", a.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
