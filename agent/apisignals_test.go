@@ -774,42 +774,12 @@ func TestAPISignalsEvents(t *testing.T) {
 // controller's pod creates fail (seen as FailedCreate Events). The API server
 // dials nothing: the Service is missing.
 func TestAPISignalsAgainstAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a local control plane")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: chaos.Local installs an `ip route` guard")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	cluster := chaos.NewLocal("sigs", t.TempDir())
-	t.Cleanup(func() {
-		if t.Failed() {
-			dir, err := os.MkdirTemp("", "hookscope-apisignals-logs-")
-			if err == nil {
-				err = cluster.CollectLogs(dir)
-			}
-			t.Logf("cluster logs in %s (err: %v)", dir, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if err := cluster.Delete(ctx); err != nil {
-			t.Errorf("deleting the cluster: %v", err)
-		}
-	})
 	start := time.Now()
-	if err := cluster.Create(ctx); err != nil {
-		t.Fatalf("creating the cluster: %v", err)
-	}
+	ctx, cluster, client := chaos.LocalForTest(t, "sigs", 3*time.Minute)
 	if err := cluster.AddNode(ctx, "sig-node-0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("cluster and node ready in %s", time.Since(start).Round(time.Millisecond))
-	client, err := cluster.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	const (
 		ns      = "sig-apps"
@@ -820,7 +790,7 @@ func TestAPISignalsAgainstAPIServer(t *testing.T) {
 		matchV  = "match"
 		nsLabel = "hookscope.dev/apisignals-ns"
 	)
-	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{nsLabel: "on"}},
 	}, metav1.CreateOptions{})
 	if err != nil {

@@ -5,7 +5,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -66,29 +65,7 @@ func find(ws []Webhook, name string) (Webhook, bool) {
 // Service "not found" because its watch was not synced yet, and is not
 // woken by Services elsewhere in the cluster.
 func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a local control plane")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: chaos.Local installs an `ip route` guard")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cluster := chaos.NewLocal("inventory", t.TempDir())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := cluster.Delete(ctx); err != nil {
-			t.Errorf("deleting the cluster: %v", err)
-		}
-	})
-	if err := cluster.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
-	client, err := cluster.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, client := chaos.LocalForTest(t, "inventory", 3*time.Minute)
 	for _, ns := range []string{"hooks-a", "hooks-b", "noise"} {
 		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

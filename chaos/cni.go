@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -54,37 +53,6 @@ func (l *Lab) DeployCNI(ctx context.Context) error {
 		<-done
 	}
 	return nil
-}
-
-// cniDaemonSet is aws-node as far as scheduling goes: host network, system
-// node critical, tolerating every taint (a NotReady node is tainted
-// node.kubernetes.io/not-ready and network-unavailable), and here limited to
-// the nodes that model it.
-func cniDaemonSet() *appsv1.DaemonSet {
-	podLabels := map[string]string{cniAppLabel: CNIName}
-	return &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      CNIName,
-			Namespace: CNINamespace,
-			Labels:    map[string]string{cniAppLabel: CNIName},
-		},
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					NodeSelector:      map[string]string{CNILabel: CNIName},
-					Tolerations:       []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					HostNetwork:       true,
-					PriorityClassName: "system-node-critical",
-					Containers: []corev1.Container{{
-						Name:  CNIName,
-						Image: CNIImage,
-					}},
-				},
-			},
-		},
-	}
 }
 
 // runCNI reconciles CNIReadyLabel on the modelled nodes every pollInterval

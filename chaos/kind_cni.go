@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,38 +106,23 @@ func deployKindCNI(ctx context.Context, c kubernetes.Interface) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: CNIName, Namespace: CNINamespace}},
 	}
-	podLabels := map[string]string{cniAppLabel: CNIName}
-	ds := &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Name: CNIName, Namespace: CNINamespace, Labels: podLabels},
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: CNIName,
-					NodeSelector:       map[string]string{CNILabel: CNIName},
-					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					HostNetwork:        true,
-					PriorityClassName:  "system-node-critical",
-					Containers: []corev1.Container{{
-						Name:            CNIName,
-						Image:           kindCNIImage,
-						ImagePullPolicy: corev1.PullNever,
-						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
-							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
-						SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
-							Drop: []corev1.Capability{"ALL"},
-							// Routes to the other nodes' pod CIDRs.
-							Add: []corev1.Capability{"NET_ADMIN"},
-						}},
-						VolumeMounts: []corev1.VolumeMount{{Name: "cni-conf", MountPath: "/etc/cni/net.d"}},
-					}},
-					Volumes: []corev1.Volume{{Name: "cni-conf", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-						Path: "/etc/cni/net.d", Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}}},
-				},
-			},
-		},
-	}
+	// kwok's aws-node, made real: its own image, node name, routes and the
+	// node's CNI configuration directory.
+	ds := cniDaemonSet()
+	spec := &ds.Spec.Template.Spec
+	spec.ServiceAccountName = CNIName
+	spec.Containers[0].Image = kindCNIImage
+	spec.Containers[0].ImagePullPolicy = corev1.PullNever
+	spec.Containers[0].Env = []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
+	spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
+		Drop: []corev1.Capability{"ALL"},
+		// Routes to the other nodes' pod CIDRs.
+		Add: []corev1.Capability{"NET_ADMIN"},
+	}}
+	spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "cni-conf", MountPath: "/etc/cni/net.d"}}
+	spec.Volumes = []corev1.Volume{{Name: "cni-conf", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+		Path: "/etc/cni/net.d", Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}}}
 	create := func(what string, err error) error {
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("deploying the CNI: creating %s: %w", what, err)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -27,25 +26,7 @@ import (
 // afterwards.
 func localCluster(t *testing.T, name string) (context.Context, *chaos.Local, kubernetes.Interface) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the local cluster needs root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	local := chaos.NewLocal(name, t.TempDir())
-	if err := local.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := local.Delete(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	client, err := local.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctx, local, client
+	return chaos.LocalForTest(t, name, 5*time.Minute)
 }
 
 // The chart's release in the cluster test, beside deploy/base.
