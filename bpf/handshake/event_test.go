@@ -55,7 +55,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if e.Kind < KindConnect || e.Kind > KindRefused || e.Phase > PhaseRejected {
+		if e.Kind < KindConnect || e.Kind > KindRequest || e.Phase > PhaseRejected {
 			t.Fatalf("accepted kind %d phase %d", e.Kind, e.Phase)
 		}
 		if !e.Client.IsValid() || !e.Server.IsValid() {
