@@ -62,9 +62,13 @@ type Webhook struct {
 	WebhookName string // the webhook's name in its configuration
 	PodIP       netip.Addr
 	CA          *certs.CA
-	Server      *backend.Server
+	// Server is the webhook server's controls, wherever it runs.
+	Server backend.Control
 
 	client kubernetes.Interface
+	// local is the server this process runs in the backend pod's network
+	// namespace (local provider).
+	local  *backend.Server
 	agent  *AgentProcess
 	node   string
 	pod    *podnet.Pod
@@ -198,11 +202,16 @@ func (w *Webhook) WaitServing(ctx context.Context) error {
 	}
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		before := w.Server.Requests()
+		before, err := w.Server.Requests()
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
 		if _, lastErr = w.Write(ctx); lastErr != nil {
 			return false, nil
 		}
-		return w.Server.Requests() > before, nil
+		after, err := w.Server.Requests()
+		return err == nil && after > before, nil
 	})
 	if err != nil {
 		return fmt.Errorf("the API server does not call the webhook (last write: %v): %w", lastErr, err)
@@ -270,18 +279,19 @@ func (w *Webhook) StartServer() error {
 		ln.Close()
 		return err
 	}
-	w.Server = backend.Serve(ln, cert)
+	w.local = backend.Serve(ln, cert)
+	w.Server = backend.Local{Server: w.local}
 	return nil
 }
 
 // StopServer stops the webhook server but leaves its pod Running and Ready:
 // the port is closed, so the pod's kernel refuses connections.
 func (w *Webhook) StopServer() error {
-	if w.Server == nil {
+	if w.local == nil {
 		return nil
 	}
-	err := w.Server.Close()
-	w.Server = nil
+	err := w.local.Close()
+	w.local = nil
 	return err
 }
 
@@ -315,7 +325,7 @@ func (w *Webhook) StopBackend(ctx context.Context) error {
 func (w *Webhook) SetBackendReady(ctx context.Context, ready bool) error {
 	defer func() {
 		if !ready && w.Server != nil {
-			w.Server.CloseConnections()
+			_ = w.Server.CloseConnections()
 		}
 	}()
 	status := corev1.ConditionFalse
@@ -376,7 +386,7 @@ func (w *Webhook) RemovePendingBackend(ctx context.Context) error {
 func (w *Webhook) DeleteService(ctx context.Context) (*corev1.Service, error) {
 	defer func() {
 		if w.Server != nil {
-			w.Server.CloseConnections()
+			_ = w.Server.CloseConnections()
 		}
 	}()
 	svc, err := w.client.CoreV1().Services(w.Namespace).Get(ctx, w.Service, metav1.GetOptions{})
@@ -535,9 +545,9 @@ func (w *Webhook) Remove(ctx context.Context) error {
 // closeNetwork stops the server and removes the backend's pod network.
 func (w *Webhook) closeNetwork() error {
 	var errs []error
-	if w.Server != nil {
-		errs = append(errs, w.Server.Close())
-		w.Server = nil
+	if w.local != nil {
+		errs = append(errs, w.local.Close())
+		w.local = nil
 	}
 	if w.pod != nil {
 		errs = append(errs, w.pod.Close())

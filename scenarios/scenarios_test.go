@@ -26,8 +26,7 @@ func serveExpiredCertificate(_ context.Context, wh *chaos.Webhook) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	wh.Server.SetCertificate(cert)
-	return nil, nil
+	return nil, wh.Server.SetCertificate(cert)
 }
 
 func serveValidCertificate(_ context.Context, wh *chaos.Webhook, _ any) error {
@@ -35,8 +34,7 @@ func serveValidCertificate(_ context.Context, wh *chaos.Webhook, _ any) error {
 	if err != nil {
 		return err
 	}
-	wh.Server.SetCertificate(cert)
-	return nil
+	return wh.Server.SetCertificate(cert)
 }
 
 func TestExpiredServingCertificate(t *testing.T) {
@@ -149,8 +147,7 @@ func serve(cert func(*chaos.Webhook) (tls.Certificate, error)) func(context.Cont
 		if err != nil {
 			return nil, err
 		}
-		wh.Server.SetCertificate(c)
-		return nil, nil
+		return nil, wh.Server.SetCertificate(c)
 	}
 }
 
@@ -202,15 +199,13 @@ func TestHandshakeTimeout(t *testing.T) {
 		expectedClass: "HandshakeTimeout",
 		spec:          chaos.WebhookSpec{Name: "hung", FailurePolicy: admissionv1.Fail, Timeout: 2},
 		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
-			wh.Server.SetSilent(true)
-			return nil, nil
+			return nil, wh.Server.SetSilent(true)
 		},
 		wantError:   "context deadline exceeded",
 		effect:      "writes rejected",
 		remediation: "restart the hung webhook server",
 		remediate: func(_ context.Context, wh *chaos.Webhook, _ any) error {
-			wh.Server.SetSilent(false)
-			return nil
+			return wh.Server.SetSilent(false)
 		},
 	}.feature())
 }
@@ -269,15 +264,13 @@ func TestSlowWebhook(t *testing.T) {
 		expectedClass: "SlowResponse",
 		spec:          chaos.WebhookSpec{Name: "slow", FailurePolicy: admissionv1.Fail, Timeout: 5},
 		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
-			wh.Server.SetDelay(1500 * time.Millisecond)
-			return nil, nil
+			return nil, wh.Server.SetDelay(1500 * time.Millisecond)
 		},
 		wantError:   "", // slow, not failing: every matched write waits
 		effect:      "writes slowed",
 		remediation: "fix the slow backend (here: it answers at once again)",
 		remediate: func(_ context.Context, wh *chaos.Webhook, _ any) error {
-			wh.Server.SetDelay(0)
-			return nil
+			return wh.Server.SetDelay(0)
 		},
 	}.feature())
 }
@@ -288,14 +281,15 @@ func TestWebhookTimeoutAfterHandshake(t *testing.T) {
 		expectedClass: "WebhookTimeout",
 		spec:          chaos.WebhookSpec{Name: "no-answer", FailurePolicy: admissionv1.Fail, Timeout: 2},
 		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
-			wh.Server.SetDelay(time.Minute)
-			return nil, nil
+			return nil, wh.Server.SetDelay(time.Minute)
 		},
 		wantError:   "context deadline exceeded",
 		effect:      "writes rejected",
 		remediation: "fix the backend so it answers (here: at once again), writes flow",
 		remediate: func(ctx context.Context, wh *chaos.Webhook, _ any) error {
-			wh.Server.SetDelay(0)
+			if err := wh.Server.SetDelay(0); err != nil {
+				return err
+			}
 			// The first answer on the API server's connection is timed from
 			// the request it abandoned; the next ones show the recovery.
 			for range 2 {

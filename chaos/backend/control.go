@@ -1,0 +1,312 @@
+package backend
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Control is what a game day can do to a webhook server: the same knobs
+// whether the server runs in this process (in a network namespace, for the
+// local provider) or in a pod (kind), where Remote drives it over the
+// pod's control port.
+type Control interface {
+	// SetCertificate serves cert from now on and closes open connections.
+	SetCertificate(cert tls.Certificate) error
+	// SetDelay makes each review wait d before its answer.
+	SetDelay(d time.Duration) error
+	// SetSilent makes the server accept connections and never answer.
+	SetSilent(silent bool) error
+	// CloseConnections closes the open connections, as a restart would.
+	CloseConnections() error
+	// Requests is how many admission reviews were answered.
+	Requests() (int64, error)
+}
+
+// Local adapts a Server in this process to Control.
+type Local struct{ *Server }
+
+// SetCertificate implements Control.
+func (l Local) SetCertificate(cert tls.Certificate) error { l.Server.SetCertificate(cert); return nil }
+
+// SetDelay implements Control.
+func (l Local) SetDelay(d time.Duration) error { l.Server.SetDelay(d); return nil }
+
+// SetSilent implements Control.
+func (l Local) SetSilent(silent bool) error { l.Server.SetSilent(silent); return nil }
+
+// CloseConnections implements Control.
+func (l Local) CloseConnections() error { l.Server.CloseConnections(); return nil }
+
+// Requests implements Control.
+func (l Local) Requests() (int64, error) { return l.Server.Requests(), nil }
+
+// Agent runs a webhook server in a pod and takes orders on a plain HTTP
+// control port (reached by the game day through a port-forward):
+//
+//	PUT  /certificate   body: PEM certificate chain then key; serves it (the first one starts the server)
+//	PUT  /delay?d=1.5s  each review waits that long
+//	PUT  /silent?on=1   accept and never answer
+//	PUT  /serving?on=0  close the webhook port (connections refused); on=1 listens again
+//	PUT  /ready?on=0    fail the pod's readiness probe (GET /readyz)
+//	POST /close         close open connections
+//	GET  /requests      reviews answered, as a number
+//	GET  /readyz        200 once serving and ready
+type Agent struct {
+	addr string
+
+	mu      sync.Mutex
+	srv     *Server
+	cert    *tls.Certificate
+	serving bool
+	ready   bool
+	delay   time.Duration
+	silent  bool
+	served  int64 // reviews answered by servers closed since
+}
+
+// NewAgent returns an Agent whose webhook server will listen on addr
+// (":8443" in a pod).
+func NewAgent(addr string) *Agent { return &Agent{addr: addr, serving: true, ready: true} }
+
+// Addr is where the webhook server listens now ("" when it does not).
+func (a *Agent) Addr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.srv == nil {
+		return ""
+	}
+	return a.srv.ln.Addr().String()
+}
+
+// Handler is the control API.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /certificate", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		cert, err := tls.X509KeyPair(body, body)
+		if err != nil {
+			http.Error(w, "parsing the certificate and key: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.reply(w, a.setCertificate(cert))
+	})
+	mux.HandleFunc("PUT /delay", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.delay = d
+		if a.srv != nil {
+			a.srv.SetDelay(d)
+		}
+		a.mu.Unlock()
+	})
+	mux.HandleFunc("PUT /silent", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.silent = on
+		if a.srv != nil {
+			a.srv.SetSilent(on)
+		}
+		a.mu.Unlock()
+	})
+	mux.HandleFunc("PUT /serving", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.reply(w, a.setServing(on))
+	})
+	mux.HandleFunc("PUT /ready", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.ready = on
+		a.mu.Unlock()
+	})
+	mux.HandleFunc("POST /close", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		if a.srv != nil {
+			a.srv.CloseConnections()
+		}
+		a.mu.Unlock()
+	})
+	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		n := a.served
+		if a.srv != nil {
+			n += a.srv.Requests()
+		}
+		a.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(n)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		ok := a.ready && a.srv != nil
+		a.mu.Unlock()
+		if !ok {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	})
+	return mux
+}
+
+func (a *Agent) reply(w http.ResponseWriter, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+func (a *Agent) setCertificate(cert tls.Certificate) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cert = &cert
+	if a.srv != nil {
+		a.srv.SetCertificate(cert)
+		return nil
+	}
+	if !a.serving {
+		return nil
+	}
+	return a.listen()
+}
+
+func (a *Agent) setServing(on bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.serving = on
+	switch {
+	case !on && a.srv != nil:
+		a.served += a.srv.Requests()
+		err := a.srv.Close()
+		a.srv = nil
+		return err
+	case on && a.srv == nil && a.cert != nil:
+		return a.listen()
+	}
+	return nil
+}
+
+// listen starts the webhook server with the current settings (a.mu held).
+func (a *Agent) listen() error {
+	ln, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		return fmt.Errorf("listening on the webhook port: %w", err)
+	}
+	a.srv = Serve(ln, *a.cert)
+	a.srv.SetDelay(a.delay)
+	if a.silent {
+		a.srv.SetSilent(true)
+	}
+	return nil
+}
+
+// Remote drives an Agent through its control API at Base (a port-forward
+// to the pod's control port).
+type Remote struct {
+	Base string
+	HTTP *http.Client
+}
+
+func (r Remote) do(method, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequest(method, r.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	c := r.HTTP
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("webhook backend control %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("webhook backend control %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// SetCertificate implements Control.
+func (r Remote) SetCertificate(cert tls.Certificate) error {
+	var pemData bytes.Buffer
+	for _, der := range cert.Certificate {
+		_ = pem.Encode(&pemData, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("encoding the key for the webhook backend: %w", err)
+	}
+	_ = pem.Encode(&pemData, &pem.Block{Type: "PRIVATE KEY", Bytes: key})
+	_, err = r.do(http.MethodPut, "/certificate", pemData.Bytes())
+	return err
+}
+
+// SetDelay implements Control.
+func (r Remote) SetDelay(d time.Duration) error {
+	_, err := r.do(http.MethodPut, "/delay?d="+d.String(), nil)
+	return err
+}
+
+// SetSilent implements Control.
+func (r Remote) SetSilent(silent bool) error {
+	_, err := r.do(http.MethodPut, "/silent?on="+strconv.FormatBool(silent), nil)
+	return err
+}
+
+// SetServing closes the webhook port (false) or listens again (true).
+func (r Remote) SetServing(on bool) error {
+	_, err := r.do(http.MethodPut, "/serving?on="+strconv.FormatBool(on), nil)
+	return err
+}
+
+// SetReady makes the pod's readiness probe fail (false) or pass (true).
+func (r Remote) SetReady(on bool) error {
+	_, err := r.do(http.MethodPut, "/ready?on="+strconv.FormatBool(on), nil)
+	return err
+}
+
+// CloseConnections implements Control.
+func (r Remote) CloseConnections() error {
+	_, err := r.do(http.MethodPost, "/close", nil)
+	return err
+}
+
+// Requests implements Control.
+func (r Remote) Requests() (int64, error) {
+	b, err := r.do(http.MethodGet, "/requests", nil)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return 0, fmt.Errorf("webhook backend control: requests %q: %w", b, err)
+	}
+	return n, nil
+}
