@@ -277,7 +277,7 @@ func (p *AgentProcess) WaitForResolved(ctx context.Context, id string, timeout t
 
 // Stop sends SIGTERM and waits (bounded) for the agent to exit.
 func (p *AgentProcess) Stop() error {
-	if p.cmd.Process == nil {
+	if p.cmd == nil || p.cmd.Process == nil { // a pod's agent (kind): the cluster goes with it
 		return nil
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

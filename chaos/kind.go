@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
@@ -34,23 +36,35 @@ type Kind struct {
 	// empty uses kind's default for its version.
 	Image   string
 	workers int
+	// Joining is how many of the workers (the last ones) have no aws-node:
+	// they stay NotReady until AddNodeWithLabels gives them CNILabel, as
+	// a node joining an EKS cluster waits for its aws-node pod.
+	Joining int
 
 	provider *cluster.Provider
 }
 
 var _ Provider = (*Kind)(nil)
 
+// DefaultKindImage is the node image make kind-image builds offline; kind's
+// own default cannot be pulled here.
+const DefaultKindImage = "hookscope.local/kind-node:v1.34.4"
+
 // kindWaitReady bounds Create's wait for the control plane.
 const kindWaitReady = 3 * time.Minute
 
 // NewKind returns a kind cluster named name with that many workers, whose
 // kubeconfig and logs live under workDir. HOOKSCOPE_KIND_IMAGE names the
-// node image.
+// node image (default DefaultKindImage).
 func NewKind(name, workDir string, workers int) *Kind {
 	if abs, err := filepath.Abs(workDir); err == nil {
 		workDir = abs
 	}
-	return &Kind{name: name, workDir: workDir, workers: workers, Image: os.Getenv("HOOKSCOPE_KIND_IMAGE")}
+	image := os.Getenv("HOOKSCOPE_KIND_IMAGE")
+	if image == "" {
+		image = DefaultKindImage
+	}
+	return &Kind{name: name, workDir: workDir, workers: workers, Image: image}
 }
 
 // Name returns "kind".
@@ -89,8 +103,12 @@ apiServer:
 `},
 		}},
 	}
-	for range k.workers {
-		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.Image, Labels: cni})
+	for i := range k.workers {
+		labels := cni
+		if i >= k.workers-k.Joining {
+			labels = nil
+		}
+		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.Image, Labels: labels})
 	}
 	v1alpha4.SetDefaultsCluster(cfg)
 	return cfg
@@ -140,13 +158,9 @@ func (k *Kind) podNetwork(ctx context.Context) error {
 	if err := buildCNIImage(ctx, k.workDir); err != nil {
 		return err
 	}
-	nodes, err := k.provider.ListNodes(k.name)
+	names, err := k.Nodes()
 	if err != nil {
-		return fmt.Errorf("listing nodes: %w", err)
-	}
-	names := make([]string, 0, len(nodes))
-	for _, n := range nodes {
-		names = append(names, n.String())
+		return err
 	}
 	if err := loadImage(ctx, kindCNIImage, names); err != nil {
 		return err
@@ -162,7 +176,53 @@ func (k *Kind) podNetwork(ctx context.Context) error {
 	if err := deployKindCNI(ctx, client); err != nil {
 		return err
 	}
+	joining := k.WorkerNames()[k.workers-k.Joining:]
+	names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(joining, n) })
 	return waitNodesReady(ctx, client, names, kindWaitReady)
+}
+
+// Nodes are the names of the cluster's nodes (its containers).
+func (k *Kind) Nodes() ([]string, error) {
+	nodes, err := k.provider.ListNodes(k.name)
+	if err != nil {
+		return nil, fmt.Errorf("listing the nodes of %s: %w", k.name, err)
+	}
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.String())
+	}
+	return names, nil
+}
+
+// AddNodeWithLabels gives a worker kind made the labels (CNILabel: its
+// aws-node pod is created) and, if waitReady, waits until it is Ready.
+func (k *Kind) AddNodeWithLabels(ctx context.Context, name string, labels map[string]string, waitReady bool) error {
+	if err := k.AddNode(ctx, name); err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("kind provider: loading kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("kind provider: %w", err)
+	}
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	maps.Copy(node.Labels, labels)
+	if _, err := client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("kind provider: labelling node %s: %w", name, err)
+	}
+	if waitReady {
+		return waitNodesReady(ctx, client, []string{name}, kindWaitReady)
+	}
+	return nil
 }
 
 // AddNode returns once the named worker exists: kind makes every worker

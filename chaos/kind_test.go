@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -80,9 +79,6 @@ func TestKindWithoutContainerRuntime(t *testing.T) {
 	t.Logf("one line: %v", err)
 }
 
-// defaultKindImage is what make kind-image builds.
-const defaultKindImage = "hookscope.local/kind-node:v1.34.4"
-
 // TestKindCluster creates a real kind cluster from the offline node image:
 // every node Ready once aws-node runs on it, kube-proxy and CoreDNS Running
 // (CoreDNS reaches the API server through its Service IP), and a pod on the
@@ -96,17 +92,13 @@ func TestKindCluster(t *testing.T) {
 	if exec.Command("docker", "info").Run() != nil {
 		t.Skip("no Docker daemon here (make docker-up starts one)")
 	}
-	image := os.Getenv("HOOKSCOPE_KIND_IMAGE")
-	if image == "" {
-		image = defaultKindImage
-		t.Setenv("HOOKSCOPE_KIND_IMAGE", image)
-	}
+	k := NewKind("hs-kindtest", t.TempDir(), 1)
+	image := k.Image
 	if exec.Command("docker", "image", "inspect", image).Run() != nil {
 		t.Skipf("no kind node image %s (make kind-image builds it)", image)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	k := NewKind("hs-kindtest", t.TempDir(), 1)
 	t.Cleanup(func() {
 		if err := k.Delete(context.Background()); err != nil {
 			t.Errorf("deleting: %v", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hookscope/hookscope/internal/jaeger"
@@ -33,8 +34,15 @@ type Lab struct {
 	Report   *Report
 	Dir      string
 
+	// JoiningNode is the node the blocked-CNI game day joins: it has no
+	// aws-node pod until JoinNode.
+	JoiningNode string
+
 	// stopCNI stops the stand-in CNI that DeployCNI starts and waits for it.
 	stopCNI func()
+	// kind: the API server's address for port-forwards, and those open.
+	restConfig *rest.Config
+	forwards   []*PortForward
 }
 
 // LabOptions say where the lab keeps its files and which agent binary it runs.
@@ -51,7 +59,7 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("starting lab: %w", err)
 	}
-	l := &Lab{Dir: o.Dir, Node: "hookscope-node-0"}
+	l := &Lab{Dir: o.Dir, Node: "hookscope-node-0", JoiningNode: "hookscope-node-joining"}
 	defer func() {
 		if err != nil {
 			l.Stop(context.Background())
@@ -71,11 +79,11 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	case "", "local":
 		l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
 	case "kind":
-		// chaos.Kind makes a working cluster (TestKindCluster), but the
-		// lab still runs webhook backends in network namespaces and the
-		// agent as a process on this machine, which only a kwok cluster's
-		// nodes can stand for.
-		return nil, errors.New("PROVIDER=kind: the kind cluster is built (make docker-up kind-image; chaos.Kind), but the game day's webhook backends and agent do not run as pods yet: run it with PROVIDER=local (the default)")
+		// A worker for the backends and the agent, and one that joins
+		// without aws-node for the blocked-CNI game day.
+		k := NewKind("hookscope", filepath.Join(o.Dir, "cluster"), 2)
+		k.Joining = 1
+		l.Provider, l.Node, l.JoiningNode = k, k.WorkerNames()[0], k.WorkerNames()[1]
 	default:
 		return nil, fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
 	}
@@ -98,6 +106,13 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	}
 	fmt.Fprintf(os.Stderr, "lab: cluster %s with node %s ready in %s\n", l.Provider.Name(), l.Node, time.Since(start).Round(time.Millisecond))
 
+	if k, ok := l.Provider.(*Kind); ok {
+		if err := l.startKind(ctx, k); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "lab: jaeger and agent up as pods in %s\n", time.Since(start).Round(time.Millisecond))
+		return l, nil
+	}
 	jbin, err := jaeger.Binary()
 	if err != nil {
 		return nil, err
@@ -131,6 +146,10 @@ func (l *Lab) Stop(ctx context.Context) error {
 		l.stopCNI()
 		l.stopCNI = nil
 	}
+	for _, pf := range l.forwards {
+		pf.Close()
+	}
+	l.forwards = nil
 	if l.Agent != nil {
 		errs = append(errs, l.Agent.Stop())
 	}
@@ -167,6 +186,7 @@ func buildAgent(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "hookscope")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hookscope")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: kind runs it in a FROM-scratch image
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the agent: %w\n%s", err, b)
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
@@ -68,11 +69,17 @@ type Webhook struct {
 	client kubernetes.Interface
 	// local is the server this process runs in the backend pod's network
 	// namespace (local provider).
-	local  *backend.Server
-	agent  *AgentProcess
-	node   string
-	pod    *podnet.Pod
-	writes int
+	local *backend.Server
+	// kind: the backend runs in its pod, driven through a port-forward
+	// to its control port.
+	inPods     bool
+	restConfig *rest.Config
+	control    *PortForward
+	remote     *backend.Remote
+	agent      *AgentProcess
+	node       string
+	pod        *podnet.Pod
+	writes     int
 }
 
 // DeployWebhook deploys a webhook serving a valid certificate and waits until
@@ -85,6 +92,8 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		WebhookName: "vpod." + spec.Name + ".hookscope.dev",
 		client:      l.Client,
 		node:        l.Node,
+		inPods:      l.restConfig != nil,
+		restConfig:  l.restConfig,
 	}
 	if spec.Mutating {
 		w.WebhookName = "mpod." + spec.Name + ".hookscope.dev"
@@ -232,6 +241,9 @@ func (w *Webhook) backendPod(schedulable bool) *corev1.Pod {
 			}},
 		},
 	}
+	if w.inPods {
+		pod.Spec.Containers[0] = podBackendContainer()
+	}
 	if schedulable {
 		pod.Spec.NodeName = w.node
 	} else {
@@ -245,6 +257,9 @@ func (w *Webhook) backendPod(schedulable bool) *corev1.Pod {
 // give it an IP, and serves the webhook from a network namespace that owns
 // that IP, with a valid certificate.
 func (w *Webhook) StartBackend(ctx context.Context) error {
+	if w.inPods {
+		return w.startPodBackend(ctx)
+	}
 	c := w.client
 	pod := w.backendPod(true)
 	if _, err := c.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -270,6 +285,9 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 // StartServer starts the webhook server in the backend pod's network with
 // a valid certificate.
 func (w *Webhook) StartServer() error {
+	if w.inPods {
+		return w.servePod(true)
+	}
 	ln, err := w.pod.Listen(backendPort)
 	if err != nil {
 		return fmt.Errorf("starting the server of %s: %w", w.Spec.Name, err)
@@ -287,6 +305,9 @@ func (w *Webhook) StartServer() error {
 // StopServer stops the webhook server but leaves its pod Running and Ready:
 // the port is closed, so the pod's kernel refuses connections.
 func (w *Webhook) StopServer() error {
+	if w.inPods {
+		return w.servePod(false)
+	}
 	if w.local == nil {
 		return nil
 	}
@@ -323,6 +344,9 @@ func (w *Webhook) StopBackend(ctx context.Context) error {
 // readiness fails is usually restarting too, so this closes the backend's
 // connections, as that restart would.
 func (w *Webhook) SetBackendReady(ctx context.Context, ready bool) error {
+	if w.inPods {
+		return w.setPodReady(ctx, ready)
+	}
 	defer func() {
 		if !ready && w.Server != nil {
 			_ = w.Server.CloseConnections()
@@ -553,6 +577,8 @@ func (w *Webhook) closeNetwork() error {
 		errs = append(errs, w.pod.Close())
 		w.pod = nil
 	}
+	w.control.Close()
+	w.control, w.remote = nil, nil
 	return errors.Join(errs...)
 }
 

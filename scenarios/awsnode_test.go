@@ -27,7 +27,7 @@ import (
 // chaos/cni.go). The fix is the seed's Option 2 through hookscope's CLI:
 // failurePolicy Ignore until the Service is back, then Fail again.
 func TestBlockedAWSNode(t *testing.T) {
-	const node = "hookscope-node-joining"
+	node := lab.JoiningNode
 	var (
 		wh      *chaos.Webhook
 		backup  *corev1.Service

@@ -81,6 +81,7 @@ type Server struct {
 	ports    ports
 	logPath  string
 	logStart int64 // offset of this run's first line in logPath
+	queryURL string // set for Remote
 	http     *http.Client
 
 	// exited is closed when the process has exited; waitErr is then set.
@@ -94,6 +95,9 @@ type Server struct {
 
 // ports are the listeners of one Jaeger, all on 127.0.0.1.
 type ports struct {
+	// OTLPHost is where the OTLP receivers listen: 127.0.0.1 on this
+	// machine, every address in a pod (its Service sends spans there).
+	OTLPHost  string
 	OTLPGRPC  int // receivers.otlp grpc
 	OTLPHTTP  int // receivers.otlp http
 	QueryHTTP int // jaeger_query http: UI and /api/*
@@ -151,9 +155,9 @@ receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: 127.0.0.1:{{.OTLPGRPC}}
+        endpoint: {{.OTLPHost}}:{{.OTLPGRPC}}
       http:
-        endpoint: 127.0.0.1:{{.OTLPHTTP}}
+        endpoint: {{.OTLPHost}}:{{.OTLPHTTP}}
 
 processors:
   batch:
@@ -162,6 +166,37 @@ exporters:
   jaeger_storage_exporter:
     trace_storage: some_storage
 `))
+
+// Pod ports of PodConfig: Jaeger's usual ones.
+const (
+	PodOTLPGRPCPort  = 4317
+	PodOTLPHTTPPort  = 4318
+	PodQueryHTTPPort = 16686
+)
+
+// PodConfig is the configuration for a Jaeger in a pod: OTLP on every
+// address of the pod (its Service's), the query API and metrics on the
+// pod's loopback only (reached through a port-forward).
+func PodConfig() ([]byte, error) {
+	var cfg bytes.Buffer
+	err := configTemplate.Execute(&cfg, ports{OTLPHost: "0.0.0.0", OTLPGRPC: PodOTLPGRPCPort, OTLPHTTP: PodOTLPHTTPPort,
+		QueryHTTP: PodQueryHTTPPort, QueryGRPC: 16685, Metrics: 8888})
+	return cfg.Bytes(), err
+}
+
+// Remote is a Server for a Jaeger that runs elsewhere (a pod), queried at
+// queryURL (a port-forward to its query port): the query methods work,
+// Stop and Kill do nothing to it.
+func Remote(queryURL string) *Server {
+	s := &Server{
+		queryURL: queryURL,
+		http:     &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second},
+		exited:   make(chan struct{}),
+	}
+	s.stopOnce.Do(func() {})
+	close(s.exited) // nothing of it runs here
+	return s
+}
 
 // Start runs binary (a Jaeger v2 all-in-one) with a config written into
 // dir, logging to dir/jaeger.log, and returns once its query API answers
@@ -308,7 +343,7 @@ func pickPorts() (ports, error) {
 		defer l.Close()
 		got[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	return ports{OTLPGRPC: got[0], OTLPHTTP: got[1], QueryHTTP: got[2], QueryGRPC: got[3], Metrics: got[4]}, nil
+	return ports{OTLPHost: "127.0.0.1", OTLPGRPC: got[0], OTLPHTTP: got[1], QueryHTTP: got[2], QueryGRPC: got[3], Metrics: got[4]}, nil
 }
 
 // waitReady polls until the query API answers and the OTLP gRPC port
@@ -387,7 +422,12 @@ func (s *Server) OTLPGRPCEndpoint() string { return hostPort(s.ports.OTLPGRPC) }
 func (s *Server) OTLPHTTPEndpoint() string { return hostPort(s.ports.OTLPHTTP) }
 
 // QueryURL is the base URL of Jaeger's UI and query API.
-func (s *Server) QueryURL() string { return "http://" + hostPort(s.ports.QueryHTTP) }
+func (s *Server) QueryURL() string {
+	if s.queryURL != "" {
+		return s.queryURL
+	}
+	return "http://" + hostPort(s.ports.QueryHTTP)
+}
 
 // LogPath is the file that holds Jaeger's stdout and stderr.
 func (s *Server) LogPath() string { return s.logPath }

@@ -69,6 +69,14 @@ up() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io iptables >/dev/null
 		[[ -n $own_policy ]] && rm -f /usr/sbin/policy-rc.d
 	fi
+	local real_runc
+	real_runc="$(command -v runc || true)"
+	[[ -n $real_runc ]] || { log "runc missing after installing docker.io"; exit 1; }
+	# Rebuilt when its source changes: dockerd runs it for each container, so
+	# a running daemon picks it up too.
+	if [[ ! -x $wrapper || $here/cmd/runc-nosysresource/main.go -nt $wrapper ]]; then
+		(cd "$here" && CGO_ENABLED=0 go build -trimpath -o "$wrapper.tmp" ./cmd/runc-nosysresource && mv "$wrapper.tmp" "$wrapper")
+	fi
 	if docker info >/dev/null 2>&1; then
 		if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 			log "dockerd already running (pid $(cat "$pidfile"), log $log)"
@@ -77,12 +85,6 @@ up() {
 		fi
 		forward_rules -I
 		return
-	fi
-	local real_runc
-	real_runc="$(command -v runc || true)"
-	[[ -n $real_runc ]] || { log "runc missing after installing docker.io"; exit 1; }
-	if [[ ! -x $wrapper || $here/cmd/runc-nosysresource/main.go -nt $wrapper ]]; then
-		(cd "$here" && CGO_ENABLED=0 go build -trimpath -o "$wrapper" ./cmd/runc-nosysresource)
 	fi
 	# dockerd hands runtime flags through; the wrapper finds the real runc by env.
 	log "starting dockerd (log $log)"

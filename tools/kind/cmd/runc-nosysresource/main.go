@@ -6,8 +6,12 @@
 // process's oom_score_adj below its parent's without CAP_SYS_RESOURCE, so
 // inside a kind node (where kubelet asks -998 for pod sandboxes and critical
 // pods) runc fails with "can't get final child's PID from pipe"; a negative
-// oomScoreAdj below this process's own is raised to it. Nothing else is
-// changed.
+// oomScoreAdj below this process's own is raised to it. And Debian's Docker
+// (20.10) predates CAP_PERFMON, CAP_BPF and CAP_CHECKPOINT_RESTORE, so its
+// privileged containers (kind's nodes) lack them and a pod inside a node
+// cannot be given them ("unable to apply caps"); a privileged container (one
+// that holds CAP_SYS_MODULE, which only --privileged grants) gets them in
+// every set that holds CAP_SYS_ADMIN. Nothing else is changed.
 //
 // It edits the OCI bundle's config.json before `runc create` / `runc run`, and
 // the process file of `runc exec --process FILE` (docker exec --privileged),
@@ -27,6 +31,10 @@ import (
 )
 
 const dropped = "CAP_SYS_RESOURCE"
+
+// newer are the capabilities newer than Docker 20.10, which a privileged
+// container gets from a newer Docker.
+var newer = []string{"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"}
 
 func main() {
 	real := os.Getenv("HOOKSCOPE_REAL_RUNC")
@@ -112,9 +120,18 @@ func dropFromFile(path string, process func(map[string]any) map[string]any) erro
 			changed = true
 		}
 	}
+	bounding, _ := caps["bounding"].([]any)
+	privileged := slices.Contains(bounding, any("CAP_SYS_MODULE"))
 	for set, v := range caps {
 		list, _ := v.([]any)
 		kept := slices.DeleteFunc(slices.Clone(list), func(c any) bool { return c == dropped })
+		if privileged && slices.Contains(kept, any("CAP_SYS_ADMIN")) {
+			for _, c := range newer {
+				if !slices.Contains(kept, any(c)) {
+					kept = append(kept, c)
+				}
+			}
+		}
 		if len(kept) != len(list) {
 			caps[set] = kept
 			changed = true

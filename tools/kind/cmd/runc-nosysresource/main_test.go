@@ -53,6 +53,39 @@ func TestRewriteBundle(t *testing.T) {
 	if got["root"].(map[string]any)["path"] != "rootfs" || p["args"].([]any)[0] != "/pause" {
 		t.Errorf("other fields changed: %s", b)
 	}
+	for _, c := range newer {
+		if slices.Contains(caps["bounding"].([]any), any(c)) {
+			t.Errorf("%s given to a container that is not privileged", c)
+		}
+	}
+
+	// A privileged container (Docker 20.10's list, which ends before
+	// CAP_PERFMON) gets the newer capabilities where it has CAP_SYS_ADMIN.
+	priv := map[string]any{"process": map[string]any{"capabilities": map[string]any{
+		"bounding":  []any{"CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RESOURCE", "CAP_AUDIT_READ"},
+		"effective": []any{"CAP_SYS_ADMIN", "CAP_SYS_MODULE"},
+		"ambient":   []any{},
+	}}}
+	b, _ = json.Marshal(priv)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rewrite([]string{"create", "--bundle", dir, "id"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "config.json"))
+	_ = json.Unmarshal(b, &got)
+	pcaps := got["process"].(map[string]any)["capabilities"].(map[string]any)
+	for _, set := range []string{"bounding", "effective"} {
+		for _, c := range newer {
+			if !slices.Contains(pcaps[set].([]any), any(c)) {
+				t.Errorf("privileged %s lacks %s: %v", set, c, pcaps[set])
+			}
+		}
+	}
+	if slices.Contains(pcaps["bounding"].([]any), any("CAP_SYS_RESOURCE")) || len(pcaps["ambient"].([]any)) != 0 {
+		t.Errorf("privileged sets %v", pcaps)
+	}
 
 	// Nothing to change: the file is left as it is.
 	st, _ := os.Stat(filepath.Join(dir, "config.json"))

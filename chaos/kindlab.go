@@ -1,0 +1,326 @@
+//go:build linux
+
+package chaos
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/hookscope/hookscope/internal/jaeger"
+)
+
+// On kind the lab's parts run as the cluster's own pods, each image built
+// here and loaded into the nodes (nothing is pulled):
+//   - the agent: hookscope's Dockerfile image, deployed from deploy/base (the
+//     objects the Helm chart renders) with the game day's intervals;
+//   - Jaeger, as the OTLP endpoint deploy/base names
+//     (otel-collector.observability.svc:4317);
+//   - each webhook backend: chaos/kind/backend, driven through its control
+//     port.
+//
+// The game day reaches them through port-forwards, over loopback only.
+const (
+	kindAgentImage   = "hookscope:dev"
+	kindJaegerImage  = "hookscope.local/jaeger:kind"
+	kindBackendImage = "hookscope.local/chaos-webhook:kind"
+	kindAgentNS      = "hookscope"
+	kindJaegerNS     = "observability"
+	kindJaegerName   = "otel-collector"
+	backendControl   = 9444
+)
+
+// startKind brings up the agent and Jaeger in the kind cluster.
+func (l *Lab) startKind(ctx context.Context, k *Kind) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	l.restConfig = cfg
+	nodes, err := k.Nodes()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := buildKindImages(ctx, l.Dir, l.Binary); err != nil {
+		return err
+	}
+	for _, img := range []string{kindAgentImage, kindJaegerImage, kindBackendImage} {
+		if err := loadImage(ctx, img, nodes); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "lab: images built and loaded into %d nodes in %s\n", len(nodes), time.Since(start).Round(time.Millisecond))
+
+	if err := l.deployKindJaeger(ctx); err != nil {
+		return err
+	}
+	return l.deployKindAgent(ctx)
+}
+
+// file is one file of a FROM-scratch image.
+type file struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// scratchImage imports files as a one-layer image ref with entrypoint.
+func scratchImage(ctx context.Context, ref string, entrypoint []string, files ...file) error {
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	quoted := make([]string, len(entrypoint))
+	for i, e := range entrypoint {
+		quoted[i] = `"` + e + `"`
+	}
+	imp := exec.CommandContext(ctx, "docker", "import", "-c", "ENTRYPOINT ["+strings.Join(quoted, ",")+"]", "-", ref)
+	imp.Stdin = &layer
+	if out, err := imp.CombinedOutput(); err != nil {
+		return fmt.Errorf("importing image %s: %w: %s", ref, err, out)
+	}
+	return nil
+}
+
+// goBinary builds pkg of this module, static, and returns its bytes.
+func goBinary(ctx context.Context, dir, pkg string) ([]byte, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+	}
+	return os.ReadFile(out)
+}
+
+// buildKindImages builds the agent's image with the project's Dockerfile
+// (agent must be a static build), the webhook backend's and Jaeger's.
+func buildKindImages(ctx context.Context, dir, agent string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	// The Dockerfile copies bin/hookscope: a build context of its own.
+	bctx := filepath.Join(dir, "image")
+	if err := os.MkdirAll(filepath.Join(bctx, "bin"), 0o755); err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{filepath.Join(root, "Dockerfile"): "Dockerfile", agent: "bin/hookscope"} {
+		if err := copyFile(src, filepath.Join(bctx, dst)); err != nil {
+			return fmt.Errorf("building the agent's image: %w", err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(bctx, "bin/hookscope"), 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", kindAgentImage, bctx).CombinedOutput(); err != nil {
+		return fmt.Errorf("building the agent's image from the Dockerfile: %w: %s", err, out)
+	}
+
+	backend, err := goBinary(ctx, dir, "./chaos/kind/backend")
+	if err != nil {
+		return err
+	}
+	if err := scratchImage(ctx, kindBackendImage, []string{"/backend"}, file{"backend", 0o755, backend}); err != nil {
+		return err
+	}
+
+	jbin, err := jaeger.Binary()
+	if err != nil {
+		return err
+	}
+	jb, err := os.ReadFile(jbin)
+	if err != nil {
+		return err
+	}
+	jcfg, err := jaeger.PodConfig()
+	if err != nil {
+		return err
+	}
+	return scratchImage(ctx, kindJaegerImage, []string{"/jaeger", "--config", "/jaeger.yaml"},
+		file{"jaeger", 0o755, jb}, file{"jaeger.yaml", 0o644, jcfg})
+}
+
+// deployKindJaeger runs Jaeger as Deployment and Service
+// observability/otel-collector and reaches its query API.
+func (l *Lab) deployKindJaeger(ctx context.Context) error {
+	c := l.Client
+	labels := map[string]string{"app": kindJaegerName}
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kindJaegerNS}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("deploying jaeger: %w", err)
+	}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: kindJaegerName, Namespace: kindJaegerNS},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					// The lab's node: the joining one has no pod network.
+					NodeSelector: map[string]string{corev1.LabelHostname: l.Node},
+					Containers: []corev1.Container{{
+						Name: "jaeger", Image: kindJaegerImage, ImagePullPolicy: corev1.PullNever,
+						Ports: []corev1.ContainerPort{{Name: "otlp-grpc", ContainerPort: jaeger.PodOTLPGRPCPort}},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := c.AppsV1().Deployments(kindJaegerNS).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("deploying jaeger: %w", err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: kindJaegerName, Namespace: kindJaegerNS},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{
+			Name: "otlp-grpc", Port: jaeger.PodOTLPGRPCPort, TargetPort: intstr.FromInt32(jaeger.PodOTLPGRPCPort)}}},
+	}
+	if _, err := c.CoreV1().Services(kindJaegerNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("deploying jaeger: %w", err)
+	}
+	pod, err := l.waitPod(ctx, kindJaegerNS, "app="+kindJaegerName, "", time.Minute)
+	if err != nil {
+		return fmt.Errorf("deploying jaeger: %w", err)
+	}
+	pf, err := ForwardPort(ctx, l.restConfig, kindJaegerNS, pod, jaeger.PodQueryHTTPPort)
+	if err != nil {
+		return fmt.Errorf("deploying jaeger: %w", err)
+	}
+	l.forwards = append(l.forwards, pf)
+	l.Jaeger = jaeger.Remote("http://" + pf.Addr)
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := l.Jaeger.FindTraces(ctx, AgentServiceName, nil)
+		return err == nil, nil
+	})
+}
+
+// deployKindAgent applies deploy/base, as `kubectl apply -k` would, with
+// the game day's image, intervals and extra flags, on the lab's node only,
+// and reaches the agent's API there.
+func (l *Lab) deployKindAgent(ctx context.Context) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	rendered, err := exec.CommandContext(ctx, "kubectl", "kustomize", filepath.Join(root, "deploy", "base")).Output()
+	if err != nil {
+		return fmt.Errorf("deploying the agent: rendering deploy/base with kubectl kustomize: %w", err)
+	}
+	var docs [][]byte
+	for _, doc := range strings.Split(string(rendered), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return fmt.Errorf("deploying the agent: %w", err)
+		}
+		if meta.Kind == "DaemonSet" {
+			var ds appsv1.DaemonSet
+			if err := yaml.Unmarshal([]byte(doc), &ds); err != nil {
+				return fmt.Errorf("deploying the agent: %w", err)
+			}
+			l.gameDayAgent(&ds)
+			b, err := yaml.Marshal(&ds)
+			if err != nil {
+				return err
+			}
+			doc = string(b)
+		}
+		docs = append(docs, []byte(doc))
+	}
+	apply := exec.CommandContext(ctx, "kubectl", "--kubeconfig", l.Provider.Kubeconfig(), "apply", "--server-side", "-f", "-")
+	apply.Stdin = bytes.NewReader(bytes.Join(docs, []byte("\n---\n")))
+	if out, err := apply.CombinedOutput(); err != nil {
+		return fmt.Errorf("deploying the agent: kubectl apply: %w: %s", err, out)
+	}
+	pod, err := l.waitPod(ctx, kindAgentNS, "app.kubernetes.io/name=hookscope-agent", l.Node, 2*time.Minute)
+	if err != nil {
+		return fmt.Errorf("deploying the agent: %w", err)
+	}
+	pf, err := ForwardPort(ctx, l.restConfig, kindAgentNS, pod, 9477)
+	if err != nil {
+		return fmt.Errorf("deploying the agent: %w", err)
+	}
+	l.forwards = append(l.forwards, pf)
+	l.Agent = &AgentProcess{api: "http://" + pf.Addr, done: make(chan error, 1)}
+	return nil
+}
+
+// gameDayAgent is deploy/base's DaemonSet as the game day runs it: the image
+// loaded here, the lab's node only (one agent, as on the local provider, so
+// its API shows the cluster-wide findings of the Lease holder too), the
+// game day's short intervals and HOOKSCOPE_AGENT_EXTRA_ARGS.
+func (l *Lab) gameDayAgent(ds *appsv1.DaemonSet) {
+	spec := &ds.Spec.Template.Spec
+	spec.NodeSelector = map[string]string{corev1.LabelHostname: l.Node}
+	c := &spec.Containers[0]
+	c.Image, c.ImagePullPolicy = kindAgentImage, corev1.PullNever
+	set := map[string]string{"--probe-interval": "2s", "--apiserver-metrics-interval": "1s", "--log-level": "debug"}
+	for i, a := range c.Args {
+		if k, _, ok := strings.Cut(a, "="); ok {
+			if v, ok := set[k]; ok {
+				c.Args[i] = k + "=" + v
+			}
+		}
+	}
+	c.Args = append(c.Args, strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...)
+}
+
+// waitPod waits for a Ready pod matching selector (on node, if set) and
+// returns its name.
+func (l *Lab) waitPod(ctx context.Context, ns, selector, node string, timeout time.Duration) (string, error) {
+	var name, last string
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := l.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if node != "" && p.Spec.NodeName != node {
+				continue
+			}
+			last = string(p.Status.Phase)
+			if p.DeletionTimestamp == nil && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+				return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+			}) {
+				name = p.Name
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("no Ready pod %s in %s (last phase %q): %w", selector, ns, last, err)
+	}
+	return name, nil
+}
