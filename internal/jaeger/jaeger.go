@@ -80,7 +80,7 @@ type Server struct {
 	dir      string
 	ports    ports
 	logPath  string
-	logStart int64 // offset of this run's first line in logPath
+	logStart int64  // offset of this run's first line in logPath
 	queryURL string // set for Remote
 	http     *http.Client
 
