@@ -320,7 +320,15 @@ func (w *Webhook) StopServer() error {
 // would) and stops its server and network.
 func (w *Webhook) StopBackend(ctx context.Context) error {
 	var errs []error
-	err := w.client.CoreV1().Pods(w.Namespace).Delete(ctx, w.Spec.Name+"-webhook-0", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	// A real kubelet (kind) stops the container on a graceful delete (the
+	// backend exits on SIGTERM at once); a forced one would drop the pod
+	// from the API while its process still answers on the API server's
+	// open connections. kwok has no process to stop.
+	grace := ptr.To[int64](0)
+	if w.inPods {
+		grace = nil
+	}
+	err := w.client.CoreV1().Pods(w.Namespace).Delete(ctx, w.Spec.Name+"-webhook-0", metav1.DeleteOptions{GracePeriodSeconds: grace})
 	if err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, err)
 	}
