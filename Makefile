@@ -54,10 +54,14 @@ test: tools build
 	cd tools/kind && $(GOTESTSUM) --format testname -- -count=1 ./...
 
 ## chaos: the game day on the local cluster; writes chaos-report/report.{json,md}
-chaos: tools build
-	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
-		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)'
-	@echo; cat chaos-report/report.md
+## (PROVIDER=kind: the same game day on a kind cluster built here, with Docker started and stopped around it)
+PROVIDER ?= local
+export PROVIDER
+chaos: tools build $(if $(filter kind,$(PROVIDER)),kind-image)
+	@status=0; HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
+		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)' || status=$$?; \
+		if [ "$(PROVIDER)" = kind ]; then bash tools/kind/docker.sh down; fi; \
+		echo; cat chaos-report/report.md; exit $$status
 
 SCALE ?= small
 ## bench: benchmarks, measured side by side in one run; writes bench-report/report.{json,md}

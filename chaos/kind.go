@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,14 +74,28 @@ func (k *Kind) Name() string { return "kind" }
 // Kubeconfig is where Create writes the admin kubeconfig.
 func (k *Kind) Kubeconfig() string { return filepath.Join(k.workDir, "kubeconfig") }
 
-// APIServerLog is the kube-apiserver's log as CollectLogs exports it
-// (kind keeps it in the control-plane container; "" until then).
+// APIServerLog is the kube-apiserver's log, read from the control plane
+// node each time it is asked for (the game day reads it at its end) and
+// written to the work directory as klog lines, without the container
+// runtime's prefix ("" when it cannot be read).
 func (k *Kind) APIServerLog() string {
-	matches, _ := filepath.Glob(filepath.Join(k.workDir, "logs", k.name+"-control-plane", "containers", "kube-apiserver-*"))
-	if len(matches) == 0 {
+	raw, err := exec.Command("docker", "exec", k.name+"-control-plane", "sh", "-c", "cat /var/log/containers/kube-apiserver-*.log").Output()
+	if err != nil || len(raw) == 0 {
 		return ""
 	}
-	return matches[0]
+	var out bytes.Buffer
+	for _, line := range strings.Split(string(raw), "\n") {
+		// CRI: TIMESTAMP STREAM P|F MESSAGE
+		if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+			out.WriteString(f[3])
+			out.WriteByte('\n')
+		}
+	}
+	path := filepath.Join(k.workDir, "kube-apiserver.log")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		return ""
+	}
+	return path
 }
 
 // Config is the kind cluster configuration Create uses: one control

@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,15 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"github.com/hookscope/hookscope/internal/jaeger"
 )
 
 // On kind the lab's parts run as the cluster's own pods, each image built
 // here and loaded into the nodes (nothing is pulled):
-//   - the agent: hookscope's Dockerfile image, deployed from deploy/base (the
-//     objects the Helm chart renders) with the game day's intervals;
+//   - the agent: hookscope's Dockerfile image, installed with the project's
+//     Helm chart and the game day's intervals;
 //   - Jaeger, as the OTLP endpoint deploy/base names
 //     (otel-collector.observability.svc:4317);
 //   - each webhook backend: chaos/kind/backend, driven through its control
@@ -223,43 +223,39 @@ func (l *Lab) deployKindJaeger(ctx context.Context) error {
 	})
 }
 
-// deployKindAgent applies deploy/base, as `kubectl apply -k` would, with
-// the game day's image, intervals and extra flags, on the lab's node only,
-// and reaches the agent's API there.
+// deployKindAgent installs the agent with the project's Helm chart (helm
+// template, then a server-side apply), with the image loaded here, the game
+// day's intervals and HOOKSCOPE_AGENT_EXTRA_ARGS, on the lab's node only
+// (one agent, as on the local provider, so its API shows the Lease
+// holder's cluster-wide findings too), and reaches the agent's API there.
 func (l *Lab) deployKindAgent(ctx context.Context) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	rendered, err := exec.CommandContext(ctx, "kubectl", "kustomize", filepath.Join(root, "deploy", "base")).Output()
+	tools, err := ToolsDir()
 	if err != nil {
-		return fmt.Errorf("deploying the agent: rendering deploy/base with kubectl kustomize: %w", err)
+		return err
 	}
-	var docs [][]byte
-	for _, doc := range strings.Split(string(rendered), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			return fmt.Errorf("deploying the agent: %w", err)
-		}
-		if meta.Kind == "DaemonSet" {
-			var ds appsv1.DaemonSet
-			if err := yaml.Unmarshal([]byte(doc), &ds); err != nil {
-				return fmt.Errorf("deploying the agent: %w", err)
-			}
-			l.gameDayAgent(&ds)
-			b, err := yaml.Marshal(&ds)
-			if err != nil {
-				return err
-			}
-			doc = string(b)
-		}
-		docs = append(docs, []byte(doc))
+	extra, err := json.Marshal(strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS")))
+	if err != nil {
+		return err
+	}
+	repo, tag, _ := strings.Cut(kindAgentImage, ":")
+	render := exec.CommandContext(ctx, filepath.Join(tools, "helm"), "template", "hookscope", filepath.Join(root, "deploy", "chart", "hookscope"),
+		"--namespace", kindAgentNS, "--kube-version", l.Report.KubernetesVersion, "--set", "namespace.create=true",
+		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
+		"--set", "agent.probeInterval=2s", "--set", "agent.apiserverMetricsInterval=1s", "--set", "agent.logLevel=debug",
+		"--set-json", "agent.extraArgs="+string(extra),
+		"--set-json", fmt.Sprintf(`nodeSelector={%q:%q}`, corev1.LabelHostname, l.Node))
+	var stderr bytes.Buffer
+	render.Stderr = &stderr
+	manifests, err := render.Output()
+	if err != nil {
+		return fmt.Errorf("deploying the agent: helm template (make tools builds helm): %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	apply := exec.CommandContext(ctx, "kubectl", "--kubeconfig", l.Provider.Kubeconfig(), "apply", "--server-side", "-f", "-")
-	apply.Stdin = bytes.NewReader(bytes.Join(docs, []byte("\n---\n")))
+	apply.Stdin = bytes.NewReader(manifests)
 	if out, err := apply.CombinedOutput(); err != nil {
 		return fmt.Errorf("deploying the agent: kubectl apply: %w: %s", err, out)
 	}
@@ -274,26 +270,6 @@ func (l *Lab) deployKindAgent(ctx context.Context) error {
 	l.forwards = append(l.forwards, pf)
 	l.Agent = &AgentProcess{api: "http://" + pf.Addr, done: make(chan error, 1)}
 	return nil
-}
-
-// gameDayAgent is deploy/base's DaemonSet as the game day runs it: the image
-// loaded here, the lab's node only (one agent, as on the local provider, so
-// its API shows the cluster-wide findings of the Lease holder too), the
-// game day's short intervals and HOOKSCOPE_AGENT_EXTRA_ARGS.
-func (l *Lab) gameDayAgent(ds *appsv1.DaemonSet) {
-	spec := &ds.Spec.Template.Spec
-	spec.NodeSelector = map[string]string{corev1.LabelHostname: l.Node}
-	c := &spec.Containers[0]
-	c.Image, c.ImagePullPolicy = kindAgentImage, corev1.PullNever
-	set := map[string]string{"--probe-interval": "2s", "--apiserver-metrics-interval": "1s", "--log-level": "debug"}
-	for i, a := range c.Args {
-		if k, _, ok := strings.Cut(a, "="); ok {
-			if v, ok := set[k]; ok {
-				c.Args[i] = k + "=" + v
-			}
-		}
-	}
-	c.Args = append(c.Args, strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...)
 }
 
 // waitPod waits for a Ready pod matching selector (on node, if set) and

@@ -14,6 +14,7 @@ KWOK_VERSION=v0.8.0
 JAEGER_VERSION=v1.76.0
 GOTESTSUM_VERSION=v1.13.0
 STATICCHECK_VERSION=v0.8.2
+HELM_VERSION=v3.22.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${HOOKSCOPE_CACHE:-$HOME/.cache/hookscope}"
@@ -72,6 +73,8 @@ install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
 install gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum
 install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
+# The kind game day deploys the agent with the project's chart (helm template).
+install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 
 # The OpenTelemetry Collector that checks deploy/collector (its own module).
 bash "$here/collector/build.sh"
@@ -80,7 +83,7 @@ bash "$here/collector/build.sh"
 mkdir -p "$bin/current"
 for t in etcd:$ETCD_VERSION kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION \
 	kube-scheduler:$KUBE_VERSION jaeger:$JAEGER_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION \
-	gotestsum:$GOTESTSUM_VERSION staticcheck:$STATICCHECK_VERSION; do
+	gotestsum:$GOTESTSUM_VERSION staticcheck:$STATICCHECK_VERSION helm:$HELM_VERSION; do
 	ln -sfn "../${t%%:*}-${t#*:}" "$bin/current/${t%%:*}"
 done
 echo "$bin/current"
