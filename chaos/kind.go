@@ -138,6 +138,9 @@ func (k *Kind) Create(ctx context.Context) error {
 	if err != nil {
 		return errors.New("kind provider: no container runtime (docker, podman or nerdctl) on this machine: install Docker and a kind node image, or run the game day with PROVIDER=local")
 	}
+	if exec.CommandContext(ctx, "docker", "info").Run() != nil {
+		return errors.New("kind provider: no container runtime answers (docker info fails): make docker-up starts Docker, or run the game day with PROVIDER=local")
+	}
 	if k.Image != "" && exec.CommandContext(ctx, "docker", "image", "inspect", k.Image).Run() != nil {
 		return fmt.Errorf("kind provider: no node image %s in Docker (make kind-image builds it offline), or run the game day with PROVIDER=local", k.Image)
 	}
