@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,20 +42,9 @@ func podBackendContainer() corev1.Container {
 // startPodBackend creates the backend pod on the lab's node, waits for its
 // IP, reaches its control port and sends it a valid certificate.
 func (w *Webhook) startPodBackend(ctx context.Context) error {
-	pod := w.backendPod(true)
-	if _, err := w.client.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("starting backend of %s: creating pod: %w", w.Spec.Name, err)
-	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := w.client.CoreV1().Pods(w.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
-			return false, nil
-		}
-		w.PodIP, err = netip.ParseAddr(p.Status.PodIP)
-		return err == nil, err
-	})
+	pod, err := w.createBackendPod(ctx, 2*time.Minute)
 	if err != nil {
-		return fmt.Errorf("starting backend of %s: pod not Running with an IP: %w", w.Spec.Name, err)
+		return err
 	}
 	w.control.Close()
 	if w.control, err = ForwardPort(ctx, w.restConfig, w.Namespace, pod.Name, backendControl); err != nil {

@@ -260,13 +260,25 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 	if w.inPods {
 		return w.startPodBackend(ctx)
 	}
-	c := w.client
-	pod := w.backendPod(true)
-	if _, err := c.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("starting backend of %s: creating pod: %w", w.Spec.Name, err)
+	if _, err := w.createBackendPod(ctx, time.Minute); err != nil {
+		return err
 	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := c.CoreV1().Pods(w.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	var err error
+	if w.pod, err = podnet.New(w.Spec.Name, w.PodIP); err != nil {
+		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
+	}
+	return w.StartServer()
+}
+
+// createBackendPod creates the backend pod on the lab's node and waits up to
+// timeout until it runs with an IP (w.PodIP).
+func (w *Webhook) createBackendPod(ctx context.Context, timeout time.Duration) (*corev1.Pod, error) {
+	pod := w.backendPod(true)
+	if _, err := w.client.CoreV1().Pods(w.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("starting backend of %s: creating pod: %w", w.Spec.Name, err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		p, err := w.client.CoreV1().Pods(w.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 			return false, nil
 		}
@@ -274,12 +286,9 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 		return err == nil, err
 	})
 	if err != nil {
-		return fmt.Errorf("starting backend of %s: pod not Running with an IP: %w", w.Spec.Name, err)
+		return nil, fmt.Errorf("starting backend of %s: pod not Running with an IP: %w", w.Spec.Name, err)
 	}
-	if w.pod, err = podnet.New(w.Spec.Name, w.PodIP); err != nil {
-		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
-	}
-	return w.StartServer()
+	return pod, nil
 }
 
 // StartServer starts the webhook server in the backend pod's network with
