@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,33 @@ type AgentProcess struct {
 	api     string
 	logPath string
 	done    chan error
+	// apis, when set, are the APIs of every agent of a DaemonSet (kind):
+	// the game day reads them as one, since a finding is reported by the
+	// agent that saw it (a backend's node, or the Lease holder).
+	apis []string
+}
+
+// AgentPods reads the agents whose APIs are at the given base URLs as one.
+func AgentPods(apis []string) *AgentProcess {
+	return &AgentProcess{apis: apis, done: make(chan error, 1)}
+}
+
+// each calls fn with each agent's API; it fails only when every call does.
+func (p *AgentProcess) each(fn func(api string) error) error {
+	apis := p.apis
+	if len(apis) == 0 {
+		apis = []string{p.api}
+	}
+	var errs []error
+	for _, api := range apis {
+		if err := fn(api); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == len(apis) {
+		return errors.Join(errs...)
+	}
+	return nil
 }
 
 // AgentFinding is a finding as the agent's /findings API returns it.
@@ -126,25 +154,30 @@ func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
 // LogPath is the agent's log file.
 func (p *AgentProcess) LogPath() string { return p.logPath }
 
-// Findings returns the agent's open and recently resolved findings.
+// Findings returns the agent's open and recently resolved findings (every
+// agent's, for a DaemonSet).
 func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFinding, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/findings", nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading agent findings: %w", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Open     []AgentFinding `json:"open"`
-		Resolved []AgentFinding `json:"resolved"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, nil, fmt.Errorf("decoding agent findings: %w", err)
-	}
-	return body.Open, body.Resolved, nil
+	err = p.each(func(api string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/findings", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("reading agent findings: %w", err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Open     []AgentFinding `json:"open"`
+			Resolved []AgentFinding `json:"resolved"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return fmt.Errorf("decoding agent findings: %w", err)
+		}
+		open, resolved = append(open, body.Open...), append(resolved, body.Resolved...)
+		return nil
+	})
+	return open, resolved, err
 }
 
 // WaitForImpact polls until an open correlation finding of the webhook with
@@ -200,52 +233,65 @@ func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook, class string
 	return found, nil
 }
 
-// Metrics returns the agent's Prometheus scrape.
+// Metrics returns the agent's Prometheus scrape (every agent's, one after
+// the other, for a DaemonSet).
 func (p *AgentProcess) Metrics(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("scraping agent metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("scraping agent metrics: %w", err)
-	}
-	return string(b), nil
+	var all strings.Builder
+	err := p.each(func(api string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/metrics", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("scraping agent metrics: %w", err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return fmt.Errorf("scraping agent metrics: %w", err)
+		}
+		all.Write(b)
+		return nil
+	})
+	return all.String(), err
+}
+
+// tracedWebhook is what WaitForTraced reads of GET /webhooks.
+type tracedWebhook struct {
+	Ref struct {
+		Name string `json:"name"`
+	} `json:"ref"`
+	Traced []string `json:"traced"`
 }
 
 // WaitForTraced polls the agent's /webhooks until it traces backend for the
 // webhook in the kernel.
 func (p *AgentProcess) WaitForTraced(ctx context.Context, webhook, backend string, timeout time.Duration) error {
-	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.api+"/webhooks", nil)
+	traced := func(ctx context.Context, api string) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/webhooks", nil)
 		if err != nil {
-			return false, err
+			return false
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return false, nil
+			return false
 		}
 		defer resp.Body.Close()
-		var ws []struct {
-			Ref struct {
-				Name string `json:"name"`
-			} `json:"ref"`
-			Traced []string `json:"traced"`
-		}
+		var ws []tracedWebhook
 		if err := json.NewDecoder(resp.Body).Decode(&ws); err != nil {
-			return false, nil
+			return false
 		}
-		for _, w := range ws {
-			if w.Ref.Name == webhook && slices.Contains(w.Traced, backend) {
-				return true, nil
-			}
-		}
-		return false, nil
+		return slices.ContainsFunc(ws, func(w tracedWebhook) bool {
+			return w.Ref.Name == webhook && slices.Contains(w.Traced, backend)
+		})
+	}
+	apis := p.apis
+	if len(apis) == 0 {
+		apis = []string{p.api}
+	}
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		return slices.ContainsFunc(apis, func(api string) bool { return traced(ctx, api) }), nil
 	})
 	if err != nil {
 		return fmt.Errorf("the agent does not trace backend %s of webhook %s within %s", backend, webhook, timeout)

@@ -191,6 +191,9 @@ func (k *Kind) podNetwork(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := routePodCIDRs(ctx, client); err != nil {
+		return err
+	}
 	if err := deployKindCNI(ctx, client); err != nil {
 		return err
 	}

@@ -145,6 +145,52 @@ func deployKindCNI(ctx context.Context, c kubernetes.Interface) error {
 	return create("DaemonSet "+CNINamespace+"/"+CNIName, err)
 }
 
+// routePodCIDRs routes, on every node, each other node's pod CIDR to that
+// node's address, as EKS's VPC routes pod IPs whether or not a node's own
+// aws-node runs: a joining node whose aws-node pod is blocked has no pod
+// network of its own, but its host-network pods (hookscope's agent among
+// them) still reach the cluster's Services and pods. aws-node keeps the
+// routes of nodes that join later.
+func routePodCIDRs(ctx context.Context, c kubernetes.Interface) error {
+	var nodes *corev1.NodeList
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if nodes, err = c.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+			return false, nil
+		}
+		for _, n := range nodes.Items {
+			if n.Spec.PodCIDR == "" || internalIP(n) == "" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("routing pod CIDRs: nodes without a pod CIDR or address: %w", err)
+	}
+	for _, on := range nodes.Items {
+		for _, to := range nodes.Items {
+			if on.Name == to.Name {
+				continue
+			}
+			cmd := exec.CommandContext(ctx, "docker", "exec", on.Name, "ip", "route", "replace", to.Spec.PodCIDR, "via", internalIP(to))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("routing %s via %s on %s: %w: %s", to.Spec.PodCIDR, to.Name, on.Name, err, strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	return nil
+}
+
+func internalIP(n corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
 // waitNodesReady waits until each named node is Ready.
 func waitNodesReady(ctx context.Context, c kubernetes.Interface, names []string, timeout time.Duration) error {
 	var notReady []string

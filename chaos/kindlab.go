@@ -225,9 +225,9 @@ func (l *Lab) deployKindJaeger(ctx context.Context) error {
 
 // deployKindAgent installs the agent with the project's Helm chart (helm
 // template, then a server-side apply), with the image loaded here, the game
-// day's intervals and HOOKSCOPE_AGENT_EXTRA_ARGS, on the lab's node only
-// (one agent, as on the local provider, so its API shows the Lease
-// holder's cluster-wide findings too), and reaches the agent's API there.
+// day's intervals and HOOKSCOPE_AGENT_EXTRA_ARGS, and reaches every agent's
+// API: a finding comes from the agent that saw it, the one on the
+// backend's node or the one holding the Lease.
 func (l *Lab) deployKindAgent(ctx context.Context) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
@@ -246,8 +246,7 @@ func (l *Lab) deployKindAgent(ctx context.Context) error {
 		"--namespace", kindAgentNS, "--kube-version", l.Report.KubernetesVersion, "--set", "namespace.create=true",
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
 		"--set", "agent.probeInterval=2s", "--set", "agent.apiserverMetricsInterval=1s", "--set", "agent.logLevel=debug",
-		"--set-json", "agent.extraArgs="+string(extra),
-		"--set-json", fmt.Sprintf(`nodeSelector={%q:%q}`, corev1.LabelHostname, l.Node))
+		"--set-json", "agent.extraArgs="+string(extra))
 	var stderr bytes.Buffer
 	render.Stderr = &stderr
 	manifests, err := render.Output()
@@ -259,16 +258,26 @@ func (l *Lab) deployKindAgent(ctx context.Context) error {
 	if out, err := apply.CombinedOutput(); err != nil {
 		return fmt.Errorf("deploying the agent: kubectl apply: %w: %s", err, out)
 	}
-	pod, err := l.waitPod(ctx, kindAgentNS, "app.kubernetes.io/name=hookscope-agent", l.Node, 2*time.Minute)
+	// An agent on every node, the joining one (NotReady, no pod network)
+	// included: the host network needs no CNI.
+	nodes, err := l.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("deploying the agent: %w", err)
 	}
-	pf, err := ForwardPort(ctx, l.restConfig, kindAgentNS, pod, 9477)
-	if err != nil {
-		return fmt.Errorf("deploying the agent: %w", err)
+	var apis []string
+	for _, n := range nodes.Items {
+		pod, err := l.waitPod(ctx, kindAgentNS, "app.kubernetes.io/name=hookscope-agent", n.Name, 2*time.Minute)
+		if err != nil {
+			return fmt.Errorf("deploying the agent: on %s: %w", n.Name, err)
+		}
+		pf, err := ForwardPort(ctx, l.restConfig, kindAgentNS, pod, 9477)
+		if err != nil {
+			return fmt.Errorf("deploying the agent: %w", err)
+		}
+		l.forwards = append(l.forwards, pf)
+		apis = append(apis, "http://"+pf.Addr)
 	}
-	l.forwards = append(l.forwards, pf)
-	l.Agent = &AgentProcess{api: "http://" + pf.Addr, done: make(chan error, 1)}
+	l.Agent = AgentPods(apis)
 	return nil
 }
 
