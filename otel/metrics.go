@@ -111,7 +111,8 @@ type Metrics struct {
 	mu     sync.Mutex
 	expiry map[expiryKey]time.Time
 
-	wireKinds sync.Map // event kind -> its metric.AddOption
+	wireKinds sync.Map                                  // event kind -> its metric.AddOption
+	callSets  map[callLabelKey]metric.MeasurementOption // under mu
 }
 
 type expiryKey struct {
@@ -151,6 +152,7 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		provider: sdkmetric.NewMeterProvider(providerOpts...),
 		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		expiry:   map[expiryKey]time.Time{},
+		callSets: map[callLabelKey]metric.MeasurementOption{},
 	}
 	meter := m.provider.Meter("github.com/hookscope/hookscope/otel")
 	if m.findings, err = meter.Int64Counter(MetricFindings, metric.WithDescription("Findings opened, by class and effect.")); err != nil {
@@ -326,12 +328,38 @@ func (m *Metrics) ReportCall(c agent.Call) {
 		ref = c.Webhooks[0]
 	}
 	ctx := context.Background()
-	withOutcome := metric.WithAttributes(webhookLabels(ref, labelOutcome.String(c.Outcome))...)
+	withOutcome := m.callLabels(ref, c.Outcome)
 	m.calls.Add(ctx, 1, withOutcome)
 	if !c.Start.IsZero() && !c.End.Before(c.Start) {
 		m.handshake.Record(ctx, c.End.Sub(c.Start).Seconds(), withOutcome)
 	}
 }
+
+// callLabels is the attribute set of a webhook's calls with an outcome,
+// built once (a call can come a thousand times a second). The cache is
+// emptied when it outgrows maxCallLabelSets, so webhooks that come and go
+// do not pile up in it.
+func (m *Metrics) callLabels(ref agent.WebhookRef, outcome string) metric.MeasurementOption {
+	key := callLabelKey{ref, outcome}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if opt, ok := m.callSets[key]; ok {
+		return opt
+	}
+	if len(m.callSets) >= maxCallLabelSets {
+		clear(m.callSets)
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(webhookLabels(ref, labelOutcome.String(outcome))...))
+	m.callSets[key] = opt
+	return opt
+}
+
+type callLabelKey struct {
+	ref     agent.WebhookRef
+	outcome string
+}
+
+const maxCallLabelSets = 4096
 
 var _ agent.ResponseObserver = (*Metrics)(nil)
 
