@@ -66,10 +66,16 @@ type InventoryStats struct {
 // backendWatch caches the Services of one namespace and the EndpointSlices
 // of the webhook Services in it.
 type backendWatch struct {
-	names  string // the Services' names, sorted and comma-joined
-	svc    cache.SharedIndexInformer
-	eps    cache.SharedIndexInformer
-	cancel context.CancelFunc
+	svc       cache.SharedIndexInformer
+	svcCancel context.CancelFunc
+	names     string // the webhook Services' names, sorted and comma-joined
+	eps       cache.SharedIndexInformer
+	epsCancel context.CancelFunc
+}
+
+func (w *backendWatch) stop() {
+	w.svcCancel()
+	w.epsCancel()
 }
 
 // NewInventory sets up the informers; Run starts them.
@@ -192,22 +198,34 @@ func (inv *Inventory) wantedBackends() map[string][]string {
 
 // watchBackends makes the backend watches match the webhook configurations:
 // one per namespace that holds a webhook Service, its EndpointSlice
-// selector naming exactly those Services. It returns once every watch is
-// synced, so a resolution never mistakes a Service not cached yet for one
-// that does not exist.
+// selector naming exactly those Services (a change of names restarts only
+// the EndpointSlice watch). It returns once every watch is synced, so a
+// resolution never mistakes a Service not cached yet for one that does not
+// exist.
 func (inv *Inventory) watchBackends(ctx context.Context) error {
 	want := inv.wantedBackends()
 	for ns, w := range inv.watches {
-		if names, ok := want[ns]; !ok || strings.Join(names, ",") != w.names {
-			w.cancel()
+		if _, ok := want[ns]; !ok {
+			w.stop()
 			delete(inv.watches, ns)
 		}
 	}
 	for ns, names := range want {
-		if _, ok := inv.watches[ns]; ok {
-			continue
+		w := inv.watches[ns]
+		if w == nil {
+			w = &backendWatch{}
+			w.svc, w.svcCancel = inv.runInformer(coreinformers.NewServiceInformer(inv.client, ns, 0, cache.Indexers{}))
+			inv.watches[ns] = w
 		}
-		inv.watches[ns] = inv.startWatch(ns, names)
+		if joined := strings.Join(names, ","); joined != w.names {
+			if w.epsCancel != nil {
+				w.epsCancel()
+			}
+			selector := fmt.Sprintf("%s in (%s)", discoveryv1.LabelServiceName, joined)
+			w.names = joined
+			w.eps, w.epsCancel = inv.runInformer(discoveryinformers.NewFilteredEndpointSliceInformer(inv.client, ns, 0, cache.Indexers{},
+				func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+		}
 	}
 	for ns, w := range inv.watches {
 		if !cache.WaitForCacheSync(ctx.Done(), w.svc.HasSynced, w.eps.HasSynced) {
@@ -217,27 +235,19 @@ func (inv *Inventory) watchBackends(ctx context.Context) error {
 	return nil
 }
 
-func (inv *Inventory) startWatch(ns string, names []string) *backendWatch {
+// runInformer slims what i caches, pokes the inventory on its changes and
+// runs it until the returned cancel.
+func (inv *Inventory) runInformer(i cache.SharedIndexInformer) (cache.SharedIndexInformer, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &backendWatch{
-		names:  strings.Join(names, ","),
-		svc:    coreinformers.NewServiceInformer(inv.client, ns, 0, cache.Indexers{}),
-		cancel: cancel,
-	}
-	selector := fmt.Sprintf("%s in (%s)", discoveryv1.LabelServiceName, w.names)
-	w.eps = discoveryinformers.NewFilteredEndpointSliceInformer(inv.client, ns, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = selector })
-	for _, i := range []cache.SharedIndexInformer{w.svc, w.eps} {
-		_ = i.SetTransform(slimObject)
-		_, _ = i.AddEventHandler(inv.pokeOnChange())
-		go i.RunWithContext(ctx)
-	}
-	return w
+	_ = i.SetTransform(slimObject)
+	_, _ = i.AddEventHandler(inv.pokeOnChange())
+	go i.RunWithContext(ctx)
+	return i, cancel
 }
 
 func (inv *Inventory) stopWatches() {
 	for ns, w := range inv.watches {
-		w.cancel()
+		w.stop()
 		delete(inv.watches, ns)
 	}
 }

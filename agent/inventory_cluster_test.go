@@ -144,6 +144,23 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		t.Errorf("%d resolutions after changes to Services no webhook calls, want 0", n)
 	}
 
+	// A second webhook Service in a watched namespace: the EndpointSlice
+	// watch is restarted with both names, and webhook a never loses its
+	// endpoint meanwhile.
+	before = rec.count()
+	mustWebhook(ctx, t, client, "cfg-c", "vc.inventory.hookscope.dev", "hooks-a", "unrelated")
+	waitFor("webhook c resolves through the widened EndpointSlice watch", backendIs("vc.inventory.hookscope.dev", "10.0.9.2:8443"))
+	rec.mu.Lock()
+	for _, ws := range rec.all[before:] {
+		if w, ok := find(ws, "va.inventory.hookscope.dev"); !ok || w.Problem != "" || len(w.Backends) != 1 {
+			t.Errorf("while the EndpointSlice watch of hooks-a restarted, webhook a resolved to %+v", w)
+		}
+	}
+	rec.mu.Unlock()
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 3 || got.Watches != 6 {
+		t.Errorf("stats with three webhooks: %+v, want 2 namespaces, 3 Services, 3 slices, 6 watches", got)
+	}
+
 	// The webhook's own Service going away is seen.
 	if err := client.CoreV1().Services("hooks-a").Delete(ctx, "svc-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

@@ -24,12 +24,11 @@ import (
 // HTTP API and its spans: no agent package is imported here.
 type AgentProcess struct {
 	cmd     *exec.Cmd
-	api     string
 	logPath string
 	done    chan error
-	// apis, when set, are the APIs of every agent of a DaemonSet (kind):
-	// the game day reads them as one, since a finding is reported by the
-	// agent that saw it (a backend's node, or the Lease holder).
+	// apis are the agents' API base URLs: this process's, or every agent
+	// of a DaemonSet (kind), read as one, since a finding is reported by
+	// the agent that saw it (a backend's node, or the Lease holder).
 	apis []string
 }
 
@@ -40,17 +39,13 @@ func AgentPods(apis []string) *AgentProcess {
 
 // each calls fn with each agent's API; it fails only when every call does.
 func (p *AgentProcess) each(fn func(api string) error) error {
-	apis := p.apis
-	if len(apis) == 0 {
-		apis = []string{p.api}
-	}
 	var errs []error
-	for _, api := range apis {
+	for _, api := range p.apis {
 		if err := fn(api); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == len(apis) {
+	if len(errs) == len(p.apis) {
 		return errors.Join(errs...)
 	}
 	return nil
@@ -111,7 +106,8 @@ func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting agent: %w", err)
 	}
-	p := &AgentProcess{api: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: filepath.Join(o.Dir, "agent.log"), done: make(chan error, 1)}
+	api := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p := &AgentProcess{apis: []string{api}, logPath: filepath.Join(o.Dir, "agent.log"), done: make(chan error, 1)}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, fmt.Errorf("starting agent: %w", err)
@@ -137,7 +133,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
 			return false, fmt.Errorf("agent exited: %v", err)
 		default:
 		}
-		resp, err := http.Get(p.api + "/readyz")
+		resp, err := http.Get(api + "/readyz")
 		if err != nil {
 			return false, nil
 		}
@@ -286,12 +282,8 @@ func (p *AgentProcess) WaitForTraced(ctx context.Context, webhook, backend strin
 			return w.Ref.Name == webhook && slices.Contains(w.Traced, backend)
 		})
 	}
-	apis := p.apis
-	if len(apis) == 0 {
-		apis = []string{p.api}
-	}
 	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		return slices.ContainsFunc(apis, func(api string) bool { return traced(ctx, api) }), nil
+		return slices.ContainsFunc(p.apis, func(api string) bool { return traced(ctx, api) }), nil
 	})
 	if err != nil {
 		return fmt.Errorf("the agent does not trace backend %s of webhook %s within %s", backend, webhook, timeout)

@@ -32,38 +32,61 @@ const kindCNIImage = "hookscope.local/aws-node:kind"
 // buildCNIImage builds chaos/kind/awsnode into a FROM-scratch image tagged
 // kindCNIImage in the local Docker daemon.
 func buildCNIImage(ctx context.Context, workDir string) error {
-	root, err := moduleRoot(ctx)
+	b, err := goBinary(ctx, workDir, "./chaos/kind/awsnode")
 	if err != nil {
 		return err
 	}
-	bin := filepath.Join(workDir, "aws-node")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./chaos/kind/awsnode")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building aws-node: %w\n%s", err, out)
-	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
+	return scratchImage(ctx, kindCNIImage, []string{"/aws-node"}, file{"aws-node", 0o755, b})
+}
+
+// file is one file of a FROM-scratch image.
+type file struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// scratchImage imports files as a one-layer image ref with entrypoint.
+func scratchImage(ctx context.Context, ref string, entrypoint []string, files ...file) error {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	if err := tw.WriteHeader(&tar.Header{Name: "aws-node", Mode: 0o755, Size: int64(len(b)), ModTime: time.Unix(0, 0)}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(b); err != nil {
-		return err
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	imp := exec.CommandContext(ctx, "docker", "import", "-c", `ENTRYPOINT ["/aws-node"]`, "-", kindCNIImage)
+	quoted := make([]string, len(entrypoint))
+	for i, e := range entrypoint {
+		quoted[i] = `"` + e + `"`
+	}
+	imp := exec.CommandContext(ctx, "docker", "import", "-c", "ENTRYPOINT ["+strings.Join(quoted, ",")+"]", "-", ref)
 	imp.Stdin = &layer
 	if out, err := imp.CombinedOutput(); err != nil {
-		return fmt.Errorf("importing the aws-node image: %w: %s", err, out)
+		return fmt.Errorf("importing image %s: %w: %s", ref, err, out)
 	}
 	return nil
+}
+
+// goBinary builds pkg of this module, static, and returns its bytes.
+func goBinary(ctx context.Context, dir, pkg string) ([]byte, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+	}
+	return os.ReadFile(out)
 }
 
 // loadImage copies a Docker image into the containerd of each node, as

@@ -3,7 +3,6 @@
 package chaos
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hookscope/hookscope/internal/jaeger"
 )
@@ -47,9 +45,9 @@ const (
 
 // startKind brings up the agent and Jaeger in the kind cluster.
 func (l *Lab) startKind(ctx context.Context, k *Kind) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	cfg, err := k.restConfig()
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
+		return err
 	}
 	l.restConfig = cfg
 	nodes, err := k.Nodes()
@@ -71,56 +69,6 @@ func (l *Lab) startKind(ctx context.Context, k *Kind) error {
 		return err
 	}
 	return l.deployKindAgent(ctx)
-}
-
-// file is one file of a FROM-scratch image.
-type file struct {
-	name string
-	mode int64
-	data []byte
-}
-
-// scratchImage imports files as a one-layer image ref with entrypoint.
-func scratchImage(ctx context.Context, ref string, entrypoint []string, files ...file) error {
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	quoted := make([]string, len(entrypoint))
-	for i, e := range entrypoint {
-		quoted[i] = `"` + e + `"`
-	}
-	imp := exec.CommandContext(ctx, "docker", "import", "-c", "ENTRYPOINT ["+strings.Join(quoted, ",")+"]", "-", ref)
-	imp.Stdin = &layer
-	if out, err := imp.CombinedOutput(); err != nil {
-		return fmt.Errorf("importing image %s: %w: %s", ref, err, out)
-	}
-	return nil
-}
-
-// goBinary builds pkg of this module, static, and returns its bytes.
-func goBinary(ctx context.Context, dir, pkg string) ([]byte, error) {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := filepath.Join(dir, filepath.Base(pkg))
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building %s: %w\n%s", pkg, err, b)
-	}
-	return os.ReadFile(out)
 }
 
 // buildKindImages builds the agent's image with the project's Dockerfile

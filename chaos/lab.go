@@ -178,11 +178,10 @@ func (l *Lab) Hookscope(ctx context.Context, args ...string) (string, error) {
 
 // buildAgent builds ./cmd/hookscope of this module into dir.
 func buildAgent(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
-		return "", fmt.Errorf("building the agent: cannot find hookscope's go.mod (set HOOKSCOPE_BIN to a built hookscope binary)")
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", fmt.Errorf("building the agent: %w (or set HOOKSCOPE_BIN to a built hookscope binary)", err)
 	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
 	bin := filepath.Join(dir, "hookscope")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hookscope")
 	cmd.Dir = root
