@@ -15,6 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
@@ -148,6 +149,14 @@ func (k *Kind) Create(ctx context.Context) error {
 		return fmt.Errorf("kind provider: %w", err)
 	}
 	k.provider = cluster.NewProvider(runtime)
+	// A cluster of this name is the game day's own, left by a run that was
+	// killed before its cleanup: it would make Create fail.
+	if names, err := k.provider.List(); err == nil && slices.Contains(names, k.name) {
+		fmt.Fprintf(os.Stderr, "lab: deleting kind cluster %s, left by an earlier run\n", k.name)
+		if err := k.provider.Delete(k.name, k.Kubeconfig()); err != nil {
+			return fmt.Errorf("kind provider: deleting cluster %s left by an earlier run: %s", k.name, oneLine(err))
+		}
+	}
 	done := make(chan error, 1)
 	go func() {
 		// No wait for Ready here: no node is Ready before aws-node runs.
@@ -183,11 +192,7 @@ func (k *Kind) podNetwork(ctx context.Context) error {
 	if err := loadImage(ctx, kindCNIImage, names); err != nil {
 		return err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
-	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := k.client()
 	if err != nil {
 		return err
 	}
@@ -200,6 +205,24 @@ func (k *Kind) podNetwork(ctx context.Context) error {
 	joining := k.WorkerNames()[k.workers-k.Joining:]
 	names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(joining, n) })
 	return waitNodesReady(ctx, client, names, kindWaitReady)
+}
+
+// restConfig is the admin kubeconfig Create wrote, loaded.
+func (k *Kind) restConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", k.Kubeconfig(), err)
+	}
+	return cfg, nil
+}
+
+// client is a clientset for the cluster.
+func (k *Kind) client() (kubernetes.Interface, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
 // Nodes are the names of the cluster's nodes (its containers).
@@ -221,13 +244,9 @@ func (k *Kind) AddNodeWithLabels(ctx context.Context, name string, labels map[st
 	if err := k.AddNode(ctx, name); err != nil {
 		return err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	client, err := k.client()
 	if err != nil {
-		return fmt.Errorf("kind provider: loading kubeconfig: %w", err)
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
+		return fmt.Errorf("kind provider: %w", err)
 	}
 	node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

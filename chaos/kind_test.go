@@ -105,11 +105,18 @@ func TestKindCluster(t *testing.T) {
 			t.Errorf("deleting: %v", err)
 		}
 	})
+	// What a killed run leaves: a node container of a cluster of the same
+	// name (kind finds clusters by this label). Create deletes it first.
+	leftover := exec.Command("docker", "create", "--name", "hs-kindtest-control-plane",
+		"--label", "io.x-k8s.kind.cluster=hs-kindtest", image)
+	if out, err := leftover.CombinedOutput(); err != nil {
+		t.Fatalf("creating a leftover node container: %v: %s", err, out)
+	}
 	start := time.Now()
 	if err := k.Create(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("cluster with every node Ready in %s", time.Since(start).Round(time.Second))
+	t.Logf("cluster with every node Ready in %s (a leftover of the same name deleted first)", time.Since(start).Round(time.Second))
 	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)
