@@ -178,14 +178,10 @@ func decodeHello(raw []byte, k EventKind) (*Hello, error) {
 
 // Counters are the program's own counts, summed over CPUs.
 type Counters struct {
-	Packets          uint64 // packets to or from a traced backend
+	Packets          uint64 // segments of traced connections with payload, SYN, FIN or RST (bare ACKs are not read)
 	EventsDropped    uint64 // events lost because the ring buffer was full
 	MalformedRecords uint64 // TLS record headers that were not
 	SplitRecords     uint64 // record headers split across segments, or too many records in one
 	OutOfOrder       uint64 // segments after a gap; record parsing stopped for that direction
 	Unparsed         uint64 // IP fragments and IPv6 extension headers
-}
-
-func toNetwork16(v uint16) uint16 {
-	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
 }

@@ -11,7 +11,10 @@
 // another one), needs no socket or cgroup of the client, and works for host
 // network pods' peers alike. Only connections whose server side is an
 // IP:port in the `backends` map (filled by the agent from its webhook
-// inventory) are looked at; every other packet costs two hash lookups.
+// inventory) are looked at. Every other packet costs a read of its headers
+// (straight from the packet) and one bit per port in `backend_ports`; a
+// bare ACK returns before that. Only a client's SYN reads `backends`: the
+// segments after it are found in `flows`.
 //
 // Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
 // TLS record at the start of each in-order segment (and the few ServerHello
@@ -21,7 +24,9 @@
 // Records that span segments are skipped using the record length; a segment
 // that is out of order, or a record header that is malformed or split across
 // segments, stops record parsing for that direction and is counted, never
-// trusted.
+// trusted. The rest of a request after its first record (an upload) is not
+// walked: the client's record boundary is found again at the start of its
+// next request's segment, by a strict record header.
 //
 // Emits (ring buffer `events`, struct event): request and response (the
 // first client application-data record of a request, the server's answer
@@ -96,7 +101,7 @@ enum phase {
 
 // Counter indexes into the `counters` per-CPU array.
 enum counter {
-	COUNTER_PACKETS = 0,       // packets of tracked backends
+	COUNTER_PACKETS = 0,       // segments of traced flows with payload, SYN, FIN or RST
 	COUNTER_EVENTS_DROPPED = 1, // ring buffer full
 	COUNTER_MALFORMED = 2,     // TLS record header that is not one
 	COUNTER_SPLIT = 3,         // record header split across segments
@@ -131,7 +136,7 @@ struct flow_state {
 	__u8 records_lost[2]; // record parsing stopped in that direction
 	__u8 tls13;
 	__u8 fin_seen;
-	__u8 pad;
+	__u8 resync; // the client's record boundary is to be found again
 	__u64 request_ns; // when the outstanding request was seen; 0 for none
 };
 
@@ -164,6 +169,14 @@ struct {
 	__type(key, struct backend_key);
 	__type(value, __u32);
 } backends SEC(".maps");
+
+// One bit per TCP port (host byte order): some backend listens on it.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} backend_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -215,12 +228,46 @@ static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
-		__sync_fetch_and_add(v, 1);
+		*v += 1; // per CPU, and TC programs do not nest on a CPU: no atomics
 }
 
-// packet holds what one TCP segment says, in the flow's terms.
+static __always_inline int port_is_backend(__u16 port)
+{
+	__u32 word = port >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&backend_ports, &word);
+	return bits && (*bits & (1ULL << (port & 63)));
+}
+
+// header returns a pointer to len bytes at off in the packet's linear
+// data, or 0. Headers almost always are there; those of a forwarded segment
+// can be in paged data, and are pulled in first (the packet's bytes are
+// unchanged). It invalidates earlier pointers into the packet.
+static __always_inline void *header(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	if (off > 127)
+		return 0;
+	// The bound on the register the pointer is computed with (clang may
+	// check a copy): the verifier needs it to give the pointer its range.
+	asm volatile("%[off] &= 0x7f" : [off] "+r"(off));
+	void *h = (void *)(long)skb->data + off;
+	if (h + len > (void *)(long)skb->data_end) {
+		if (bpf_skb_pull_data(skb, off + len) < 0)
+			return 0;
+		h = (void *)(long)skb->data + off;
+		if (h + len > (void *)(long)skb->data_end)
+			return 0;
+	}
+	return h;
+}
+
+// packet holds what one TCP segment says, in the flow's terms once
+// orient has been called.
 struct packet {
 	struct flow_key key;
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
 	__u32 seq;
 	__u32 payload_off;
 	__u32 payload_len;
@@ -328,78 +375,77 @@ static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)
 	__builtin_memcpy(dst + 12, &addr, 4);
 }
 
-// parse fills p from the headers; returns 0 for a TCP segment of a tracked
-// backend, -1 otherwise.
+// What parse says of a segment's ports: bits of the backend_ports check.
+#define DST_PORT_KNOWN 1
+#define SRC_PORT_KNOWN 2
+
+// is_backend says whether addr:port (port in network byte order) is in
+// `backends`.
+static __always_inline int is_backend(const __u8 *addr, __be16 port)
+{
+	struct backend_key bk = {};
+	__builtin_memcpy(bk.addr, addr, 16);
+	bk.port = port;
+	return bpf_map_lookup_elem(&backends, &bk) != 0;
+}
+
+// parse fills p from the headers and returns which of its ports some
+// backend listens on (DST_PORT_KNOWN, SRC_PORT_KNOWN), or -1 for a segment
+// that cannot matter: not TCP, a bare ACK (no payload, no SYN, FIN or RST:
+// nothing in it is read), or no port of a backend. The first checks cost
+// no map lookup but one array read per port.
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 {
-	__u8 src[16], dst[16];
 	__u32 off = ETH_HLEN;
 	__u32 ip_payload_len;
 	int unparsed = 0;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+		struct iphdr *ip = header(skb, off, sizeof(*ip));
+		if (!ip || ip->protocol != IPPROTO_TCP)
 			return -1;
-		if (ip.protocol != IPPROTO_TCP)
+		__u32 ihl = ip->ihl * 4;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (ihl < sizeof(*ip) || tot < ihl)
 			return -1;
-		__u32 ihl = ip.ihl * 4;
-		__u32 tot = bpf_ntohs(ip.tot_len);
-		if (ihl < sizeof(ip) || tot < ihl)
-			return -1;
-		set_v4mapped(src, ip.saddr);
-		set_v4mapped(dst, ip.daddr);
-		if (ip.frag_off & bpf_htons(0x3fff)) // MF or offset: a fragment
+		set_v4mapped(p->src, ip->saddr);
+		set_v4mapped(p->dst, ip->daddr);
+		if (ip->frag_off & bpf_htons(0x3fff)) // MF or offset: a fragment
 			unparsed = 1;
 		off += ihl;
 		ip_payload_len = tot - ihl;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+		struct ipv6hdr *ip6 = header(skb, off, sizeof(*ip6));
+		if (!ip6)
 			return -1;
-		__builtin_memcpy(src, &ip6.saddr, 16);
-		__builtin_memcpy(dst, &ip6.daddr, 16);
-		if (ip6.nexthdr != IPPROTO_TCP)
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		if (ip6->nexthdr != IPPROTO_TCP)
 			unparsed = 1; // extension headers, or not TCP
-		off += sizeof(ip6);
-		ip_payload_len = bpf_ntohs(ip6.payload_len);
+		off += sizeof(*ip6);
+		ip_payload_len = bpf_ntohs(ip6->payload_len);
 	} else {
 		return -1;
 	}
 
-	__be16 ports[2];
-	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+	struct tcphdr *th = header(skb, off, sizeof(*th));
+	if (!th)
 		return -1;
-
-	struct backend_key bk = {};
-	__builtin_memcpy(bk.addr, dst, 16);
-	bk.port = ports[1];
-	if (bpf_map_lookup_elem(&backends, &bk)) {
-		p->dir = DIR_TO_SERVER;
-		__builtin_memcpy(p->key.client_addr, src, 16);
-		__builtin_memcpy(p->key.server_addr, dst, 16);
-		p->key.client_port = ports[0];
-		p->key.server_port = ports[1];
-	} else {
-		__builtin_memcpy(bk.addr, src, 16);
-		bk.port = ports[0];
-		if (!bpf_map_lookup_elem(&backends, &bk))
-			return -1;
-		p->dir = DIR_TO_CLIENT;
-		__builtin_memcpy(p->key.client_addr, dst, 16);
-		__builtin_memcpy(p->key.server_addr, src, 16);
-		p->key.client_port = ports[1];
-		p->key.server_port = ports[0];
-	}
-	count(COUNTER_PACKETS);
+	struct tcphdr tcp = *th;
+	int known = (port_is_backend(bpf_ntohs(tcp.dest)) ? DST_PORT_KNOWN : 0) |
+		    (port_is_backend(bpf_ntohs(tcp.source)) ? SRC_PORT_KNOWN : 0);
+	if (!known)
+		return -1;
+	p->sport = tcp.source;
+	p->dport = tcp.dest;
 	if (unparsed) {
-		count(COUNTER_UNPARSED);
+		// Counted for a backend's traffic only; what follows the IP
+		// header is not read.
+		if (((known & DST_PORT_KNOWN) && is_backend(p->dst, p->dport)) ||
+		    ((known & SRC_PORT_KNOWN) && is_backend(p->src, p->sport)))
+			count(COUNTER_UNPARSED);
 		return -1;
 	}
-
-	struct tcphdr tcp;
-	if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp)) < 0)
-		return -1;
 	__u32 doff = tcp.doff * 4;
 	if (doff < sizeof(tcp) || doff > ip_payload_len)
 		return -1;
@@ -408,7 +454,26 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 		   (tcp.ack ? F_ACK : 0);
 	p->payload_off = off + doff;
 	p->payload_len = ip_payload_len - doff;
-	return 0;
+	if (p->payload_len == 0 && !(p->flags & (F_SYN | F_FIN | F_RST)))
+		return -1; // a bare ACK
+	return known;
+}
+
+// orient writes p's flow key for direction dir.
+static __always_inline void orient(struct packet *p, __u8 dir)
+{
+	p->dir = dir;
+	if (dir == DIR_TO_SERVER) {
+		__builtin_memcpy(p->key.client_addr, p->src, 16);
+		__builtin_memcpy(p->key.server_addr, p->dst, 16);
+		p->key.client_port = p->sport;
+		p->key.server_port = p->dport;
+	} else {
+		__builtin_memcpy(p->key.client_addr, p->dst, 16);
+		__builtin_memcpy(p->key.server_addr, p->src, 16);
+		p->key.client_port = p->dport;
+		p->key.server_port = p->sport;
+	}
 }
 
 // reject reports a handshake the client gave up on and remembers it.
@@ -499,6 +564,22 @@ static __always_inline void record(struct __sk_buff *skb, struct packet *p, stru
 	}
 }
 
+// starts_record says whether the segment's payload starts with a strict
+// application-data or alert record header (type 23 or 21, version 0x0303, a
+// length a record can have): where the client's record boundary is found
+// again after its records were not walked.
+static __always_inline int starts_record(struct __sk_buff *skb, struct packet *p)
+{
+	__u8 h[5];
+	if (p->payload_len < 5 || bpf_skb_load_bytes(skb, p->payload_off, h, sizeof(h)) < 0)
+		return 0;
+	__u32 len = ((__u32)h[3] << 8) | h[4];
+	__u32 ok = ((h[0] == 23) | (h[0] == 21)) & (h[1] == 3) & (h[2] == 3) & (len <= TLS_MAX_RECORD);
+	// Only the verdict leaves: no path splits on the bytes themselves.
+	asm volatile("" : "+r"(ok));
+	return ok;
+}
+
 // records walks the TLS records that start in this segment.
 static __always_inline void records(struct __sk_buff *skb, struct packet *p, struct flow_state *st)
 {
@@ -507,7 +588,6 @@ static __always_inline void records(struct __sk_buff *skb, struct packet *p, str
 		return;
 	__u32 pos = p->payload_off;
 	__u32 left = p->payload_len;
-
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		__u32 skip = st->rec_left[d];
 		if (skip >= left) {
@@ -546,12 +626,18 @@ static __always_inline void records(struct __sk_buff *skb, struct packet *p, str
 static __always_inline int handle(struct __sk_buff *skb)
 {
 	struct packet p = {};
-	if (parse(skb, &p) < 0)
+	int known = parse(skb, &p);
+	if (known < 0)
 		return TC_ACT_OK;
 
-	__u8 d = p.dir & 1;
-
-	if ((p.flags & F_SYN) && !(p.flags & F_ACK) && p.dir == DIR_TO_SERVER) {
+	if ((p.flags & F_SYN) && !(p.flags & F_ACK)) {
+		// A client's SYN: a new flow, if it goes to a backend. Only here
+		// is `backends` read: every later segment of a traced connection
+		// is found in `flows`, and one of no flow is not judged.
+		if (!(known & DST_PORT_KNOWN) || !is_backend(p.dst, p.dport))
+			return TC_ACT_OK;
+		orient(&p, DIR_TO_SERVER);
+		count(COUNTER_PACKETS);
 		struct flow_state fresh = {};
 		fresh.start_ns = bpf_ktime_get_ns();
 		fresh.next_seq[0] = p.seq + 1;
@@ -561,11 +647,21 @@ static __always_inline int handle(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 
-	// No state: a connection that started before tracing, or a segment
-	// after the flow ended (a second RST). Neither can be judged.
-	struct flow_state *st = bpf_map_lookup_elem(&flows, &p.key);
+	// No state: a connection that started before tracing, a segment after
+	// the flow ended (a second RST), or no backend's. None can be judged.
+	struct flow_state *st = 0;
+	if (known & DST_PORT_KNOWN) {
+		orient(&p, DIR_TO_SERVER);
+		st = bpf_map_lookup_elem(&flows, &p.key);
+	}
+	if (!st && (known & SRC_PORT_KNOWN)) {
+		orient(&p, DIR_TO_CLIENT);
+		st = bpf_map_lookup_elem(&flows, &p.key);
+	}
 	if (!st)
 		return TC_ACT_OK;
+	count(COUNTER_PACKETS);
+	__u8 d = p.dir & 1;
 
 	if ((p.flags & F_SYN) && p.dir == DIR_TO_CLIENT) {
 		st->next_seq[1] = p.seq + 1;
@@ -583,7 +679,23 @@ static __always_inline int handle(struct __sk_buff *skb)
 		} else {
 			st->next_seq[d] = p.seq + p.payload_len;
 			st->seq_known[d] = 1;
-			records(skb, &p, st);
+			if (d == DIR_TO_SERVER && st->phase == PHASE_DONE && st->request_ns)
+				// The rest of a request (an upload) tells nothing: its
+				// records are not walked, and their boundary is found
+				// again when the client sends its next request.
+				st->resync = 1, st->rec_left[d] = 0;
+			else if (d == DIR_TO_SERVER && st->resync && !starts_record(skb, &p))
+				// The client's segments were not walked while its request
+				// was outstanding. Its next request starts a record,
+				// written after the answer was read: wait for a segment
+				// that starts with one. A request missed this way is no
+				// call, never a false one.
+				;
+			else {
+				if (d == DIR_TO_SERVER)
+					st->resync = 0;
+				records(skb, &p, st);
+			}
 		}
 	}
 

@@ -89,7 +89,7 @@ type handshakeFlowState struct {
 	RecordsLost [2]uint8
 	Tls13       uint8
 	FinSeen     uint8
-	Pad         uint8
+	Resync      uint8
 	_           [4]byte
 	RequestNs   uint64
 }
@@ -116,6 +116,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	handshakeMapBackendPorts      = "backend_ports"
 	handshakeMapBackends          = "backends"
 	handshakeMapCounters          = "counters"
 	handshakeMapEvents            = "events"
@@ -180,6 +181,7 @@ type handshakeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeMapSpecs struct {
+	BackendPorts *ebpf.MapSpec `ebpf:"backend_ports"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
@@ -218,6 +220,7 @@ func (o *handshakeObjects) Close() error {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakeMaps struct {
+	BackendPorts *ebpf.Map `ebpf:"backend_ports"`
 	Backends     *ebpf.Map `ebpf:"backends"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
@@ -227,6 +230,7 @@ type handshakeMaps struct {
 
 func (m *handshakeMaps) Close() error {
 	return _HandshakeClose(
+		m.BackendPorts,
 		m.Backends,
 		m.Counters,
 		m.Events,

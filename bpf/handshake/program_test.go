@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -283,4 +284,48 @@ func FuzzProgram(f *testing.F) {
 		r.send(t, 1, ackFlag|finFlag, nil)
 		r.events(t)
 	})
+}
+
+// TestProgramUploadThenNextRequest: the segments of a request after its
+// first are not walked (an upload tells nothing), and the client's next
+// request, after the answer, is found again at the start of a segment;
+// a segment that starts inside a record is never taken for one.
+func TestProgramUploadThenNextRequest(t *testing.T) {
+	r := newProgRig(t)
+	r.handshakeToServerFlight(t, 0x1301)
+	r.send(t, 0, ackFlag|pshFlag, record(23, make([]byte, 53))) // Finished
+	// A 15 KB request: three records over eight segments.
+	var upload []byte
+	for range 3 {
+		upload = append(upload, record(23, make([]byte, 5000))...)
+	}
+	for len(upload) > 0 {
+		n := min(len(upload), 2000) // a test run takes at most a page
+		r.send(t, 0, ackFlag|pshFlag, upload[:n])
+		upload = upload[n:]
+	}
+	r.send(t, 1, ackFlag|pshFlag, record(23, make([]byte, 200))) // the answer
+	// A segment that starts inside a record (the tail of one the program
+	// did not see begin), whose bytes could look like a record: no request.
+	tail := append([]byte{23, 3, 1}, make([]byte, 300)...)
+	r.send(t, 0, ackFlag|pshFlag, tail)
+	r.send(t, 1, ackFlag|pshFlag, record(23, make([]byte, 200)))
+	// The next request, at a segment's start.
+	r.send(t, 0, ackFlag|pshFlag, record(23, make([]byte, 500)))
+	r.send(t, 1, ackFlag|pshFlag, record(23, make([]byte, 200)))
+
+	var got []string
+	es := r.events(t)
+	for _, e := range es {
+		if e.Kind == KindRequest || e.Kind == KindResponse {
+			got = append(got, e.Kind.String())
+		}
+	}
+	want := []string{"request", "response", "request", "response"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("requests and responses %v (events %v), want %v", got, kinds(es), want)
+	}
+	if c := r.counters(t); c.MalformedRecords != 0 || c.SplitRecords != 0 {
+		t.Errorf("counters %+v: an upload and a resync are neither malformed nor split", c)
+	}
 }

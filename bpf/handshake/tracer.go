@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hookscope/hookscope/bpf/internal/backendset"
 	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
@@ -35,6 +36,8 @@ type Tracer struct {
 	objs   handshakeObjects
 	reader *ringbuf.Reader
 	clock  ringread.Clock
+
+	backends *backendset.Set
 
 	mu    sync.Mutex
 	links map[int][]io.Closer // tcx links or cls_bpf filters, by interface index
@@ -65,6 +68,7 @@ func Load() (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading handshake programs: %w", err)
 	}
+	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts)
 	r, err := ringbuf.NewReader(t.objs.Events)
 	if err != nil {
 		t.objs.Close()
@@ -197,30 +201,12 @@ func (t *Tracer) Attached() []int {
 	return out
 }
 
-func backendKey(ap netip.AddrPort) handshakeBackendKey {
-	var k handshakeBackendKey
-	k.Addr = ap.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as the program writes it
-	k.Port = toNetwork16(ap.Port())
-	return k
-}
-
 // AddBackend makes connections to ap traced.
-func (t *Tracer) AddBackend(ap netip.AddrPort) error {
-	k := backendKey(ap)
-	if err := t.objs.Backends.Put(&k, uint32(1)); err != nil {
-		return fmt.Errorf("adding backend %s to the BPF map: %w", ap, err)
-	}
-	return nil
-}
+func (t *Tracer) AddBackend(ap netip.AddrPort) error { return t.backends.Add(ap) }
 
-// RemoveBackend stops tracing connections to ap.
-func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
-	k := backendKey(ap)
-	if err := t.objs.Backends.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("removing backend %s from the BPF map: %w", ap, err)
-	}
-	return nil
-}
+// RemoveBackend stops tracing new connections to ap (those under way are
+// followed to their end); an unknown ap is no error.
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error { return t.backends.Remove(ap) }
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.

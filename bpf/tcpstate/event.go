@@ -206,7 +206,3 @@ type Counters struct {
 	// they started before tracing, or their state was evicted.
 	ClosedWithoutState uint64
 }
-
-func toNetwork16(v uint16) uint16 {
-	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
-}

@@ -19,7 +19,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -28,6 +27,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/hookscope/hookscope/bpf/internal/backendset"
 	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
@@ -51,15 +51,12 @@ var Programs = []string{ProgramSetState, ProgramReceiveReset, ProgramSendReset, 
 // Tracer owns the loaded programs and maps, their links, and the ring
 // buffer reader.
 type Tracer struct {
-	objs    tcpstateObjects
-	links   []link.Link
-	reader  *ringbuf.Reader
-	clock   ringread.Clock
-	reasons map[uint32]string // enum sk_rst_reason of this kernel
-
-	mu       sync.Mutex
-	backends map[netip.AddrPort]struct{}
-	ports    map[uint16]int // backends per port, behind the backend_ports bitmap
+	objs     tcpstateObjects
+	links    []link.Link
+	reader   *ringbuf.Reader
+	clock    ringread.Clock
+	reasons  map[uint32]string // enum sk_rst_reason of this kernel
+	backends *backendset.Set
 }
 
 // Load checks that the kernel can run the programs, loads them and attaches
@@ -86,10 +83,8 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 		edit(spec)
 	}
 	t := &Tracer{
-		clock:    ringread.NewClock(),
-		reasons:  resetReasons(kernel),
-		backends: map[netip.AddrPort]struct{}{},
-		ports:    map[uint16]int{},
+		clock:   ringread.NewClock(),
+		reasons: resetReasons(kernel),
 	}
 	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}); err != nil {
 		var verr *ebpf.VerifierError
@@ -106,6 +101,7 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading tcpstate programs: %w", err)
 	}
+	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts)
 	for _, p := range []*ebpf.Program{t.objs.InetSockSetState, t.objs.TcpReceiveReset, t.objs.TcpSendReset, t.objs.TcpRetransmitSkb} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
@@ -139,72 +135,11 @@ func resetReasons(kernel *btf.Spec) map[uint32]string {
 	return out
 }
 
-func backendKey(ap netip.AddrPort) tcpstateBackendKey {
-	var k tcpstateBackendKey
-	k.Addr = ap.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as the program writes it
-	k.Port = toNetwork16(ap.Port())
-	return k
-}
-
-// setPortBit sets or clears port's bit in backend_ports, the program's first check.
-func (t *Tracer) setPortBit(port uint16, on bool) error {
-	word := uint32(port >> 6)
-	var bits uint64
-	if err := t.objs.BackendPorts.Lookup(word, &bits); err != nil {
-		return err
-	}
-	if on {
-		bits |= 1 << (port & 63)
-	} else {
-		bits &^= 1 << (port & 63)
-	}
-	return t.objs.BackendPorts.Put(word, bits)
-}
-
 // AddBackend makes connections to and from ap traced.
-func (t *Tracer) AddBackend(ap netip.AddrPort) error {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.backends[ap]; ok {
-		return nil
-	}
-	k := backendKey(ap)
-	if err := t.objs.Backends.Put(&k, uint32(1)); err != nil {
-		return fmt.Errorf("adding backend %s to the BPF map: %w", ap, err)
-	}
-	if t.ports[ap.Port()] == 0 {
-		if err := t.setPortBit(ap.Port(), true); err != nil {
-			t.objs.Backends.Delete(&k)
-			return fmt.Errorf("adding backend %s: marking its port: %w", ap, err)
-		}
-	}
-	t.ports[ap.Port()]++
-	t.backends[ap] = struct{}{}
-	return nil
-}
+func (t *Tracer) AddBackend(ap netip.AddrPort) error { return t.backends.Add(ap) }
 
 // RemoveBackend stops tracing connections to ap; an unknown ap is no error.
-func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.backends[ap]; !ok {
-		return nil
-	}
-	k := backendKey(ap)
-	if err := t.objs.Backends.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("removing backend %s from the BPF map: %w", ap, err)
-	}
-	delete(t.backends, ap)
-	if t.ports[ap.Port()]--; t.ports[ap.Port()] == 0 {
-		delete(t.ports, ap.Port())
-		if err := t.setPortBit(ap.Port(), false); err != nil {
-			return fmt.Errorf("removing backend %s: clearing its port: %w", ap, err)
-		}
-	}
-	return nil
-}
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error { return t.backends.Remove(ap) }
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
