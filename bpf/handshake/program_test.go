@@ -329,3 +329,25 @@ func TestProgramUploadThenNextRequest(t *testing.T) {
 		t.Errorf("counters %+v: an upload and a resync are neither malformed nor split", c)
 	}
 }
+
+// TestProgramRemovedBackendIsNoLongerTraced: removing a backend stops
+// tracing its connections at once, one under way included, even while
+// another backend shares its port (the program finds a connection's later
+// segments in flows, not in backends).
+func TestProgramRemovedBackendIsNoLongerTraced(t *testing.T) {
+	r := newProgRig(t)
+	other := netip.AddrPortFrom(netip.MustParseAddr("10.0.250.101"), testServer.Port())
+	if err := r.tr.AddBackend(other); err != nil {
+		t.Fatal(err)
+	}
+	r.handshakeToServerFlight(t, 0x1301)
+	if err := r.tr.RemoveBackend(testServer); err != nil {
+		t.Fatal(err)
+	}
+	r.events(t)
+	r.send(t, 0, ackFlag|finFlag, nil)
+	r.send(t, 0, synFlag, nil) // and a new connection
+	if got := kinds(r.events(t)); len(got) != 0 {
+		t.Errorf("after the backend was removed: events %v, want none", got)
+	}
+}

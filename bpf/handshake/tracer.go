@@ -204,9 +204,40 @@ func (t *Tracer) Attached() []int {
 // AddBackend makes connections to ap traced.
 func (t *Tracer) AddBackend(ap netip.AddrPort) error { return t.backends.Add(ap) }
 
-// RemoveBackend stops tracing new connections to ap (those under way are
-// followed to their end); an unknown ap is no error.
-func (t *Tracer) RemoveBackend(ap netip.AddrPort) error { return t.backends.Remove(ap) }
+// RemoveBackend stops tracing connections to ap, those under way included;
+// an unknown ap is no error.
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
+	if err := t.backends.Remove(ap); err != nil {
+		return err
+	}
+	return t.forgetFlows(ap)
+}
+
+// forgetFlows deletes the state of connections to ap: the program finds a
+// connection's segments after its SYN in `flows`, not in `backends`.
+func (t *Tracer) forgetFlows(ap netip.AddrPort) error {
+	server := backendset.KeyOf(ap)
+	var (
+		k     handshakeFlowKey
+		v     handshakeFlowState
+		stale []handshakeFlowKey
+	)
+	it := t.objs.Flows.Iterate()
+	for it.Next(&k, &v) {
+		if k.ServerAddr == server.Addr && k.ServerPort == server.Port {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("removing backend %s: reading its connections: %w", ap, err)
+	}
+	for _, k := range stale {
+		if err := t.objs.Flows.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("removing backend %s: forgetting a connection: %w", ap, err)
+		}
+	}
+	return nil
+}
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
