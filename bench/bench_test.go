@@ -41,16 +41,7 @@ const (
 // with the programs attached vs detached, alternated in one run. It runs
 // only when asked: timings belong in the report, not in pass/fail.
 func TestBenchReport(t *testing.T) {
-	dir := os.Getenv("HOOKSCOPE_BENCH_REPORT")
-	if dir == "" {
-		t.Skip("set HOOKSCOPE_BENCH_REPORT=DIR (make bench) to measure and write the report")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs and creates a network namespace")
-	}
-	if err := podnet.Guard(); err != nil {
-		t.Fatal(err)
-	}
+	dir := reportDir(t, "loads BPF programs and creates a network namespace")
 	rig := newRig(t)
 	rep := &Report{GeneratedAt: time.Now(), Kernel: kernelRelease()}
 
@@ -116,6 +107,24 @@ func TestBenchReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s/report.json and report.md", dir)
+}
+
+// reportDir returns $HOOKSCOPE_BENCH_REPORT, where a bench test adds its
+// figures, once the network guard is in. It skips the test when nobody
+// asked for figures (timings belong in the report, not in pass/fail) or
+// when not root (why says what needs it).
+func reportDir(t *testing.T, why string) string {
+	dir := os.Getenv("HOOKSCOPE_BENCH_REPORT")
+	if dir == "" {
+		t.Skip("set HOOKSCOPE_BENCH_REPORT=DIR (make bench) to measure and write the report")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: " + why)
+	}
+	if err := podnet.Guard(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 type rig struct {
@@ -349,17 +358,11 @@ func (r *rig) throughput(t *testing.T, size int64, runs int) (*Throughput, float
 	for range costRuns {
 		wall += send()
 	}
-	spent := addStats(nil, before, r.programStats(t))
 	var programs []BulkCost
-	for name, s := range spent {
-		if s.RunCount == 0 {
-			continue
-		}
-		programs = append(programs, BulkCost{Program: name, Packets: int64(s.RunCount) / costRuns,
-			NsPerEvent: float64(s.Runtime.Nanoseconds()) / float64(s.RunCount),
-			WallShare:  s.Runtime.Seconds() / wall.Seconds()})
+	for _, c := range costs(before, r.programStats(t), "bulk") {
+		programs = append(programs, BulkCost{Program: c.Program, Packets: c.Events / costRuns, NsPerEvent: c.NsPerEvent,
+			WallShare: c.NsPerEvent * float64(c.Events) / float64(wall.Nanoseconds())})
 	}
-	sort.Slice(programs, func(i, j int) bool { return programs[i].Program < programs[j].Program })
 	mbps := func(d time.Duration) float64 { return float64(size*int64(runs)) / d.Seconds() / 1e6 }
 	return &Throughput{
 		Bytes: size, Runs: runs, AttachedMBps: mbps(attached), DetachedMBps: mbps(detached),
@@ -391,24 +394,9 @@ func bootstrapCI(pairs [][2]time.Duration, level float64) (low, high float64) {
 	return ratios[int(tail*resamples)], ratios[int((1-tail)*resamples)-1]
 }
 
-// addStats adds after-before of each program to sum.
-func addStats(sum, before, after map[string]ebpf.ProgramStats) map[string]ebpf.ProgramStats {
-	if sum == nil {
-		sum = map[string]ebpf.ProgramStats{}
-	}
-	for name, a := range after {
-		b, s := before[name], sum[name]
-		s.Runtime += a.Runtime - b.Runtime
-		s.RunCount += a.RunCount - b.RunCount
-		sum[name] = s
-	}
-	return sum
-}
-
-// pin keeps the calling goroutine on one OS thread bound to cpu (the
-// transfer's sender and receiver each get a core of their own: left to the
-// scheduler, runs that shared one were 30% slower) until the returned
-// function is called.
+// pin keeps the calling goroutine on one OS thread bound to cpu until the
+// returned function is called: the transfer's sender and its sink each get
+// a core of their own, the same in attached and detached runs.
 func pin(cpu int) func() {
 	runtime.LockOSThread()
 	var old, set unix.CPUSet

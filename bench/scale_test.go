@@ -42,7 +42,6 @@ import (
 
 	"github.com/hookscope/hookscope/agent"
 	"github.com/hookscope/hookscope/chaos"
-	"github.com/hookscope/hookscope/internal/podnet"
 )
 
 // The cluster's shape: the measured agent's node, the node of the agent
@@ -71,18 +70,9 @@ const (
 // paced call rates, detection time under that load next to idle, and the
 // fitted cost curves. Timings go to the report; only real errors fail.
 func TestBenchScale(t *testing.T) {
-	dir := os.Getenv("HOOKSCOPE_BENCH_REPORT")
-	if dir == "" {
-		t.Skip("set HOOKSCOPE_BENCH_REPORT=DIR (make bench) to measure and write the report")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the agent loads BPF programs; backends live in network namespaces")
-	}
+	dir := reportDir(t, "the agent loads BPF programs; backends live in network namespaces")
 	plan, err := ScalePlanFor(os.Getenv("SCALE"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := podnet.Guard(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := chaos.ToolsDir(); err != nil {

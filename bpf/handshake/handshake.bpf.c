@@ -57,9 +57,10 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "../include/backends.h"
+
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-#define MAX_BACKENDS 4096
 #define MAX_FLOWS 65536
 #define MAX_RECORDS 8 // TLS records parsed per segment
 #define TLS_MAX_RECORD (16384 + 2048)
@@ -110,14 +111,6 @@ enum counter {
 	COUNTER_MAX = 6,
 };
 
-// backend_key identifies a webhook backend: its IP (IPv4 as ::ffff:a.b.c.d)
-// and TCP port in network byte order.
-struct backend_key {
-	__u8 addr[16];
-	__be16 port;
-	__u16 pad;
-};
-
 struct flow_key {
 	__u8 client_addr[16];
 	__u8 server_addr[16];
@@ -162,21 +155,6 @@ struct event {
 	__u64 latency_ns; // response: since its request; close and reset: since
 			  // the request still outstanding, 0 if none
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_BACKENDS);
-	__type(key, struct backend_key);
-	__type(value, __u32);
-} backends SEC(".maps");
-
-// One bit per TCP port (host byte order): some backend listens on it.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536 / 64);
-	__type(key, __u32);
-	__type(value, __u64);
-} backend_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -229,13 +207,6 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		*v += 1; // per CPU, and TC programs do not nest on a CPU: no atomics
-}
-
-static __always_inline int port_is_backend(__u16 port)
-{
-	__u32 word = port >> 6;
-	__u64 *bits = bpf_map_lookup_elem(&backend_ports, &word);
-	return bits && (*bits & (1ULL << (port & 63)));
 }
 
 // header returns a pointer to len bytes at off in the packet's linear
@@ -365,14 +336,6 @@ static __always_inline void emit_hello(struct __sk_buff *skb, struct packet *p,
 	h->len = n;
 	if (bpf_ringbuf_output(&events, h, offsetof(struct hello_event, data) + n, BPF_RB_NO_WAKEUP) < 0)
 		count(COUNTER_EVENTS_DROPPED);
-}
-
-static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)
-{
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &addr, 4);
 }
 
 // What parse says of a segment's ports: bits of the backend_ports check.

@@ -57,9 +57,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "../include/backends.h"
+
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-#define MAX_BACKENDS 4096
 #define MAX_CONNS 65536
 #define AF_INET 2
 #define AF_INET6 10
@@ -150,14 +151,6 @@ enum counter {
 	COUNTER_MAX = 6,
 };
 
-// backend_key identifies a webhook backend: its IP (IPv4 as ::ffff:a.b.c.d)
-// and TCP port in network byte order.
-struct backend_key {
-	__u8 addr[16];
-	__be16 port;
-	__u16 pad;
-};
-
 // endpoints is a connection seen from one socket, in client/server terms.
 struct endpoints {
 	__u8 client_addr[16];
@@ -197,21 +190,6 @@ struct event {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_BACKENDS);
-	__type(key, struct backend_key);
-	__type(value, __u32);
-} backends SEC(".maps");
-
-// One bit per TCP port (host byte order): some backend listens on it.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536 / 64);
-	__type(key, __u32);
-	__type(value, __u64);
-} backend_ports SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_CONNS);
 	__type(key, __u64); // the socket's address
@@ -243,21 +221,6 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		*v += 1; // per CPU: no atomics needed
-}
-
-static __always_inline int port_is_backend(__u16 port)
-{
-	__u32 word = port >> 6;
-	__u64 *bits = bpf_map_lookup_elem(&backend_ports, &word);
-	return bits && (*bits & (1ULL << (port & 63)));
-}
-
-static __always_inline void set_v4mapped(__u8 *dst, __be32 addr)
-{
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &addr, 4);
 }
 
 static __always_inline void copy_in6(__u8 *dst, const struct in6_addr *a)
