@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,9 +52,22 @@ func TestBenchReport(t *testing.T) {
 	}
 	defer stats.Close()
 
-	// The rejected path first: the tracepoints run for every TCP socket on
-	// the machine, so the webhook phase's other runs are priced at it.
+	// The floor first, before the tracer is loaded, with the same calls.
 	const calls = 400
+	rep.TracepointFloor = rig.tracepointFloor(t, calls)
+	if all, ok := allTracepoints(rep.TracepointFloor, "empty_program"); ok {
+		rep.TracepointFloor = append(rep.TracepointFloor, all)
+	}
+	for _, c := range rep.TracepointFloor {
+		t.Logf("%s floor (an empty program): %.1f ns/event over %d events", c.Program, c.NsPerEvent, c.Events)
+	}
+	rig.loadTCP(t)
+	for range 20 {
+		rig.call(t, otherPort)
+	}
+
+	// The rejected path next: the tracepoints run for every TCP socket on
+	// the machine, so the webhook phase's other runs are priced at it.
 	rejectedNs := map[string]float64{}
 	for _, path := range []struct {
 		name string
@@ -86,6 +100,9 @@ func TestBenchReport(t *testing.T) {
 			cs = append(cs, c)
 		}
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Program < cs[j].Program })
+		if all, ok := allTracepoints(cs, path.name); ok {
+			cs = append(cs, all)
+		}
 		for _, c := range cs {
 			rep.BPF = append(rep.BPF, c)
 			t.Logf("%s %s: %.1f ns/event over %d events", c.Program, c.Path, c.NsPerEvent, c.Events)
@@ -102,11 +119,31 @@ func TestBenchReport(t *testing.T) {
 	// Update, not Write: TestBenchScale adds its sections to the same report.
 	err = Update(dir, func(r *Report) {
 		r.Kernel, r.BPF, r.ThroughputRatio, r.Throughput = rep.Kernel, rep.BPF, rep.ThroughputRatio, rep.Throughput
+		r.TracepointFloor = rep.TracepointFloor
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s/report.json and report.md", dir)
+}
+
+// allTracepoints pools the tracepoint programs' rows of one path into one,
+// "tp_btf/*": their run time over all their events, the mean cost of a
+// tracepoint event whichever tracepoint it hits.
+func allTracepoints(cs []ProgramCost, path string) (ProgramCost, bool) {
+	all := ProgramCost{Program: "tp_btf/*", Path: path}
+	var ns float64
+	for _, c := range cs {
+		if strings.HasPrefix(c.Program, "tp_btf/") {
+			all.Events += c.Events
+			ns += c.NsPerEvent * float64(c.Events)
+		}
+	}
+	if all.Events == 0 {
+		return all, false
+	}
+	all.NsPerEvent = ns / float64(all.Events)
+	return all, true
 }
 
 // reportDir returns $HOOKSCOPE_BENCH_REPORT, where a bench test adds its
@@ -211,16 +248,6 @@ func newRig(t *testing.T) *rig {
 	if err := tr.Attach(pod.IfIndex); err != nil {
 		t.Fatal(err)
 	}
-	tcp, err := tcpstate.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tcp.Close() })
-	for _, port := range []uint16{webhookPort, sinkPort} {
-		if err := tcp.AddBackend(netip.AddrPortFrom(pod.Addr, port)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	go func() { // drain events as the agent does
 		for {
 			if _, err := tr.Read(); err != nil {
@@ -228,6 +255,22 @@ func newRig(t *testing.T) *rig {
 			}
 		}
 	}()
+	return &rig{pod: pod, tracer: tr, client: &tls.Config{ServerName: "webhook.bench.svc", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}}}
+}
+
+// loadTCP loads the tcpstate tracer (the rig starts without it, so that
+// the tracepoints' floor is measured with nothing else on them).
+func (r *rig) loadTCP(t *testing.T) {
+	tcp, err := tcpstate.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tcp.Close() })
+	for _, port := range []uint16{webhookPort, sinkPort} {
+		if err := tcp.AddBackend(netip.AddrPortFrom(r.pod.Addr, port)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	go func() {
 		for {
 			if _, err := tcp.Read(); err != nil {
@@ -235,7 +278,44 @@ func newRig(t *testing.T) *rig {
 			}
 		}
 	}()
-	return &rig{pod: pod, tracer: tr, tcp: tcp, client: &tls.Config{ServerName: "webhook.bench.svc", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}}}
+	r.tcp = tcp
+}
+
+// tracepointFloor is an empty program alone on each tracepoint over calls
+// of the rejected path: what any program there costs before hookscope's
+// own work (the call, cold caches, bpf_stats' clock reads).
+func (r *rig) tracepointFloor(t *testing.T, calls int) []ProgramCost {
+	floor, err := tcpstate.AttachFloor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer floor.Close()
+	for range 20 { // warm up
+		r.call(t, otherPort)
+	}
+	before, err := floor.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range calls {
+		r.call(t, otherPort)
+	}
+	after, err := floor.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []ProgramCost
+	for _, name := range tcpstate.Programs {
+		runs := int64(after[name].RunCount - before[name].RunCount)
+		if runs <= 0 {
+			continue
+		}
+		out = append(out, ProgramCost{
+			Program: "tp_btf/" + name, Path: "empty_program", Events: runs,
+			NsPerEvent: float64((after[name].Runtime - before[name].Runtime).Nanoseconds()) / float64(runs),
+		})
+	}
+	return out
 }
 
 // call makes one webhook-like call: a new connection, a TLS handshake, one

@@ -21,6 +21,11 @@ type Report struct {
 	Kernel      string    `json:"kernel,omitempty"`
 	// BPF is each program's cost per run, from the kernel's bpf_stats.
 	BPF []ProgramCost `json:"bpf"`
+	// TracepointFloor is an empty program alone on each tracepoint, over the
+	// rejected path's calls, before the tracer is loaded (path
+	// "empty_program"): what any program there costs, the call, cold caches
+	// and bpf_stats' own clock reads. The tracepoints' BPF figures include it.
+	TracepointFloor []ProgramCost `json:"tracepoint_floor,omitempty"`
 	// ThroughputRatio is bulk TLS throughput to a backend with the agent's
 	// programs attached over throughput with none, in one run.
 	ThroughputRatio float64     `json:"throughput_ratio"`
@@ -266,13 +271,25 @@ func (r *Report) Markdown() string {
 	if r.Kernel != "" {
 		fmt.Fprintf(&s, "Kernel %s. All figures from one run, side by side.\n\n", r.Kernel)
 	}
-	s.WriteString("## eBPF programs (bpf_stats)\n\n| program | path | ns per event | events | goal |\n|---|---|---:|---:|---|\n")
+	s.WriteString("## eBPF programs (bpf_stats)\n\n")
+	floor := map[string]float64{}
+	if len(r.TracepointFloor) > 0 {
+		s.WriteString("Floor: an empty program alone on the same tracepoint, over the rejected path's calls, " +
+			"before the tracer was loaded; the figures include it.\n\n")
+		for _, f := range r.TracepointFloor {
+			floor[f.Program] = f.NsPerEvent
+		}
+	}
+	s.WriteString("| program | path | ns per event | events | floor | net of the floor | goal |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, c := range r.BPF {
-		goal := "-"
+		goal, fl, net := "-", "-", "-"
 		if strings.HasPrefix(c.Program, "tp_") || strings.Contains(c.Program, "tracepoint") {
 			goal = fmt.Sprintf("<= %.0f ns: %s", GoalNsPerTracepointEvent, verdict(c.NsPerEvent <= GoalNsPerTracepointEvent))
 		}
-		fmt.Fprintf(&s, "| %s | %s | %.1f | %d | %s |\n", c.Program, c.Path, c.NsPerEvent, c.Events, goal)
+		if f, ok := floor[c.Program]; ok {
+			fl, net = fmt.Sprintf("%.1f", f), fmt.Sprintf("%.1f", c.NsPerEvent-f)
+		}
+		fmt.Fprintf(&s, "| %s | %s | %.1f | %d | %s | %s | %s |\n", c.Program, c.Path, c.NsPerEvent, c.Events, fl, net, goal)
 	}
 	if t := r.Throughput; t != nil {
 		fmt.Fprintf(&s, "\n## Throughput\n\n%s, %d runs of %d MiB each way, alternated.\n\n", t.TransferDirection, t.Runs, t.Bytes>>20)

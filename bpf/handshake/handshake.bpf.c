@@ -12,8 +12,9 @@
 // network pods' peers alike. Only connections whose server side is an
 // IP:port in the `backends` map (filled by the agent from its webhook
 // inventory) are looked at. Every other packet costs a read of its headers
-// (straight from the packet) and one bit per port in `backend_ports`; a
-// bare ACK returns before that. Only a client's SYN reads `backends`: the
+// (straight from the packet) and the bits of its two ports in
+// `port_summary`, one cache line (bpf/include/backends.h); a bare ACK
+// returns before that. Only a client's SYN reads `backends`: the
 // segments after it are found in `flows`.
 //
 // Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
@@ -395,6 +396,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 	if (!th)
 		return -1;
 	struct tcphdr tcp = *th;
+	if (!ports_in_summary(bpf_ntohs(tcp.dest), bpf_ntohs(tcp.source)))
+		return -1; // other traffic: one load of a hot line
 	int known = (port_is_backend(bpf_ntohs(tcp.dest)) ? DST_PORT_KNOWN : 0) |
 		    (port_is_backend(bpf_ntohs(tcp.source)) ? SRC_PORT_KNOWN : 0);
 	if (!known)

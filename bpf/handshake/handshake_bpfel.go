@@ -112,6 +112,11 @@ const (
 	handshakePhasePHASE_REJECTED      handshakePhase = 4
 )
 
+type handshakePortSummary struct {
+	_    structs.HostLayout
+	Bits [8]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -122,6 +127,7 @@ const (
 	handshakeMapEvents            = "events"
 	handshakeMapFlows             = "flows"
 	handshakeMapHelloScratch      = "hello_scratch"
+	handshakeMapPortSummary       = "port_summary"
 	handshakeProgHandshakeEgress  = "handshake_egress"
 	handshakeProgHandshakeIngress = "handshake_ingress"
 	handshakeVarUnusedCounter     = "unused_counter"
@@ -187,6 +193,7 @@ type handshakeMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	HelloScratch *ebpf.MapSpec `ebpf:"hello_scratch"`
+	PortSummary  *ebpf.MapSpec `ebpf:"port_summary"`
 }
 
 // handshakeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -226,6 +233,7 @@ type handshakeMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	HelloScratch *ebpf.Map `ebpf:"hello_scratch"`
+	PortSummary  *ebpf.Map `ebpf:"port_summary"`
 }
 
 func (m *handshakeMaps) Close() error {
@@ -236,6 +244,7 @@ func (m *handshakeMaps) Close() error {
 		m.Events,
 		m.Flows,
 		m.HelloScratch,
+		m.PortSummary,
 	)
 }
 

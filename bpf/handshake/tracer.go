@@ -68,7 +68,7 @@ func Load() (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading handshake programs: %w", err)
 	}
-	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts)
+	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts, t.objs.PortSummary)
 	r, err := ringbuf.NewReader(t.objs.Events)
 	if err != nil {
 		t.objs.Close()

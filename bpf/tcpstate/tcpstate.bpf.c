@@ -17,16 +17,21 @@
 // Which traffic: only sockets whose local IP:port (the backend's own socket,
 // on the node that hosts the pod) or remote IP:port (the caller's socket, on
 // the node where the API server runs) is in the `backends` map, filled by the
-// agent from its webhook inventory. The first check is a bit per port in
-// `backend_ports` (an array lookup the verifier inlines): a socket whose
-// ports are both unknown returns at once, counted nowhere. A known port then
-// costs one hash lookup per end. Two exceptions, because by then the kernel
-// has released the socket's local port: a change to TCP_CLOSE, and a RST
-// sent on abort, first look the socket up in `conns` (one hash lookup).
+// agent from its webhook inventory. Each program's entry is only the first
+// check, on both ports of the socket (or of the segment a RST answers) in
+// the one-cache-line `port_summary`, and a call: a socket whose ports both
+// fail it returns at once, counted nowhere. The rest is in __noinline
+// functions, which the JIT compiles apart, so other traffic runs a few
+// instructions. There, a port's own bit in `backend_ports`, then one hash
+// lookup per end. At TCP_CLOSE, and for a RST sent on abort, the kernel has
+// released the socket's local port (skc_num is 0): its own port is read
+// from inet_sport, and the socket is found in `conns`.
 //
 // Reads: struct sock_common (family, ports, addresses, state) straight from
-// the tracepoint's socket, CO-RE relocated; for a reset with no socket, the
-// IP and TCP headers of the segment that caused it.
+// the tracepoint's socket, CO-RE relocated; inet_sock's inet_sport and, for
+// a reset with no socket, the segment's ports through bpf_rdonly_cast (Linux
+// >= 6.2: plain loads, no helper call); the rest of that segment's IP and
+// TCP headers with bpf_probe_read_kernel.
 //
 // Per connection (LRU hash `conns`, keyed by socket, bounded at 65536 and
 // deleted at TCP_CLOSE): start time, endpoints, retransmissions, who closed
@@ -53,6 +58,7 @@
 
 #include <linux/bpf.h>
 #include <linux/types.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -88,6 +94,33 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
+
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
+struct tcphdr {
+	__be16 source;
+	__be16 dest;
+} __attribute__((preserve_access_index));
+
+// bpf_rdonly_cast (Linux >= 6.2) lets a program read a kernel object as
+// another BTF type; the verifier replaces the call with a move, and each
+// load through the result is a fault-safe load, no helper call. It is weak:
+// where the kernel lacks it, the loader sets its address to 0 and the
+// verifier drops the branch that uses it, and the programs read the same
+// fields with bpf_probe_read_kernel. no_cast makes them do so anyway (tests
+// cover that path on a kernel that has the kfunc).
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+const volatile __u8 no_cast = 0;
+
+static __always_inline int can_cast(void)
+{
+	return !no_cast && (void *)bpf_rdonly_cast != 0;
+}
+
+#define core_cast(ptr, type) ((type *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))
 
 struct sk_buff {
 	unsigned char *head;
@@ -347,12 +380,41 @@ static __always_inline struct conn *conn_of(__u64 *key, struct endpoints *ep)
 	return bpf_map_lookup_elem(&conns, key);
 }
 
-// close_conn reports a socket reaching TCP_CLOSE. By then the kernel has
-// released its local port (inet_put_port), so the socket is found by its
-// address in `conns`, and the endpoints come from there: a lookup that
-// misses is the rejection for TCP_CLOSE.
-static __always_inline void close_conn(const struct sock *sk, int oldstate)
+// sport is the socket's own port, host byte order. At TCP_CLOSE, and for a
+// RST sent on abort, the kernel has given the local port back and zeroed
+// skc_num (inet_put_port); inet_sport keeps it for the segments still to
+// send.
+static __always_inline __u16 sport(const struct sock *sk)
 {
+	if (can_cast())
+		return bpf_ntohs(core_cast(sk, struct inet_sock)->inet_sport);
+	__be16 port = 0;
+	bpf_probe_read_kernel(&port, sizeof(port), &((const struct inet_sock *)sk)->inet_sport);
+	return bpf_ntohs(port);
+}
+
+static __always_inline __u16 dport(const struct sock *sk)
+{
+	return bpf_ntohs(sk->__sk_common.skc_dport);
+}
+
+// may_match is each program's first check, on the summary of backend ports
+// alone: the programs' entries are this check and a call, so the rejection
+// path of other traffic runs a few instructions in one or two cache lines.
+// Everything else is in __noinline functions (the JIT gives each its own
+// image), reached only by traffic that may be a backend's.
+static __always_inline int may_match(__u16 a, __u16 b)
+{
+	return ports_in_summary(a, b);
+}
+
+// close_conn reports a socket reaching TCP_CLOSE. By then the kernel has
+// released its local port, so the socket is found by its address in
+// `conns`, and the endpoints come from there.
+static __noinline int close_conn(const struct sock *sk, int oldstate)
+{
+	if (!port_is_backend(sport(sk)) && !port_is_backend(dport(sk)))
+		return 0;
 	__u64 key = (__u64)sk;
 	struct endpoints ep;
 	struct conn *c = bpf_map_lookup_elem(&conns, &key);
@@ -363,11 +425,11 @@ static __always_inline void close_conn(const struct sock *sk, int oldstate)
 	if (!c) {
 		// A client's socket still knows its peer: report it without state.
 		if (match_sock(sk, &ep) < 0)
-			return;
+			return 0;
 		count(COUNTER_MATCHED_SET_STATE);
 		count(COUNTER_NO_STATE);
 		emit(sk, &ep, 0, EVENT_CLOSE, oldstate, TCP_CLOSE, 0);
-		return;
+		return 0;
 	}
 	count(COUNTER_MATCHED_SET_STATE);
 	// Closed without a FIN or RST from the peer first: this side ended it
@@ -382,24 +444,17 @@ static __always_inline void close_conn(const struct sock *sk, int oldstate)
 	    (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT || oldstate == TCP_SYN_RECV ||
 	     oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2)) {
 		c->flags |= FLAG_CLOSED;
-		return;
+		return 0;
 	}
 	bpf_map_delete_elem(&conns, &key);
+	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+// set_state follows a socket through every state but TCP_CLOSE.
+static __noinline int set_state(const struct sock *sk, int oldstate, int newstate)
 {
-	if (newstate == TCP_CLOSE) {
-		if (oldstate != TCP_LISTEN)
-			close_conn(sk, oldstate);
-		return 0;
-	}
 	struct endpoints ep;
 	if (match_sock(sk, &ep) < 0)
-		return 0;
-	// A listener bound to the backend's address is no connection.
-	if (newstate == TCP_LISTEN)
 		return 0;
 	count(COUNTER_MATCHED_SET_STATE);
 
@@ -432,11 +487,24 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	return 0;
 }
 
-SEC("tp_btf/tcp_receive_reset")
-int BPF_PROG(tcp_receive_reset, struct sock *sk)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate == TCP_CLOSE) {
+		if (oldstate != TCP_LISTEN && may_match(sport(sk), dport(sk)))
+			close_conn(sk, oldstate);
+		return 0;
+	}
+	// A listener bound to the backend's address is no connection.
+	if (newstate != TCP_LISTEN && may_match(sk->__sk_common.skc_num, dport(sk)))
+		set_state(sk, oldstate, newstate);
+	return 0;
+}
+
+static __noinline int receive_reset(const struct sock *sk)
 {
 	struct endpoints ep;
-	if (!sk || match_sock(sk, &ep) < 0)
+	if (match_sock(sk, &ep) < 0)
 		return 0;
 	count(COUNTER_MATCHED_RECEIVE_RESET);
 	__u8 state = sk->__sk_common.skc_state;
@@ -452,8 +520,33 @@ int BPF_PROG(tcp_receive_reset, struct sock *sk)
 	return 0;
 }
 
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_receive_reset, const struct sock *sk)
+{
+	if (sk && may_match(sk->__sk_common.skc_num, dport(sk)))
+		receive_reset(sk);
+	return 0;
+}
+
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
+
+// segment_ports reads the ports of the segment a RST answers (host byte
+// order): through a cast, two loads and no helper call.
+static __always_inline void segment_ports(const struct sk_buff *skb, __u16 *src, __u16 *dst)
+{
+	unsigned char *th = skb->head + skb->transport_header;
+	if (can_cast()) {
+		const struct tcphdr *tcp = core_cast(th, struct tcphdr);
+		*src = bpf_ntohs(tcp->source);
+		*dst = bpf_ntohs(tcp->dest);
+		return;
+	}
+	__be16 ports[2] = {};
+	bpf_probe_read_kernel(ports, sizeof(ports), th);
+	*src = bpf_ntohs(ports[0]);
+	*dst = bpf_ntohs(ports[1]);
+}
 
 // match_skb matches the segment a RST answers (src: the peer, dst: the
 // local end). Returns the segment's TCP flags, or -1 for other traffic.
@@ -462,16 +555,16 @@ static __always_inline int match_skb(const struct sk_buff *skb, struct endpoints
 	unsigned char *head = skb->head;
 	__u16 th_off = skb->transport_header;
 	__u16 nh_off = skb->network_header;
-	__u8 th[14]; // ports, seq, ack, data offset, flags
-	if (bpf_probe_read_kernel(th, sizeof(th), head + th_off) < 0)
-		return -1;
-	__u16 rport = ((__u16)th[0] << 8) | th[1];
-	__u16 lport = ((__u16)th[2] << 8) | th[3];
+	__u16 rport, lport;
+	segment_ports(skb, &rport, &lport);
 	int lknown = port_is_backend(lport);
 	int rknown = port_is_backend(rport);
 	if (!lknown && !rknown)
 		return -1;
 
+	__u8 th[14]; // ports, seq, ack, data offset, flags
+	if (bpf_probe_read_kernel(th, sizeof(th), head + th_off) < 0)
+		return -1;
 	__u8 ip[40];
 	__u8 local[16], remote[16];
 	if (bpf_probe_read_kernel(ip, 20, head + nh_off) < 0)
@@ -512,40 +605,34 @@ static __always_inline void reset_sent(const struct sock *sk, struct endpoints *
 	}
 }
 
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+// reset_reply handles a RST that answers a segment. sk is NULL (no socket:
+// for a SYN, that is the refusal), a listener or time-wait socket, or the
+// connection's own socket; the segment says whose connection it is.
+static __noinline int reset_reply(const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	struct endpoints ep;
+	int flags = match_skb(skb, &ep);
+	if (flags < 0)
+		return 0;
+	count(COUNTER_MATCHED_SEND_RESET);
+	if ((flags & TCP_FLAG_SYN) && !(flags & TCP_FLAG_ACK)) {
+		__u8 state = sk ? sk->__sk_common.skc_state : TCP_CLOSE;
+		emit(sk, &ep, 0, EVENT_REFUSED, state, state, reason);
+		return 0;
+	}
+	__u64 key = (__u64)sk;
+	struct conn *c = sk ? bpf_map_lookup_elem(&conns, &key) : 0;
+	reset_sent(sk, &ep, c, reason);
+	return 0;
+}
+
+// reset_abort handles an active reset (close with SO_LINGER 0 or unread
+// data): only the socket, which may have released its local port already;
+// a tracked one is in `conns`.
+static __noinline int reset_abort(const struct sock *sk, int reason)
 {
 	struct endpoints ep;
 	__u64 key = (__u64)sk;
-	if (skb) {
-		// A reply to a segment. sk is NULL (no socket: for a SYN, that is
-		// the refusal), a listener or time-wait socket, or the connection's
-		// own socket; the segment says whose connection it is. A socket
-		// with its ports bound answers the first check without reading the
-		// segment (bpf_probe_read_kernel is the costly part).
-		if (sk) {
-			__u16 lport = sk->__sk_common.skc_num;
-			if (lport && !port_is_backend(lport) &&
-			    !port_is_backend(bpf_ntohs(sk->__sk_common.skc_dport)))
-				return 0;
-		}
-		int flags = match_skb(skb, &ep);
-		if (flags < 0)
-			return 0;
-		count(COUNTER_MATCHED_SEND_RESET);
-		if ((flags & TCP_FLAG_SYN) && !(flags & TCP_FLAG_ACK)) {
-			__u8 state = sk ? sk->__sk_common.skc_state : TCP_CLOSE;
-			emit(sk, &ep, 0, EVENT_REFUSED, state, state, reason);
-			return 0;
-		}
-		struct conn *c = sk ? bpf_map_lookup_elem(&conns, &key) : 0;
-		reset_sent(sk, &ep, c, reason);
-		return 0;
-	}
-	// An active reset (abort): only the socket, which may have released
-	// its local port already; a tracked one is in `conns`.
-	if (!sk)
-		return 0;
 	struct conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (c) {
 		count(COUNTER_MATCHED_SEND_RESET);
@@ -560,8 +647,29 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	return 0;
 }
 
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb, int err)
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	if (!skb) {
+		if (sk && may_match(sport(sk), dport(sk)))
+			reset_abort(sk, reason);
+		return 0;
+	}
+	// A socket with its ports bound answers the first check without the
+	// segment; the segment's ports answer it otherwise.
+	if (sk && sk->__sk_common.skc_num) {
+		if (may_match(sk->__sk_common.skc_num, dport(sk)))
+			reset_reply(sk, skb, reason);
+		return 0;
+	}
+	__u16 src, dst;
+	segment_ports(skb, &src, &dst);
+	if (may_match(src, dst))
+		reset_reply(sk, skb, reason);
+	return 0;
+}
+
+static __noinline int retransmit(const struct sock *sk, int err)
 {
 	struct endpoints ep;
 	if (match_sock(sk, &ep) < 0)
@@ -578,5 +686,13 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *sk
 		__u8 state = sk->__sk_common.skc_state;
 		emit(sk, &ep, c, EVENT_RETRANSMIT, state, state, 0);
 	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	if (may_match(sk->__sk_common.skc_num, dport(sk)))
+		retransmit(sk, err);
 	return 0;
 }

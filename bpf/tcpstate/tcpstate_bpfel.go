@@ -94,6 +94,11 @@ const (
 	tcpstateEventKindEVENT_CLOSE          tcpstateEventKind = 7
 )
 
+type tcpstatePortSummary struct {
+	_    structs.HostLayout
+	Bits [8]uint64
+}
+
 type tcpstateSide uint32
 
 const (
@@ -128,10 +133,12 @@ const (
 	tcpstateMapConns             = "conns"
 	tcpstateMapCounters          = "counters"
 	tcpstateMapEvents            = "events"
+	tcpstateMapPortSummary       = "port_summary"
 	tcpstateProgInetSockSetState = "inet_sock_set_state"
 	tcpstateProgTcpReceiveReset  = "tcp_receive_reset"
 	tcpstateProgTcpRetransmitSkb = "tcp_retransmit_skb"
 	tcpstateProgTcpSendReset     = "tcp_send_reset"
+	tcpstateVarNoCast            = "no_cast"
 	tcpstateVarUnusedConnFlag    = "unused_conn_flag"
 	tcpstateVarUnusedCounter     = "unused_counter"
 	tcpstateVarUnusedEvent       = "unused_event"
@@ -197,12 +204,14 @@ type tcpstateMapSpecs struct {
 	Conns        *ebpf.MapSpec `ebpf:"conns"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	PortSummary  *ebpf.MapSpec `ebpf:"port_summary"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	NoCast          *ebpf.VariableSpec `ebpf:"no_cast"`
 	UnusedConnFlag  *ebpf.VariableSpec `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -236,6 +245,7 @@ type tcpstateMaps struct {
 	Conns        *ebpf.Map `ebpf:"conns"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
+	PortSummary  *ebpf.Map `ebpf:"port_summary"`
 }
 
 func (m *tcpstateMaps) Close() error {
@@ -245,6 +255,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.PortSummary,
 	)
 }
 
@@ -252,6 +263,7 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	NoCast          *ebpf.Variable `ebpf:"no_cast"`
 	UnusedConnFlag  *ebpf.Variable `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`

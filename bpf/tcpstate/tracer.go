@@ -101,7 +101,7 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading tcpstate programs: %w", err)
 	}
-	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts)
+	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts, t.objs.PortSummary)
 	for _, p := range []*ebpf.Program{t.objs.InetSockSetState, t.objs.TcpReceiveReset, t.objs.TcpSendReset, t.objs.TcpRetransmitSkb} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {

@@ -32,6 +32,27 @@ import (
 
 const backendPort = 8443
 
+// loadTracer loads the programs for newRig; TestWithoutRdonlyCast swaps it.
+var loadTracer = tcpstate.Load
+
+// TestWithoutRdonlyCast runs the tests whose paths read through
+// bpf_rdonly_cast (a socket's own port at close and abort, the ports of a
+// segment a RST answers) with the programs reading them as on a kernel
+// without that kfunc (Linux < 6.2).
+func TestWithoutRdonlyCast(t *testing.T) {
+	loadTracer = tcpstate.LoadWithoutCast
+	defer func() { loadTracer = tcpstate.Load }()
+	for name, test := range map[string]func(*testing.T){
+		"ClientClosesFirst":   TestClientClosesFirst,
+		"ServerClosesFirst":   TestServerClosesFirst,
+		"ClosedPortIsRefused": TestClosedPortIsRefused,
+		"ResetMidCall":        TestResetMidCall,
+		"IPv6":                TestIPv6,
+	} {
+		t.Run(name, test)
+	}
+}
+
 type rig struct {
 	t      *testing.T
 	tracer *tcpstate.Tracer
@@ -66,7 +87,7 @@ func newRig(t *testing.T, podIP string) *rig {
 	if addr.Is6() {
 		r.local = podnet.HostAddr6 // podnet gives the host side of the veth this address
 	}
-	tr, err := tcpstate.Load()
+	tr, err := loadTracer()
 	if err != nil {
 		t.Fatal(err)
 	}

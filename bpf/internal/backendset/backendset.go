@@ -1,7 +1,8 @@
-// Package backendset keeps the two maps by which a hookscope BPF program
-// knows a webhook backend: `backends`, a hash of (IP, port), and
-// `backend_ports`, one bit per TCP port, the program's first and cheapest
-// check. A port's bit stays set while any backend listens on it.
+// Package backendset keeps the maps by which a hookscope BPF program knows a
+// webhook backend (bpf/include/backends.h): `backends`, a hash of (IP,
+// port); `backend_ports`, one bit per TCP port; and `port_summary`, 512
+// bits in one cache line, bit port&511 for every port with a backend, the
+// programs' first check. A bit stays set while any backend needs it.
 package backendset
 
 import (
@@ -27,18 +28,27 @@ func KeyOf(ap netip.AddrPort) Key {
 	return Key{Addr: ap.Addr().As16(), Port: binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, ap.Port()))}
 }
 
-// Set adds and removes backends in both maps, keeping them consistent.
-type Set struct {
-	backends, ports *ebpf.Map
+// SummaryBits is the number of bits in the port summary (struct
+// port_summary): a port's bit there is port % SummaryBits.
+const SummaryBits = 512
 
-	mu      sync.Mutex
-	members map[netip.AddrPort]struct{}
-	perPort map[uint16]int // backends per port, behind its bit
+// Set adds and removes backends in the maps, keeping them consistent.
+type Set struct {
+	backends, ports, summary *ebpf.Map
+
+	mu         sync.Mutex
+	members    map[netip.AddrPort]struct{}
+	perPort    map[uint16]int // backends per port, behind its bit in ports
+	perSummary map[uint16]int // ports with backends per summary bit
 }
 
-// New manages backends (hash: Key -> u32) and ports (array of 1024 u64).
-func New(backends, ports *ebpf.Map) *Set {
-	return &Set{backends: backends, ports: ports, members: map[netip.AddrPort]struct{}{}, perPort: map[uint16]int{}}
+// New manages backends (hash: Key -> u32), ports (array of 1024 u64) and
+// summary (array of one [8]u64).
+func New(backends, ports, summary *ebpf.Map) *Set {
+	return &Set{
+		backends: backends, ports: ports, summary: summary,
+		members: map[netip.AddrPort]struct{}{}, perPort: map[uint16]int{}, perSummary: map[uint16]int{},
+	}
 }
 
 // Add makes ap a backend; adding one twice is no error.
@@ -54,7 +64,7 @@ func (s *Set) Add(ap netip.AddrPort) error {
 		return fmt.Errorf("adding backend %s to the BPF map: %w", ap, err)
 	}
 	if s.perPort[ap.Port()] == 0 {
-		if err := s.setPortBit(ap.Port(), true); err != nil {
+		if err := s.markPort(ap.Port()); err != nil {
 			_ = s.backends.Delete(&k)
 			return fmt.Errorf("adding backend %s: marking its port: %w", ap, err)
 		}
@@ -79,24 +89,69 @@ func (s *Set) Remove(ap netip.AddrPort) error {
 	delete(s.members, ap)
 	if s.perPort[ap.Port()]--; s.perPort[ap.Port()] == 0 {
 		delete(s.perPort, ap.Port())
-		if err := s.setPortBit(ap.Port(), false); err != nil {
+		if err := s.unmarkPort(ap.Port()); err != nil {
 			return fmt.Errorf("removing backend %s: clearing its port: %w", ap, err)
 		}
 	}
 	return nil
 }
 
-// setPortBit sets or clears port's bit in the ports bitmap.
-func (s *Set) setPortBit(port uint16, on bool) error {
-	word := uint32(port >> 6)
-	var bits uint64
-	if err := s.ports.Lookup(word, &bits); err != nil {
+// markPort sets port's bits: the summary's first, so that a program never
+// finds a port in the bitmap that its summary does not let through.
+func (s *Set) markPort(port uint16) error {
+	sb := port % SummaryBits
+	if s.perSummary[sb] == 0 {
+		if err := s.setSummaryBit(sb, true); err != nil {
+			return err
+		}
+	}
+	if err := setBit(s.ports, uint32(port>>6), port&63, true); err != nil {
+		if s.perSummary[sb] == 0 {
+			_ = s.setSummaryBit(sb, false)
+		}
+		return err
+	}
+	s.perSummary[sb]++
+	return nil
+}
+
+// unmarkPort clears port's bit, and its summary bit once no other port
+// with a backend shares it.
+func (s *Set) unmarkPort(port uint16) error {
+	if err := setBit(s.ports, uint32(port>>6), port&63, false); err != nil {
+		return err
+	}
+	sb := port % SummaryBits
+	if s.perSummary[sb]--; s.perSummary[sb] == 0 {
+		delete(s.perSummary, sb)
+		return s.setSummaryBit(sb, false)
+	}
+	return nil
+}
+
+func (s *Set) setSummaryBit(bit uint16, on bool) error {
+	var words [SummaryBits / 64]uint64
+	if err := s.summary.Lookup(uint32(0), &words); err != nil {
 		return err
 	}
 	if on {
-		bits |= 1 << (port & 63)
+		words[bit>>6] |= 1 << (bit & 63)
 	} else {
-		bits &^= 1 << (port & 63)
+		words[bit>>6] &^= 1 << (bit & 63)
 	}
-	return s.ports.Put(word, bits)
+	return s.summary.Put(uint32(0), words)
+}
+
+// setBit sets or clears bit of word in an array of u64.
+func setBit(m *ebpf.Map, word uint32, bit uint16, on bool) error {
+	var bits uint64
+	if err := m.Lookup(word, &bits); err != nil {
+		return err
+	}
+	if on {
+		bits |= 1 << bit
+	} else {
+		bits &^= 1 << bit
+	}
+	return m.Put(word, bits)
 }
