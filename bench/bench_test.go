@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,11 +51,22 @@ func TestBenchReport(t *testing.T) {
 	}
 	defer stats.Close()
 
+	// The tracepoints fire a few hundred times per path, so one interrupt
+	// during a run (bpf_stats counts it) moves a path's mean by tens of ns:
+	// each path is measured in rounds, and its figure is the rounds' median.
+	const calls, rounds = 400, 8
+
 	// The floor first, before the tracer is loaded, with the same calls.
-	const calls = 400
-	rep.TracepointFloor = rig.tracepointFloor(t, calls)
-	if all, ok := allTracepoints(rep.TracepointFloor, "empty_program"); ok {
-		rep.TracepointFloor = append(rep.TracepointFloor, all)
+	floor, err := tcpstate.AttachFloor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // warm up
+		rig.call(t, otherPort)
+	}
+	rep.TracepointFloor = tracepointCosts(rig.rounds(t, otherPort, calls, rounds, floorSnapshot(t, floor)), "empty_program", nil)
+	if err := floor.Close(); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range rep.TracepointFloor {
 		t.Logf("%s floor (an empty program): %.1f ns/event over %d events", c.Program, c.NsPerEvent, c.Events)
@@ -68,41 +78,20 @@ func TestBenchReport(t *testing.T) {
 
 	// The rejected path next: the tracepoints run for every TCP socket on
 	// the machine, so the webhook phase's other runs are priced at it.
-	rejectedNs := map[string]float64{}
+	var rejected []ProgramCost
 	for _, path := range []struct {
 		name string
 		port int
 	}{{"rejected", otherPort}, {"webhook", webhookPort}} {
-		before, tpBefore, mBefore := rig.programStats(t), rig.tracepointStats(t), rig.matched(t)
-		for range calls {
-			rig.call(t, path.port)
-		}
-		after, tpAfter, mAfter := rig.programStats(t), rig.tracepointStats(t), rig.matched(t)
-		cs := costs(before, after, path.name)
-		for name, a := range tpAfter {
-			b := tpBefore[name]
-			runs := int64(a.RunCount - b.RunCount)
-			ns := float64((a.Runtime - b.Runtime).Nanoseconds())
-			c := ProgramCost{Program: "tp_btf/" + name, Path: path.name}
-			if path.name == "rejected" {
-				if runs <= 0 {
-					continue
-				}
-				c.Events, c.NsPerEvent = runs, ns/float64(runs)
-				rejectedNs[name] = c.NsPerEvent
-			} else {
-				matched := int64(mAfter[name] - mBefore[name])
-				if matched <= 0 {
-					continue
-				}
-				c.Events, c.NsPerEvent = matched, (ns-float64(runs-matched)*rejectedNs[name])/float64(matched)
-			}
-			cs = append(cs, c)
+		before := rig.programStats(t)
+		tp := rig.rounds(t, path.port, calls, rounds, rig.tracepointSnapshot(t))
+		cs := costs(before, rig.programStats(t), path.name)
+		tpCosts := tracepointCosts(tp, path.name, rejected)
+		if path.name == "rejected" {
+			rejected = tpCosts
 		}
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Program < cs[j].Program })
-		if all, ok := allTracepoints(cs, path.name); ok {
-			cs = append(cs, all)
-		}
+		cs = append(cs, tpCosts...)
 		for _, c := range cs {
 			rep.BPF = append(rep.BPF, c)
 			t.Logf("%s %s: %.1f ns/event over %d events", c.Program, c.Path, c.NsPerEvent, c.Events)
@@ -125,25 +114,6 @@ func TestBenchReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s/report.json and report.md", dir)
-}
-
-// allTracepoints pools the tracepoint programs' rows of one path into one,
-// "tp_btf/*": their run time over all their events, the mean cost of a
-// tracepoint event whichever tracepoint it hits.
-func allTracepoints(cs []ProgramCost, path string) (ProgramCost, bool) {
-	all := ProgramCost{Program: "tp_btf/*", Path: path}
-	var ns float64
-	for _, c := range cs {
-		if strings.HasPrefix(c.Program, "tp_btf/") {
-			all.Events += c.Events
-			ns += c.NsPerEvent * float64(c.Events)
-		}
-	}
-	if all.Events == 0 {
-		return all, false
-	}
-	all.NsPerEvent = ns / float64(all.Events)
-	return all, true
 }
 
 // reportDir returns $HOOKSCOPE_BENCH_REPORT, where a bench test adds its
@@ -169,22 +139,6 @@ type rig struct {
 	tracer *handshake.Tracer
 	tcp    *tcpstate.Tracer
 	client *tls.Config
-}
-
-func (r *rig) tracepointStats(t *testing.T) map[string]ebpf.ProgramStats {
-	s, err := r.tcp.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (r *rig) matched(t *testing.T) map[string]uint64 {
-	c, err := r.tcp.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.Matched
 }
 
 func newRig(t *testing.T) *rig {
@@ -281,41 +235,123 @@ func (r *rig) loadTCP(t *testing.T) {
 	r.tcp = tcp
 }
 
-// tracepointFloor is an empty program alone on each tracepoint over calls
-// of the rejected path: what any program there costs before hookscope's
-// own work (the call, cold caches, bpf_stats' clock reads).
-func (r *rig) tracepointFloor(t *testing.T, calls int) []ProgramCost {
-	floor, err := tcpstate.AttachFloor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer floor.Close()
-	for range 20 { // warm up
-		r.call(t, otherPort)
-	}
-	before, err := floor.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range calls {
-		r.call(t, otherPort)
-	}
-	after, err := floor.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []ProgramCost
-	for _, name := range tcpstate.Programs {
-		runs := int64(after[name].RunCount - before[name].RunCount)
-		if runs <= 0 {
-			continue
+// tpSample is the tracepoint programs' bpf_stats and matched counters.
+type tpSample struct {
+	stats   map[string]ebpf.ProgramStats
+	matched map[string]uint64 // nil for the empty programs
+}
+
+// tpRound is one round of calls as one tracepoint program saw it.
+type tpRound struct {
+	runs, matched int64
+	ns            float64
+}
+
+func floorSnapshot(t *testing.T, floor *tcpstate.Floor) func() tpSample {
+	return func() tpSample {
+		s, err := floor.Stats()
+		if err != nil {
+			t.Fatal(err)
 		}
-		out = append(out, ProgramCost{
-			Program: "tp_btf/" + name, Path: "empty_program", Events: runs,
-			NsPerEvent: float64((after[name].Runtime - before[name].Runtime).Nanoseconds()) / float64(runs),
-		})
+		return tpSample{stats: s}
+	}
+}
+
+func (r *rig) tracepointSnapshot(t *testing.T) func() tpSample {
+	return func() tpSample {
+		s, err := r.tcp.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := r.tcp.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tpSample{s, c.Matched}
+	}
+}
+
+// rounds makes calls to port in n rounds and returns each tracepoint
+// program's rounds.
+func (r *rig) rounds(t *testing.T, port, calls, n int, snap func() tpSample) map[string][]tpRound {
+	out := map[string][]tpRound{}
+	for range n {
+		before := snap()
+		for range calls / n {
+			r.call(t, port)
+		}
+		after := snap()
+		for name, a := range after.stats {
+			b := before.stats[name]
+			out[name] = append(out[name], tpRound{
+				runs:    int64(a.RunCount - b.RunCount),
+				matched: int64(after.matched[name] - before.matched[name]),
+				ns:      float64((a.Runtime - b.Runtime).Nanoseconds()),
+			})
+		}
 	}
 	return out
+}
+
+// tracepointCosts turns rounds into one row per program and a pooled row
+// ("tp_btf/*", every tracepoint event whichever program ran), each the
+// median over the rounds. On the webhook path (rejected given), a round's
+// cost per matched run is its run time less its unmatched runs at the
+// rejected path's price; elsewhere every run counts.
+func tracepointCosts(byProgram map[string][]tpRound, path string, rejected []ProgramCost) []ProgramCost {
+	rejNs := map[string]float64{}
+	for _, c := range rejected {
+		rejNs[c.Program] = c.NsPerEvent
+	}
+	row := func(name string, rs []tpRound) (ProgramCost, bool) {
+		c := ProgramCost{Program: name, Path: path}
+		var xs []float64
+		for _, r := range rs {
+			if r.runs > 0 {
+				c.Events += r.runs
+				xs = append(xs, r.ns/float64(r.runs))
+			}
+		}
+		if len(xs) == 0 {
+			return c, false
+		}
+		c.NsPerEvent = median(xs)
+		return c, true
+	}
+	var out []ProgramCost
+	var pooled []tpRound
+	for _, name := range tcpstate.Programs {
+		program := "tp_btf/" + name
+		var rs []tpRound
+		for i, r := range byProgram[name] {
+			if rejected != nil {
+				r = tpRound{runs: r.matched, ns: r.ns - float64(r.runs-r.matched)*rejNs[program]}
+			}
+			rs = append(rs, r)
+			if i >= len(pooled) {
+				pooled = append(pooled, tpRound{})
+			}
+			pooled[i].runs += r.runs
+			pooled[i].ns += r.ns
+		}
+		if c, ok := row(program, rs); ok {
+			out = append(out, c)
+		}
+	}
+	if c, ok := row("tp_btf/*", pooled); ok {
+		out = append(out, c)
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 }
 
 // call makes one webhook-like call: a new connection, a TLS handshake, one
@@ -507,4 +543,36 @@ func kernelRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// TestTracepointCosts: a row is the median of its rounds (one round with an
+// interrupt in it moves nothing), the webhook path prices a round's
+// unmatched runs at the rejected path's figure, and the pooled row weighs
+// each program by its runs.
+func TestTracepointCosts(t *testing.T) {
+	setState, reset := tcpstate.ProgramSetState, tcpstate.ProgramReceiveReset
+	rej := tracepointCosts(map[string][]tpRound{
+		setState: {{runs: 10, ns: 600}, {runs: 10, ns: 700}, {runs: 10, ns: 5000}}, // 60, 70, 500 (an interrupt)
+		reset:    {{runs: 1, ns: 90}, {runs: 1, ns: 100}, {runs: 1, ns: 110}},
+	}, "rejected", nil)
+	want := []ProgramCost{
+		{Program: "tp_btf/" + setState, Path: "rejected", NsPerEvent: 70, Events: 30},
+		{Program: "tp_btf/" + reset, Path: "rejected", NsPerEvent: 100, Events: 3},
+		// rounds pooled: 690/11, 800/11, 5110/11
+		{Program: "tp_btf/*", Path: "rejected", NsPerEvent: 800.0 / 11, Events: 33},
+	}
+	if fmt.Sprint(rej) != fmt.Sprint(want) {
+		t.Fatalf("rejected rows\n got %v\nwant %v", rej, want)
+	}
+	hook := tracepointCosts(map[string][]tpRound{
+		// 4 of 10 runs matched; the other 6 cost 70 each at the rejected price
+		setState: {{runs: 10, matched: 4, ns: 6*70 + 4*300}},
+	}, "webhook", rej)
+	want = []ProgramCost{
+		{Program: "tp_btf/" + setState, Path: "webhook", NsPerEvent: 300, Events: 4},
+		{Program: "tp_btf/*", Path: "webhook", NsPerEvent: 300, Events: 4},
+	}
+	if fmt.Sprint(hook) != fmt.Sprint(want) {
+		t.Fatalf("webhook rows\n got %v\nwant %v", hook, want)
+	}
 }

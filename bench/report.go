@@ -19,7 +19,10 @@ import (
 type Report struct {
 	GeneratedAt time.Time `json:"generated_at"`
 	Kernel      string    `json:"kernel,omitempty"`
-	// BPF is each program's cost per run, from the kernel's bpf_stats.
+	// BPF is each program's cost per run, from the kernel's bpf_stats. A
+	// tracepoint's figure is the median over rounds of calls (one interrupt
+	// during a run moves the mean of a few hundred runs by tens of ns), and
+	// "tp_btf/*" pools all tracepoint events of a path.
 	BPF []ProgramCost `json:"bpf"`
 	// TracepointFloor is an empty program alone on each tracepoint, over the
 	// rejected path's calls, before the tracer is loaded (path
