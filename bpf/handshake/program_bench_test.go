@@ -3,9 +3,12 @@
 package handshake
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/hookscope/hookscope/bpf/internal/backendset"
 )
 
 // BenchmarkProgramSegment measures the TC program's own time per segment
@@ -117,5 +120,57 @@ func BenchmarkProgramSegment(b *testing.B) {
 	// Record walking never gave up: the figures are of the paths named.
 	if c := r.counters(b); c.MalformedRecords != 0 || c.SplitRecords != 0 || c.OutOfOrder != 0 {
 		b.Fatalf("counters %+v: the program stopped walking records", c)
+	}
+}
+
+// BenchmarkRemoveBackend measures RemoveBackend with the flows map holding
+// other connections: it reads the whole map to forget the removed
+// backend's connections. Sizes: flows put in the map (65536 fills it, and
+// the LRU map evicts some before it is full); a tenth of them are the
+// removed backend's.
+func BenchmarkRemoveBackend(b *testing.B) {
+	for _, n := range []int{1024, 65536} {
+		b.Run(fmt.Sprintf("flows=%d", n), func(b *testing.B) {
+			r := newProgRig(b)
+			other := netip.AddrPortFrom(netip.MustParseAddr("10.0.250.101"), testServer.Port())
+			key := func(server netip.AddrPort, i int) handshakeFlowKey {
+				k := handshakeFlowKey{ClientAddr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 16), byte(i >> 8)}).As16(), ClientPort: uint16(i)}
+				sk := backendset.KeyOf(server)
+				k.ServerAddr, k.ServerPort = sk.Addr, sk.Port
+				return k
+			}
+			fill := func(server netip.AddrPort, from, to int) {
+				for i := from; i < to; i++ {
+					k := key(server, i)
+					if err := r.tr.objs.Flows.Put(&k, &handshakeFlowState{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			mine := n / 10
+			fill(other, mine, n)
+			for b.Loop() {
+				b.StopTimer()
+				if err := r.tr.AddBackend(testServer); err != nil {
+					b.Fatal(err)
+				}
+				fill(testServer, 0, mine)
+				b.StartTimer()
+				if err := r.tr.RemoveBackend(testServer); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			var k handshakeFlowKey
+			var v handshakeFlowState
+			removed, left, it := backendset.KeyOf(testServer), 0, r.tr.objs.Flows.Iterate()
+			for it.Next(&k, &v) {
+				if k.ServerAddr == removed.Addr && k.ServerPort == removed.Port {
+					b.Fatalf("a flow of the removed backend is left: %+v", k)
+				}
+				left++
+			}
+			b.ReportMetric(float64(left), "flows-left")
+		})
 	}
 }
