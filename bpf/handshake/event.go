@@ -184,4 +184,5 @@ type Counters struct {
 	SplitRecords     uint64 // record headers split across segments, or too many records in one
 	OutOfOrder       uint64 // segments after a gap; record parsing stopped for that direction
 	Unparsed         uint64 // IP fragments and IPv6 extension headers
+	HeadersPulled    uint64 // packets whose headers were in paged data, pulled in to be read
 }

@@ -109,7 +109,8 @@ enum counter {
 	COUNTER_SPLIT = 3,         // record header split across segments
 	COUNTER_OUT_OF_ORDER = 4,  // segment not at the expected sequence number
 	COUNTER_UNPARSED = 5,      // IPv6 extension headers, IP fragments
-	COUNTER_MAX = 6,
+	COUNTER_HEADERS_PULLED = 6, // headers read from paged data (pulled in first)
+	COUNTER_MAX = 7,
 };
 
 struct flow_key {
@@ -225,6 +226,7 @@ static __always_inline void *header(struct __sk_buff *skb, __u32 off, __u32 len)
 	if (h + len > (void *)(long)skb->data_end) {
 		if (bpf_skb_pull_data(skb, off + len) < 0)
 			return 0;
+		count(COUNTER_HEADERS_PULLED);
 		h = (void *)(long)skb->data + off;
 		if (h + len > (void *)(long)skb->data_end)
 			return 0;

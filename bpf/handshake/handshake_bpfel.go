@@ -29,7 +29,8 @@ const (
 	handshakeCounterCOUNTER_SPLIT          handshakeCounter = 3
 	handshakeCounterCOUNTER_OUT_OF_ORDER   handshakeCounter = 4
 	handshakeCounterCOUNTER_UNPARSED       handshakeCounter = 5
-	handshakeCounterCOUNTER_MAX            handshakeCounter = 6
+	handshakeCounterCOUNTER_HEADERS_PULLED handshakeCounter = 6
+	handshakeCounterCOUNTER_MAX            handshakeCounter = 7
 )
 
 type handshakeEvent struct {

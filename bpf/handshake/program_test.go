@@ -30,6 +30,9 @@ type progRig struct {
 	tr     *Tracer
 	seq    [2]uint32 // next sequence number per direction
 	reader *ringbuf.Reader
+	// inject, if set, delivers a frame instead of BPF_PROG_TEST_RUN
+	// (TestProgramPagedHeaders: through a tap device).
+	inject func(testing.TB, []byte)
 }
 
 func newProgRig(t testing.TB) *progRig {
@@ -86,12 +89,16 @@ func (r *progRig) send(t testing.TB, dir int, flags uint8, payload []byte) {
 		from, to = testServer, testClient
 	}
 	frame := segment(from, to, r.seq[dir], flags, payload)
-	ret, err := r.tr.objs.HandshakeIngress.Run(&ebpf.RunOptions{Data: frame})
-	if err != nil {
-		t.Fatalf("running the program: %v", err)
-	}
-	if ret != tcActUnspec {
-		t.Fatalf("program returned %d, want TC_ACT_UNSPEC: it must never change a packet's fate", int32(ret))
+	if r.inject != nil {
+		r.inject(t, frame)
+	} else {
+		ret, err := r.tr.objs.HandshakeIngress.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatalf("running the program: %v", err)
+		}
+		if ret != tcActUnspec {
+			t.Fatalf("program returned %d, want TC_ACT_UNSPEC: it must never change a packet's fate", int32(ret))
+		}
 	}
 	r.seq[dir] += uint32(len(payload))
 	if flags&(synFlag|finFlag) != 0 {

@@ -345,6 +345,8 @@ func (t *Tracer) Counters() (Counters, error) {
 			c.OutOfOrder = sum
 		case handshakeCounterCOUNTER_UNPARSED:
 			c.Unparsed = sum
+		case handshakeCounterCOUNTER_HEADERS_PULLED:
+			c.HeadersPulled = sum
 		}
 	}
 	return c, nil
