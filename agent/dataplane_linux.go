@@ -107,6 +107,25 @@ func (k *KernelDataPlane) EventsDropped() (uint64, error) {
 	return c.EventsDropped + tc.EventsDropped, err
 }
 
+// Unparsed counts what the TC program could not read, by reason: TLS
+// record headers that were not (malformed_record), record headers split
+// across segments (split_record), segments after a gap, where record
+// parsing stopped for that direction (out_of_order), and IP fragments or
+// IPv6 extension headers (unparsed_packet). A rising count means the data
+// plane sees less of the handshakes than it should.
+func (k *KernelDataPlane) Unparsed() (map[string]uint64, error) {
+	c, err := k.tracer.Counters()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]uint64{
+		"malformed_record": c.MalformedRecords,
+		"split_record":     c.SplitRecords,
+		"out_of_order":     c.OutOfOrder,
+		"unparsed_packet":  c.Unparsed,
+	}, nil
+}
+
 // Traced implements DataPlane.
 func (k *KernelDataPlane) Traced(target netip.AddrPort) bool {
 	k.mu.Lock()

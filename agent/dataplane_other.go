@@ -38,3 +38,6 @@ func (*KernelDataPlane) Traced(netip.AddrPort) bool { return false }
 
 // EventsDropped is always zero.
 func (*KernelDataPlane) EventsDropped() (uint64, error) { return 0, nil }
+
+// Unparsed is always empty.
+func (*KernelDataPlane) Unparsed() (map[string]uint64, error) { return nil, nil }

@@ -230,6 +230,7 @@ func busyMetrics(t *testing.T, opts ...MetricsOption) *Metrics {
 			return []agent.Finding{{Webhook: ref, Class: agent.CertExpired, Effect: "writes rejected"}}, nil
 		},
 		EventsDropped: func() (uint64, error) { return 0, nil },
+		Unparsed:      func() (map[string]uint64, error) { return map[string]uint64{"split_record": 1}, nil },
 		Risks: func() []agent.Risk {
 			return []agent.Risk{{Webhook: ref, Kind: agent.BlocksSystemPods, Severity: "critical"}}
 		},
@@ -287,7 +288,7 @@ service:
 
 			want := []string{
 				MetricWebhookHealth, MetricFindingsOpen, MetricFindings, MetricProbeDuration, MetricCertExpiry,
-				MetricWireEvents, MetricBPFEventsDropped, MetricWebhookRisks, MetricWebhookCalls,
+				MetricWireEvents, MetricBPFEventsDropped, MetricBPFUnparsed, MetricWebhookRisks, MetricWebhookCalls,
 				MetricHandshakeDuration, MetricResponseDuration, MetricExporterSpans, MetricExporterQueue, MetricExporterCapacity,
 			}
 			var got map[string]bool

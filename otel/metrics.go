@@ -50,6 +50,7 @@ const (
 	MetricCertExpiry        = "hookscope.cert.expiry"
 	MetricWireEvents        = "hookscope.wire.events"
 	MetricBPFEventsDropped  = "hookscope.bpf.events.dropped"
+	MetricBPFUnparsed       = "hookscope.bpf.unparsed"
 	MetricWebhookRisks      = "hookscope.webhook.risks"
 	MetricWebhookCalls      = "hookscope.webhook.calls"
 	MetricHandshakeDuration = "hookscope.handshake.duration"
@@ -60,6 +61,7 @@ const (
 	MetricInventoryObjects  = "hookscope.inventory.objects"
 	MetricInventoryWatches  = "hookscope.inventory.watches"
 	labelOutcome            = attribute.Key("outcome")
+	labelReason             = attribute.Key("reason")
 	labelSeverity           = attribute.Key("severity")
 	labelClass              = attribute.Key("class")
 	labelEffect             = attribute.Key("effect")
@@ -73,10 +75,11 @@ const (
 type MetricsState struct {
 	Webhooks      func() []agent.WebhookStatus
 	Findings      func() (open, resolved []agent.Finding)
-	EventsDropped func() (uint64, error)      // nil without a data plane
-	Risks         func() []agent.Risk         // nil: no risk metric
-	Spans         func() SpanStats            // nil without a span exporter (Exporter.Stats)
-	Inventory     func() agent.InventoryStats // nil: no inventory metrics
+	EventsDropped func() (uint64, error)            // nil without a data plane
+	Unparsed      func() (map[string]uint64, error) // by reason; nil without a data plane
+	Risks         func() []agent.Risk               // nil: no risk metric
+	Spans         func() SpanStats                  // nil without a span exporter (Exporter.Stats)
+	Inventory     func() agent.InventoryStats       // nil: no inventory metrics
 }
 
 // MetricsOption adds to what NewMetrics builds.
@@ -203,6 +206,13 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		}
 		instruments = append(instruments, dropped)
 	}
+	var unparsed metric.Int64ObservableCounter
+	if state.Unparsed != nil {
+		if unparsed, err = meter.Int64ObservableCounter(MetricBPFUnparsed, metric.WithDescription("What the TC program could not read, by reason: malformed_record, split_record, out_of_order (record parsing stopped for that direction), unparsed_packet (IP fragments, IPv6 extension headers).")); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", MetricBPFUnparsed, err)
+		}
+		instruments = append(instruments, unparsed)
+	}
 	var spans metric.Int64ObservableCounter
 	var queue, capacity metric.Int64ObservableGauge
 	if state.Spans != nil {
@@ -275,6 +285,13 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		if state.EventsDropped != nil {
 			if n, err := state.EventsDropped(); err == nil {
 				o.ObserveInt64(dropped, int64(n))
+			}
+		}
+		if state.Unparsed != nil {
+			if byReason, err := state.Unparsed(); err == nil {
+				for reason, n := range byReason {
+					o.ObserveInt64(unparsed, int64(n), metric.WithAttributes(labelReason.String(reason)))
+				}
 			}
 		}
 		if state.Spans != nil {

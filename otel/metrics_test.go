@@ -22,6 +22,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		},
 		Findings:      func() ([]agent.Finding, []agent.Finding) { return open, nil },
 		EventsDropped: func() (uint64, error) { return 3, nil },
+		Unparsed: func() (map[string]uint64, error) {
+			return map[string]uint64{"malformed_record": 2, "out_of_order": 0}, nil
+		},
 		Spans: func() SpanStats {
 			return SpanStats{Exported: 7, QueueFull: 2, ExportFailed: 1, Queued: 4, QueueSize: 16}
 		},
@@ -54,6 +57,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`hookscope_probe_duration_seconds_count{class="CertExpired"} 1`,
 		`hookscope_wire_events_total{kind="handshake_rejected"} 1`,
 		`hookscope_bpf_events_dropped_total 3`,
+		`hookscope_bpf_unparsed_total{reason="malformed_record"} 2`,
+		`hookscope_bpf_unparsed_total{reason="out_of_order"} 0`,
 		`hookscope_cert_expiry_seconds{backend="10.0.0.7:8443",configuration="cfg",webhook="v.example.com"} -3`,
 		`hookscope_webhook_calls_total{configuration="cfg",outcome="done",webhook="v.example.com"} 1`,
 		`hookscope_webhook_calls_total{configuration="cfg",outcome="rejected",webhook="v.example.com"} 1`,

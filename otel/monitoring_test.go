@@ -28,6 +28,7 @@ func TestMonitoringUsesRealMetrics(t *testing.T) {
 			return []agent.Finding{{Webhook: ref, Class: agent.CertExpired}}, nil
 		},
 		EventsDropped: func() (uint64, error) { return 0, nil },
+		Unparsed:      func() (map[string]uint64, error) { return map[string]uint64{"out_of_order": 0}, nil },
 		Risks: func() []agent.Risk {
 			return []agent.Risk{{Webhook: ref, Kind: agent.BlocksSystemPods, Severity: "critical"}}
 		},

@@ -107,8 +107,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	// The kernel first: a node that cannot load the programs should say so
 	// even when the API server is also down.
 	var (
-		dp      agent.DataPlane
-		dropped func() (uint64, error)
+		dp       agent.DataPlane
+		dropped  func() (uint64, error)
+		unparsed func() (map[string]uint64, error)
 	)
 	if !o.noEBPF {
 		tracer, err := handshake.Load()
@@ -124,7 +125,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			kdp.WithTCP(tcp)
 		}
 		go kdp.Run(ctx)
-		dp, dropped = kdp, kdp.EventsDropped
+		dp, dropped, unparsed = kdp, kdp.EventsDropped, kdp.Unparsed
 	}
 	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
 		return err
@@ -161,6 +162,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Webhooks:      func() []agent.WebhookStatus { return a.Webhooks() },
 		Findings:      func() ([]agent.Finding, []agent.Finding) { return a.Findings() },
 		EventsDropped: dropped,
+		Unparsed:      unparsed,
 		Risks:         func() []agent.Risk { return a.Risks() },
 		Spans:         spanStats,
 		Inventory:     func() agent.InventoryStats { return a.InventoryStats() },
