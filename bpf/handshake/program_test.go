@@ -358,28 +358,3 @@ func TestProgramRemovedBackendIsNoLongerTraced(t *testing.T) {
 		t.Errorf("after the backend was removed: events %v, want none", got)
 	}
 }
-
-// TestDeleteFlowsSkipsTheGone: a flow that closed between the scan and the
-// delete (its key gone) stops no batch: the keys after it are deleted too.
-func TestDeleteFlowsSkipsTheGone(t *testing.T) {
-	r := newProgRig(t)
-	var keys []handshakeFlowKey
-	for i := range 5 {
-		k := handshakeFlowKey{ClientPort: uint16(1000 + i)}
-		if i != 1 && i != 4 { // 1 and 4 are gone
-			if err := r.tr.objs.Flows.Put(&k, &handshakeFlowState{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		keys = append(keys, k)
-	}
-	if err := r.tr.deleteFlows(keys); err != nil {
-		t.Fatal(err)
-	}
-	var v handshakeFlowState
-	for _, k := range keys {
-		if err := r.tr.objs.Flows.Lookup(&k, &v); err == nil {
-			t.Errorf("flow of client port %d is left", k.ClientPort)
-		}
-	}
-}

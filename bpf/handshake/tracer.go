@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hookscope/hookscope/bpf/internal/backendset"
+	"github.com/hookscope/hookscope/bpf/internal/mapscan"
 	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
@@ -217,79 +218,13 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 // connection's segments after its SYN in `flows`, not in `backends`.
 func (t *Tracer) forgetFlows(ap netip.AddrPort) error {
 	server := backendset.KeyOf(ap)
-	var stale []handshakeFlowKey
-	err := t.eachFlow(func(k *handshakeFlowKey) {
-		if k.ServerAddr == server.Addr && k.ServerPort == server.Port {
-			stale = append(stale, *k)
-		}
+	_, err := mapscan.DeleteWhere(t.objs.Flows, func(k *handshakeFlowKey, _ *handshakeFlowState) bool {
+		return k.ServerAddr == server.Addr && k.ServerPort == server.Port
 	})
 	if err != nil {
-		return fmt.Errorf("removing backend %s: reading its connections: %w", ap, err)
-	}
-	if err := t.deleteFlows(stale); err != nil {
 		return fmt.Errorf("removing backend %s: forgetting its connections: %w", ap, err)
 	}
 	return nil
-}
-
-// deleteFlows deletes keys from `flows`, in batches where the kernel has
-// them; a key already gone (its connection closed meanwhile) is skipped.
-func (t *Tracer) deleteFlows(keys []handshakeFlowKey) error {
-	for len(keys) > 0 {
-		n, err := t.objs.Flows.BatchDelete(keys, nil)
-		switch {
-		case errors.Is(err, ebpf.ErrKeyNotExist): // keys[n] is gone
-			n++
-		case errors.Is(err, ebpf.ErrNotSupported):
-			for _, k := range keys {
-				if err := t.objs.Flows.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return err
-				}
-			}
-			return nil
-		case err != nil:
-			return err
-		}
-		keys = keys[min(n, len(keys)):]
-	}
-	return nil
-}
-
-// flowBatch is how many flows eachFlow reads per system call.
-const flowBatch = 4096
-
-// eachFlow calls fn with the key of every flow: in batches where the kernel
-// has them (Linux >= 5.6; a full map in 16 calls), else one by one.
-func (t *Tracer) eachFlow(fn func(*handshakeFlowKey)) error {
-	keys := make([]handshakeFlowKey, flowBatch)
-	values := make([]handshakeFlowState, flowBatch)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := t.objs.Flows.BatchLookup(&cursor, keys, values, nil)
-		for i := range keys[:n] {
-			fn(&keys[i])
-		}
-		switch {
-		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return nil // the end
-		case errors.Is(err, ebpf.ErrNotSupported):
-			return t.eachFlowSlowly(fn)
-		case err != nil:
-			return err
-		}
-	}
-}
-
-func (t *Tracer) eachFlowSlowly(fn func(*handshakeFlowKey)) error {
-	var (
-		k handshakeFlowKey
-		v handshakeFlowState
-	)
-	it := t.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		fn(&k)
-	}
-	return it.Err()
 }
 
 // PollInterval bounds how long a routine event (one that does not wake the

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hookscope/hookscope/bpf/internal/backendset"
+	"github.com/hookscope/hookscope/bpf/internal/mapscan"
 	"github.com/hookscope/hookscope/bpf/internal/ringread"
 )
 
@@ -138,8 +139,22 @@ func resetReasons(kernel *btf.Spec) map[uint32]string {
 // AddBackend makes connections to and from ap traced.
 func (t *Tracer) AddBackend(ap netip.AddrPort) error { return t.backends.Add(ap) }
 
-// RemoveBackend stops tracing connections to ap; an unknown ap is no error.
-func (t *Tracer) RemoveBackend(ap netip.AddrPort) error { return t.backends.Remove(ap) }
+// RemoveBackend stops tracing connections to ap, and forgets the state of
+// those under way (their closes, no longer matched, would not delete it);
+// an unknown ap is no error.
+func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
+	if err := t.backends.Remove(ap); err != nil {
+		return err
+	}
+	server, port := ap.Addr().Unmap().As16(), ap.Port()
+	_, err := mapscan.DeleteWhere(t.objs.Conns, func(_ *uint64, c *tcpstateConn) bool {
+		return c.Ep.ServerAddr == server && c.Ep.ServerPort == port
+	})
+	if err != nil {
+		return fmt.Errorf("removing backend %s: forgetting its connections: %w", ap, err)
+	}
+	return nil
+}
 
 // PollInterval bounds how long a routine event (one that does not wake the
 // reader) waits in the ring buffer.
