@@ -495,8 +495,13 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 			close_conn(sk, oldstate);
 		return 0;
 	}
-	// A listener bound to the backend's address is no connection.
-	if (newstate != TCP_LISTEN && may_match(sk->__sk_common.skc_num, dport(sk)))
+	// Only these changes tell something: the start, the handshake's end,
+	// and who sent the first FIN. FIN_WAIT2, LAST_ACK and CLOSING follow
+	// from them, and a listener is no connection.
+	if (newstate != TCP_SYN_SENT && newstate != TCP_SYN_RECV && newstate != TCP_ESTABLISHED &&
+	    newstate != TCP_FIN_WAIT1 && newstate != TCP_CLOSE_WAIT)
+		return 0;
+	if (may_match(sk->__sk_common.skc_num, dport(sk)))
 		set_state(sk, oldstate, newstate);
 	return 0;
 }
