@@ -71,7 +71,8 @@ bench: tools build
 	HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report go test -count=1 -run '^TestBenchReport$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|bench_test'
 	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report SCALE=$(SCALE) \
 		go test -count=1 -timeout 90m -run '^TestBenchScale$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|scale_test'
-	go test -run '^$$' -bench . -benchtime 2000x -count 1 ./bpf/...
+	go test -run '^$$' -bench '^Benchmark(Tracepoints|ProgramSegment|TracingOverhead|DecodeEvent)$$' -benchtime 2000x -count 1 ./bpf/...
+	go test -run '^$$' -bench '^BenchmarkRemoveBackend$$' -benchtime 20x -count 1 ./bpf/handshake/
 	go test -run '^$$' -bench . -benchtime 1s -count 1 ./agent/
 	@echo; cat bench-report/report.md
 

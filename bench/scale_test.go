@@ -573,7 +573,7 @@ func (s *scaleRig) startAgent(ctx context.Context, node string, webhooks int) *a
 	a.proc, err = chaos.StartAgent(ctx, chaos.AgentOptions{
 		Binary: s.bin, Kubeconfig: s.kubeconfig, NodeName: node, Dir: dir,
 		// Info, not the game day's debug: a node's agent logs at info.
-		ExtraArgs: []string{"--log-level", "info", "--lease-namespace", "default"},
+		ExtraArgs: append([]string{"--log-level", "info", "--lease-namespace", "default"}, pprofFlag()...),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -1082,7 +1082,9 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 			if err != nil {
 				t.Fatal(err)
 			}
+			profiled := s.profileAgent(a, fmt.Sprintf("agent-cpu-%s-%d.pprof", mode, rate))
 			res := runLoad(ctx, s.healthy, mode, rate, s.plan.RateWindow)
+			profiled()
 			cpu1, err := ReadCPUTime(a.pid)
 			if err != nil {
 				t.Fatal(err)
@@ -1125,6 +1127,48 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 		}
 	}
 	return out
+}
+
+// pprofFlag is --pprof when HOOKSCOPE_BENCH_PPROF names a directory for
+// the agent's CPU profiles of the call rate runs.
+func pprofFlag() []string {
+	if os.Getenv("HOOKSCOPE_BENCH_PPROF") == "" {
+		return nil
+	}
+	return []string{"--pprof"}
+}
+
+// profileAgent starts a CPU profile of the agent for one call rate run,
+// when HOOKSCOPE_BENCH_PPROF asks for it, and returns a function that
+// waits for it and writes it there as name (go tool pprof reads it).
+func (s *scaleRig) profileAgent(a *agentRun, name string) (wait func()) {
+	dir := os.Getenv("HOOKSCOPE_BENCH_PPROF")
+	if dir == "" {
+		return func() {}
+	}
+	seconds := max(1, int(s.plan.RateWindow.Seconds())-1)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.api, seconds))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+		done <- err
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			s.t.Errorf("profiling the agent: %v", err)
+		}
+	}
 }
 
 // detectionLoadMode is the mode of the load that runs while failures are

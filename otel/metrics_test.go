@@ -82,3 +82,22 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Logf("scrape:\n%s", text)
 	}
 }
+
+// BenchmarkObserveWire is the metrics' cost of one kernel event: the agent
+// calls ObserveWire for every one (some ten per new connection).
+func BenchmarkObserveWire(b *testing.B) {
+	m, err := NewMetrics(MetricsState{
+		Webhooks: func() []agent.WebhookStatus { return nil },
+		Findings: func() ([]agent.Finding, []agent.Finding) { return nil, nil },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kinds := []string{"connect", "client_hello", "server_hello", "handshake_done", "tcp_close"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.ObserveWire(kinds[i%len(kinds)])
+		i++
+	}
+}
