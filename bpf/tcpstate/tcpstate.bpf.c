@@ -450,7 +450,8 @@ static __noinline int close_conn(const struct sock *sk, int oldstate)
 	return 0;
 }
 
-// set_state follows a socket through every state but TCP_CLOSE.
+// set_state follows a socket through the changes the entry lets through:
+// the start, the handshake's end and the first FIN.
 static __noinline int set_state(const struct sock *sk, int oldstate, int newstate)
 {
 	struct endpoints ep;
