@@ -51,31 +51,27 @@ struct {
 	__type(value, struct port_summary);
 } port_summary SEC(".maps");
 
-// port_in_summary is the first check: a port that fails it has no backend;
-// one that passes may (512 bits for 65536 ports).
-static __always_inline int port_in_summary(__u16 port)
+static __always_inline int summary_has(const struct port_summary *sum, __u16 port)
 {
-	__u32 zero = 0;
-	struct port_summary *sum = bpf_map_lookup_elem(&port_summary, &zero);
-	return sum && (sum->bits[(port >> 6) & (PORT_SUMMARY_WORDS - 1)] & (1ULL << (port & 63)));
+	return (sum->bits[(port >> 6) & (PORT_SUMMARY_WORDS - 1)] & (1ULL << (port & 63))) != 0;
 }
 
-// ports_in_summary is port_in_summary(a) || port_in_summary(b) with one
-// lookup.
+// ports_in_summary is the first check, of a segment's or socket's two
+// ports with one lookup: ports that fail it have no backend; one that
+// passes may (512 bits for 65536 ports).
 static __always_inline int ports_in_summary(__u16 a, __u16 b)
 {
 	__u32 zero = 0;
 	struct port_summary *sum = bpf_map_lookup_elem(&port_summary, &zero);
-	if (!sum)
-		return 0;
-	return (sum->bits[(a >> 6) & (PORT_SUMMARY_WORDS - 1)] & (1ULL << (a & 63))) ||
-	       (sum->bits[(b >> 6) & (PORT_SUMMARY_WORDS - 1)] & (1ULL << (b & 63)));
+	return sum && (summary_has(sum, a) || summary_has(sum, b));
 }
 
 // port_is_backend says whether some backend listens on port.
 static __always_inline int port_is_backend(__u16 port)
 {
-	if (!port_in_summary(port))
+	__u32 zero = 0;
+	struct port_summary *sum = bpf_map_lookup_elem(&port_summary, &zero);
+	if (!sum || !summary_has(sum, port))
 		return 0;
 	__u32 word = port >> 6;
 	__u64 *bits = bpf_map_lookup_elem(&backend_ports, &word);

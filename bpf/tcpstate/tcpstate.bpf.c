@@ -398,15 +398,11 @@ static __always_inline __u16 dport(const struct sock *sk)
 	return bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
-// may_match is each program's first check, on the summary of backend ports
-// alone: the programs' entries are this check and a call, so the rejection
-// path of other traffic runs a few instructions in one or two cache lines.
-// Everything else is in __noinline functions (the JIT gives each its own
-// image), reached only by traffic that may be a backend's.
-static __always_inline int may_match(__u16 a, __u16 b)
-{
-	return ports_in_summary(a, b);
-}
+// The programs' entries are the first check (ports_in_summary) and a call,
+// so the rejection path of other traffic runs a few instructions in one or
+// two cache lines. Everything else is in __noinline functions (the JIT
+// gives each its own image), reached only by traffic that may be a
+// backend's.
 
 // close_conn reports a socket reaching TCP_CLOSE. By then the kernel has
 // released its local port, so the socket is found by its address in
@@ -492,7 +488,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate == TCP_CLOSE) {
-		if (oldstate != TCP_LISTEN && may_match(sport(sk), dport(sk)))
+		if (oldstate != TCP_LISTEN && ports_in_summary(sport(sk), dport(sk)))
 			close_conn(sk, oldstate);
 		return 0;
 	}
@@ -502,7 +498,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	if (newstate != TCP_SYN_SENT && newstate != TCP_SYN_RECV && newstate != TCP_ESTABLISHED &&
 	    newstate != TCP_FIN_WAIT1 && newstate != TCP_CLOSE_WAIT)
 		return 0;
-	if (may_match(sk->__sk_common.skc_num, dport(sk)))
+	if (ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
 		set_state(sk, oldstate, newstate);
 	return 0;
 }
@@ -529,7 +525,7 @@ static __noinline int receive_reset(const struct sock *sk)
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(tcp_receive_reset, const struct sock *sk)
 {
-	if (sk && may_match(sk->__sk_common.skc_num, dport(sk)))
+	if (sk && ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
 		receive_reset(sk);
 	return 0;
 }
@@ -657,20 +653,20 @@ SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
 {
 	if (!skb) {
-		if (sk && may_match(sport(sk), dport(sk)))
+		if (sk && ports_in_summary(sport(sk), dport(sk)))
 			reset_abort(sk, reason);
 		return 0;
 	}
 	// A socket with its ports bound answers the first check without the
 	// segment; the segment's ports answer it otherwise.
 	if (sk && sk->__sk_common.skc_num) {
-		if (may_match(sk->__sk_common.skc_num, dport(sk)))
+		if (ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
 			reset_reply(sk, skb, reason);
 		return 0;
 	}
 	__u16 src, dst;
 	segment_ports(skb, &src, &dst);
-	if (may_match(src, dst))
+	if (ports_in_summary(src, dst))
 		reset_reply(sk, skb, reason);
 	return 0;
 }
@@ -698,7 +694,7 @@ static __noinline int retransmit(const struct sock *sk, int err)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb, int err)
 {
-	if (may_match(sk->__sk_common.skc_num, dport(sk)))
+	if (ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
 		retransmit(sk, err);
 	return 0;
 }

@@ -36,10 +36,9 @@ const SummaryBits = 512
 type Set struct {
 	backends, ports, summary *ebpf.Map
 
-	mu         sync.Mutex
-	members    map[netip.AddrPort]struct{}
-	perPort    map[uint16]int // backends per port, behind its bit in ports
-	perSummary map[uint16]int // ports with backends per summary bit
+	mu      sync.Mutex
+	members map[netip.AddrPort]struct{}
+	perPort map[uint16]int // backends per port, behind its bits
 }
 
 // New manages backends (hash: Key -> u32), ports (array of 1024 u64) and
@@ -47,7 +46,7 @@ type Set struct {
 func New(backends, ports, summary *ebpf.Map) *Set {
 	return &Set{
 		backends: backends, ports: ports, summary: summary,
-		members: map[netip.AddrPort]struct{}{}, perPort: map[uint16]int{}, perSummary: map[uint16]int{},
+		members: map[netip.AddrPort]struct{}{}, perPort: map[uint16]int{},
 	}
 }
 
@@ -99,34 +98,24 @@ func (s *Set) Remove(ap netip.AddrPort) error {
 // markPort sets port's bits: the summary's first, so that a program never
 // finds a port in the bitmap that its summary does not let through.
 func (s *Set) markPort(port uint16) error {
-	sb := port % SummaryBits
-	if s.perSummary[sb] == 0 {
-		if err := s.setSummaryBit(sb, true); err != nil {
-			return err
-		}
-	}
-	if err := setBit(s.ports, uint32(port>>6), port&63, true); err != nil {
-		if s.perSummary[sb] == 0 {
-			_ = s.setSummaryBit(sb, false)
-		}
+	if err := s.setSummaryBit(port%SummaryBits, true); err != nil {
 		return err
 	}
-	s.perSummary[sb]++
-	return nil
+	return setBit(s.ports, uint32(port>>6), port&63, true)
 }
 
-// unmarkPort clears port's bit, and its summary bit once no other port
-// with a backend shares it.
+// unmarkPort clears port's bit (port has left perPort), and its summary bit
+// once no other port with a backend shares it.
 func (s *Set) unmarkPort(port uint16) error {
 	if err := setBit(s.ports, uint32(port>>6), port&63, false); err != nil {
 		return err
 	}
-	sb := port % SummaryBits
-	if s.perSummary[sb]--; s.perSummary[sb] == 0 {
-		delete(s.perSummary, sb)
-		return s.setSummaryBit(sb, false)
+	for p := range s.perPort {
+		if p%SummaryBits == port%SummaryBits {
+			return nil
+		}
 	}
-	return nil
+	return s.setSummaryBit(port%SummaryBits, false)
 }
 
 func (s *Set) setSummaryBit(bit uint16, on bool) error {
