@@ -1,0 +1,79 @@
+// Package findings is the one place where findings are opened, evidenced,
+// re-classed, resolved and bounded, and where they get their IDs. The
+// producers (the data plane, the probe, the object checks, the API
+// server's signals, impact correlation) hand it typed observations; the
+// exporters and the HTTP API read what it holds. It imports only the
+// call-out model.
+package findings
+
+// Class names why a webhook's calls fail, in the words an SRE uses.
+type Class string
+
+// The failure classes. The first group fails inside the API server with no
+// packet sent; the second is seen on the wire and named by a probe.
+const (
+	Healthy Class = "Healthy"
+
+	ServiceNotFound     Class = "ServiceNotFound"     // service "x" not found
+	NoEndpoints         Class = "NoEndpoints"         // no endpoints available for service "x"
+	BackendPodsPending  Class = "BackendPodsPending"  // the Service's pods exist but are Pending
+	BackendPodsNotReady Class = "BackendPodsNotReady" // endpoints exist, none ready
+	PortMismatch        Class = "PortMismatch"        // the webhook's port is not a port of the Service
+	// InvalidConfiguration: the configuration names something that cannot
+	// be called (a Service name that cannot exist, a caBundle with no PEM
+	// certificate, a URL that does not parse).
+	InvalidConfiguration Class = "InvalidConfiguration"
+
+	CertExpired        Class = "CertExpired"
+	CertNotYetValid    Class = "CertNotYetValid"
+	CertExpiringSoon   Class = "CertExpiringSoon" // still valid, expires within the horizon
+	UnknownAuthority   Class = "UnknownAuthority" // the caBundle does not verify the served chain
+	HostnameMismatch   Class = "HostnameMismatch"
+	ConnectionRefused  Class = "ConnectionRefused"
+	HandshakeTimeout   Class = "HandshakeTimeout"
+	TLSHandshakeFailed Class = "TLSHandshakeFailed"
+	// CallsFailing: the API server reports failed calls and no signal says
+	// why yet.
+	CallsFailing Class = "CallsFailing"
+	// WebhookTimeout: calls exceed timeoutSeconds (the API server's
+	// "context deadline exceeded").
+	WebhookTimeout Class = "WebhookTimeout"
+	// SlowResponse: calls succeed, but the webhook takes so long to answer
+	// that every matched write waits, and a little more load times it out.
+	SlowResponse Class = "SlowResponse"
+)
+
+// Aspect is what of a webhook an observation speaks for: whether a new
+// connection can be made and verified, or how fast the webhook answers.
+type Aspect uint8
+
+const (
+	// Connection: TCP, TLS and the served certificate.
+	Connection Aspect = 1 << iota
+	// Latency: the time to answer a request.
+	Latency
+)
+
+// Aspect is the aspect a failure of this class is about.
+func (c Class) Aspect() Aspect {
+	if c == SlowResponse || c == WebhookTimeout {
+		return Latency
+	}
+	return Connection
+}
+
+// FailsNewConnections reports whether the class is about making a new
+// connection (TCP or TLS): a connection the API server already has open
+// may go on carrying writes.
+func (c Class) FailsNewConnections() bool {
+	switch c {
+	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout:
+		return true
+	}
+	return false
+}
+
+// generic reports whether the class says only that calls fail, so a later
+// observation with a cause re-classes the finding instead of opening a new
+// one.
+func (c Class) generic() bool { return c == CallsFailing }

@@ -1,0 +1,73 @@
+package findings
+
+import (
+	"fmt"
+
+	"github.com/hookscope/hookscope/callout"
+)
+
+// Remediation is the fix for a failure of class c of webhook w, in one
+// sentence: the backend's fix, then, for a webhook that fails closed, how
+// to let writes through meanwhile.
+func Remediation(c Class, w callout.Webhook) string {
+	fix := RestoreFix(c, w)
+	switch c {
+	case CertExpiringSoon, SlowResponse:
+		return fix
+	}
+	if w.FailsClosed() {
+		fix += "; until then writes it matches are rejected: set failurePolicy Ignore to let them through (hookscope remediate ignore " + w.Ref.Name + ")"
+	}
+	return fix
+}
+
+// RestoreFix is what makes webhook w work again after a failure of class
+// c: the first of the fixes "hookscope explain" ranks.
+func RestoreFix(c Class, w callout.Webhook) string {
+	backend := "the webhook's Service"
+	if w.Service != nil {
+		backend = "Service " + w.Service.Namespace + "/" + w.Service.Name
+	} else if w.URL != "" {
+		backend = "URL " + w.URL
+	}
+	switch c {
+	case CertExpired:
+		return "renew the serving certificate behind " + backend + " (cert-manager: check the Certificate and its issuer) and make sure its caBundle matches"
+	case CertNotYetValid:
+		return "serve a certificate behind " + backend + " that is valid now (check the issuer's clock)"
+	case UnknownAuthority:
+		return "update the caBundle of " + w.Ref.Configuration + " to the CA that signs the serving certificate behind " + backend
+	case HostnameMismatch:
+		return "reissue the serving certificate with the name " + serverName(w)
+	case ConnectionRefused:
+		return "check that the webhook pods behind " + backend + " listen on the target port"
+	case HandshakeTimeout:
+		return "restart the hung webhook pods behind " + backend
+	case CertExpiringSoon:
+		return "renew the serving certificate behind " + backend + " before it expires (cert-manager: check why renewal has not happened)"
+	case ServiceNotFound:
+		return "restore " + backend + " (reinstall the webhook's chart), or remove the webhook configuration " + w.Ref.Configuration + " after a backup (hookscope remediate remove " + w.Ref.Name + ")"
+	case NoEndpoints:
+		return "restore the endpoints of " + backend + ": scale its Deployment up and check why its pods are gone"
+	case BackendPodsNotReady:
+		return "restore the endpoints of " + backend + ": find why its pods are not ready (logs, readiness probes)"
+	case BackendPodsPending:
+		return "get the pods behind " + backend + " scheduled (node capacity, taints, affinity, PVCs)"
+	case PortMismatch:
+		return "point the webhook at a port " + backend + " has, or add that port to the Service"
+	case InvalidConfiguration:
+		return "correct the clientConfig of webhook " + w.Ref.Name + " in " + w.Ref.Configuration + ": " + w.Invalid
+	case SlowResponse:
+		return fmt.Sprintf("find why the webhook pods behind %s answer slowly (CPU limits, their own API calls, an external dependency): every write it matches waits, and calls over timeoutSeconds (%ds) fail; narrow its rules or selectors so fewer writes wait", backend, w.TimeoutSeconds)
+	case WebhookTimeout:
+		return fmt.Sprintf("find why the webhook pods behind %s do not answer within timeoutSeconds (%ds): restart them if they hang, check their CPU limits and their own dependencies", backend, w.TimeoutSeconds)
+	}
+	return "check the webhook pods behind " + backend
+}
+
+func serverName(w callout.Webhook) string {
+	if n := w.ServerName(); n != "" {
+		return n
+	}
+	return "of the webhook URL"
+}
