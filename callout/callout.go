@@ -67,6 +67,10 @@ type Webhook struct {
 	// Service name that cannot exist, a caBundle that holds no PEM
 	// certificate, a URL that does not parse); empty when it looks valid.
 	Invalid string `json:"invalid,omitempty"`
+	// Unresolved says why the Service and endpoints are not known yet (the
+	// inventory has not listed the Service's namespace): nothing is judged
+	// from them until they are.
+	Unresolved string `json:"unresolved,omitempty"`
 }
 
 // FailsClosed reports whether the API server rejects the write when this

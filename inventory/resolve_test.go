@@ -1,4 +1,4 @@
-package agent
+package inventory
 
 import (
 	"net/netip"
@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/hookscope/hookscope/callout"
 )
 
 func webhookConfig(svcName string, port *int32, fp admissionv1.FailurePolicyType) *admissionv1.ValidatingWebhookConfiguration {
@@ -80,7 +82,7 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("got %d webhooks, want 1", len(ws))
 			}
 			w := ws[0]
-			if w.Ref != (WebhookRef{Kind: "Validating", Configuration: "cfg", Name: "vpod.example.com"}) {
+			if w.Ref != (callout.Ref{Kind: "Validating", Configuration: "cfg", Name: "vpod.example.com"}) {
 				t.Errorf("ref = %+v", w.Ref)
 			}
 			if w.FailurePolicy != string(*c.cfg.Webhooks[0].FailurePolicy) {

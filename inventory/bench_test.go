@@ -1,10 +1,8 @@
-package agent
+package inventory
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-
-	"github.com/hookscope/hookscope/internal/certs"
 )
 
 // BenchmarkResolve measures one inventory rebuild: 500 webhooks in 50
@@ -54,22 +50,3 @@ func BenchmarkResolve(b *testing.B) {
 	}
 }
 
-// BenchmarkProbe measures one API-server-style probe (TCP, TLS 1.3,
-// verification against the caBundle) of a loopback backend.
-func BenchmarkProbe(b *testing.B) {
-	ca, err := certs.NewCA("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cert, err := ca.Serving([]string{"hook.ns.svc"}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil {
-		b.Fatal(err)
-	}
-	target := serveTLS(b, cert)
-	b.ResetTimer()
-	for range b.N {
-		if r := Probe(context.Background(), target, "hook.ns.svc", ca.PEM, time.Second); r.Class != Healthy {
-			b.Fatalf("probe: %s", r)
-		}
-	}
-}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package agent
+package inventory
 
 import (
 	"context"
@@ -18,16 +18,19 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/hookscope/hookscope/callout"
+
 	"github.com/hookscope/hookscope/chaos"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // resolutions records every resolution the inventory hands to the agent.
 type resolutions struct {
 	mu  sync.Mutex
-	all [][]Webhook
+	all [][]callout.Webhook
 }
 
-func (r *resolutions) add(ws []Webhook) {
+func (r *resolutions) add(ws []callout.Webhook) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.all = append(r.all, ws)
@@ -39,7 +42,7 @@ func (r *resolutions) count() int {
 	return len(r.all)
 }
 
-func (r *resolutions) last() []Webhook {
+func (r *resolutions) last() []callout.Webhook {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.all) == 0 {
@@ -48,14 +51,20 @@ func (r *resolutions) last() []Webhook {
 	return r.all[len(r.all)-1]
 }
 
+// judged is what the object checks say of w ("" while they cannot tell).
+func judged(w callout.Webhook) findings.Class {
+	class, _ := Problem(w)
+	return class
+}
+
 // find returns the webhook named name in ws.
-func find(ws []Webhook, name string) (Webhook, bool) {
+func find(ws []callout.Webhook, name string) (callout.Webhook, bool) {
 	for _, w := range ws {
 		if w.Ref.Name == name {
 			return w, true
 		}
 	}
-	return Webhook{}, false
+	return callout.Webhook{}, false
 }
 
 // TestInventoryWatchesOnlyWebhookBackends runs the inventory against a real
@@ -81,7 +90,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	}
 	mustWebhook(ctx, t, client, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
 
-	inv := NewInventory(client)
+	inv := New(client, nil)
 	rec := &resolutions{}
 	done := make(chan error, 1)
 	rctx, stop := context.WithCancel(ctx)
@@ -93,7 +102,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		}
 	})
 
-	waitFor := func(what string, ok func([]Webhook) bool) {
+	waitFor := func(what string, ok func([]callout.Webhook) bool) {
 		t.Helper()
 		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 			return ok(rec.last()), nil
@@ -102,15 +111,15 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 			t.Fatalf("%s: last resolution %+v, stats %+v", what, rec.last(), inv.Stats())
 		}
 	}
-	backendIs := func(name, addr string) func([]Webhook) bool {
-		return func(ws []Webhook) bool {
+	backendIs := func(name, addr string) func([]callout.Webhook) bool {
+		return func(ws []callout.Webhook) bool {
 			w, ok := find(ws, name)
-			return ok && w.Problem == "" && len(w.Backends) == 1 && w.Backends[0].Addr.String() == addr
+			return ok && judged(w) == findings.Healthy && len(w.Backends) == 1 && w.Backends[0].Addr.String() == addr
 		}
 	}
 
 	waitFor("webhook a resolves to its endpoint", backendIs("va.inventory.hookscope.dev", "10.0.9.1:8443"))
-	if got, want := inv.Stats(), (InventoryStats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, Namespaces: 1, Watches: 4}); got != want {
+	if got, want := inv.Stats(), (Stats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, Namespaces: 1, Watches: 4}); got != want {
 		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice; nothing of noise)", got, want)
 	}
 
@@ -121,8 +130,9 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	waitFor("webhook b resolves through a watch started for it", backendIs("vb.inventory.hookscope.dev", "10.0.9.3:8443"))
 	rec.mu.Lock()
 	for _, ws := range rec.all[before:] {
-		if w, ok := find(ws, "vb.inventory.hookscope.dev"); ok && w.Problem != "" {
-			t.Errorf("a resolution called webhook b %s (%s) while its watch was starting", w.Problem, w.ProblemDetail)
+		if w, ok := find(ws, "vb.inventory.hookscope.dev"); ok && judged(w) != "" && judged(w) != findings.Healthy {
+			class, detail := Problem(w)
+			t.Errorf("a resolution called webhook b %s (%s) while its watch was starting", class, detail)
 		}
 	}
 	rec.mu.Unlock()
@@ -152,7 +162,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	waitFor("webhook c resolves through the widened EndpointSlice watch", backendIs("vc.inventory.hookscope.dev", "10.0.9.2:8443"))
 	rec.mu.Lock()
 	for _, ws := range rec.all[before:] {
-		if w, ok := find(ws, "va.inventory.hookscope.dev"); !ok || w.Problem != "" || len(w.Backends) != 1 {
+		if w, ok := find(ws, "va.inventory.hookscope.dev"); !ok || judged(w) != findings.Healthy || len(w.Backends) != 1 {
 			t.Errorf("while the EndpointSlice watch of hooks-a restarted, webhook a resolved to %+v", w)
 		}
 	}
@@ -165,16 +175,16 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	if err := client.CoreV1().Services("hooks-a").Delete(ctx, "svc-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("webhook a's Service is missing", func(ws []Webhook) bool {
+	waitFor("webhook a's Service is missing", func(ws []callout.Webhook) bool {
 		w, ok := find(ws, "va.inventory.hookscope.dev")
-		return ok && w.Problem == ServiceNotFound
+		return ok && judged(w) == findings.ServiceNotFound
 	})
 
 	// Removing webhook b stops its namespace's watches.
 	if err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, "cfg-b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("webhook b is gone", func(ws []Webhook) bool { _, ok := find(ws, "vb.inventory.hookscope.dev"); return !ok })
+	waitFor("webhook b is gone", func(ws []callout.Webhook) bool { _, ok := find(ws, "vb.inventory.hookscope.dev"); return !ok })
 	if got := inv.Stats(); got.Namespaces != 1 || got.Watches != 4 {
 		t.Errorf("stats after webhook b was removed: %+v, want 1 namespace, 4 watches", got)
 	}

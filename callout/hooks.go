@@ -1,0 +1,59 @@
+package callout
+
+import (
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Hook is one view of a validating or mutating webhook as its
+// configuration writes it. k8s.io/apiserver's WebhookAccessor is the same
+// view, but its package links the API server's CEL and REST clients (about
+// 20 MB more binary); this is the part hookscope reads.
+type Hook struct {
+	Ref               Ref
+	Mutating          bool
+	Reinvoke          bool // reinvocationPolicy IfNeeded (mutating only)
+	ClientConfig      admissionv1.WebhookClientConfig
+	Rules             []admissionv1.RuleWithOperations
+	FailurePolicy     *admissionv1.FailurePolicyType
+	MatchPolicy       *admissionv1.MatchPolicyType
+	NamespaceSelector *metav1.LabelSelector
+	ObjectSelector    *metav1.LabelSelector
+	SideEffects       *admissionv1.SideEffectClass
+	TimeoutSeconds    *int32
+	MatchConditions   []admissionv1.MatchCondition
+}
+
+// Hooks views every webhook of the configurations, validating first, in
+// the configurations' order: the one loop over both kinds.
+func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration) []Hook {
+	var out []Hook
+	for _, c := range vwcs {
+		if c == nil {
+			continue
+		}
+		for _, w := range c.Webhooks {
+			out = append(out, Hook{
+				Ref: Ref{Kind: "Validating", Configuration: c.Name, Name: w.Name}, ClientConfig: w.ClientConfig,
+				Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
+				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+			})
+		}
+	}
+	for _, c := range mwcs {
+		if c == nil {
+			continue
+		}
+		for _, w := range c.Webhooks {
+			out = append(out, Hook{
+				Ref: Ref{Kind: "Mutating", Configuration: c.Name, Name: w.Name}, Mutating: true,
+				Reinvoke:     w.ReinvocationPolicy != nil && *w.ReinvocationPolicy == admissionv1.IfNeededReinvocationPolicy,
+				ClientConfig: w.ClientConfig, Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
+				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+			})
+		}
+	}
+	return out
+}

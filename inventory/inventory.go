@@ -1,0 +1,277 @@
+// Package inventory resolves every admission webhook to what the API
+// server will call (its Service, the endpoints behind the Service's port,
+// their pods), from informers, and judges the objects alone: the failures
+// that send no packet (ServiceNotFound, NoEndpoints, ...). It never reads
+// Secrets.
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/hookscope/hookscope/callout"
+)
+
+// Inventory resolves the webhooks from informers on webhook configurations,
+// Services and EndpointSlices.
+//
+// Its cost does not grow with the cluster: the webhook configurations are
+// watched cluster-wide, but Services only in the namespaces that hold a
+// webhook's Service (one namespaceWatch each), and EndpointSlices only for
+// those Services (label selector kubernetes.io/service-name in (...)). A
+// cluster with 30,000 pods and 3,000 unrelated Services costs an agent
+// nothing more than an empty one, and their churn wakes it not at all.
+//
+// One namespace never stalls the others: a watch that cannot list (RBAC,
+// an API server that drops it) leaves its webhooks unresolved, saying so,
+// while every other webhook resolves; a webhook whose Service names cannot
+// exist never reaches a selector.
+type Inventory struct {
+	client  kubernetes.Interface
+	log     *slog.Logger
+	factory informers.SharedInformerFactory
+	vwc     cache.SharedIndexInformer
+	mwc     cache.SharedIndexInformer
+	changed chan struct{}
+	// watches is owned by Run's goroutine.
+	watches map[string]*namespaceWatch
+
+	mu       sync.RWMutex
+	webhooks []callout.Webhook
+	stats    Stats
+}
+
+// Stats is what the inventory holds: the objects its informers cache, by
+// kind, and the watches it keeps open on the API server.
+type Stats struct {
+	WebhookConfigurations int `json:"webhook_configurations"`
+	Services              int `json:"services"`
+	EndpointSlices        int `json:"endpoint_slices"`
+	// Namespaces are those watched for Services and EndpointSlices.
+	Namespaces int `json:"namespaces"`
+	Watches    int `json:"watches"`
+}
+
+// Bounds on the backend watches.
+const (
+	// maxSelectorNames: past this many Service names in one namespace, its
+	// EndpointSlice watch selects every slice with a service-name label.
+	maxSelectorNames = 100
+	// maxNamespaces bounds the namespaces watched; webhooks past it stay
+	// unresolved (and say so).
+	maxNamespaces = 1000
+	// firstSyncWait is how long a resolution waits for a new namespace's
+	// watch before it resolves without it; the watch resolves its
+	// webhooks when it syncs.
+	firstSyncWait = 2 * time.Second
+)
+
+// New sets up the informers; Run starts them.
+func New(client kubernetes.Interface, log *slog.Logger) *Inventory {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
+	inv := &Inventory{
+		client:  client,
+		log:     log,
+		factory: f,
+		vwc:     f.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer(),
+		mwc:     f.Admissionregistration().V1().MutatingWebhookConfigurations().Informer(),
+		changed: make(chan struct{}, 1),
+		watches: map[string]*namespaceWatch{},
+	}
+	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc} {
+		_, _ = i.AddEventHandler(inv.pokeOnChange())
+	}
+	return inv
+}
+
+func (inv *Inventory) pokeOnChange() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { inv.poke() },
+		UpdateFunc: func(any, any) { inv.poke() },
+		DeleteFunc: func(any) { inv.poke() },
+	}
+}
+
+// slimObject drops what the agent never reads, to keep informer memory small.
+func slimObject(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a != nil {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+		}
+	}
+	return obj, nil
+}
+
+func (inv *Inventory) poke() {
+	select {
+	case inv.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts the informers and waits for the configurations (bounded by
+// syncTimeout: an error then), then resolves on every change, calling
+// onChange with the new list. It returns when ctx ends.
+func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChange func([]callout.Webhook)) error {
+	defer inv.stopWatches()
+	inv.factory.Start(ctx.Done())
+	defer inv.factory.Shutdown()
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	for typ, ok := range inv.factory.WaitForCacheSync(sctx.Done()) {
+		if !ok {
+			return fmt.Errorf("syncing the %v informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", typ, syncTimeout)
+		}
+	}
+	inv.watchBackends(ctx, syncTimeout)
+	inv.resolve(onChange)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-inv.changed:
+			// Let a burst of changes settle into one resolution.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
+			inv.watchBackends(ctx, firstSyncWait)
+			inv.resolve(onChange)
+		}
+	}
+}
+
+// wantedBackends is, per namespace, the sorted names of the Services the
+// webhook configurations call; names that cannot be a Service are left
+// out (the webhook says why: callout.Webhook.Invalid).
+func (inv *Inventory) wantedBackends() map[string][]string {
+	vwcs, mwcs := inv.Configurations()
+	want := map[string][]string{}
+	for _, h := range callout.Hooks(vwcs, mwcs) {
+		s := h.ClientConfig.Service
+		if s == nil || !validService(s) || slices.Contains(want[s.Namespace], s.Name) {
+			continue
+		}
+		if _, ok := want[s.Namespace]; !ok && len(want) >= maxNamespaces {
+			continue
+		}
+		want[s.Namespace] = append(want[s.Namespace], s.Name)
+	}
+	for _, names := range want {
+		sort.Strings(names)
+	}
+	return want
+}
+
+func (inv *Inventory) stopWatches() {
+	for ns, w := range inv.watches {
+		w.stop()
+		delete(inv.watches, ns)
+	}
+}
+
+func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
+	// What poked before the stores are read is in this resolution.
+	select {
+	case <-inv.changed:
+	default:
+	}
+	var (
+		svcs     []*corev1.Service
+		eps      []*discoveryv1.EndpointSlice
+		unsynced = map[string]string{}
+	)
+	vwcs, mwcs := inv.Configurations()
+	for ns, w := range inv.watches {
+		if !w.synced() {
+			unsynced[ns] = w.why()
+			continue
+		}
+		svcs, eps = w.list(svcs, eps)
+	}
+	ws := Resolve(vwcs, mwcs, svcs, eps)
+	want := inv.wantedBackends()
+	for i := range ws {
+		s := ws[i].Service
+		if s == nil || !validService(&admissionv1.ServiceReference{Namespace: s.Namespace, Name: s.Name, Port: &s.Port}) {
+			continue
+		}
+		if why, ok := unsynced[s.Namespace]; ok {
+			ws[i].Unresolved = why
+		} else if _, watched := want[s.Namespace]; !watched {
+			ws[i].Unresolved = fmt.Sprintf("namespace %s is not watched: more than %d namespaces hold webhook Services", s.Namespace, maxNamespaces)
+		}
+	}
+	inv.mu.Lock()
+	inv.webhooks = ws
+	inv.stats = Stats{
+		WebhookConfigurations: len(vwcs) + len(mwcs),
+		Services:              len(svcs),
+		EndpointSlices:        len(eps),
+		Namespaces:            len(inv.watches),
+		Watches:               2 + 2*len(inv.watches),
+	}
+	inv.mu.Unlock()
+	if len(unsynced) > 0 {
+		inv.log.Debug("inventory resolved with namespaces not listed yet", "namespaces", strings.Join(slices.Sorted(mapsKeys(unsynced)), ","))
+	}
+	onChange(ws)
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Stats returns what the last resolution held.
+func (inv *Inventory) Stats() Stats {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.stats
+}
+
+// Configurations returns the webhook configurations as the informers hold them.
+func (inv *Inventory) Configurations() ([]*admissionv1.ValidatingWebhookConfiguration, []*admissionv1.MutatingWebhookConfiguration) {
+	var (
+		vwcs []*admissionv1.ValidatingWebhookConfiguration
+		mwcs []*admissionv1.MutatingWebhookConfiguration
+	)
+	for _, o := range inv.vwc.GetStore().List() {
+		vwcs = append(vwcs, o.(*admissionv1.ValidatingWebhookConfiguration))
+	}
+	for _, o := range inv.mwc.GetStore().List() {
+		mwcs = append(mwcs, o.(*admissionv1.MutatingWebhookConfiguration))
+	}
+	return vwcs, mwcs
+}
+
+// Webhooks returns the last resolution.
+func (inv *Inventory) Webhooks() []callout.Webhook {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return slices.Clone(inv.webhooks)
+}

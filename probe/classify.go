@@ -1,0 +1,44 @@
+package probe
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hookscope/hookscope/findings"
+)
+
+// classifyVerify names an x509 verification error.
+func classifyVerify(err error, now time.Time) findings.Class {
+	if inv, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
+		if inv.Reason == x509.Expired {
+			// x509 uses one reason for both ends of the window.
+			if inv.Cert != nil && now.Before(inv.Cert.NotBefore) {
+				return findings.CertNotYetValid
+			}
+			return findings.CertExpired
+		}
+		return findings.TLSHandshakeFailed
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return findings.UnknownAuthority
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return findings.HostnameMismatch
+	}
+	return findings.TLSHandshakeFailed
+}
+
+// classifyDial names a connect or handshake error.
+func classifyDial(err error) findings.Class {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return findings.ConnectionRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), dialTimeout(err):
+		return findings.HandshakeTimeout
+	}
+	return findings.TLSHandshakeFailed
+}
