@@ -41,6 +41,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/chaos"
 )
 
@@ -1180,7 +1181,7 @@ const detectionLoadMode = "new_connection"
 func (s *scaleRig) detection(ctx context.Context, a *agentRun) *DetectionUnderLoad {
 	t := s.t
 	d := &DetectionUnderLoad{
-		Class:   string(agent.ConnectionRefused),
+		Class:   string(findings.ConnectionRefused),
 		Failure: fmt.Sprintf("webhook server stopped (its pod stays Ready; connections refused); fail-closed writes through the API server, the first at once and then every %s", detectionWriteEvery),
 		Load:    fmt.Sprintf("%s calls at %d/s to another webhook's backend on the same node", detectionLoadMode, s.plan.DetectionLoad),
 	}
@@ -1243,7 +1244,7 @@ func (s *scaleRig) timeDetections(ctx context.Context, a *agentRun, n int) (time
 				}
 			}
 		}()
-		f, err := a.proc.WaitForFinding(ctx, w.WebhookName, string(agent.ConnectionRefused), 30*time.Second)
+		f, err := a.proc.WaitForFinding(ctx, w.WebhookName, string(findings.ConnectionRefused), 30*time.Second)
 		seen := time.Now()
 		close(stop)
 		wg.Wait()

@@ -131,6 +131,14 @@ func NewStore(cfg Config) *Store {
 	return &Store{cfg: cfg, open: map[Key]*entry{}, wire: map[netip.AddrPort]wireMark{}}
 }
 
+// AddSink adds a sink for every finding that opens, changes and resolves.
+// Call it before the first observation.
+func (s *Store) AddSink(sink Sink) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Sinks = append(s.cfg.Sinks, sink)
+}
+
 // change collects what one operation did, to report once the lock is
 // released.
 type change struct {

@@ -49,4 +49,3 @@ func BenchmarkResolve(b *testing.B) {
 		}
 	}
 }
-

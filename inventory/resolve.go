@@ -1,7 +1,7 @@
 package inventory
 
 import (
-	"encoding/pem"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -102,7 +102,7 @@ func invalid(cc admissionv1.WebhookClientConfig) string {
 			why = append(why, fmt.Sprintf("url %q is not an https URL with a host", *cc.URL))
 		}
 	}
-	if len(cc.CABundle) > 0 && !hasPEMCertificate(cc.CABundle) {
+	if len(cc.CABundle) > 0 && !x509.NewCertPool().AppendCertsFromPEM(cc.CABundle) {
 		why = append(why, "caBundle holds no PEM certificate")
 	}
 	return strings.Join(why, "; ")
@@ -126,20 +126,6 @@ func serviceProblems(s *admissionv1.ServiceReference) []string {
 // validService reports whether s can name a Service: only such names go
 // into the inventory's selectors.
 func validService(s *admissionv1.ServiceReference) bool { return len(serviceProblems(s)) == 0 }
-
-func hasPEMCertificate(b []byte) bool {
-	for len(b) > 0 {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return false
-		}
-		if blk.Type == "CERTIFICATE" {
-			return true
-		}
-	}
-	return false
-}
 
 // backendsOf finds the endpoints behind port of svc. A nil svc (Service not
 // found) or a port the Service does not have yields none.

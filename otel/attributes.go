@@ -26,8 +26,13 @@
 //	server.address                 IP the API server dials for the webhook
 //	server.port                    port the API server dials (int)
 //	error.type                     the failure class, on open findings
-//	tls.protocol.version           negotiated TLS version, e.g. "1.3", when
-//	                               a handshake got that far
+//	tls.protocol.version           negotiated TLS version, "1.2" or "1.3", from
+//	                               the server's hello the kernel read (a call,
+//	                               or a finding's latest failed call)
+//	client.address, client.port    the caller of the backend (the API server):
+//	                               on call spans, and on finding spans whose
+//	                               latest failed call the kernel saw
+//	url.full                       the URL a webhook calls instead of a Service
 //
 // Span attributes, hookscope.* (no semantic convention covers them):
 //
@@ -35,7 +40,8 @@
 //	hookscope.webhook.configuration    the {Validating,Mutating}WebhookConfiguration
 //	hookscope.webhook.name             the webhook's name in it
 //	hookscope.webhook.failure_policy   "Fail" or "Ignore"
-//	hookscope.webhook.effect           "writes rejected" or "fails open"
+//	hookscope.webhook.effect           "writes rejected", "fails open", "writes slowed", "none yet",
+//	                                   or "writes pass on open connections; the next new connection will fail"
 //	hookscope.service.namespace        namespace of the Service the webhook calls
 //	hookscope.service.name             that Service's name
 //	hookscope.failure.class            why calls fail: CertExpired, ConnectionRefused, ...
@@ -44,8 +50,16 @@
 //	hookscope.finding.state            "open" or "resolved"
 //	hookscope.remediation              what an SRE should do, in one sentence
 //	hookscope.call.outcome             done, rejected, refused, reset, closed (call spans: one per handshake)
-//	client.address, client.port        the caller of the backend (call spans)
-//	hookscope.impact.kind              NodeNotReady or ControllerBlocked (correlation findings)
+//	hookscope.handshake.phase          where the failed call's handshake stopped: connect,
+//	                                   client_hello, server_hello, done (kernel evidence)
+//	hookscope.tls.alert.level          the alert the client sent: "warning" or "fatal"
+//	hookscope.tls.alert.description    its description, e.g. "bad_certificate" (TLS 1.2:
+//	                                   alerts are cleartext)
+//	hookscope.tls.encrypted_alert      true: in TLS 1.3 the client's record after the
+//	                                   server's first flight had an encrypted alert's size
+//	hookscope.wire.latency             seconds a request waited for its answer, as the
+//	                                   kernel saw it (SlowResponse, WebhookTimeout)
+//	hookscope.impact.kind              NodeNotReady, ControllerBlocked or DeletionBlocked (correlation findings)
 //	hookscope.impact.node              the NotReady node
 //	hookscope.impact.object            the blocked controller, "DaemonSet kube-system/aws-node"
 //	hookscope.cert.subject             subject of the served leaf certificate
@@ -55,8 +69,10 @@
 // Span events, one per evidence entry, named "hookscope.evidence.<source>"
 // (source is "ebpf", "probe" or "apiserver"), at the time it was observed:
 //
-//	hookscope.evidence.source          "ebpf", "probe", "apiserver"
+//	hookscope.evidence.source          "ebpf", "probe", "apiserver", "apiserver-event",
+//	                                   "apiserver-metrics", "hookscope"
 //	hookscope.evidence.detail          what was seen, as text
+//	hookscope.evidence.calls           how many calls the API server reported (its signals)
 package otel
 
 import (
@@ -90,6 +106,8 @@ const (
 	// API server), on call spans.
 	ClientAddress = semconv.ClientAddressKey
 	ClientPort    = semconv.ClientPortKey
+	// URLFull is the URL a webhook calls instead of a Service.
+	URLFull = semconv.URLFullKey
 )
 
 // Attributes in hookscope's own namespace, hookscope.*.
@@ -111,7 +129,7 @@ const (
 	// WebhookServiceName is the name of the Service the webhook calls (not
 	// to be confused with ServiceName, the reporting service).
 	WebhookServiceName = attribute.Key("hookscope.service.name")
-	// FailureClass is why the webhook's calls fail (agent.FailureClass).
+	// FailureClass is why the webhook's calls fail (findings.Class).
 	FailureClass = attribute.Key("hookscope.failure.class")
 	// FindingID identifies a finding across its open and resolved spans.
 	FindingID = attribute.Key("hookscope.finding.id")
@@ -145,6 +163,18 @@ const (
 	EvidenceSource = attribute.Key("hookscope.evidence.source")
 	// EvidenceDetail is what an evidence event saw, as text.
 	EvidenceDetail = attribute.Key("hookscope.evidence.detail")
+	// EvidenceCalls is how many calls the API server reported (int).
+	EvidenceCalls = attribute.Key("hookscope.evidence.calls")
+	// HandshakePhase is where a failed call's handshake stopped.
+	HandshakePhase = attribute.Key("hookscope.handshake.phase")
+	// TLSAlertLevel is the level of the alert the client sent.
+	TLSAlertLevel = attribute.Key("hookscope.tls.alert.level")
+	// TLSAlertDescription names the alert the client sent.
+	TLSAlertDescription = attribute.Key("hookscope.tls.alert.description")
+	// TLSEncryptedAlert: a TLS 1.3 client's encrypted alert (bool).
+	TLSEncryptedAlert = attribute.Key("hookscope.tls.encrypted_alert")
+	// WireLatency is the seconds a request waited for its answer (float).
+	WireLatency = attribute.Key("hookscope.wire.latency")
 	// LinkReason says why a span links to another (span link attribute):
 	// "webhook finding" from a correlation or call span to the finding that
 	// names the webhook's failure, "opened by" from a resolution to its

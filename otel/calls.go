@@ -7,16 +7,14 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
 )
-
-var _ agent.CallSink = (*Exporter)(nil)
 
 // ReportCall records one span per handshake to a webhook backend, named
 // after the webhook it serves, with one event per kernel event (connect,
 // client_hello, server_hello, handshake_rejected, ...). Implements
-// agent.CallSink.
-func (e *Exporter) ReportCall(c agent.Call) {
+// the data plane's calls.
+func (e *Exporter) ReportCall(c callout.Call) {
 	name := "webhook backend " + c.Server.String()
 	attrs := []attribute.KeyValue{
 		CallOutcome.String(c.Outcome),
@@ -34,12 +32,8 @@ func (e *Exporter) ReportCall(c agent.Call) {
 			attrs = append(attrs, K8sNodeName.String(c.Pod.Node))
 		}
 	}
-	if c.Cipher != 0 {
-		v := "1.2"
-		if c.TLS13 {
-			v = "1.3"
-		}
-		attrs = append(attrs, TLSProtocolVersion.String(v))
+	if c.TLSVersion != "" {
+		attrs = append(attrs, TLSProtocolVersion.String(c.TLSVersion))
 	}
 	end := c.End
 	if end.IsZero() || end.Before(c.Start) {

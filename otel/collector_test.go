@@ -24,7 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // The tests here run otelcol-hookscope, a real OpenTelemetry Collector
@@ -219,33 +220,32 @@ func freePorts(t *testing.T, n int) []string {
 // healthy one, a risk, a probe, calls, exporter stats.
 func busyMetrics(t *testing.T, opts ...MetricsOption) *Metrics {
 	t.Helper()
-	ref := agent.WebhookRef{Kind: "Validating", Configuration: "pod-policy", Name: "pods.policy.example.com"}
-	ok := agent.WebhookRef{Kind: "Mutating", Configuration: "sidecar", Name: "inject.example.com"}
+	ref := callout.Ref{Kind: "Validating", Configuration: "pod-policy", Name: "pods.policy.example.com"}
+	ok := callout.Ref{Kind: "Mutating", Configuration: "sidecar", Name: "inject.example.com"}
 	backend := netip.MustParseAddrPort("10.0.1.5:8443")
 	m, err := NewMetrics(MetricsState{
-		Webhooks: func() []agent.WebhookStatus {
-			return []agent.WebhookStatus{{Webhook: agent.Webhook{Ref: ref}, Local: []netip.AddrPort{backend}}, {Webhook: agent.Webhook{Ref: ok}}}
+		Webhooks: func() []Webhook {
+			return []Webhook{{Ref: ref, Local: []netip.AddrPort{backend}}, {Ref: ok}}
 		},
-		Findings: func() ([]agent.Finding, []agent.Finding) {
-			return []agent.Finding{{Webhook: ref, Class: agent.CertExpired, Effect: "writes rejected"}}, nil
+		Findings: func() ([]findings.Finding, []findings.Finding) {
+			return []findings.Finding{{Webhook: ref, Class: findings.CertExpired, Effect: "writes rejected"}}, nil
 		},
 		EventsDropped: func() (uint64, error) { return 0, nil },
 		Unparsed:      func() (map[string]uint64, error) { return map[string]uint64{"split_record": 1}, nil },
-		Risks: func() []agent.Risk {
-			return []agent.Risk{{Webhook: ref, Kind: agent.BlocksSystemPods, Severity: "critical"}}
+		Risks: func() []Risk {
+			return []Risk{{Webhook: ref, Kind: "BlocksSystemPods", Severity: "critical"}}
 		},
 		Spans: func() SpanStats { return SpanStats{Exported: 10, QueueFull: 2, QueueSize: 2048} },
 	}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ObserveProbe(ref, agent.ProbeResult{Target: backend, Class: agent.CertExpired, Handshake: 2 * time.Millisecond,
-		Leaf: &agent.CertificateWindow{NotAfter: time.Now().Add(-time.Hour)}})
+	m.ObserveProbe(ref, backend, findings.CertExpired, 2*time.Millisecond, &findings.Certificate{NotAfter: time.Now().Add(-time.Hour)})
 	m.ObserveWire("handshake_rejected")
-	m.ObserveFinding(agent.Finding{Webhook: ref, Class: agent.CertExpired, Effect: "writes rejected"})
+	m.Report(findings.Finding{Webhook: ref, Class: findings.CertExpired, Effect: "writes rejected"})
 	t0 := time.Now()
-	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "rejected", Start: t0, End: t0.Add(4 * time.Millisecond),
-		Events: []agent.CallEvent{{Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(2 * time.Millisecond)}}})
+	m.ReportCall(callout.Call{Webhooks: []callout.Ref{ref}, Outcome: "rejected", Start: t0, End: t0.Add(4 * time.Millisecond),
+		Events: []callout.CallEvent{{Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(2 * time.Millisecond)}}})
 	m.ObserveResponse(ref, 3*time.Millisecond)
 	return m
 }

@@ -15,7 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // DefaultServiceName is the service.name of the agent's spans unless
@@ -141,7 +142,7 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 }
 
 // Exporter turns findings into spans and sends them over OTLP (gRPC or HTTP). It is
-// an agent.FindingSink and safe for concurrent use.
+// a findings.Sink and safe for concurrent use.
 type Exporter struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
@@ -150,7 +151,7 @@ type Exporter struct {
 	// The spans later spans link to: each webhook's open finding about its
 	// objects or backends, and every open finding's own span, by ID.
 	linksMu     sync.Mutex
-	webhookSpan map[agent.WebhookRef]trace.SpanContext
+	webhookSpan map[callout.Ref]trace.SpanContext
 	findingSpan map[string]trace.SpanContext
 }
 
@@ -159,7 +160,7 @@ type Exporter struct {
 const maxLinkedFindings = 4096
 
 // linkToWebhook is a link to the webhook's open finding span, if any.
-func (e *Exporter) linkToWebhook(ref agent.WebhookRef) []trace.Link {
+func (e *Exporter) linkToWebhook(ref callout.Ref) []trace.Link {
 	e.linksMu.Lock()
 	defer e.linksMu.Unlock()
 	sc, ok := e.webhookSpan[ref]
@@ -170,13 +171,13 @@ func (e *Exporter) linkToWebhook(ref agent.WebhookRef) []trace.Link {
 }
 
 // remember records an open finding's span for the links of later spans.
-func (e *Exporter) remember(f agent.Finding, sc trace.SpanContext) {
+func (e *Exporter) remember(f findings.Finding, sc trace.SpanContext) {
 	e.linksMu.Lock()
 	defer e.linksMu.Unlock()
 	if e.webhookSpan == nil {
-		e.webhookSpan, e.findingSpan = map[agent.WebhookRef]trace.SpanContext{}, map[string]trace.SpanContext{}
+		e.webhookSpan, e.findingSpan = map[callout.Ref]trace.SpanContext{}, map[string]trace.SpanContext{}
 	}
-	if f.Impact == nil && f.Class != agent.CertExpiringSoon {
+	if f.Impact == nil && f.Class != findings.CertExpiringSoon {
 		e.webhookSpan[f.Webhook] = sc
 	}
 	if len(e.findingSpan) < maxLinkedFindings {
@@ -185,7 +186,7 @@ func (e *Exporter) remember(f agent.Finding, sc trace.SpanContext) {
 }
 
 // forget drops a resolved finding's span and returns a link to it.
-func (e *Exporter) forget(f agent.Finding) []trace.Link {
+func (e *Exporter) forget(f findings.Finding) []trace.Link {
 	e.linksMu.Lock()
 	defer e.linksMu.Unlock()
 	sc, ok := e.findingSpan[f.ID]
@@ -199,7 +200,7 @@ func (e *Exporter) forget(f agent.Finding) []trace.Link {
 	return []trace.Link{{SpanContext: sc, Attributes: []attribute.KeyValue{LinkReason.String("opened by")}}}
 }
 
-var _ agent.FindingSink = (*Exporter)(nil)
+var _ findings.Sink = (*Exporter)(nil)
 
 // NewExporter returns an Exporter sending to cfg.Endpoint. It does not
 // wait for the collector: while one is down or unreachable, spans wait in
@@ -256,7 +257,7 @@ func (e *Exporter) Stats() SpanStats { return e.acct.stats() }
 // first failure to detection with one event per evidence entry, a resolved
 // one as a short Ok span at the resolution time. It never blocks on the
 // collector.
-func (e *Exporter) Report(f agent.Finding) {
+func (e *Exporter) Report(f findings.Finding) {
 	if f.Resolved != nil {
 		e.reportResolved(f)
 		return
@@ -288,21 +289,22 @@ func (e *Exporter) Report(f agent.Finding) {
 		if at.IsZero() {
 			at = end
 		}
-		source := ev.Source
+		source := string(ev.Source)
 		if source == "" {
 			source = "unknown"
 		}
-		span.AddEvent(EvidenceEventPrefix+source,
-			trace.WithTimestamp(at),
-			trace.WithAttributes(EvidenceSource.String(ev.Source), EvidenceDetail.String(ev.Detail)),
-		)
+		attrs := []attribute.KeyValue{EvidenceSource.String(string(ev.Source)), EvidenceDetail.String(ev.Detail)}
+		if ev.Calls > 0 {
+			attrs = append(attrs, EvidenceCalls.Int(ev.Calls))
+		}
+		span.AddEvent(EvidenceEventPrefix+source, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
 	}
 	span.SetStatus(codes.Error, fmt.Sprintf("%s: %s", f.Class, effect(f)))
 	span.End(trace.WithTimestamp(end))
 }
 
 // reportResolved records the span that closes a finding.
-func (e *Exporter) reportResolved(f agent.Finding) {
+func (e *Exporter) reportResolved(f findings.Finding) {
 	at := *f.Resolved
 	if at.IsZero() {
 		at = time.Now()
@@ -329,7 +331,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 }
 
 // spanName is the webhook's name: what an SRE searches for.
-func spanName(f agent.Finding) string {
+func spanName(f findings.Finding) string {
 	if f.Webhook.Name != "" {
 		return f.Webhook.Name
 	}
@@ -337,16 +339,16 @@ func spanName(f agent.Finding) string {
 }
 
 // effect is what the API server does with writes the webhook cannot answer.
-func effect(f agent.Finding) string {
+func effect(f findings.Finding) string {
 	if f.Effect != "" || f.FailurePolicy == "" {
-		return f.Effect
+		return string(f.Effect)
 	}
-	return agent.Webhook{FailurePolicy: f.FailurePolicy}.Effect()
+	return string(findings.EffectOf(callout.Webhook{FailurePolicy: f.FailurePolicy}, f.Class))
 }
 
 // findingAttributes are the span attributes of f that do not depend on
 // whether it is open: the schema in the package comment, in that order.
-func findingAttributes(f agent.Finding, state string) []attribute.KeyValue {
+func findingAttributes(f findings.Finding, state string) []attribute.KeyValue {
 	a := make([]attribute.KeyValue, 0, 20)
 	add := func(k attribute.Key, v string) {
 		if v != "" {
@@ -381,8 +383,10 @@ func findingAttributes(f agent.Finding, state string) []attribute.KeyValue {
 		add(ImpactNode, f.Impact.Node)
 		add(ImpactObject, f.Impact.Object)
 	}
+	add(URLFull, f.URL)
 	add(FindingState, state)
 	add(Remediation, f.Remediation)
+	a = append(a, wireAttributes(f.Wire())...)
 	if c := f.Certificate; c != nil {
 		add(CertSubject, c.Subject)
 		if !c.NotBefore.IsZero() {
@@ -391,6 +395,35 @@ func findingAttributes(f agent.Finding, state string) []attribute.KeyValue {
 		if !c.NotAfter.IsZero() {
 			add(CertNotAfter, c.NotAfter.UTC().Format(time.RFC3339))
 		}
+	}
+	return a
+}
+
+// wireAttributes are the kernel's facts of a finding's latest failed (or
+// slow) call: the TLS version, the alert, where the handshake stopped, the
+// answer's latency and who called.
+func wireAttributes(w *findings.WireFacts) []attribute.KeyValue {
+	if w == nil {
+		return nil
+	}
+	var a []attribute.KeyValue
+	if w.Client.IsValid() {
+		a = append(a, ClientAddress.String(w.Client.Addr().Unmap().String()), ClientPort.Int(int(w.Client.Port())))
+	}
+	if w.TLSVersion != "" {
+		a = append(a, TLSProtocolVersion.String(w.TLSVersion))
+	}
+	if w.Phase != "" {
+		a = append(a, HandshakePhase.String(string(w.Phase)))
+	}
+	if w.Alert != nil {
+		a = append(a, TLSAlertLevel.String(w.Alert.LevelName()), TLSAlertDescription.String(w.Alert.DescriptionName()))
+	}
+	if w.EncryptedAlert {
+		a = append(a, TLSEncryptedAlert.Bool(true))
+	}
+	if w.Latency > 0 {
+		a = append(a, WireLatency.Float64(w.Latency.Seconds()))
 	}
 	return a
 }

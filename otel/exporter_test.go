@@ -10,36 +10,37 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/internal/jaeger"
 )
 
 // certExpiredFinding is a finding with every field set, as the agent
 // reports a webhook serving an expired certificate. Times are whole
 // microseconds: Jaeger's JSON has no finer resolution.
-func certExpiredFinding(now time.Time) agent.Finding {
+func certExpiredFinding(now time.Time) findings.Finding {
 	now = now.Truncate(time.Microsecond)
-	return agent.Finding{
+	return findings.Finding{
 		ID:    "f-policy-1",
-		Class: agent.CertExpired,
-		Webhook: agent.WebhookRef{
+		Class: findings.CertExpired,
+		Webhook: callout.Ref{
 			Kind:          "Validating",
 			Configuration: "pod-policy",
 			Name:          "pods.policy.example.com",
 		},
 		FailurePolicy: "Fail",
 		Effect:        "writes rejected",
-		Service:       &agent.ServiceRef{Namespace: "policy", Name: "policy-webhook", Port: 443, Path: "/validate"},
+		Service:       &callout.ServiceRef{Namespace: "policy", Name: "policy-webhook", Port: 443, Path: "/validate"},
 		Backend:       netip.MustParseAddrPort("10.0.1.5:8443"),
-		Pod:           &agent.PodRef{Namespace: "policy", Name: "policy-webhook-7d9f8", Node: "node-b"},
+		Pod:           &callout.PodRef{Namespace: "policy", Name: "policy-webhook-7d9f8", Node: "node-b"},
 		FirstFailure:  now.Add(-5 * time.Second),
 		FirstSeen:     now.Add(-1 * time.Second),
-		Certificate: &agent.CertificateWindow{
+		Certificate: &findings.Certificate{
 			Subject:   "CN=policy-webhook.policy.svc",
 			NotBefore: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 			NotAfter:  time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC),
 		},
-		Evidence: []agent.Evidence{
+		Evidence: []findings.Evidence{
 			{Source: "ebpf", At: now.Add(-5 * time.Second), Detail: "TLS alert bad_certificate sent by 10.0.0.1:52314 to 10.0.1.5:8443"},
 			{Source: "probe", At: now.Add(-2 * time.Second), Detail: "x509: certificate has expired or is not yet valid"},
 		},
@@ -80,7 +81,7 @@ func TestFindingInJaeger(t *testing.T) {
 	f := certExpiredFinding(time.Now())
 	exp.Report(f)
 	// A call the kernel saw fail while the finding is open links to it.
-	exp.ReportCall(agent.Call{Client: netip.MustParseAddrPort("10.0.0.1:40312"), Server: f.Backend, Webhooks: []agent.WebhookRef{f.Webhook},
+	exp.ReportCall(callout.Call{Client: netip.MustParseAddrPort("10.0.0.1:40312"), Server: f.Backend, Webhooks: []callout.Ref{f.Webhook},
 		Start: f.FirstSeen, End: f.FirstSeen.Add(time.Millisecond), Outcome: "rejected"})
 	resolvedAt := f.FirstSeen.Add(500 * time.Millisecond)
 	resolved := f
@@ -149,11 +150,11 @@ func TestFindingInJaeger(t *testing.T) {
 	}
 	for i, ev := range f.Evidence {
 		got := open.Events[i]
-		if want := "hookscope.evidence." + ev.Source; got.Name != want || !got.Time.Equal(ev.At) {
+		if want := "hookscope.evidence." + string(ev.Source); got.Name != want || !got.Time.Equal(ev.At) {
 			t.Errorf("event %d: %s at %v, want %s at %v", i, got.Name, got.Time, want, ev.At)
 		}
 		wantTags(t, "event "+got.Name, got.Attributes, map[string]string{
-			"hookscope.evidence.source": ev.Source,
+			"hookscope.evidence.source": string(ev.Source),
 			"hookscope.evidence.detail": ev.Detail,
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // Metric names (OTel form; the Prometheus endpoint shows them with dots
@@ -74,13 +76,33 @@ const (
 
 // MetricsState is what the agent knows now, read at each scrape.
 type MetricsState struct {
-	Webhooks      func() []agent.WebhookStatus
-	Findings      func() (open, resolved []agent.Finding)
+	Webhooks      func() []Webhook
+	Findings      func() (open, resolved []findings.Finding)
 	EventsDropped func() (uint64, error)            // nil without a data plane
 	Unparsed      func() (map[string]uint64, error) // by reason; nil without a data plane
-	Risks         func() []agent.Risk               // nil: no risk metric
+	Risks         func() []Risk                     // nil: no risk metric
 	Spans         func() SpanStats                  // nil without a span exporter (Exporter.Stats)
-	Inventory     func() agent.InventoryStats       // nil: no inventory metrics
+	Inventory     func() InventoryStats             // nil: no inventory metrics
+}
+
+// Webhook is a webhook and its backends on this agent's node.
+type Webhook struct {
+	Ref   callout.Ref
+	Local []netip.AddrPort
+}
+
+// Risk is one risk a webhook carries (hookscope.webhook.risks).
+type Risk struct {
+	Webhook  callout.Ref
+	Kind     string
+	Severity string
+}
+
+// InventoryStats is what the inventory caches, by kind
+// (webhookconfiguration, service, endpointslice), and its watches.
+type InventoryStats struct {
+	Objects map[string]int
+	Watches int
 }
 
 // MetricsOption adds to what NewMetrics builds.
@@ -99,8 +121,8 @@ func WithOTLPMetrics(cfg Config) MetricsOption {
 }
 
 // Metrics is the agent's Prometheus endpoint, and optionally its OTLP
-// metrics, built on the OTel metrics SDK. It implements agent.Observer and
-// agent.CallSink.
+// metrics, built on the OTel metrics SDK. It observes probes, kernel events,
+// the data plane's calls and the findings.
 type Metrics struct {
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
@@ -128,7 +150,7 @@ type wireCount struct {
 }
 
 type expiryKey struct {
-	webhook agent.WebhookRef
+	webhook callout.Ref
 	backend string
 }
 
@@ -249,13 +271,13 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		openFindings, _ := state.Findings()
 		type healthKey struct{ class, effect string }
-		byWebhook := map[agent.WebhookRef]map[healthKey]bool{}
-		byClass := map[agent.FailureClass]int64{}
+		byWebhook := map[callout.Ref]map[healthKey]bool{}
+		byClass := map[findings.Class]int64{}
 		for _, f := range openFindings {
 			if byWebhook[f.Webhook] == nil {
 				byWebhook[f.Webhook] = map[healthKey]bool{}
 			}
-			byWebhook[f.Webhook][healthKey{string(f.Class), f.Effect}] = true
+			byWebhook[f.Webhook][healthKey{string(f.Class), string(f.Effect)}] = true
 			byClass[f.Class]++
 		}
 		webhooks := state.Webhooks()
@@ -268,7 +290,7 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		for _, w := range webhooks {
 			states := byWebhook[w.Ref]
 			if len(states) == 0 {
-				states = map[healthKey]bool{{string(agent.Healthy), "none"}: true}
+				states = map[healthKey]bool{{string(findings.Healthy), string(findings.NoEffect)}: true}
 			}
 			for st := range states {
 				o.ObserveInt64(health, 1, metric.WithAttributes(webhookLabels(w.Ref, labelClass.String(st.class), labelEffect.String(st.effect))...))
@@ -288,7 +310,7 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		m.mu.Unlock()
 		if state.Risks != nil {
 			for _, r := range state.Risks() {
-				o.ObserveInt64(risks, 1, metric.WithAttributes(webhookLabels(r.Webhook, labelKind.String(string(r.Kind)), labelSeverity.String(r.Severity))...))
+				o.ObserveInt64(risks, 1, metric.WithAttributes(webhookLabels(r.Webhook, labelKind.String(r.Kind), labelSeverity.String(r.Severity))...))
 			}
 		}
 		m.wireKinds.Range(func(_, v any) bool {
@@ -318,7 +340,7 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 		}
 		if state.Inventory != nil {
 			st := state.Inventory()
-			for kind, n := range map[string]int{"webhookconfiguration": st.WebhookConfigurations, "service": st.Services, "endpointslice": st.EndpointSlices} {
+			for kind, n := range st.Objects {
 				o.ObserveInt64(invObjects, int64(n), metric.WithAttributes(labelKind.String(kind)))
 			}
 			o.ObserveInt64(invWatches, int64(st.Watches))
@@ -331,30 +353,29 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 	return m, nil
 }
 
-func webhookLabels(r agent.WebhookRef, extra ...attribute.KeyValue) []attribute.KeyValue {
+func webhookLabels(r callout.Ref, extra ...attribute.KeyValue) []attribute.KeyValue {
 	return append([]attribute.KeyValue{labelWebhookConfigation.String(r.Configuration), labelWebhookName.String(r.Name)}, extra...)
 }
 
 // Handler serves the Prometheus text format.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
-// ObserveProbe implements agent.Observer.
-func (m *Metrics) ObserveProbe(w agent.WebhookRef, r agent.ProbeResult) {
-	m.probes.Record(context.Background(), r.Handshake.Seconds(), metric.WithAttributes(labelClass.String(string(r.Class))))
-	if r.Leaf != nil {
+// ObserveProbe records one probe of a webhook's backend: its handshake
+// time by class, and the served certificate's expiry.
+func (m *Metrics) ObserveProbe(w callout.Ref, backend netip.AddrPort, class findings.Class, handshake time.Duration, leaf *findings.Certificate) {
+	m.probes.Record(context.Background(), handshake.Seconds(), metric.WithAttributes(labelClass.String(string(class))))
+	if leaf != nil {
 		m.mu.Lock()
-		m.expiry[expiryKey{w, r.Target.String()}] = r.Leaf.NotAfter
+		m.expiry[expiryKey{w, backend.String()}] = leaf.NotAfter
 		m.mu.Unlock()
 	}
 }
 
-var _ agent.CallSink = (*Metrics)(nil)
-
 // ReportCall counts one handshake to a webhook's backend and records its
-// latencies. It implements agent.CallSink. A backend serving several
+// latencies. A backend serving several
 // webhooks is counted under the first, as its call span is named.
-func (m *Metrics) ReportCall(c agent.Call) {
-	var ref agent.WebhookRef
+func (m *Metrics) ReportCall(c callout.Call) {
+	var ref callout.Ref
 	if len(c.Webhooks) > 0 {
 		ref = c.Webhooks[0]
 	}
@@ -370,7 +391,7 @@ func (m *Metrics) ReportCall(c agent.Call) {
 // built once (a call can come a thousand times a second). The cache is
 // emptied when it outgrows maxCallLabelSets, so webhooks that come and go
 // do not pile up in it.
-func (m *Metrics) callLabels(ref agent.WebhookRef, outcome string) metric.MeasurementOption {
+func (m *Metrics) callLabels(ref callout.Ref, outcome string) metric.MeasurementOption {
 	key := callLabelKey{ref, outcome}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -386,21 +407,19 @@ func (m *Metrics) callLabels(ref agent.WebhookRef, outcome string) metric.Measur
 }
 
 type callLabelKey struct {
-	ref     agent.WebhookRef
+	ref     callout.Ref
 	outcome string
 }
 
 const maxCallLabelSets = 4096
 
-var _ agent.ResponseObserver = (*Metrics)(nil)
-
 // ObserveResponse records a webhook's time to answer a request, as the
-// kernel saw it on the wire. It implements agent.ResponseObserver.
-func (m *Metrics) ObserveResponse(ref agent.WebhookRef, d time.Duration) {
+// kernel saw it on the wire.
+func (m *Metrics) ObserveResponse(ref callout.Ref, d time.Duration) {
 	m.response.Record(context.Background(), d.Seconds(), metric.WithAttributes(webhookLabels(ref)...))
 }
 
-// ObserveWire implements agent.Observer.
+// ObserveWire counts one kernel event of kind.
 func (m *Metrics) ObserveWire(kind string) {
 	// Once per kernel event: an atomic add; the attribute set is built once
 	// per kind (a handful) and the total read at collection.
@@ -411,12 +430,12 @@ func (m *Metrics) ObserveWire(kind string) {
 	c.(*wireCount).n.Add(1)
 }
 
-// ObserveFinding implements agent.Observer.
-func (m *Metrics) ObserveFinding(f agent.Finding) {
+// Report counts a finding when it opens (a findings.Sink).
+func (m *Metrics) Report(f findings.Finding) {
 	if f.Resolved != nil {
 		return
 	}
-	m.findings.Add(context.Background(), 1, metric.WithAttributes(labelClass.String(string(f.Class)), labelEffect.String(f.Effect)))
+	m.findings.Add(context.Background(), 1, metric.WithAttributes(labelClass.String(string(f.Class)), labelEffect.String(string(f.Effect))))
 }
 
 // Shutdown stops the meter provider, pushing the OTLP metrics one last

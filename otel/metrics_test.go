@@ -8,19 +8,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 func TestMetricsEndpoint(t *testing.T) {
-	ref := agent.WebhookRef{Kind: "Validating", Configuration: "cfg", Name: "v.example.com"}
-	other := agent.WebhookRef{Kind: "Mutating", Configuration: "cfg2", Name: "m.example.com"}
+	ref := callout.Ref{Kind: "Validating", Configuration: "cfg", Name: "v.example.com"}
+	other := callout.Ref{Kind: "Mutating", Configuration: "cfg2", Name: "m.example.com"}
 	backend := netip.MustParseAddrPort("10.0.0.7:8443")
-	open := []agent.Finding{{Webhook: ref, Class: agent.CertExpired, Effect: "writes rejected"}}
+	open := []findings.Finding{{Webhook: ref, Class: findings.CertExpired, Effect: "writes rejected"}}
 	m, err := NewMetrics(MetricsState{
-		Webhooks: func() []agent.WebhookStatus {
-			return []agent.WebhookStatus{{Webhook: agent.Webhook{Ref: ref}, Local: []netip.AddrPort{backend}}, {Webhook: agent.Webhook{Ref: other}}}
+		Webhooks: func() []Webhook {
+			return []Webhook{{Ref: ref, Local: []netip.AddrPort{backend}}, {Ref: other}}
 		},
-		Findings:      func() ([]agent.Finding, []agent.Finding) { return open, nil },
+		Findings:      func() ([]findings.Finding, []findings.Finding) { return open, nil },
 		EventsDropped: func() (uint64, error) { return 3, nil },
 		Unparsed: func() (map[string]uint64, error) {
 			return map[string]uint64{"malformed_record": 2, "out_of_order": 0}, nil
@@ -32,16 +33,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ObserveProbe(ref, agent.ProbeResult{Target: backend, Class: agent.CertExpired, Handshake: 2 * time.Millisecond,
-		Leaf: &agent.CertificateWindow{NotAfter: time.Now().Add(-time.Hour)}})
+	m.ObserveProbe(ref, backend, findings.CertExpired, 2*time.Millisecond, &findings.Certificate{NotAfter: time.Now().Add(-time.Hour)})
 	m.ObserveWire("handshake_rejected")
-	m.ObserveFinding(open[0])
+	m.Report(open[0])
 	t0 := time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)
-	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "done", Start: t0, End: t0.Add(3 * time.Millisecond),
-		Events: []agent.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(1700 * time.Microsecond)}, {Name: "handshake_done", At: t0.Add(3 * time.Millisecond)}}})
-	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "rejected", Start: t0, End: t0.Add(40 * time.Millisecond),
-		Events: []agent.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(30 * time.Millisecond)}}})
-	m.ReportCall(agent.Call{Webhooks: []agent.WebhookRef{ref}, Outcome: "refused", Start: t0, End: t0.Add(time.Millisecond)})
+	m.ReportCall(callout.Call{Webhooks: []callout.Ref{ref}, Outcome: "done", Start: t0, End: t0.Add(3 * time.Millisecond),
+		Events: []callout.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(1700 * time.Microsecond)}, {Name: "handshake_done", At: t0.Add(3 * time.Millisecond)}}})
+	m.ReportCall(callout.Call{Webhooks: []callout.Ref{ref}, Outcome: "rejected", Start: t0, End: t0.Add(40 * time.Millisecond),
+		Events: []callout.CallEvent{{Name: "connect", At: t0}, {Name: "client_hello", At: t0.Add(time.Millisecond)}, {Name: "server_hello", At: t0.Add(30 * time.Millisecond)}}})
+	m.ReportCall(callout.Call{Webhooks: []callout.Ref{ref}, Outcome: "refused", Start: t0, End: t0.Add(time.Millisecond)})
 	m.ObserveResponse(ref, 700*time.Microsecond)
 	m.ObserveResponse(ref, 29*time.Millisecond)
 
@@ -87,8 +87,8 @@ func TestMetricsEndpoint(t *testing.T) {
 // calls ObserveWire for every one (some ten per new connection).
 func BenchmarkObserveWire(b *testing.B) {
 	m, err := NewMetrics(MetricsState{
-		Webhooks: func() []agent.WebhookStatus { return nil },
-		Findings: func() ([]agent.Finding, []agent.Finding) { return nil, nil },
+		Webhooks: func() []Webhook { return nil },
+		Findings: func() ([]findings.Finding, []findings.Finding) { return nil, nil },
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // TestMonitoringUsesRealMetrics checks that every hookscope_* series the
@@ -18,28 +19,27 @@ import (
 // real scrape of the metrics endpoint: a renamed metric breaks this test,
 // not an alert in production.
 func TestMonitoringUsesRealMetrics(t *testing.T) {
-	ref := agent.WebhookRef{Kind: "Validating", Configuration: "cfg", Name: "v.example.com"}
+	ref := callout.Ref{Kind: "Validating", Configuration: "cfg", Name: "v.example.com"}
 	backend := netip.MustParseAddrPort("10.0.0.7:8443")
 	m, err := NewMetrics(MetricsState{
-		Webhooks: func() []agent.WebhookStatus {
-			return []agent.WebhookStatus{{Webhook: agent.Webhook{Ref: ref}, Local: []netip.AddrPort{backend}}}
+		Webhooks: func() []Webhook {
+			return []Webhook{{Ref: ref, Local: []netip.AddrPort{backend}}}
 		},
-		Findings: func() ([]agent.Finding, []agent.Finding) {
-			return []agent.Finding{{Webhook: ref, Class: agent.CertExpired}}, nil
+		Findings: func() ([]findings.Finding, []findings.Finding) {
+			return []findings.Finding{{Webhook: ref, Class: findings.CertExpired}}, nil
 		},
 		EventsDropped: func() (uint64, error) { return 0, nil },
 		Unparsed:      func() (map[string]uint64, error) { return map[string]uint64{"out_of_order": 0}, nil },
-		Risks: func() []agent.Risk {
-			return []agent.Risk{{Webhook: ref, Kind: agent.BlocksSystemPods, Severity: "critical"}}
+		Risks: func() []Risk {
+			return []Risk{{Webhook: ref, Kind: "BlocksSystemPods", Severity: "critical"}}
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ObserveProbe(ref, agent.ProbeResult{Target: backend, Class: agent.Healthy, Handshake: time.Millisecond,
-		Leaf: &agent.CertificateWindow{NotAfter: time.Now().Add(time.Hour)}})
+	m.ObserveProbe(ref, backend, findings.Healthy, time.Millisecond, &findings.Certificate{NotAfter: time.Now().Add(time.Hour)})
 	m.ObserveWire("connect")
-	m.ObserveFinding(agent.Finding{Webhook: ref, Class: agent.CertExpired, Effect: "fails open"})
+	m.Report(findings.Finding{Webhook: ref, Class: findings.CertExpired, Effect: "fails open"})
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)

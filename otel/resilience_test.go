@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/internal/jaeger"
 )
 
@@ -53,8 +53,8 @@ func TestCollectorOutage(t *testing.T) {
 				_ = exp.Shutdown(sctx)
 			})
 			metrics, err := NewMetrics(MetricsState{
-				Webhooks: func() []agent.WebhookStatus { return nil },
-				Findings: func() ([]agent.Finding, []agent.Finding) { return nil, nil },
+				Webhooks: func() []Webhook { return nil },
+				Findings: func() ([]findings.Finding, []findings.Finding) { return nil, nil },
 				Spans:    exp.Stats,
 			})
 			if err != nil {

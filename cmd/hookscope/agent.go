@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,9 +16,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hookscope/hookscope/agent"
-	"github.com/hookscope/hookscope/bpf/handshake"
-	"github.com/hookscope/hookscope/bpf/tcpstate"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/otel"
+	"github.com/hookscope/hookscope/probe"
 )
 
 type agentOptions struct {
@@ -48,6 +48,7 @@ type agentOptions struct {
 	metricsInterval time.Duration
 	slowThreshold   time.Duration
 	reviewProbe     bool
+	stateFile       string
 }
 
 func agentCommand() *cobra.Command {
@@ -84,6 +85,7 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.metricsInterval, "apiserver-metrics-interval", 15*time.Second, "how often the leader reads the API server's webhook metrics")
 	f.DurationVar(&o.certHorizon, "cert-horizon", 7*24*time.Hour, "report a served certificate that expires within this horizon")
 	f.DurationVar(&o.slowThreshold, "slow-threshold", time.Second, "a webhook whose calls take this long on average (or half its timeoutSeconds, if less) is SlowResponse")
+	f.StringVar(&o.stateFile, "state-file", "", "file that keeps the open findings, so a restarted agent goes on with them and their IDs (empty: none)")
 	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send one dryRun AdmissionReview and time the answer (the webhook sees it; off: probes send nothing)")
 	return cmd
 }
@@ -104,133 +106,74 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return fmt.Errorf("building the Kubernetes client from %s: %w", describeConfig(o.kubeconfig), err)
 	}
 
+	store := findings.NewStore(findings.Config{Log: log, StatePath: o.stateFile})
+	if n, err := store.Restore(); err != nil {
+		log.Warn("open findings of the last run not restored", "err", err)
+	} else if n > 0 {
+		log.Info("open findings of the last run restored: each goes on if seen again, or resolves", "findings", n, "state", o.stateFile)
+	}
+	defer store.Save()
+	own := probe.NewOwn()
+
 	// The kernel first: a node that cannot load the programs should say so
 	// even when the API server is also down.
-	var (
-		dp       agent.DataPlane
-		dropped  func() (uint64, error)
-		unparsed func() (map[string]uint64, error)
-	)
-	if !o.noEBPF {
-		tracer, err := handshake.Load()
-		if err != nil {
-			return fmt.Errorf("%w; or run with --no-ebpf to detect from probes and the API only", err)
-		}
-		kdp := agent.NewKernelDataPlane(tracer, log)
-		if tcp, err := tcpstate.Load(); err != nil {
-			// The handshake programs cover refusals, resets and TLS; the
-			// tracepoints add retransmissions and who closed first.
-			log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
-		} else {
-			kdp.WithTCP(tcp)
-		}
-		go kdp.Run(ctx)
-		dp, dropped, unparsed = kdp, kdp.EventsDropped, kdp.Unparsed
+	asm := dataplane.NewAssembler(dataplane.Config{IsOwn: own.Is, SlowThreshold: o.slowThreshold, Log: log})
+	kernel, err := loadKernel(o, asm, log)
+	if err != nil {
+		return err
 	}
 	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
 		return err
 	}
-
-	var sinks []agent.FindingSink
-	var spanStats func() otel.SpanStats
-	var metricsOpts []otel.MetricsOption
-	if o.otlpEndpoint != "" {
-		otlpCfg := otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName, Protocol: o.otlpProtocol,
-			QueueSize: o.otlpQueueSize, RetryFor: o.otlpRetryFor, XRayTraceIDs: o.xrayTraceIDs, MetricsInterval: o.otlpMetricsIntv}
-		if o.otlpMetrics {
-			metricsOpts = append(metricsOpts, otel.WithOTLPMetrics(otlpCfg))
-		}
-		exp, err := otel.NewExporter(ctx, otlpCfg)
-		if err != nil {
-			return fmt.Errorf("setting up the OTLP exporter to %s: %w", o.otlpEndpoint, err)
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := exp.Shutdown(sctx); err != nil {
-				log.Warn("flushing spans", "err", err)
-			}
-		}()
-		sinks = append(sinks, exp)
-		spanStats = exp.Stats
-	} else {
-		log.Warn("no --otlp-endpoint: findings are not exported as spans")
-	}
-
-	var a *agent.Agent
-	metrics, err := otel.NewMetrics(otel.MetricsState{
-		Webhooks:      func() []agent.WebhookStatus { return a.Webhooks() },
-		Findings:      func() ([]agent.Finding, []agent.Finding) { return a.Findings() },
-		EventsDropped: dropped,
-		Unparsed:      unparsed,
-		Risks:         func() []agent.Risk { return a.Risks() },
-		Spans:         spanStats,
-		Inventory:     func() agent.InventoryStats { return a.InventoryStats() },
-	}, metricsOpts...)
+	exp, err := newExporter(ctx, o, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := metrics.Shutdown(sctx); err != nil {
-			log.Warn("pushing the last OTLP metrics", "err", err)
-		}
-	}()
-	a = agent.New(agent.Config{
-		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
-		Observer:      metrics,
-		CertHorizon:   o.certHorizon,
-		SlowThreshold: o.slowThreshold,
-		ReviewProbe:   o.reviewProbe,
-		ObjectChecks:  o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
-		Pods:          agent.APIPodLister{Client: client},
-	}, agent.NewInventory(client), dp, sinks...)
-	for _, s := range sinks {
-		if cs, ok := s.(agent.CallSink); ok {
-			a.ReportCallsTo(cs) // one span per handshake to a backend
-		}
-	}
-	a.ReportCallsTo(metrics) // hookscope_webhook_calls_total, handshake and response latency
-	impacts := agent.NewImpacts(a, client)
-	lead := func(ctx context.Context) {
-		if err := impacts.Run(ctx, o.metricsInterval); err != nil {
-			log.Error("cluster signals", "err", err)
-		}
-	}
-	switch {
-	case o.objectChecks && o.leaderElect:
-		id := o.nodeName
-		if id == "" {
-			id, _ = os.Hostname()
-		}
-		go func() {
-			if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead); err != nil {
-				log.Error("leader election", "err", err)
-			}
-		}()
-	case o.objectChecks:
-		go lead(ctx)
+	if exp != nil {
+		defer shutdown(log, "flushing spans", exp.Shutdown)
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	var a *agent.Agent
+	metrics, err := newMetrics(o, kernel, exp, func() *agent.Agent { return a })
 	if err != nil {
-		return fmt.Errorf("listening on %s for the agent API: %w", o.listen, err)
+		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler())
-	if o.pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	defer shutdown(log, "pushing the last OTLP metrics", metrics.Shutdown)
+	store.AddSink(metrics)
+	if exp != nil {
+		store.AddSink(exp)
 	}
-	mux.Handle("/", a.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	log.Info("hookscope agent started", "api", "http://"+ln.Addr().String(), "node", o.nodeName, "apiserver", cfg.Host, "ebpf", dp != nil)
+	parts := agent.Parts{Inventory: inventory.New(client, log), Store: store, Own: own, Assembler: asm}
+	if kernel != nil {
+		parts.DataPlane = kernel
+	}
+	acfg := agent.Config{
+		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
+		Observer:     metrics,
+		CertHorizon:  o.certHorizon,
+		ReviewProbe:  o.reviewProbe,
+		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
+		Pods:         inventory.APIPodLister{Client: client},
+	}
+	out := dataplane.Output{Event: metrics.ObserveWire, Response: metrics.ObserveResponse, Call: func(c callout.Call) {
+		metrics.ReportCall(c)
+		if exp != nil {
+			exp.ReportCall(c) // one span per handshake to a backend
+		}
+	}}
+	a = agent.New(acfg, parts)
+	asm.SetOutput(a.WireOutput(out))
+	if kernel != nil {
+		go kernel.Run(ctx)
+	}
+	startClusterChecks(ctx, o, a, client, log)
 
+	srv, addr, err := serveAPI(o, a, metrics)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
 	return a.Run(ctx)
 }
 

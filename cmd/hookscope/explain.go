@@ -11,7 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
 )
 
 func explainCommand() *cobra.Command {
@@ -68,7 +69,7 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name st
 	} else {
 		fmt.Fprintf(out, "  calls URL %s\n", row.URL)
 	}
-	healthy := row.Health == string(agent.Healthy)
+	healthy := row.Health == string(findings.Healthy)
 	if healthy {
 		fmt.Fprintf(out, "  health: Healthy (%s)\n", row.Detail)
 	} else {
@@ -88,31 +89,22 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name st
 		return nil
 	}
 	fmt.Fprintln(out, "fixes, most fitting first:")
-	for i, fix := range rankFixes(agent.FailureClass(row.Health), *row) {
+	for i, fix := range rankFixes(findings.Class(row.Health), *row) {
 		fmt.Fprintf(out, "  %d. %s\n", i+1, fix)
 	}
 	return nil
 }
 
-// rankFixes orders the seed article's options for the failure: restoring
-// the backend (Option 1) when the cause is known and local; letting writes
-// through with failurePolicy Ignore (Option 2) when writes must go on now;
-// removing the webhook after a backup (Option 3) when it has no backend to
-// restore.
-func rankFixes(class agent.FailureClass, r WebhookStatus) []string {
-	restore := map[agent.FailureClass]string{
-		agent.ServiceNotFound:     "Option 1: restore Service " + r.Service + " (reinstall the webhook's chart), then writes work again",
-		agent.NoEndpoints:         "Option 1: restore the endpoints of " + r.Service + ": scale its Deployment up, check why its pods are gone",
-		agent.BackendPodsPending:  "Option 1: get the pods behind " + r.Service + " scheduled (capacity, taints, affinity, PVCs)",
-		agent.BackendPodsNotReady: "Option 1: find why the pods behind " + r.Service + " are not ready (logs, probes)",
-		agent.PortMismatch:        "Option 1: point the webhook at a port " + r.Service + " has, or add the port to the Service",
-		agent.CertExpired:         "Option 1: renew the serving certificate behind " + r.Service + " (cert-manager: the Certificate and its issuer)",
-		agent.CertNotYetValid:     "Option 1: serve a certificate valid now (check the issuer's clock)",
-		agent.UnknownAuthority:    "Option 1: update the caBundle of " + r.Configuration + " to the CA that signs the serving certificate",
-		agent.HostnameMismatch:    "Option 1: reissue the serving certificate for the Service's DNS name",
-		agent.ConnectionRefused:   "Option 1: check that the pods behind " + r.Service + " listen on the target port",
-		agent.HandshakeTimeout:    "Option 1: restart the hung webhook pods behind " + r.Service,
-	}[class]
+// rankFixes orders the fixes for the failure: restoring the backend
+// (Option 1, the findings' own fix for the class) when the cause is known
+// and local; letting writes through with failurePolicy Ignore (Option 2)
+// when writes must go on now; removing the webhook after a backup (Option
+// 3) when it has no backend to restore.
+func rankFixes(class findings.Class, r WebhookStatus) []string {
+	restore := ""
+	if class != findings.CallsFailing && class != findings.TLSHandshakeFailed {
+		restore = "Option 1: " + findings.RestoreFix(class, r.webhook())
+	}
 	ignore := "Option 2: let writes through while it is down: hookscope remediate ignore " + r.Name + " --yes (undo: --revert)"
 	remove := "Option 3: remove it after a backup: hookscope remediate remove " + r.Name + " --yes (undo: hookscope restore FILE --yes)"
 	var fixes []string
@@ -120,10 +112,10 @@ func rankFixes(class agent.FailureClass, r WebhookStatus) []string {
 	case r.FailurePolicy == "Ignore":
 		// Writes already go through: fixing the backend is all there is.
 		fixes = append(fixes, restore)
-	case class == agent.ServiceNotFound && strings.Contains(strings.Join(r.Risks, ","), "BlocksSystemPods"):
+	case class == findings.ServiceNotFound && strings.Contains(strings.Join(r.Risks, ","), "BlocksSystemPods"):
 		// It blocks system pods (the CNI): unblock the cluster first.
 		fixes = append(fixes, ignore, restore, remove)
-	case class == agent.ServiceNotFound:
+	case class == findings.ServiceNotFound:
 		// Nothing serves it: a leftover of an uninstalled chart.
 		fixes = append(fixes, restore, remove, ignore)
 	default:
@@ -136,4 +128,14 @@ func rankFixes(class agent.FailureClass, r WebhookStatus) []string {
 		}
 	}
 	return out
+}
+
+// webhook is the row as the findings' fix texts read it.
+func (r WebhookStatus) webhook() callout.Webhook {
+	w := callout.Webhook{Ref: callout.Ref{Kind: r.Kind, Configuration: r.Configuration, Name: r.Name}, FailurePolicy: r.FailurePolicy, URL: r.URL}
+	if ns, rest, ok := strings.Cut(r.Service, "/"); ok {
+		name, _, _ := strings.Cut(rest, ":")
+		w.Service = &callout.ServiceRef{Namespace: ns, Name: name}
+	}
+	return w
 }

@@ -16,7 +16,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
-	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
+	probepkg "github.com/hookscope/hookscope/probe"
+	"github.com/hookscope/hookscope/risk"
 )
 
 // WebhookStatus is one row of `hookscope status`.
@@ -94,20 +98,20 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 	if err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
 	}
-	inv := agent.InventoryFromLists(vwcs.Items, mwcs.Items, svcs.Items, slices.Items)
-	risks := map[agent.WebhookRef][]string{}
-	backends := map[agent.WebhookRef][]agent.BackendTarget{}
+	inv := inventory.FromLists(vwcs.Items, mwcs.Items, svcs.Items, slices.Items)
+	risks := map[callout.Ref][]string{}
+	backends := map[callout.Ref][]callout.Backend{}
 	for _, w := range inv.Webhooks {
 		backends[w.Ref] = w.Backends
 	}
-	for _, r := range agent.AnalyzeRisks(inv.Validating, inv.Mutating, nil, backends) {
-		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+r.Severity+")")
+	for _, r := range risk.Analyze(inv.Validating, inv.Mutating, nil, backends) {
+		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+string(r.Severity)+")")
 	}
-	pods := agent.APIPodLister{Client: c}
+	pods := inventory.APIPodLister{Client: c}
 	var rows []WebhookStatus
 	for _, w := range inv.Webhooks {
 		row := WebhookStatus{Kind: w.Ref.Kind, Configuration: w.Ref.Configuration, Name: w.Ref.Name, FailurePolicy: w.FailurePolicy,
-			URL: w.URL, Backends: len(w.Backends), Health: string(agent.Healthy), Risks: risks[w.Ref]}
+			URL: w.URL, Backends: len(w.Backends), Health: string(findings.Healthy), Risks: risks[w.Ref]}
 		if w.Service != nil {
 			row.Service = fmt.Sprintf("%s/%s:%d", w.Service.Namespace, w.Service.Name, w.Service.Port)
 		}
@@ -116,30 +120,30 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 				row.Ready++
 			}
 		}
-		class, detail := agent.DiagnoseObjects(ctx, w, pods)
-		if class != "" {
+		class, detail, _ := inventory.Diagnose(ctx, w, pods)
+		if class != findings.Healthy && class != "" {
 			row.Health, row.Detail = string(class), detail
 		}
-		if probe && class == "" && w.Service != nil {
+		if probe && class == findings.Healthy && w.Service != nil {
 			for _, b := range w.Backends {
-				r := agent.Probe(ctx, b.Addr, w.Service.ServerName(), w.CABundle, timeout)
+				r := probepkg.Probe(ctx, b.Addr, w.Service.ServerName(), w.CABundle, timeout)
 				if r.Leaf != nil && row.CertNotAfter == "" {
 					row.CertNotAfter = r.Leaf.NotAfter.UTC().Format(time.RFC3339)
 				}
-				if r.Class != agent.Healthy {
+				if r.Class != findings.Healthy {
 					row.Health, row.Detail = string(r.Class), b.Addr.String()+": "+r.Detail
 					break
 				}
 			}
 		}
-		if row.Health == string(agent.Healthy) && row.Detail == "" && !probe {
+		if row.Health == string(findings.Healthy) && row.Detail == "" && !probe {
 			row.Detail = "objects look callable (--probe checks TLS)"
 		}
 		rows = append(rows, row)
 	}
 	// Broken first, then by name: what an SRE reads in an incident.
 	sort.SliceStable(rows, func(i, j int) bool {
-		bi, bj := rows[i].Health != string(agent.Healthy), rows[j].Health != string(agent.Healthy)
+		bi, bj := rows[i].Health != string(findings.Healthy), rows[j].Health != string(findings.Healthy)
 		if bi != bj {
 			return bi
 		}

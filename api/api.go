@@ -1,44 +1,57 @@
-package agent
+// Package api serves the agent's read-only HTTP API: its findings, the
+// webhooks it knows and its part in them, the risks, and its health.
+package api
 
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/hookscope/hookscope/findings"
 )
+
+// Source is what the API reads. W is the type of the /webhooks entries and
+// R of the /risks entries, each marshalled as JSON.
+type Source[W, R any] interface {
+	Findings() (open, resolved []findings.Finding)
+	Webhooks() []W
+	Risks() []R
+	Synced() bool
+}
 
 // FindingsResponse is the body of GET /findings.
 type FindingsResponse struct {
-	Open     []Finding `json:"open"`
-	Resolved []Finding `json:"resolved"`
+	Open     []findings.Finding `json:"open"`
+	Resolved []findings.Finding `json:"resolved"`
 }
 
-// Handler serves the agent's read-only API:
+// Handler serves:
 //
 //	GET /findings  open and recently resolved findings (FindingsResponse)
 //	GET /webhooks  the resolved webhook inventory, with the local and traced backends
 //	GET /risks     what could block the cluster before anything breaks (cluster-checks agent only)
 //	GET /healthz   200 while the process runs
 //	GET /readyz    200 once the inventory has synced
-func (a *Agent) Handler() http.Handler {
+func Handler[W, R any](src Source[W, R]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /findings", func(w http.ResponseWriter, _ *http.Request) {
-		open, resolved := a.Findings()
+		open, resolved := src.Findings()
 		writeJSON(w, FindingsResponse{Open: nonNil(open), Resolved: nonNil(resolved)})
 	})
 	mux.HandleFunc("GET /webhooks", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, nonNil(a.Webhooks()))
+		writeJSON(w, nonNil(src.Webhooks()))
 	})
 	mux.HandleFunc("GET /risks", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, nonNil(a.Risks()))
+		writeJSON(w, nonNil(src.Risks()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
+		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Synced() {
+		if !src.Synced() {
 			http.Error(w, "inventory not synced yet", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write([]byte("ok\n"))
+		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
 }

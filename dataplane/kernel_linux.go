@@ -1,4 +1,4 @@
-package agent
+package dataplane
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -14,43 +15,30 @@ import (
 	"github.com/hookscope/hookscope/bpf/tcpstate"
 )
 
-// KernelDataPlane traces backends with the handshake programs: each backend
-// IP:port goes into the BPF map, and the programs are attached to the
-// interface the host routes that IP through (for a pod, its veth).
-type KernelDataPlane struct {
+// Kernel traces backends with the handshake programs: each backend IP:port
+// goes into the BPF map, and the programs are attached to the interface
+// the host routes that IP through (for a pod, its veth). With the TCP
+// tracepoints it also sees retransmissions, resets and who closed first.
+// Its events go to an Assembler.
+type Kernel struct {
 	tracer *handshake.Tracer
+	tcp    *tcpstate.Tracer // nil when the tracepoints did not load
+	asm    *Assembler
 	log    *slog.Logger
-	events chan handshake.Event
-	// tcp, when loaded, adds the TCP tracepoints: retransmissions, resets
-	// and who closed first, on both the backend's and a local client's
-	// sockets.
-	tcp       *tcpstate.Tracer
-	tcpEvents chan tcpstate.Event
 
 	mu       sync.Mutex
 	backends map[netip.AddrPort]int // backend -> interface index
 }
 
-// NewKernelDataPlane wraps a loaded tracer; Run starts reading its events.
-func NewKernelDataPlane(t *handshake.Tracer, log *slog.Logger) *KernelDataPlane {
-	return &KernelDataPlane{tracer: t, log: log, events: make(chan handshake.Event, 4096), backends: map[netip.AddrPort]int{}}
+// NewKernel wraps loaded tracers (tcp may be nil); Run starts reading
+// their events into asm.
+func NewKernel(t *handshake.Tracer, tcp *tcpstate.Tracer, asm *Assembler, log *slog.Logger) *Kernel {
+	return &Kernel{tracer: t, tcp: tcp, asm: asm, log: log, backends: map[netip.AddrPort]int{}}
 }
 
-// WithTCP adds the TCP tracepoints; call before Run.
-func (k *KernelDataPlane) WithTCP(t *tcpstate.Tracer) *KernelDataPlane {
-	k.tcp, k.tcpEvents = t, make(chan tcpstate.Event, 4096)
-	return k
-}
-
-// TCPEvents delivers the TCP tracepoints' events; nil without WithTCP.
-func (k *KernelDataPlane) TCPEvents() <-chan tcpstate.Event { return k.tcpEvents }
-
-// Events implements DataPlane.
-func (k *KernelDataPlane) Events() <-chan handshake.Event { return k.events }
-
-// Run reads the ring buffer until the tracer is closed or ctx ends.
-func (k *KernelDataPlane) Run(ctx context.Context) {
-	defer close(k.events)
+// Run reads the ring buffers into the Assembler, and ticks it, until ctx
+// ends; it then closes the tracers.
+func (k *Kernel) Run(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
 		k.tracer.Close()
@@ -61,6 +49,18 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 	if k.tcp != nil {
 		go k.readTCP()
 	}
+	go func() {
+		t := time.NewTicker(PendingCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				k.asm.Tick(now)
+			}
+		}
+	}()
 	for {
 		e, err := k.tracer.Read()
 		if errors.Is(err, handshake.ErrClosed) {
@@ -70,16 +70,11 @@ func (k *KernelDataPlane) Run(ctx context.Context) {
 			k.log.Warn("reading eBPF event", "err", err)
 			continue
 		}
-		select {
-		case k.events <- e:
-		default:
-			k.log.Warn("agent is behind the kernel: event dropped", "kind", e.Kind.String())
-		}
+		k.asm.HandleTLS(e)
 	}
 }
 
-func (k *KernelDataPlane) readTCP() {
-	defer close(k.tcpEvents)
+func (k *Kernel) readTCP() {
 	for {
 		e, err := k.tcp.Read()
 		if errors.Is(err, tcpstate.ErrClosed) {
@@ -89,16 +84,12 @@ func (k *KernelDataPlane) readTCP() {
 			k.log.Warn("reading TCP tracepoint event", "err", err)
 			continue
 		}
-		select {
-		case k.tcpEvents <- e:
-		default:
-			k.log.Warn("agent is behind the kernel: TCP event dropped", "kind", e.Kind.String())
-		}
+		k.asm.HandleTCP(e)
 	}
 }
 
 // EventsDropped is how many events the kernel could not queue.
-func (k *KernelDataPlane) EventsDropped() (uint64, error) {
+func (k *Kernel) EventsDropped() (uint64, error) {
 	c, err := k.tracer.Counters()
 	if err != nil || k.tcp == nil {
 		return c.EventsDropped, err
@@ -113,7 +104,7 @@ func (k *KernelDataPlane) EventsDropped() (uint64, error) {
 // parsing stopped for that direction (out_of_order), and IP fragments or
 // IPv6 extension headers (unparsed_packet). A rising count means the data
 // plane sees less of the handshakes than it should.
-func (k *KernelDataPlane) Unparsed() (map[string]uint64, error) {
+func (k *Kernel) Unparsed() (map[string]uint64, error) {
 	c, err := k.tracer.Counters()
 	if err != nil {
 		return nil, err
@@ -126,21 +117,25 @@ func (k *KernelDataPlane) Unparsed() (map[string]uint64, error) {
 	}, nil
 }
 
-// Traced implements DataPlane.
-func (k *KernelDataPlane) Traced(target netip.AddrPort) bool {
+// Traced reports whether the kernel traces a backend now.
+func (k *Kernel) Traced(target netip.AddrPort) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, ok := k.backends[target]
 	return ok
 }
 
-// SetBackends implements DataPlane.
-func (k *KernelDataPlane) SetBackends(targets []netip.AddrPort) error {
+// SetBackends traces bs and no others: a backend whose route is not there
+// yet (the CNI has not set up the pod's network) is an error, and the
+// others are traced anyway; call again to retry.
+func (k *Kernel) SetBackends(bs []Backend) error {
+	k.asm.SetBackends(bs)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	want := map[netip.AddrPort]bool{}
 	var errs []error
-	for _, t := range targets {
+	for _, b := range bs {
+		t := b.Addr
 		want[t] = true
 		ifindex, err := routeInterface(t.Addr())
 		if err != nil {

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
+	"github.com/hookscope/hookscope/risk"
+)
+
+// objectLoop runs the object checks whenever the inventory changes and
+// every probe interval (a pod can turn Pending without any change to the
+// objects the inventory watches), while this agent leads.
+func (a *Agent) objectLoop(ctx context.Context) {
+	// A webhook without endpoints is re-checked often: its pods can turn
+	// Pending, or come back, with no change to the objects watched.
+	const brokenRecheck = 200 * time.Millisecond
+	next := a.cfg.ProbeInterval
+	for {
+		changed := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.objects:
+			changed = true
+		case <-time.After(next):
+		}
+		next = a.cfg.ProbeInterval
+		if !a.leading.Load() {
+			continue
+		}
+		v := a.view.Load()
+		for _, w := range v.webhooks {
+			if a.checkObjects(ctx, w) == findings.NoEndpoints {
+				next = brokenRecheck
+			}
+		}
+		if changed { // risks depend on the objects only, not on time
+			a.analyzeRisks(v)
+		}
+	}
+}
+
+// checkObjects hands the store what w's objects say; it returns the class
+// before the Pending check.
+func (a *Agent) checkObjects(ctx context.Context, w callout.Webhook) findings.Class {
+	class, detail := inventory.Problem(w)
+	if class == "" {
+		return class // not listed yet: nothing to say
+	}
+	if class == findings.NoEndpoints {
+		c, d, err := inventory.Diagnose(ctx, w, a.cfg.Pods)
+		if err != nil {
+			a.cfg.Logger.Warn("listing backend pods", "webhook", w.Ref.String(), "err", err)
+		}
+		class, detail = c, d
+	}
+	if class == findings.Healthy {
+		detail = "the objects look callable"
+	}
+	a.store.Observe(findings.Observation{Webhook: w, Class: class, Started: time.Now(),
+		Evidence: findings.Evidence{Source: findings.Objects, At: time.Now(), Detail: detail}})
+	if class == findings.BackendPodsPending {
+		return findings.NoEndpoints
+	}
+	return class
+}
+
+// analyzeRisks re-evaluates what could block the cluster and logs each
+// new risk once.
+func (a *Agent) analyzeRisks(v *view) {
+	if a.inv == nil {
+		return
+	}
+	backends := map[callout.Ref][]callout.Backend{}
+	for ref, w := range v.webhooks {
+		backends[ref] = w.Backends
+	}
+	vwcs, mwcs := a.inv.Configurations()
+	risks := risk.Analyze(vwcs, mwcs, nil, backends)
+	prev := a.risks.Swap(&risks)
+	for _, r := range risks {
+		if prev != nil && slices.ContainsFunc(*prev, func(p risk.Risk) bool { return p.Webhook == r.Webhook && p.Kind == r.Kind }) {
+			continue
+		}
+		a.cfg.Logger.Warn("risk", "webhook", r.Webhook.String(), "kind", r.Kind, "severity", r.Severity, "detail", r.Detail, "fix", r.Fix)
+	}
+}

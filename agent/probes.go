@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/probe"
+)
+
+// task is one item of the agent's queue: probe one webhook's backend, or
+// hand the local backends to the data plane.
+type task struct {
+	key  probeKey
+	sync bool
+}
+
+// work takes tasks off the queue until it shuts down.
+func (a *Agent) work(ctx context.Context) {
+	for {
+		t, quit := a.queue.Get()
+		if quit {
+			return
+		}
+		if t.sync {
+			a.syncBackends(t)
+		} else {
+			a.probe(ctx, t)
+		}
+		a.queue.Done(t)
+	}
+}
+
+// probeLoop probes every local backend each probe interval, and hands the
+// backends to the data plane again (a restarted pod gets a new veth).
+func (a *Agent) probeLoop(ctx context.Context) {
+	for {
+		// Jitter (+-10%) so the agents of a cluster do not probe in step.
+		jitter := time.Duration(rand.Int64N(int64(a.cfg.ProbeInterval)/5+1)) - a.cfg.ProbeInterval/10
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.cfg.ProbeInterval + jitter):
+		}
+		a.queue.Add(task{sync: true})
+		for k := range a.view.Load().local {
+			a.queue.Add(task{key: k})
+		}
+	}
+}
+
+// onFailedCall: the kernel saw a call fail. The failure is evidence now;
+// a probe of the backend, for each webhook it serves, names the reason.
+// A backend that goes on failing is probed less and less often (down to
+// once per probe interval).
+func (a *Agent) onFailedCall(b dataplane.Backend, fc findings.FailedCall) {
+	a.store.NoteFailedCall(fc)
+	for _, w := range b.Webhooks {
+		a.queue.AddRateLimited(task{key: probeKey{w.Ref, b.Addr}})
+	}
+}
+
+// onHandshakeDone: a handshake completed on a backend with an open
+// finding: it may have recovered.
+func (a *Agent) onHandshakeDone(b dataplane.Backend) {
+	if !a.store.HasOpen(b.Addr) {
+		return
+	}
+	for _, w := range b.Webhooks {
+		a.queue.AddRateLimited(task{key: probeKey{w.Ref, b.Addr}})
+	}
+}
+
+// probe probes one backend as the API server calls it and hands the result
+// to the store.
+func (a *Agent) probe(ctx context.Context, t task) {
+	k := t.key
+	w, ok := a.view.Load().webhooks[k.ref]
+	if !ok || w.Service == nil || w.Invalid != "" || !a.view.Load().local[k] {
+		a.queue.Forget(t)
+		return
+	}
+	o := probe.Options{ServerName: w.ServerName(), CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon}
+	if a.cfg.ReviewProbe {
+		o.Review = &probe.Review{Path: w.Service.Path, SlowAfter: a.asm.SlowAfter(w)}
+	}
+	r := probe.Run(ctx, k.backend, o)
+	if ctx.Err() != nil {
+		return
+	}
+	a.cfg.Logger.Debug("probe", "webhook", k.ref.String(), "result", r.String())
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveProbe(k.ref, k.backend, r.Class, r.Handshake, r.Leaf)
+	}
+	if r.Class == findings.Healthy {
+		a.queue.Forget(t)
+	}
+	covers := findings.Connection
+	if r.Response > 0 {
+		covers |= findings.Latency
+	}
+	detail := r.Detail
+	if r.Class == findings.Healthy && detail == "" {
+		detail = fmt.Sprintf("handshake with %s verifies (%s)", r.Target, r.Handshake.Round(time.Microsecond))
+	}
+	a.store.Observe(findings.Observation{
+		Webhook: w, Backend: k.backend, Class: r.Class, Covers: covers, Started: r.Start,
+		Evidence:        findings.Evidence{Source: findings.Probe, At: r.Start, Detail: detail},
+		Certificate:     r.Leaf,
+		OpenConnections: a.asm.OpenConnections(k.backend),
+	})
+}
+
+// syncBackends hands the local backends to the data plane. A backend whose
+// route is not there yet (the CNI has not set up the pod's network) fails;
+// it is retried with backoff (5 ms up to the probe interval) until it
+// works.
+func (a *Agent) syncBackends(t task) {
+	v := a.view.Load()
+	a.asm.SetBackends(v.backends)
+	if a.dp == nil {
+		return
+	}
+	err := a.dp.SetBackends(v.backends)
+	if err == nil {
+		if a.queue.NumRequeues(t) > 0 {
+			a.cfg.Logger.Info("tracing every local backend again")
+		}
+		a.queue.Forget(t)
+		return
+	}
+	if a.queue.NumRequeues(t) == 0 {
+		a.cfg.Logger.Warn("cannot trace some backends yet; retrying", "err", err)
+	}
+	a.queue.AddRateLimited(t)
+}

@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hookscope/hookscope/apisignals"
+	"github.com/hookscope/hookscope/impact"
+)
+
+// ClusterSignals is the cluster-wide work besides the object checks: the
+// API server's signals (Events, /metrics) and what their failures break.
+// The agent that holds the Lease runs it.
+type ClusterSignals struct {
+	Client          kubernetes.Interface
+	MetricsInterval time.Duration
+	Log             *slog.Logger
+}
+
+// RunClusterSignals watches the API server's signals and correlates
+// them until ctx ends.
+func (a *Agent) RunClusterSignals(ctx context.Context, cs ClusterSignals) error {
+	corr := impact.New(cs.Client, a.store, a, nil, cs.Log)
+	w := apisignals.NewWatcher(cs.Client, cs.MetricsInterval, func(f apisignals.Failure) { corr.OnSignal(signalOf(f)) }, cs.Log)
+	w.SetSlowThreshold(a.SlowAfter)
+	go func() { _ = w.Run(ctx) }()
+	return corr.Run(ctx)
+}
+
+// signalOf is what the correlation reads of a signal.
+func signalOf(f apisignals.Failure) impact.Signal {
+	return impact.Signal{Webhook: f.Webhook, Class: f.Class, FailOpen: f.FailOpen, Detail: f.Detail,
+		Source: f.Source.EvidenceSource(), At: f.At, Object: f.Object, Reason: f.Reason, Count: f.Count,
+		Latency: f.Latency, Deletes: f.Deletes}
+}

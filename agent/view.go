@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
+)
+
+// view is the inventory as the agent acts on it. It is built whole on each
+// resolution and never changed after: readers load it without a lock.
+type view struct {
+	synced   bool
+	webhooks map[callout.Ref]callout.Webhook
+	byName   map[string]callout.Ref
+	// local are the backends this agent traces and probes.
+	local    map[probeKey]bool
+	backends []dataplane.Backend
+	// logged holds what was said of webhooks that cannot be probed, so it
+	// is said once per change, not per resolution.
+	logged map[callout.Ref]string
+}
+
+// probeKey is one webhook's view of one backend: webhooks that share a
+// backend may trust different CAs.
+type probeKey struct {
+	ref     callout.Ref
+	backend netip.AddrPort
+}
+
+// isLocal reports whether b is this agent's to trace and probe.
+func (a *Agent) isLocal(b callout.Backend) bool {
+	if a.cfg.NodeName == "" {
+		return true
+	}
+	return b.Pod != nil && b.Pod.Node == a.cfg.NodeName
+}
+
+// newView builds the view of ws.
+func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
+	v := &view{synced: true, webhooks: map[callout.Ref]callout.Webhook{}, byName: map[string]callout.Ref{},
+		local: map[probeKey]bool{}, logged: map[callout.Ref]string{}}
+	byAddr := map[netip.AddrPort]*dataplane.Backend{}
+	for _, w := range ws {
+		v.webhooks[w.Ref] = w
+		if _, dup := v.byName[w.Ref.Name]; !dup {
+			v.byName[w.Ref.Name] = w.Ref
+		}
+		if said, ok := prev.logged[w.Ref]; ok {
+			v.logged[w.Ref] = said
+		}
+		for _, b := range w.Backends {
+			if !a.isLocal(b) {
+				continue
+			}
+			v.local[probeKey{w.Ref, b.Addr}] = true
+			db := byAddr[b.Addr]
+			if db == nil {
+				db = &dataplane.Backend{Addr: b.Addr, Pod: b.Pod}
+				byAddr[b.Addr] = db
+			}
+			db.Webhooks = append(db.Webhooks, w)
+		}
+	}
+	for _, b := range byAddr {
+		v.backends = append(v.backends, *b)
+	}
+	slices.SortFunc(v.backends, func(x, y dataplane.Backend) int { return x.Addr.Compare(y.Addr) })
+	return v
+}
+
+// setWebhooks acts on a new resolution: it traces the local backends,
+// probes the new ones, resolves the findings of what is gone and wakes the
+// object checks.
+func (a *Agent) setWebhooks(ws []callout.Webhook) {
+	prev := a.view.Load()
+	v := a.newView(ws, prev)
+	a.view.Store(v)
+	a.cfg.Logger.Info("inventory", "webhooks", len(ws), "local_backends", len(v.backends))
+	for _, w := range ws {
+		a.cfg.Logger.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", inventory.Describe(w.Backends))
+		a.sayOnce(v, w)
+	}
+	a.store.Retain(func(k findings.Key) bool {
+		if k.Scope == findings.ScopeObjects {
+			_, ok := v.webhooks[k.Webhook]
+			return ok
+		}
+		return v.local[probeKey{k.Webhook, k.Backend}]
+	})
+	a.queue.Add(task{sync: true})
+	for k := range v.local {
+		if !prev.local[k] {
+			a.queue.Add(task{key: k})
+		}
+	}
+	a.wakeObjects()
+}
+
+// sayOnce logs, once per change, why a webhook is neither traced nor probed.
+func (a *Agent) sayOnce(v *view, w callout.Webhook) {
+	var said string
+	switch {
+	case w.Invalid != "":
+		said = "invalid|" + w.Invalid
+	case w.Service == nil && w.URL != "":
+		said = "url|" + w.URL
+	default:
+		return
+	}
+	if v.logged[w.Ref] == said {
+		return
+	}
+	v.logged[w.Ref] = said
+	if w.Invalid != "" {
+		a.cfg.Logger.Warn("webhook configuration cannot be called as written: not probed", "webhook", w.Ref.String(), "problem", w.Invalid)
+		return
+	}
+	a.cfg.Logger.Info("webhook calls a URL, not a Service: it is neither traced nor probed, only the API server's signals cover it", "webhook", w.Ref.String(), "url", w.URL)
+}
+
+// Webhook returns the webhook ref names, as the inventory resolved it.
+func (a *Agent) Webhook(ref callout.Ref) (callout.Webhook, bool) {
+	w, ok := a.view.Load().webhooks[ref]
+	return w, ok
+}
+
+// WebhookByName finds a webhook of the inventory by its name: the API
+// server's texts name the webhook but not its configuration. Unknown names
+// give a Webhook with only the name.
+func (a *Agent) WebhookByName(name string) (callout.Webhook, bool) {
+	v := a.view.Load()
+	if ref, ok := v.byName[name]; ok {
+		return v.webhooks[ref], true
+	}
+	return callout.Webhook{Ref: callout.Ref{Name: name}}, false
+}
+
+// SlowAfter is the latency above which webhook name's calls are slow.
+func (a *Agent) SlowAfter(name string) time.Duration {
+	w, _ := a.WebhookByName(name)
+	if w.TimeoutSeconds == 0 {
+		w.TimeoutSeconds = 10
+	}
+	return a.asm.SlowAfter(w)
+}
+
+// WebhookStatus is a webhook of the inventory with what this agent does
+// with its backends.
+type WebhookStatus struct {
+	callout.Webhook
+	// Problem is what the object checks say of it ("" until they can).
+	Problem       findings.Class `json:"problem,omitempty"`
+	ProblemDetail string         `json:"problemDetail,omitempty"`
+	// Local are the backends on this agent's node: it probes them.
+	Local []netip.AddrPort `json:"local"`
+	// Traced are the local backends the kernel traces now.
+	Traced []netip.AddrPort `json:"traced"`
+}
+
+// Webhooks returns the current inventory and this agent's part in it.
+func (a *Agent) Webhooks() []WebhookStatus {
+	var out []WebhookStatus
+	for _, w := range a.inv.Webhooks() {
+		st := WebhookStatus{Webhook: w, Local: []netip.AddrPort{}, Traced: []netip.AddrPort{}}
+		if c, d := inventory.Problem(w); c != findings.Healthy {
+			st.Problem, st.ProblemDetail = c, d
+		}
+		for _, b := range w.Backends {
+			if !a.isLocal(b) {
+				continue
+			}
+			st.Local = append(st.Local, b.Addr)
+			if a.dp != nil && a.dp.Traced(b.Addr) {
+				st.Traced = append(st.Traced, b.Addr)
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}

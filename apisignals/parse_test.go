@@ -1,0 +1,303 @@
+package apisignals
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookscope/hookscope/findings"
+)
+
+const testURL = "https://svc.ns.svc:443/validate?timeout=5s"
+
+// callFailed is the client error of a fail-closed call whose cause is cause.
+func callFailed(cause string) string {
+	return `Internal error occurred: failed calling webhook "vpod.x.hookscope.dev": failed to call webhook: Post "` + testURL + `": ` + cause
+}
+
+// failureCases are the texts the API server writes (from the seed
+// article and a v1.34.4 kube-apiserver) and what they mean. Each input is
+// also a seed of FuzzParseWebhookFailure (testdata/fuzz).
+var failureCases = []struct {
+	name      string
+	msg       string
+	ok        bool
+	want      WebhookFailure // Detail is checked with detailHas
+	detailHas string
+}{
+	{
+		name: "seed article expired certificate",
+		msg:  `failed calling webhook "mtargetgroupbinding.elbv2.k8s.aws": Post "https://aws-load-balancer-webhook-service.kube-system.svc:443/mutate-elbv2-k8s-aws-v1beta1-targetgroupbinding?timeout=30s": x509: certificate has expired or is not yet valid: current time 2022-03-03T07:37:16Z is after 2022-02-26T11:24:26Z`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook: "mtargetgroupbinding.elbv2.k8s.aws",
+			URL:     "https://aws-load-balancer-webhook-service.kube-system.svc:443/mutate-elbv2-k8s-aws-v1beta1-targetgroupbinding?timeout=30s",
+			Class:   findings.CertExpired,
+		},
+		detailHas: "current time 2022-03-03T07:37:16Z is after 2022-02-26T11:24:26Z",
+	},
+	{
+		name:      "certificate not yet valid",
+		msg:       callFailed(`tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2022-02-20T07:37:16Z is before 2022-02-26T11:24:26Z`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.CertNotYetValid},
+		detailHas: "is before",
+	},
+	{
+		name: "seed article DaemonSet FailedCreate, service not found",
+		msg:  `Error creating: Internal error occurred: failed calling webhook "mpod.elbv2.k8s.aws": failed to call webhook: Post "https://webhook-service.system.svc:443/mutate-v1-pod?timeout=10s": service "webhook-service" not found`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook: "mpod.elbv2.k8s.aws",
+			URL:     "https://webhook-service.system.svc:443/mutate-v1-pod?timeout=10s",
+			Class:   findings.ServiceNotFound,
+		},
+		detailHas: `service "webhook-service" not found`,
+	},
+	{
+		name:      "no endpoints",
+		msg:       callFailed(`no endpoints available for service "svc"`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.NoEndpoints},
+		detailHas: `no endpoints available for service "svc"`,
+	},
+	{
+		name:      "unknown authority",
+		msg:       callFailed(`tls: failed to verify certificate: x509: certificate signed by unknown authority`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.UnknownAuthority},
+		detailHas: "x509: certificate signed by unknown authority",
+	},
+	{
+		name:      "hostname mismatch",
+		msg:       callFailed(`tls: failed to verify certificate: x509: certificate is valid for a.b.svc, not c.d.svc`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.HostnameMismatch},
+		detailHas: "not c.d.svc",
+	},
+	{
+		name:      "connection refused",
+		msg:       callFailed(`dial tcp 10.0.0.7:8443: connect: connection refused`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.ConnectionRefused},
+		detailHas: "connection refused",
+	},
+	{
+		name:      "connection reset",
+		msg:       callFailed(`read tcp 10.0.0.1:51234->10.0.0.7:8443: read: connection reset by peer`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.ConnectionRefused},
+		detailHas: "reset the connection",
+	},
+	{
+		name:      "no route to host",
+		msg:       callFailed(`dial tcp 10.0.0.7:8443: connect: no route to host`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.ConnectionRefused},
+		detailHas: "no route to the backend",
+	},
+	{
+		name:      "context deadline exceeded",
+		msg:       callFailed(`context deadline exceeded`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.WebhookTimeout},
+		detailHas: "timeoutSeconds",
+	},
+	{
+		name:      "client timeout",
+		msg:       callFailed(`net/http: request canceled (Client.Timeout exceeded while awaiting headers)`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.WebhookTimeout},
+		detailHas: "Client.Timeout exceeded",
+	},
+	{
+		name:      "dial i/o timeout",
+		msg:       callFailed(`dial tcp 10.0.0.7:8443: i/o timeout`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.WebhookTimeout},
+		detailHas: "i/o timeout",
+	},
+	{
+		name:      "TLS handshake timeout",
+		msg:       callFailed(`net/http: TLS handshake timeout`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.HandshakeTimeout},
+		detailHas: "TLS handshake timeout",
+	},
+	{
+		name:      "client certificate refused",
+		msg:       callFailed(`remote error: tls: bad certificate`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.TLSHandshakeFailed},
+		detailHas: "bad certificate",
+	},
+	{
+		name:      "invalid response: no class",
+		msg:       `Internal error occurred: failed calling webhook "vpod.x.hookscope.dev": received invalid webhook response: expected response.uid="1", got ""`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev"},
+		detailHas: "received invalid webhook response",
+	},
+	{
+		name:      "no further details",
+		msg:       `Internal error occurred: failed calling webhook "vpod.x.hookscope.dev"; no further details available`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev"},
+		detailHas: "no further details available",
+	},
+	{
+		name: "apiserver log, failing closed",
+		msg:  `W1125 02:45:05.657908 23852 dispatcher.go:225] Failed calling webhook, failing closed mpod.x.hookscope.dev: failed calling webhook "mpod.x.hookscope.dev": failed to call webhook: Post "https://hook-svc.hooks.svc:443/mutate?timeout=5s": service "hook-svc" not found`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook: "mpod.x.hookscope.dev",
+			URL:     "https://hook-svc.hooks.svc:443/mutate?timeout=5s",
+			Class:   findings.ServiceNotFound,
+		},
+		detailHas: `service "hook-svc" not found`,
+	},
+	{
+		name: "apiserver log, failing open",
+		msg:  `W1125 02:45:05.657908 23852 dispatcher.go:205] Failed calling webhook, failing open vpod.x.hookscope.dev: failed calling webhook "vpod.x.hookscope.dev": failed to call webhook: Post "https://hook-svc.hooks.svc:443/validate?timeout=5s": no endpoints available for service "hook-svc"`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook:  "vpod.x.hookscope.dev",
+			URL:      "https://hook-svc.hooks.svc:443/validate?timeout=5s",
+			Class:    findings.NoEndpoints,
+			FailOpen: true,
+		},
+		detailHas: `no endpoints available for service "hook-svc"`,
+	},
+	{
+		name: "apiserver log, fail open's Unhandled Error line",
+		msg:  `E1125 02:45:05.657990 23852 dispatcher.go:213] "Unhandled Error" err="failed calling webhook \"vpod.x.hookscope.dev\": failed to call webhook: Post \"https://hook-svc.hooks.svc:443/validate?timeout=5s\": dial tcp 10.0.1.5:8443: connect: no route to host" logger="UnhandledError"`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook:  "vpod.x.hookscope.dev",
+			URL:      "https://hook-svc.hooks.svc:443/validate?timeout=5s",
+			Class:    findings.ConnectionRefused,
+			FailOpen: true,
+		},
+		detailHas: "dial tcp 10.0.1.5:8443: connect: no route to host",
+	},
+	{
+		name: "apiserver log, second fail-closed error of a request",
+		msg:  `E1125 02:45:05.658001 23852 dispatcher.go:242] "Unhandled Error" err="Internal error occurred: failed calling webhook \"vpod.x.hookscope.dev\": failed to call webhook: Post \"https://hook-svc.hooks.svc:443/validate?timeout=5s\": context deadline exceeded" logger="UnhandledError"`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook: "vpod.x.hookscope.dev",
+			URL:     "https://hook-svc.hooks.svc:443/validate?timeout=5s",
+			Class:   findings.WebhookTimeout,
+		},
+		detailHas: "context deadline exceeded",
+	},
+	{
+		name: "event aggregated by the recorder",
+		msg:  `(combined from similar events): Error creating: Internal error occurred: failed calling webhook "mpod.elbv2.k8s.aws": failed to call webhook: Post "https://webhook-service.system.svc:443/mutate-v1-pod?timeout=10s": service "webhook-service" not found`,
+		ok:   true,
+		want: WebhookFailure{
+			Webhook: "mpod.elbv2.k8s.aws",
+			URL:     "https://webhook-service.system.svc:443/mutate-v1-pod?timeout=10s",
+			Class:   findings.ServiceNotFound,
+		},
+	},
+	// Not failed calls.
+	{name: "explicit denial", msg: `admission webhook "vpod.x.hookscope.dev" denied the request: pods must set resources`},
+	{name: "denial quoting a failed call", msg: `Error creating: admission webhook "vpod.x.hookscope.dev" denied the request: policy: failed calling webhook "other.example.com": nope`},
+	{name: "empty"},
+	{name: "garbage", msg: "\x00\xff}{ failed calling webhook"},
+	{name: "unterminated name", msg: `failed calling webhook "vpod.x.hookscope.dev`},
+	{name: "empty name", msg: `failed calling webhook "": Post "https://a": connection refused`},
+	{name: "name with a space", msg: `failed calling webhook "a b": context deadline exceeded`},
+	{name: "unrelated warning", msg: `Back-off restarting failed container webhook in pod webhook-7d9c_hooks(5b1e)`},
+	{name: "panic fail open has no call", msg: `W1125 02:45:05.657908 23852 dispatcher.go:150] Panic calling webhook, failing open vpod.x.hookscope.dev: runtime error`},
+}
+
+// caseMsg returns the message of the named case.
+func caseMsg(t *testing.T, name string) string {
+	t.Helper()
+	for _, c := range failureCases {
+		if c.name == name {
+			return c.msg
+		}
+	}
+	t.Fatalf("no case %q", name)
+	return ""
+}
+
+func TestParseWebhookFailure(t *testing.T) {
+	for _, c := range failureCases {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := ParseWebhookFailure(c.msg)
+			if ok != c.ok {
+				t.Fatalf("ok = %v, want %v (got %+v)", ok, c.ok, got)
+			}
+			if !ok {
+				if got != (WebhookFailure{}) {
+					t.Errorf("not a failure but got %+v", got)
+				}
+				return
+			}
+			detail := got.Detail
+			got.Detail = ""
+			if got != c.want {
+				t.Errorf("got  %+v\nwant %+v", got, c.want)
+			}
+			if !strings.Contains(detail, c.detailHas) {
+				t.Errorf("Detail %q does not contain %q", detail, c.detailHas)
+			}
+		})
+	}
+}
+
+func TestParseWebhookFailureBoundsWork(t *testing.T) {
+	// A failed call beyond the first 64 KiB is not read.
+	huge := strings.Repeat("x", maxScan) + callFailed("connection refused")
+	if got, ok := ParseWebhookFailure(huge); ok {
+		t.Errorf("read past the cap: %+v", got)
+	}
+	// A cause longer than the Detail cap is cut.
+	long := callFailed("connection refused " + strings.Repeat("y", 10*maxDetail))
+	got, ok := ParseWebhookFailure(long)
+	if !ok || got.Class != findings.ConnectionRefused || len(got.Detail) > maxDetail {
+		t.Errorf("long cause: ok=%v class=%s len(Detail)=%d", ok, got.Class, len(got.Detail))
+	}
+	big := strings.Repeat(`failed calling webhook \"`, 1<<20)
+	start := time.Now()
+	for range 100 {
+		ParseWebhookFailure(big)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("100 parses of a 25 MiB input took %s", d)
+	}
+}
+
+func FuzzParseWebhookFailure(f *testing.F) {
+	for _, c := range failureCases {
+		f.Add(c.msg)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		got, ok := ParseWebhookFailure(msg)
+		if !ok {
+			if got != (WebhookFailure{}) {
+				t.Fatalf("not a failure but got %+v", got)
+			}
+			return
+		}
+		if got.Webhook == "" || len(got.Webhook) > maxName || strings.ContainsAny(got.Webhook, "\" \t\\\n") {
+			t.Fatalf("bad webhook name %q", got.Webhook)
+		}
+		if len(got.Detail) > maxDetail {
+			t.Fatalf("Detail is %d bytes", len(got.Detail))
+		}
+		if again, _ := ParseWebhookFailure(msg); again != got {
+			t.Fatalf("not deterministic: %+v then %+v", got, again)
+		}
+		// Whatever follows the first line does not change the answer.
+		if !strings.Contains(msg, "\n") && len(msg) < maxScan {
+			if more, _ := ParseWebhookFailure(msg + "\nfailed calling webhook \"other\": connection refused"); more != got {
+				t.Fatalf("a second line changed the answer: %+v then %+v", got, more)
+			}
+		}
+	})
+}

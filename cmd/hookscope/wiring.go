@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/api"
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
+	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/otel"
+	"github.com/hookscope/hookscope/risk"
+)
+
+// loadKernel loads the eBPF programs, or returns nil with --no-ebpf. The
+// handshake programs are required; the TCP tracepoints add
+// retransmissions and who closed first, and their absence is one warning.
+func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*dataplane.Kernel, error) {
+	if o.noEBPF {
+		return nil, nil
+	}
+	tracer, err := handshake.Load()
+	if err != nil {
+		return nil, fmt.Errorf("%w; or run with --no-ebpf to detect from probes and the API only", err)
+	}
+	tcp, err := tcpstate.Load()
+	if err != nil {
+		log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
+		tcp = nil
+	}
+	return dataplane.NewKernel(tracer, tcp, asm, log), nil
+}
+
+// newExporter is the OTLP span exporter, nil without --otlp-endpoint.
+func newExporter(ctx context.Context, o agentOptions, log *slog.Logger) (*otel.Exporter, error) {
+	if o.otlpEndpoint == "" {
+		log.Warn("no --otlp-endpoint: findings are not exported as spans")
+		return nil, nil
+	}
+	exp, err := otel.NewExporter(ctx, otlpConfig(o))
+	if err != nil {
+		return nil, fmt.Errorf("setting up the OTLP exporter to %s: %w", o.otlpEndpoint, err)
+	}
+	return exp, nil
+}
+
+func otlpConfig(o agentOptions) otel.Config {
+	return otel.Config{Endpoint: o.otlpEndpoint, Insecure: o.otlpInsecure, NodeName: o.nodeName, Protocol: o.otlpProtocol,
+		QueueSize: o.otlpQueueSize, RetryFor: o.otlpRetryFor, XRayTraceIDs: o.xrayTraceIDs, MetricsInterval: o.otlpMetricsIntv}
+}
+
+// newMetrics builds /metrics (and OTLP metrics with an endpoint); the
+// agent it reads is built after it, so it is read through a().
+func newMetrics(o agentOptions, kernel *dataplane.Kernel, exp *otel.Exporter, a func() *agent.Agent) (*otel.Metrics, error) {
+	state := otel.MetricsState{
+		Webhooks: func() []otel.Webhook {
+			var out []otel.Webhook
+			for _, w := range a().Webhooks() {
+				out = append(out, otel.Webhook{Ref: w.Ref, Local: w.Local})
+			}
+			return out
+		},
+		Findings: func() (open, resolved []findings.Finding) { return a().Findings() },
+		Risks: func() []otel.Risk {
+			var out []otel.Risk
+			for _, r := range a().Risks() {
+				out = append(out, otel.Risk{Webhook: r.Webhook, Kind: string(r.Kind), Severity: string(r.Severity)})
+			}
+			return out
+		},
+		Inventory: func() otel.InventoryStats {
+			st := a().InventoryStats()
+			return otel.InventoryStats{Objects: map[string]int{"webhookconfiguration": st.WebhookConfigurations, "service": st.Services, "endpointslice": st.EndpointSlices}, Watches: st.Watches}
+		},
+	}
+	if kernel != nil {
+		state.EventsDropped, state.Unparsed = kernel.EventsDropped, kernel.Unparsed
+	}
+	if exp != nil {
+		state.Spans = exp.Stats
+	}
+	var opts []otel.MetricsOption
+	if o.otlpEndpoint != "" && o.otlpMetrics {
+		opts = append(opts, otel.WithOTLPMetrics(otlpConfig(o)))
+	}
+	return otel.NewMetrics(state, opts...)
+}
+
+// startClusterChecks runs the object checks, the API server's signals and
+// impact correlation on the agent that holds the Lease (or on this one,
+// without an election).
+func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kubernetes.Interface, log *slog.Logger) {
+	if !o.objectChecks {
+		return
+	}
+	lead := func(ctx context.Context) {
+		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{Client: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
+			log.Error("cluster signals", "err", err)
+		}
+	}
+	if !o.leaderElect {
+		go lead(ctx)
+		return
+	}
+	id := o.nodeName
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	go func() {
+		if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead); err != nil {
+			log.Error("leader election", "err", err)
+		}
+	}()
+}
+
+// serveAPI serves the agent's read-only API and /metrics.
+func serveAPI(o agentOptions, a *agent.Agent, metrics *otel.Metrics) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listening on %s for the agent API: %w", o.listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("/", api.Handler[agent.WebhookStatus, risk.Risk](a))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, ln.Addr().String(), nil
+}
+
+// shutdown runs stop with 5 s to finish, logging what it could not do.
+func shutdown(log *slog.Logger, what string, stop func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn(what, "err", err)
+	}
+}

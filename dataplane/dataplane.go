@@ -1,0 +1,231 @@
+// Package dataplane turns the kernel's events on webhook backends' connections
+// into what the rest of hookscope reads: calls (one per connection's
+// handshake, for spans and metrics), failed calls (typed wire facts: the
+// handshake's phase, TLS version, alert), and the webhook's latency
+// (SlowResponse, WebhookTimeout) as findings observations. It attaches the
+// programs of bpf/handshake and bpf/tcpstate to the interfaces the host
+// routes backends through.
+//
+// The Assembler is the part that needs no kernel: it folds decoded events
+// and can be tested with made-up ones.
+package dataplane
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
+)
+
+// Backend is a backend the data plane traces, with the webhooks it serves.
+type Backend struct {
+	Addr     netip.AddrPort
+	Webhooks []callout.Webhook
+	Pod      *callout.PodRef
+}
+
+// Output receives what the Assembler makes of the events. Its functions
+// are called without the Assembler's lock held; nil ones are skipped.
+type Output struct {
+	// FailedCall: the kernel saw a call to the backend fail: the client
+	// rejected the handshake, gave up after its ClientHello, or the backend
+	// refused the connection.
+	FailedCall func(b Backend, fc findings.FailedCall)
+	// HandshakeDone: a handshake to the backend completed (a backend with
+	// an open finding may have recovered).
+	HandshakeDone func(b Backend)
+	// Latency: the wire's judgement of how fast a webhook answers.
+	Latency func(o findings.Observation)
+	// Call: a connection's handshake ended.
+	Call func(c callout.Call)
+	// Event counts every event by kind ("connect", "tcp_syn", ...).
+	Event func(kind string)
+	// Response is a webhook's time to answer a request, as the wire saw it.
+	Response func(ref callout.Ref, d time.Duration)
+}
+
+// Config tunes the Assembler.
+type Config struct {
+	// IsOwn reports whether a connection is the agent's own probe's:
+	// those are left out of everything.
+	IsOwn func(client, server netip.AddrPort) bool
+	// SlowThreshold: an answer this slow, or half the webhook's
+	// timeoutSeconds if that is less, is SlowResponse.
+	SlowThreshold time.Duration
+	Output        Output
+	Log           *slog.Logger
+}
+
+// Bounds on what the Assembler follows.
+const (
+	maxOpenCalls = 4096 // connections followed at once; more are not followed
+	maxPending   = 8192 // requests waiting for an answer
+	// doneTTL is how long a finished call is remembered, so its tail (a
+	// reset after a rejection) is not taken for a new call.
+	doneTTL = time.Minute
+)
+
+// Assembler folds kernel events into calls, failed calls and latency.
+type Assembler struct {
+	cfg Config
+
+	mu       sync.Mutex
+	backends map[netip.AddrPort]Backend
+	calls    map[connKey]*callout.Call
+	done     map[connKey]time.Time
+	open     map[netip.AddrPort]map[connKey]struct{} // established connections per backend
+	pending  map[connKey]pendingRequest              // requests the backend has not answered yet
+	timedOut map[connKey]bool                        // connections whose outstanding request timed out
+	slowSeen map[latencyKey]time.Time                // when the wire last saw a slow or unanswered request
+}
+
+// connKey identifies a connection.
+type connKey struct{ client, server netip.AddrPort }
+
+// NewAssembler returns an Assembler with no backends.
+func NewAssembler(cfg Config) *Assembler {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.SlowThreshold <= 0 {
+		cfg.SlowThreshold = time.Second
+	}
+	if cfg.IsOwn == nil {
+		cfg.IsOwn = func(netip.AddrPort, netip.AddrPort) bool { return false }
+	}
+	return &Assembler{
+		cfg:      cfg,
+		backends: map[netip.AddrPort]Backend{},
+		calls:    map[connKey]*callout.Call{},
+		done:     map[connKey]time.Time{},
+		open:     map[netip.AddrPort]map[connKey]struct{}{},
+		pending:  map[connKey]pendingRequest{},
+		timedOut: map[connKey]bool{},
+		slowSeen: map[latencyKey]time.Time{},
+	}
+}
+
+// SetOutput says where the Assembler reports; call it before the first
+// event.
+func (a *Assembler) SetOutput(o Output) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg.Output = o
+}
+
+// SetBackends replaces the backends whose events are folded.
+func (a *Assembler) SetBackends(bs []Backend) {
+	m := make(map[netip.AddrPort]Backend, len(bs))
+	for _, b := range bs {
+		m[b.Addr] = b
+	}
+	a.mu.Lock()
+	a.backends = m
+	for addr := range a.open {
+		if _, ok := m[addr]; !ok {
+			delete(a.open, addr)
+		}
+	}
+	a.mu.Unlock()
+}
+
+// OpenConnections is how many connections to backend have completed their
+// handshake and not closed: the API server's kept-alive connections.
+func (a *Assembler) OpenConnections(backend netip.AddrPort) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.open[backend])
+}
+
+// HandleTLS folds one event of the handshake program.
+func (a *Assembler) HandleTLS(e handshake.Event) {
+	if a.cfg.IsOwn(e.Client, e.Server) {
+		return
+	}
+	var after []func()
+	a.mu.Lock()
+	b, known := a.backends[e.Server]
+	k := connKey{e.Client, e.Server}
+	call := a.foldCall(k, e, &after)
+	a.trackOpen(k, e)
+	if known {
+		if fc, ok := failedCall(e, call); ok && a.cfg.Output.FailedCall != nil {
+			after = append(after, func() { a.cfg.Output.FailedCall(b, fc) })
+		}
+		if e.Kind == handshake.KindHandshakeDone && a.cfg.Output.HandshakeDone != nil {
+			after = append(after, func() { a.cfg.Output.HandshakeDone(b) })
+		}
+		after = append(after, a.latencyEvent(b, k, e)...)
+	}
+	a.mu.Unlock()
+	if a.cfg.Output.Event != nil {
+		a.cfg.Output.Event(e.Kind.String())
+	}
+	for _, f := range after {
+		f()
+	}
+}
+
+// trackOpen keeps the set of established connections per backend.
+// Callers hold a.mu.
+func (a *Assembler) trackOpen(k connKey, e handshake.Event) {
+	switch e.Kind {
+	case handshake.KindHandshakeDone:
+		if _, ok := a.backends[k.server]; !ok {
+			return
+		}
+		if a.open[k.server] == nil {
+			a.open[k.server] = map[connKey]struct{}{}
+		}
+		if len(a.open[k.server]) < maxOpenCalls {
+			a.open[k.server][k] = struct{}{}
+		}
+	case handshake.KindClose, handshake.KindReset, handshake.KindRefused, handshake.KindHandshakeRejected:
+		delete(a.open[k.server], k)
+	}
+}
+
+// HandleTCP folds one event of the TCP tracepoints: retransmissions and
+// resets during a call's handshake become steps of the call; every event
+// is counted.
+func (a *Assembler) HandleTCP(e tcpstate.Event) {
+	if a.cfg.IsOwn(e.Client, e.Server) {
+		return
+	}
+	kind := "tcp_" + e.Kind.String()
+	a.mu.Lock()
+	if c := a.calls[connKey{e.Client, e.Server}]; c != nil && e.Kind != tcpstate.KindSYN && e.Kind != tcpstate.KindEstablished {
+		c.Events = append(c.Events, callout.CallEvent{Name: kind, At: e.Time, Detail: describeTCP(e)})
+	}
+	if e.Kind == tcpstate.KindClose {
+		delete(a.open[e.Server], connKey{e.Client, e.Server})
+	}
+	a.mu.Unlock()
+	if a.cfg.Output.Event != nil {
+		a.cfg.Output.Event(kind)
+	}
+}
+
+// Tick judges the requests that have waited past their webhook's
+// timeoutSeconds with the connection still open, resolves latency
+// findings that went quiet, and forgets old state. Call it every
+// PendingCheck.
+func (a *Assembler) Tick(now time.Time) {
+	a.mu.Lock()
+	for k, at := range a.done {
+		if now.Sub(at) > doneTTL {
+			delete(a.done, k)
+		}
+	}
+	after := a.lateRequests(now)
+	after = append(after, a.quietLatency(now)...)
+	a.mu.Unlock()
+	for _, f := range after {
+		f()
+	}
+}

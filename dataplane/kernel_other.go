@@ -1,0 +1,36 @@
+//go:build !linux
+
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/bpf/tcpstate"
+)
+
+// Kernel exists only on Linux; this stub keeps the agent building
+// elsewhere (handshake.Load fails there first).
+type Kernel struct{}
+
+// NewKernel is never reached off Linux.
+func NewKernel(*handshake.Tracer, *tcpstate.Tracer, *Assembler, *slog.Logger) *Kernel {
+	return &Kernel{}
+}
+
+// Run returns at once.
+func (*Kernel) Run(context.Context) {}
+
+// SetBackends does nothing.
+func (*Kernel) SetBackends([]Backend) error { return nil }
+
+// Traced is always false.
+func (*Kernel) Traced(netip.AddrPort) bool { return false }
+
+// EventsDropped is always zero.
+func (*Kernel) EventsDropped() (uint64, error) { return 0, nil }
+
+// Unparsed is always empty.
+func (*Kernel) Unparsed() (map[string]uint64, error) { return nil, nil }

@@ -1,0 +1,281 @@
+package impact
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/hookscope/hookscope/findings"
+)
+
+// cluster is the correlation's read of the cluster: informers, each
+// started the first time a failure needs it (nodes at once; controllers
+// when one is blocked; ReplicaSets and Deployments when a webhook rejects
+// DELETEs), slimmed to what is read. An idle cluster costs the Nodes only.
+type cluster struct {
+	client kubernetes.Interface
+	wake   func()
+
+	mu      sync.Mutex
+	ctx     context.Context
+	kinds   map[string]cache.SharedIndexInformer // by kind, once started
+	podsFor map[string]cache.SharedIndexInformer // a blocked DaemonSet's pods, by "ns/name"
+	stops   map[string]context.CancelFunc
+}
+
+func newCluster(client kubernetes.Interface, wake func()) *cluster {
+	return &cluster{client: client, wake: wake, kinds: map[string]cache.SharedIndexInformer{},
+		podsFor: map[string]cache.SharedIndexInformer{}, stops: map[string]context.CancelFunc{}}
+}
+
+// start watches Nodes until ctx ends; the other informers start when
+// first needed and end with ctx too.
+func (c *cluster) start(ctx context.Context) {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
+	c.informer("Node")
+}
+
+// informer returns the informer of kind, starting it the first time. It
+// is nil before start.
+func (c *cluster) informer(kind string) cache.SharedIndexInformer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, ok := c.kinds[kind]; ok || c.ctx == nil {
+		return i
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(slim))
+	var i cache.SharedIndexInformer
+	switch kind {
+	case "Node":
+		i = f.Core().V1().Nodes().Informer()
+	case "DaemonSet":
+		i = f.Apps().V1().DaemonSets().Informer()
+	case "ReplicaSet":
+		i = f.Apps().V1().ReplicaSets().Informer()
+	case "Deployment":
+		i = f.Apps().V1().Deployments().Informer()
+	case "Job":
+		i = f.Batch().V1().Jobs().Informer()
+	default:
+		return nil
+	}
+	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, UpdateFunc: func(any, any) { c.wake() }})
+	f.Start(c.ctx.Done())
+	c.kinds[kind] = i
+	return i
+}
+
+// get returns the object kind ns/name from its informer: ok is false while
+// the informer has not listed (nothing is known yet).
+func (c *cluster) get(kind, ns, name string) (obj any, exists, ok bool) {
+	i := c.informer(kind)
+	if i == nil || !i.HasSynced() {
+		return nil, false, false
+	}
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
+	obj, exists, err := i.GetStore().GetByKey(key)
+	return obj, exists, err == nil
+}
+
+// notReadyNodes lists the nodes that are not Ready.
+func (c *cluster) notReadyNodes() []*corev1.Node {
+	i := c.informer("Node")
+	if i == nil {
+		return nil
+	}
+	var out []*corev1.Node
+	for _, o := range i.GetStore().List() {
+		if n := o.(*corev1.Node); !nodeReady(n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// satisfied reports whether a controller that could not create pods has
+// all it wants now (or is gone). Unknown kinds, and kinds not listed yet,
+// are not: their impact ends when the Events stop.
+func (c *cluster) satisfied(kind, ns, name string) bool {
+	obj, exists, ok := c.get(kind, ns, name)
+	switch {
+	case !ok:
+		return false
+	case !exists:
+		return true
+	}
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		return o.Status.Active+o.Status.Succeeded+o.Status.Failed > 0
+	case *appsv1.ReplicaSet:
+		return o.Spec.Replicas != nil && o.Status.Replicas >= *o.Spec.Replicas
+	case *appsv1.DaemonSet:
+		return o.Status.CurrentNumberScheduled >= o.Status.DesiredNumberScheduled && o.Status.DesiredNumberScheduled > 0
+	}
+	return false
+}
+
+// daemonSetPodOn reports whether the DaemonSet ns/name has a pod on node;
+// known is false until its pods are listed.
+func (c *cluster) daemonSetPodOn(ns, name, node string) (has, known bool) {
+	obj, exists, ok := c.get("DaemonSet", ns, name)
+	if !ok || !exists {
+		return false, false
+	}
+	pods := c.podWatch(obj.(*appsv1.DaemonSet))
+	if pods == nil || !pods.HasSynced() {
+		return false, false
+	}
+	for _, o := range pods.GetStore().List() {
+		if o.(*corev1.Pod).Spec.NodeName == node {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+// podWatch watches the pods of a blocked DaemonSet (one per node at most).
+func (c *cluster) podWatch(ds *appsv1.DaemonSet) cache.SharedIndexInformer {
+	key := ds.Namespace + "/" + ds.Name
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, ok := c.podsFor[key]; ok || c.ctx == nil {
+		return i
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return nil
+	}
+	selector := sel.String()
+	f := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithNamespace(ds.Namespace), informers.WithTransform(slim),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+	i := f.Core().V1().Pods().Informer()
+	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, DeleteFunc: func(any) { c.wake() }})
+	ctx, cancel := context.WithCancel(c.ctx)
+	f.Start(ctx.Done())
+	c.podsFor[key], c.stops[key] = i, cancel
+	return i
+}
+
+// keepPodWatches stops the pod watches of DaemonSets no longer blocked.
+func (c *cluster) keepPodWatches(active []blockedController) {
+	keep := map[string]bool{}
+	for _, b := range active {
+		if kind, ns, name, ok := parseObject(b.object); ok && kind == "DaemonSet" {
+			keep[ns+"/"+name] = true
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, stop := range c.stops {
+		if !keep[key] {
+			stop()
+			delete(c.stops, key)
+			delete(c.podsFor, key)
+		}
+	}
+}
+
+// stuckDeletions finds Deployments that are gone (or being deleted) while
+// their ReplicaSets remain: the garbage collector cannot delete them
+// because the webhook, failing closed, rejects its DELETEs. One impact per
+// Deployment; the ReplicaSets' replica counts say how many pods remain.
+func (c *cluster) stuckDeletions(webhook string, sf Signal) []findings.Impact {
+	rsi, deps := c.informer("ReplicaSet"), c.informer("Deployment")
+	if rsi == nil || deps == nil || !rsi.HasSynced() || !deps.HasSynced() {
+		return nil
+	}
+	type stuck struct {
+		rs    []string
+		pods  int32
+		since time.Time
+	}
+	byOwner := map[string]*stuck{}
+	var order []string
+	for _, o := range rsi.GetStore().List() {
+		rs := o.(*appsv1.ReplicaSet)
+		owner := metav1.GetControllerOf(rs)
+		if owner == nil || owner.Kind != "Deployment" {
+			continue
+		}
+		since, gone := deploymentGone(deps, rs.Namespace, owner, sf.At)
+		if !gone {
+			continue
+		}
+		obj := "Deployment " + rs.Namespace + "/" + owner.Name
+		st := byOwner[obj]
+		if st == nil {
+			st = &stuck{since: since}
+			byOwner[obj] = st
+			order = append(order, obj)
+		}
+		st.rs = append(st.rs, rs.Name)
+		st.pods += rs.Status.Replicas
+	}
+	var out []findings.Impact
+	for _, obj := range order {
+		st := byOwner[obj]
+		out = append(out, findings.Impact{Kind: findings.ImpactDeletionBlocked, Object: obj, Since: st.since,
+			Detail: fmt.Sprintf("%s was deleted, but its ReplicaSets %s and %d pods remain: the garbage collector's deletes are rejected, webhook %s fails closed: %s",
+				obj, strings.Join(st.rs, ", "), st.pods, webhook, sf.Detail)})
+	}
+	return out
+}
+
+// deploymentGone reports whether the Deployment that owns a ReplicaSet is
+// gone or being deleted, and since when (for one already gone, the API
+// keeps no time: the signal's).
+func deploymentGone(deps cache.SharedIndexInformer, ns string, owner *metav1.OwnerReference, signalAt time.Time) (time.Time, bool) {
+	o, exists, err := deps.GetStore().GetByKey(ns + "/" + owner.Name)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if !exists {
+		return signalAt, true
+	}
+	d := o.(*appsv1.Deployment)
+	switch {
+	case d.UID != owner.UID:
+		return signalAt, true
+	case d.DeletionTimestamp != nil:
+		return d.DeletionTimestamp.Time, true
+	}
+	return time.Time{}, false
+}
+
+// slim keeps what the correlation reads of each object.
+func slim(obj any) (any, error) {
+	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			Labels: m.Labels, OwnerReferences: m.OwnerReferences, DeletionTimestamp: m.DeletionTimestamp, CreationTimestamp: m.CreationTimestamp}
+	}
+	switch o := obj.(type) {
+	case *corev1.Node:
+		return &corev1.Node{ObjectMeta: meta(o.ObjectMeta), Status: corev1.NodeStatus{Conditions: o.Status.Conditions}}, nil
+	case *corev1.Pod:
+		return &corev1.Pod{ObjectMeta: meta(o.ObjectMeta), Spec: corev1.PodSpec{NodeName: o.Spec.NodeName}}, nil
+	case *appsv1.DaemonSet:
+		return &appsv1.DaemonSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector}, Status: o.Status}, nil
+	case *appsv1.ReplicaSet:
+		return &appsv1.ReplicaSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.ReplicaSetSpec{Replicas: o.Spec.Replicas}, Status: appsv1.ReplicaSetStatus{Replicas: o.Status.Replicas}}, nil
+	case *appsv1.Deployment:
+		return &appsv1.Deployment{ObjectMeta: meta(o.ObjectMeta)}, nil
+	case *batchv1.Job:
+		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Status: batchv1.JobStatus{Active: o.Status.Active, Succeeded: o.Status.Succeeded, Failed: o.Status.Failed}}, nil
+	}
+	return obj, nil
+}
