@@ -1,0 +1,209 @@
+package dataplane
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookscope/hookscope/bpf/handshake"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
+)
+
+var (
+	server = netip.MustParseAddrPort("10.0.1.5:8443")
+	client = netip.MustParseAddrPort("10.0.0.2:41000")
+	probe  = netip.MustParseAddrPort("10.0.0.9:50000")
+	hook   = callout.Webhook{Ref: callout.Ref{Kind: "Validating", Configuration: "c", Name: "v.example.com"}, FailurePolicy: "Fail", TimeoutSeconds: 2}
+)
+
+// recorder keeps what the Assembler outputs.
+type recorder struct {
+	mu       sync.Mutex
+	failed   []findings.FailedCall
+	done     int
+	latency  []findings.Observation
+	calls    []callout.Call
+	events   map[string]int
+	response []time.Duration
+}
+
+func newAssembler(t *testing.T) (*Assembler, *recorder) {
+	t.Helper()
+	r := &recorder{events: map[string]int{}}
+	a := NewAssembler(Config{
+		IsOwn:         func(c, s netip.AddrPort) bool { return c == probe },
+		SlowThreshold: time.Second,
+		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	a.SetOutput(Output{
+		FailedCall:    func(_ Backend, fc findings.FailedCall) { r.mu.Lock(); r.failed = append(r.failed, fc); r.mu.Unlock() },
+		HandshakeDone: func(Backend) { r.mu.Lock(); r.done++; r.mu.Unlock() },
+		Latency:       func(o findings.Observation) { r.mu.Lock(); r.latency = append(r.latency, o); r.mu.Unlock() },
+		Call:          func(c callout.Call) { r.mu.Lock(); r.calls = append(r.calls, c); r.mu.Unlock() },
+		Event:         func(k string) { r.mu.Lock(); r.events[k]++; r.mu.Unlock() },
+		Response:      func(_ callout.Ref, d time.Duration) { r.mu.Lock(); r.response = append(r.response, d); r.mu.Unlock() },
+	})
+	a.SetBackends([]Backend{{Addr: server, Webhooks: []callout.Webhook{hook}, Pod: &callout.PodRef{Namespace: "ns", Name: "hook-0", Node: "node-1"}}})
+	return a, r
+}
+
+// handshakeTo replays the events of one TLS handshake from c, which ends
+// with last.
+func handshakeTo(a *Assembler, c netip.AddrPort, t0 time.Time, tls13 bool, last handshake.Event) {
+	ev := func(k handshake.EventKind, dt time.Duration) handshake.Event {
+		return handshake.Event{Kind: k, Client: c, Server: server, Time: t0.Add(dt), FlowStart: t0}
+	}
+	a.HandleTLS(ev(handshake.KindConnect, 0))
+	a.HandleTLS(ev(handshake.KindClientHello, time.Millisecond))
+	sh := ev(handshake.KindServerHello, 2*time.Millisecond)
+	sh.Cipher, sh.FromServer = 0xc02f, true
+	sh.Hello = &handshake.Hello{Versions: []uint16{0x0303}}
+	if tls13 {
+		sh.Cipher, sh.TLS13, sh.Hello = 0x1301, true, &handshake.Hello{Versions: []uint16{0x0304}}
+	}
+	a.HandleTLS(sh)
+	last.Client, last.Server, last.FlowStart = c, server, t0
+	if last.Time.IsZero() {
+		last.Time = t0.Add(3 * time.Millisecond)
+	}
+	a.HandleTLS(last)
+}
+
+// TestRejectedHandshake: a TLS 1.2 client's fatal alert is a failed call
+// with the kernel's typed facts, and a call span ending "rejected" with its
+// TLS version read from the server's hello.
+func TestRejectedHandshake(t *testing.T) {
+	a, r := newAssembler(t)
+	t0 := time.Now()
+	handshakeTo(a, client, t0, false, handshake.Event{Kind: handshake.KindHandshakeRejected, Phase: handshake.PhaseServerFlight, AlertLevel: 2, AlertDescription: 42})
+	if len(r.failed) != 1 {
+		t.Fatalf("failed calls %+v, want one", r.failed)
+	}
+	fc := r.failed[0]
+	w := fc.Evidence.Wire
+	if fc.Backend != server || !fc.Started.Equal(t0) || w == nil || w.Client != client || w.TLSVersion != "1.2" || w.Phase != findings.PhaseServerHello ||
+		w.Alert == nil || w.Alert.DescriptionName() != "bad_certificate" || w.Alert.LevelName() != "fatal" {
+		t.Fatalf("failed call %+v (wire %+v)", fc, w)
+	}
+	if want := "TLS handshake rejected by client 10.0.0.2:41000: fatal alert bad_certificate (42)"; fc.Evidence.Detail != want {
+		t.Errorf("detail %q, want %q", fc.Evidence.Detail, want)
+	}
+	if len(r.calls) != 1 || r.calls[0].Outcome != "rejected" || r.calls[0].TLSVersion != "1.2" || r.calls[0].Pod.Name != "hook-0" ||
+		len(r.calls[0].Webhooks) != 1 || len(r.calls[0].Events) != 4 {
+		t.Fatalf("calls %+v", r.calls)
+	}
+	// The tail of the rejected connection (its reset) is no new call.
+	a.HandleTLS(handshake.Event{Kind: handshake.KindReset, Client: client, Server: server, Time: t0.Add(4 * time.Millisecond)})
+	if len(r.calls) != 1 || r.events["reset"] != 1 {
+		t.Errorf("calls %d after the reset, events %v", len(r.calls), r.events)
+	}
+}
+
+// TestTLS13Rejection: in TLS 1.3 the alert is encrypted; the facts say so.
+func TestTLS13Rejection(t *testing.T) {
+	a, r := newAssembler(t)
+	handshakeTo(a, client, time.Now(), true, handshake.Event{Kind: handshake.KindHandshakeRejected, Phase: handshake.PhaseServerFlight, TLS13: true, EncryptedAlert: true})
+	if len(r.failed) != 1 || r.failed[0].Evidence.Wire.TLSVersion != "1.3" || !r.failed[0].Evidence.Wire.EncryptedAlert ||
+		r.failed[0].Evidence.Detail != "TLS 1.3 handshake rejected by client 10.0.0.2:41000: encrypted alert right after the server's first flight" {
+		t.Fatalf("failed %+v", r.failed)
+	}
+}
+
+// TestOwnProbesLeftOut: the agent's own probe connections are neither
+// calls nor failures nor counted events.
+func TestOwnProbesLeftOut(t *testing.T) {
+	a, r := newAssembler(t)
+	a.HandleTLS(handshake.Event{Kind: handshake.KindRefused, Client: probe, Server: server, Time: time.Now()})
+	a.HandleTLS(handshake.Event{Kind: handshake.KindRefused, Client: client, Server: server, Time: time.Now()})
+	if len(r.failed) != 1 || r.failed[0].Evidence.Wire.Client != client || r.events["refused"] != 1 || len(r.calls) != 1 || r.calls[0].Outcome != "refused" {
+		t.Fatalf("failed %+v, events %v, calls %+v: want only the API server's refused call", r.failed, r.events, r.calls)
+	}
+}
+
+// TestOpenConnections counts the handshakes done and not closed.
+func TestOpenConnections(t *testing.T) {
+	a, r := newAssembler(t)
+	other := netip.MustParseAddrPort("10.0.0.2:41001")
+	handshakeTo(a, client, time.Now(), true, handshake.Event{Kind: handshake.KindHandshakeDone})
+	handshakeTo(a, other, time.Now(), true, handshake.Event{Kind: handshake.KindHandshakeDone})
+	if n := a.OpenConnections(server); n != 2 || r.done != 2 {
+		t.Fatalf("open %d, done %d; want 2 and 2", n, r.done)
+	}
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClose, Client: client, Server: server, Time: time.Now()})
+	if n := a.OpenConnections(server); n != 1 {
+		t.Errorf("open %d after a close, want 1", n)
+	}
+	// A close of a connection that was open before tracing started is no call.
+	calls := len(r.calls)
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClose, Client: netip.MustParseAddrPort("10.0.0.2:40000"), Server: server, Time: time.Now()})
+	if len(r.calls) != calls {
+		t.Errorf("a kept-alive connection's close made a call: %+v", r.calls[len(r.calls)-1])
+	}
+}
+
+// TestJudgeLatency: an answer slower than the threshold is SlowResponse;
+// one at timeoutSeconds, or so close to it that it is what the backend sent
+// as the API server gave up, is WebhookTimeout; a fast one is nothing,
+// unless it follows a slow one (then the finding resolves).
+func TestJudgeLatency(t *testing.T) {
+	for _, tc := range []struct {
+		latency time.Duration
+		want    findings.Class
+	}{
+		{100 * time.Millisecond, ""},
+		{1500 * time.Millisecond, findings.SlowResponse},
+		{999 * time.Millisecond, ""},                          // just under the 1 s threshold (half of timeoutSeconds 2)
+		{1999600 * time.Microsecond, findings.WebhookTimeout}, // seen in a game day: the close after the deadline
+		{2 * time.Second, findings.WebhookTimeout},
+		{2100 * time.Millisecond, findings.WebhookTimeout},
+	} {
+		a, r := newAssembler(t)
+		a.HandleTLS(handshake.Event{Kind: handshake.KindResponse, Client: client, Server: server, Time: time.Now(), Latency: tc.latency})
+		var got findings.Class
+		if len(r.latency) > 0 {
+			got = r.latency[0].Class
+			if w := r.latency[0].Evidence.Wire; w == nil || w.Latency != tc.latency {
+				t.Errorf("answer after %s: wire facts %+v", tc.latency, w)
+			}
+		}
+		if got != tc.want || len(r.response) != 1 {
+			t.Errorf("answer after %s of timeoutSeconds 2: %q (%d responses), want %q", tc.latency, got, len(r.response), tc.want)
+		}
+		if tc.want != "" {
+			a.HandleTLS(handshake.Event{Kind: handshake.KindResponse, Client: client, Server: server, Time: time.Now(), Latency: time.Millisecond})
+			if len(r.latency) != 2 || r.latency[1].Class != findings.Healthy || r.latency[1].Covers != findings.Latency {
+				t.Errorf("a fast answer after a slow one: %+v, want Healthy for latency", r.latency)
+			}
+		}
+	}
+}
+
+// TestUnansweredRequest: a request with no answer past timeoutSeconds on a
+// connection kept open (HTTP/2) is WebhookTimeout when Tick finds it, and
+// the answer that comes later is not timed from it.
+func TestUnansweredRequest(t *testing.T) {
+	a, r := newAssembler(t)
+	t0 := time.Now()
+	a.HandleTLS(handshake.Event{Kind: handshake.KindRequest, Client: client, Server: server, Time: t0})
+	a.Tick(t0.Add(time.Second))
+	if len(r.latency) != 0 {
+		t.Fatalf("judged early: %+v", r.latency)
+	}
+	a.Tick(t0.Add(2100 * time.Millisecond))
+	if len(r.latency) != 1 || r.latency[0].Class != findings.WebhookTimeout || !r.latency[0].Started.Equal(t0) {
+		t.Fatalf("latency %+v, want one WebhookTimeout started at the request", r.latency)
+	}
+	a.HandleTLS(handshake.Event{Kind: handshake.KindResponse, Client: client, Server: server, Time: t0.Add(3 * time.Second), Latency: 3 * time.Second})
+	if len(r.latency) != 1 {
+		t.Errorf("the abandoned request's late answer was judged: %+v", r.latency[1:])
+	}
+	// Quiet for a minute: the finding resolves.
+	a.Tick(time.Now().Add(latencyQuiet + time.Second))
+	if len(r.latency) != 2 || r.latency[1].Class != findings.Healthy {
+		t.Errorf("latency %+v, want a Healthy observation once quiet", r.latency)
+	}
+}

@@ -1,0 +1,161 @@
+package impact
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/findings"
+)
+
+var awsHook = callout.Webhook{Ref: callout.Ref{Kind: "Mutating", Configuration: "lbc", Name: "mpod.elbv2.k8s.aws"}, FailurePolicy: "Fail",
+	Service: &callout.ServiceRef{Namespace: "kube-system", Name: "aws-load-balancer-webhook-service", Port: 443}}
+
+type webhooks struct{}
+
+func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
+	if name == awsHook.Ref.Name {
+		return awsHook, true
+	}
+	return callout.Webhook{Ref: callout.Ref{Name: name}}, false
+}
+
+// fixture is a correlation over a fake clientset, the real findings store
+// and a fake clock.
+type fixture struct {
+	t     *testing.T
+	ctx   context.Context
+	corr  *Correlator
+	store *findings.Store
+	clock *clocktesting.FakeClock
+	cs    *fake.Clientset
+}
+
+func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
+	t.Helper()
+	cs := fake.NewClientset(objs...)
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := findings.NewStore(findings.Config{Clock: clk, Log: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	corr := New(cs, store, webhooks{}, clk, log)
+	corr.cluster.start(ctx)
+	return &fixture{t: t, ctx: ctx, corr: corr, store: store, clock: clk, cs: cs}
+}
+
+// until evaluates until cond holds on the open findings (the informers
+// list asynchronously).
+func (f *fixture) until(what string, cond func(open []findings.Finding) bool) []findings.Finding {
+	f.t.Helper()
+	var open []findings.Finding
+	err := wait.PollUntilContextTimeout(f.ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		f.corr.Evaluate()
+		open, _ = f.store.Findings()
+		return cond(open), nil
+	})
+	if err != nil {
+		f.t.Fatalf("%s: open findings %+v", what, open)
+	}
+	return open
+}
+
+func impactsOf(open []findings.Finding, kind string) []findings.Finding {
+	var out []findings.Finding
+	for _, f := range open {
+		if f.Impact != nil && f.Impact.Kind == kind {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func failedCreate(at time.Time) Signal {
+	return Signal{Webhook: awsHook.Ref.Name, Class: findings.ServiceNotFound, Source: findings.Event, At: at,
+		Object: "DaemonSet kube-system/aws-node", Reason: "FailedCreate", Count: 1,
+		Detail: `the webhook's Service does not exist: service "aws-load-balancer-webhook-service" not found`}
+}
+
+// TestNodeNotReadyBecauseOfAWSNode: the seed's worst case. A FailedCreate
+// of aws-node names the webhook; a NotReady node without an aws-node pod
+// is its impact; when the DaemonSet has its pods again, the impacts
+// resolve, and a minute after the last failure the signals' finding does.
+func TestNodeNotReadyBecauseOfAWSNode(t *testing.T) {
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "aws-node", UID: "ds-1"},
+		Spec:   appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "aws-node"}}},
+		Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 2, CurrentNumberScheduled: 1}}
+	ready := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	joining := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse,
+		Reason: "KubeletNotReady", LastTransitionTime: metav1.NewTime(time.Date(2026, 12, 5, 9, 59, 0, 0, time.UTC))}}}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "aws-node-a", Labels: map[string]string{"k8s-app": "aws-node"}}, Spec: corev1.PodSpec{NodeName: "node-1"}}
+	f := newFixture(t, ds, ready, joining, pod)
+
+	f.corr.OnSignal(failedCreate(f.clock.Now()))
+	open := f.until("the node's impact", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactNodeNotReady)) == 1 })
+	node := impactsOf(open, findings.ImpactNodeNotReady)[0]
+	if node.Impact.Node != "node-2" || node.Class != findings.ServiceNotFound || node.Effect != findings.WritesRejected ||
+		!strings.Contains(node.Impact.Detail, "node node-2 is NotReady (KubeletNotReady) and DaemonSet kube-system/aws-node cannot create its pod there") {
+		t.Errorf("node impact %+v", node.Impact)
+	}
+	if n := len(impactsOf(open, findings.ImpactControllerBlocked)); n != 1 {
+		t.Errorf("%d ControllerBlocked impacts, want 1", n)
+	}
+	if len(open) != 3 { // the signals' finding, the blocked DaemonSet, the node
+		t.Errorf("open %+v, want 3 findings", open)
+	}
+
+	// The webhook is fixed: aws-node gets its pod on node-2.
+	ds.Status.CurrentNumberScheduled = 2
+	if _, err := f.cs.AppsV1().DaemonSets("kube-system").UpdateStatus(f.ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.until("the impacts resolve", func(open []findings.Finding) bool { return len(open) == 1 && open[0].Impact == nil })
+	f.clock.Step(signalQuiet + time.Second)
+	f.until("the signals go quiet", func(open []findings.Finding) bool { return len(open) == 0 })
+}
+
+// TestDeletionBlocked: while a webhook rejects DELETEs, a Deployment that
+// is gone but whose ReplicaSet remains is a DeletionBlocked impact.
+func TestDeletionBlocked(t *testing.T) {
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web-7d9", UID: "rs-1",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: types.UID("dep-1"), Controller: ptr.To(true)}}},
+		Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](2)}, Status: appsv1.ReplicaSetStatus{Replicas: 2}}
+	alive := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "api-1", UID: "rs-2",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "api", UID: types.UID("dep-2"), Controller: ptr.To(true)}}}}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "api", UID: "dep-2"}}
+	f := newFixture(t, rs, alive, dep)
+	f.corr.OnSignal(Signal{Webhook: awsHook.Ref.Name, Class: findings.ServiceNotFound, Source: findings.Metrics, At: f.clock.Now(), Count: 4, Deletes: true,
+		Detail: "4 calls failed closed"})
+	open := f.until("the stuck deletion", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactDeletionBlocked)) == 1 })
+	imp := impactsOf(open, findings.ImpactDeletionBlocked)[0].Impact
+	if imp.Object != "Deployment web/web" || !strings.Contains(imp.Detail, "its ReplicaSets web-7d9 and 2 pods remain") {
+		t.Errorf("impact %+v", imp)
+	}
+}
+
+// TestSlowThenFast: a webhook whose signals were SlowResponse only
+// resolves as soon as the API server says it is fast again.
+func TestSlowThenFast(t *testing.T) {
+	f := newFixture(t)
+	f.corr.OnSignal(Signal{Webhook: awsHook.Ref.Name, Class: findings.SlowResponse, Source: findings.Metrics, At: f.clock.Now(), Count: 10, Latency: 1500 * time.Millisecond})
+	open := f.until("the slow finding", func(open []findings.Finding) bool { return len(open) == 1 })
+	if open[0].Class != findings.SlowResponse || open[0].Effect != findings.WritesSlowed {
+		t.Fatalf("open %+v", open)
+	}
+	f.corr.OnSignal(Signal{Webhook: awsHook.Ref.Name, Class: findings.Healthy, Source: findings.Metrics, At: f.clock.Now()})
+	f.until("fast again", func(open []findings.Finding) bool { return len(open) == 0 })
+}
