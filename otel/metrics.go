@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -164,193 +165,86 @@ func NewMetrics(state MetricsState, opts ...MetricsOption) (*Metrics, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	provider, handler, err := newMeterProvider(o)
+	if err != nil {
+		return nil, err
+	}
+	m := &Metrics{
+		provider: provider,
+		handler:  handler,
+		expiry:   map[expiryKey]time.Time{},
+		callSets: map[callLabelKey]metric.MeasurementOption{},
+	}
+	meter := m.provider.Meter("github.com/hookscope/hookscope/otel")
+	if err := m.syncInstruments(meter); err != nil {
+		return nil, err
+	}
+	obs, err := newObserved(meter, state)
+	if err != nil {
+		return nil, err
+	}
+	obs.wire = m.wire
+	if _, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		m.observe(o, obs)
+		return nil
+	}, obs.instruments()...); err != nil {
+		return nil, fmt.Errorf("registering the metrics callback: %w", err)
+	}
+	return m, nil
+}
+
+// newMeterProvider is one MeterProvider with two readers: the Prometheus
+// endpoint, and with WithOTLPMetrics an OTLP push.
+func newMeterProvider(o metricsOptions) (*sdkmetric.MeterProvider, http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		return nil, fmt.Errorf("creating the Prometheus exporter: %w", err)
+		return nil, nil, fmt.Errorf("creating the Prometheus exporter: %w", err)
 	}
 	providerOpts := []sdkmetric.Option{sdkmetric.WithReader(exp)}
 	if o.otlp != nil {
 		cfg := o.otlp.withDefaults()
 		reader, err := newOTLPMetricReader(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("creating the OTLP metrics exporter for %s: %w", cfg.Endpoint, err)
+			return nil, nil, fmt.Errorf("creating the OTLP metrics exporter for %s: %w", cfg.Endpoint, err)
 		}
 		res, err := newResource(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("creating the OTLP metrics exporter: %w", err)
+			return nil, nil, fmt.Errorf("creating the OTLP metrics exporter: %w", err)
 		}
 		providerOpts = append(providerOpts, sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 	}
-	m := &Metrics{
-		provider: sdkmetric.NewMeterProvider(providerOpts...),
-		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		expiry:   map[expiryKey]time.Time{},
-		callSets: map[callLabelKey]metric.MeasurementOption{},
+	return sdkmetric.NewMeterProvider(providerOpts...), promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
+// syncInstruments creates the instruments recorded as things happen.
+func (m *Metrics) syncInstruments(meter metric.Meter) error {
+	var errs []error
+	wrap := func(name string, e error) {
+		if e != nil {
+			errs = append(errs, fmt.Errorf("creating %s: %w", name, e))
+		}
 	}
-	meter := m.provider.Meter("github.com/hookscope/hookscope/otel")
-	if m.findings, err = meter.Int64Counter(MetricFindings, metric.WithDescription("Findings opened, by class and effect.")); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricFindings, err)
-	}
-	if m.probes, err = meter.Float64Histogram(MetricProbeDuration, metric.WithUnit("s"),
+	var e error
+	m.findings, e = meter.Int64Counter(MetricFindings, metric.WithDescription("Findings opened, by class and effect."))
+	wrap(MetricFindings, e)
+	m.probes, e = meter.Float64Histogram(MetricProbeDuration, metric.WithUnit("s"),
 		metric.WithDescription("TLS handshake time of the API-server-style probe, by result."),
-		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricProbeDuration, err)
-	}
-	if m.calls, err = meter.Int64Counter(MetricWebhookCalls, metric.WithDescription("Handshakes to a webhook's backend seen by the kernel, by webhook and outcome (done, rejected, refused, reset, closed).")); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricWebhookCalls, err)
-	}
-	if m.handshake, err = meter.Float64Histogram(MetricHandshakeDuration, metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	wrap(MetricProbeDuration, e)
+	m.calls, e = meter.Int64Counter(MetricWebhookCalls, metric.WithDescription("Handshakes to a webhook's backend seen by the kernel, by webhook and outcome (done, rejected, refused, reset, closed)."))
+	wrap(MetricWebhookCalls, e)
+	m.handshake, e = meter.Float64Histogram(MetricHandshakeDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time from connect to the end of the handshake of calls to a webhook's backend, by webhook and outcome."),
-		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricHandshakeDuration, err)
-	}
-	if m.response, err = meter.Float64Histogram(MetricResponseDuration, metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	wrap(MetricHandshakeDuration, e)
+	m.response, e = meter.Float64Histogram(MetricResponseDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time from a request to the backend's answer, as the kernel sees it on the wire (the webhook's own latency), by webhook."),
-		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricResponseDuration, err)
-	}
-	if m.wire, err = meter.Int64ObservableCounter(MetricWireEvents, metric.WithDescription("Events the kernel reported on webhook backend connections, by kind.")); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricWireEvents, err)
-	}
-	health, err := meter.Int64ObservableGauge(MetricWebhookHealth, metric.WithDescription("1 for each webhook's current failure class (Healthy when no finding is open)."))
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricWebhookHealth, err)
-	}
-	open, err := meter.Int64ObservableGauge(MetricFindingsOpen, metric.WithDescription("Open findings, by class."))
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricFindingsOpen, err)
-	}
-	expiry, err := meter.Float64ObservableGauge(MetricCertExpiry, metric.WithUnit("s"), metric.WithDescription("Seconds until the served certificate expires, as last probed; negative when expired."))
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricCertExpiry, err)
-	}
-	risks, err := meter.Int64ObservableGauge(MetricWebhookRisks, metric.WithDescription("1 for each webhook and kind of risk that could block the cluster."))
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", MetricWebhookRisks, err)
-	}
-	instruments := []metric.Observable{health, open, expiry, risks, m.wire}
-	var dropped metric.Int64ObservableCounter
-	if state.EventsDropped != nil {
-		if dropped, err = meter.Int64ObservableCounter(MetricBPFEventsDropped, metric.WithDescription("Events the kernel dropped because the ring buffer was full.")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricBPFEventsDropped, err)
-		}
-		instruments = append(instruments, dropped)
-	}
-	var unparsed metric.Int64ObservableCounter
-	if state.Unparsed != nil {
-		if unparsed, err = meter.Int64ObservableCounter(MetricBPFUnparsed, metric.WithDescription("What the TC program could not read, by reason: malformed_record, split_record, out_of_order (record parsing stopped for that direction), unparsed_packet (IP fragments, IPv6 extension headers).")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricBPFUnparsed, err)
-		}
-		instruments = append(instruments, unparsed)
-	}
-	var spans metric.Int64ObservableCounter
-	var queue, capacity metric.Int64ObservableGauge
-	if state.Spans != nil {
-		if spans, err = meter.Int64ObservableCounter(MetricExporterSpans, metric.WithDescription("Spans by outcome: exported, or dropped because the queue was full (queue_full) or the collector stayed unreachable (export_failed).")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricExporterSpans, err)
-		}
-		if queue, err = meter.Int64ObservableGauge(MetricExporterQueue, metric.WithDescription("Spans waiting for the collector: queued or in an export being retried.")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricExporterQueue, err)
-		}
-		if capacity, err = meter.Int64ObservableGauge(MetricExporterCapacity, metric.WithDescription("Spans the queue holds before it drops new ones.")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricExporterCapacity, err)
-		}
-		instruments = append(instruments, spans, queue, capacity)
-	}
-	var invObjects, invWatches metric.Int64ObservableGauge
-	if state.Inventory != nil {
-		if invObjects, err = meter.Int64ObservableGauge(MetricInventoryObjects, metric.WithDescription("Objects the inventory caches, by kind: the cluster's webhook configurations, and only the Services and EndpointSlices that webhooks call.")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricInventoryObjects, err)
-		}
-		if invWatches, err = meter.Int64ObservableGauge(MetricInventoryWatches, metric.WithDescription("Watches the inventory keeps open on the API server.")); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", MetricInventoryWatches, err)
-		}
-		instruments = append(instruments, invObjects, invWatches)
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		openFindings, _ := state.Findings()
-		type healthKey struct{ class, effect string }
-		byWebhook := map[callout.Ref]map[healthKey]bool{}
-		byClass := map[findings.Class]int64{}
-		for _, f := range openFindings {
-			if byWebhook[f.Webhook] == nil {
-				byWebhook[f.Webhook] = map[healthKey]bool{}
-			}
-			byWebhook[f.Webhook][healthKey{string(f.Class), string(f.Effect)}] = true
-			byClass[f.Class]++
-		}
-		webhooks := state.Webhooks()
-		local := map[expiryKey]bool{}
-		for _, w := range webhooks {
-			for _, b := range w.Local {
-				local[expiryKey{w.Ref, b.String()}] = true
-			}
-		}
-		for _, w := range webhooks {
-			states := byWebhook[w.Ref]
-			if len(states) == 0 {
-				states = map[healthKey]bool{{string(findings.Healthy), string(findings.NoEffect)}: true}
-			}
-			for st := range states {
-				o.ObserveInt64(health, 1, metric.WithAttributes(webhookLabels(w.Ref, labelClass.String(st.class), labelEffect.String(st.effect))...))
-			}
-		}
-		for c, n := range byClass {
-			o.ObserveInt64(open, n, metric.WithAttributes(labelClass.String(string(c))))
-		}
-		m.mu.Lock()
-		for k, notAfter := range m.expiry {
-			if !local[k] { // the backend is gone
-				delete(m.expiry, k)
-				continue
-			}
-			o.ObserveFloat64(expiry, time.Until(notAfter).Seconds(), metric.WithAttributes(webhookLabels(k.webhook, labelBackend.String(k.backend))...))
-		}
-		m.mu.Unlock()
-		if state.Risks != nil {
-			for _, r := range state.Risks() {
-				o.ObserveInt64(risks, 1, metric.WithAttributes(webhookLabels(r.Webhook, labelKind.String(r.Kind), labelSeverity.String(r.Severity))...))
-			}
-		}
-		m.wireKinds.Range(func(_, v any) bool {
-			c := v.(*wireCount)
-			o.ObserveInt64(m.wire, c.n.Load(), c.opt)
-			return true
-		})
-		if state.EventsDropped != nil {
-			if n, err := state.EventsDropped(); err == nil {
-				o.ObserveInt64(dropped, int64(n))
-			}
-		}
-		if state.Unparsed != nil {
-			if byReason, err := state.Unparsed(); err == nil {
-				for reason, n := range byReason {
-					o.ObserveInt64(unparsed, int64(n), metric.WithAttributes(labelReason.String(reason)))
-				}
-			}
-		}
-		if state.Spans != nil {
-			st := state.Spans()
-			for outcome, n := range map[string]uint64{"exported": st.Exported, "queue_full": st.QueueFull, "export_failed": st.ExportFailed} {
-				o.ObserveInt64(spans, int64(n), metric.WithAttributes(labelOutcome.String(outcome)))
-			}
-			o.ObserveInt64(queue, int64(st.Queued))
-			o.ObserveInt64(capacity, int64(st.QueueSize))
-		}
-		if state.Inventory != nil {
-			st := state.Inventory()
-			for kind, n := range st.Objects {
-				o.ObserveInt64(invObjects, int64(n), metric.WithAttributes(labelKind.String(kind)))
-			}
-			o.ObserveInt64(invWatches, int64(st.Watches))
-		}
-		return nil
-	}, instruments...)
-	if err != nil {
-		return nil, fmt.Errorf("registering the metrics callback: %w", err)
-	}
-	return m, nil
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	wrap(MetricResponseDuration, e)
+	m.wire, e = meter.Int64ObservableCounter(MetricWireEvents, metric.WithDescription("Events the kernel reported on webhook backend connections, by kind."))
+	wrap(MetricWireEvents, e)
+	return errors.Join(errs...)
 }
 
 func webhookLabels(r callout.Ref, extra ...attribute.KeyValue) []attribute.KeyValue {

@@ -96,7 +96,6 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		return err
@@ -105,13 +104,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client from %s: %w", describeConfig(o.kubeconfig), err)
 	}
-
-	store := findings.NewStore(findings.Config{Log: log, StatePath: o.stateFile})
-	if n, err := store.Restore(); err != nil {
-		log.Warn("open findings of the last run not restored", "err", err)
-	} else if n > 0 {
-		log.Info("open findings of the last run restored: each goes on if seen again, or resolves", "findings", n, "state", o.stateFile)
-	}
+	store := restoreStore(o, log)
 	defer store.Save()
 	own := probe.NewOwn()
 
@@ -155,14 +148,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         inventory.APIPodLister{Client: client},
 	}
-	out := dataplane.Output{Event: metrics.ObserveWire, Response: metrics.ObserveResponse, Call: func(c callout.Call) {
-		metrics.ReportCall(c)
-		if exp != nil {
-			exp.ReportCall(c) // one span per handshake to a backend
-		}
-	}}
 	a = agent.New(acfg, parts)
-	asm.SetOutput(a.WireOutput(out))
+	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
 	if kernel != nil {
 		go kernel.Run(ctx)
 	}
@@ -175,6 +162,28 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	defer srv.Close()
 	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
 	return a.Run(ctx)
+}
+
+// restoreStore is the findings store, with what the last run left open.
+func restoreStore(o agentOptions, log *slog.Logger) *findings.Store {
+	store := findings.NewStore(findings.Config{Log: log, StatePath: o.stateFile})
+	if n, err := store.Restore(); err != nil {
+		log.Warn("open findings of the last run not restored", "err", err)
+	} else if n > 0 {
+		log.Info("open findings of the last run restored: each goes on if seen again, or resolves", "findings", n, "state", o.stateFile)
+	}
+	return store
+}
+
+// callOutput sends the data plane's calls and events to the metrics and,
+// with a collector, one span per handshake.
+func callOutput(metrics *otel.Metrics, exp *otel.Exporter) dataplane.Output {
+	return dataplane.Output{Event: metrics.ObserveWire, Response: metrics.ObserveResponse, Call: func(c callout.Call) {
+		metrics.ReportCall(c)
+		if exp != nil {
+			exp.ReportCall(c)
+		}
+	}}
 }
 
 func envOr(name, def string) string {
