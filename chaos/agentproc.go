@@ -24,6 +24,8 @@ import (
 // HTTP API and its spans: no agent package is imported here.
 type AgentProcess struct {
 	cmd     *exec.Cmd
+	args    []string // what it was started with, for Restart
+	binary  string
 	logPath string
 	done    chan error
 	// apis are the agents' API base URLs: this process's, or every agent
@@ -107,29 +109,40 @@ func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
 		return nil, fmt.Errorf("starting agent: %w", err)
 	}
 	api := fmt.Sprintf("http://127.0.0.1:%d", port)
-	p := &AgentProcess{apis: []string{api}, logPath: filepath.Join(o.Dir, "agent.log"), done: make(chan error, 1)}
-	logf, err := os.Create(p.logPath)
-	if err != nil {
-		return nil, fmt.Errorf("starting agent: %w", err)
-	}
-	args := append([]string{"agent",
+	p := &AgentProcess{apis: []string{api}, logPath: filepath.Join(o.Dir, "agent.log"), binary: o.Binary}
+	p.args = append([]string{"agent",
 		"--kubeconfig", o.Kubeconfig,
 		"--node-name", o.NodeName,
 		"--otlp-endpoint", o.OTLPEndpoint,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--log-level", "debug",
 	}, o.ExtraArgs...)
-	p.cmd = exec.Command(o.Binary, args...)
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// start runs the agent with p's arguments, its output appended to its log,
+// and waits until its inventory synced.
+func (p *AgentProcess) start(ctx context.Context) error {
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("starting agent: %w", err)
+	}
+	p.done = make(chan error, 1)
+	p.cmd = exec.Command(p.binary, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting agent %s: %w", o.Binary, err)
+		return fmt.Errorf("starting agent %s: %w", p.binary, err)
 	}
-	go func() { p.done <- p.cmd.Wait(); logf.Close() }()
-
+	done := p.done
+	go func() { done <- p.cmd.Wait(); logf.Close() }()
+	api := p.apis[0]
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		select {
-		case err := <-p.done:
+		case err := <-done:
 			return false, fmt.Errorf("agent exited: %v", err)
 		default:
 		}
@@ -142,9 +155,26 @@ func StartAgent(ctx context.Context, o AgentOptions) (*AgentProcess, error) {
 	})
 	if err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("waiting for the agent to sync: %w; last log lines:\n%s", err, tail(p.logPath, 15))
+		return fmt.Errorf("waiting for the agent to sync: %w; last log lines:\n%s", err, tail(p.logPath, 15))
 	}
-	return p, nil
+	return nil
+}
+
+// Restart stops the agent with sig (SIGTERM: it shuts down; SIGKILL: it
+// dies where it stands) and starts it again with the same flags, as a
+// node's kubelet restarts the container.
+func (p *AgentProcess) Restart(ctx context.Context, sig syscall.Signal) error {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return errors.New("restarting the agent: it is not a process of this game day (a DaemonSet's pods are restarted by their kubelet)")
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.start(ctx)
 }
 
 // LogPath is the agent's log file.

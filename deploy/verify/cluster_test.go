@@ -126,6 +126,10 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"watch", "nodes"}, true},
 					{[]string{"watch", "events", "-A"}, true},
 					{[]string{"get", "daemonsets.apps", "-n", "kube-system"}, true},
+					{[]string{"watch", "daemonsets.apps", "-A"}, true},
+					{[]string{"watch", "replicasets.apps", "-A"}, true},
+					{[]string{"watch", "deployments.apps", "-A"}, true},
+					{[]string{"watch", "jobs.batch", "-A"}, true},
 					{[]string{"get", "/metrics"}, true},
 					// Its Lease, in its own namespace only.
 					{[]string{"create", "leases.coordination.k8s.io", "-n", sa.ns}, true},
