@@ -274,6 +274,15 @@ func (r *Report) Markdown() string {
 	if r.Kernel != "" {
 		fmt.Fprintf(&s, "Kernel %s. All figures from one run, side by side.\n\n", r.Kernel)
 	}
+	r.bpfMarkdown(&s)
+	r.throughputMarkdown(&s)
+	r.scaleMarkdown(&s)
+	return s.String()
+}
+
+// bpfMarkdown writes the eBPF programs table: each program's cost per event,
+// net of the empty program's floor where one was measured.
+func (r *Report) bpfMarkdown(s *strings.Builder) {
 	s.WriteString("## eBPF programs (bpf_stats)\n\n")
 	floor := map[string]float64{}
 	if len(r.TracepointFloor) > 0 {
@@ -292,118 +301,169 @@ func (r *Report) Markdown() string {
 		if f, ok := floor[c.Program]; ok {
 			fl, net = fmt.Sprintf("%.1f", f), fmt.Sprintf("%.1f", c.NsPerEvent-f)
 		}
-		fmt.Fprintf(&s, "| %s | %s | %.1f | %d | %s | %s | %s |\n", c.Program, c.Path, c.NsPerEvent, c.Events, fl, net, goal)
+		fmt.Fprintf(s, "| %s | %s | %.1f | %d | %s | %s | %s |\n", c.Program, c.Path, c.NsPerEvent, c.Events, fl, net, goal)
 	}
-	if t := r.Throughput; t != nil {
-		fmt.Fprintf(&s, "\n## Throughput\n\n%s, %d runs of %d MiB each way, alternated.\n\n", t.TransferDirection, t.Runs, t.Bytes>>20)
-		fmt.Fprintf(&s, "| attached (%s) | detached | ratio | 95%% CI | goal |\n|---:|---:|---:|---|---|\n", t.AttachedPrograms)
-		v := verdict(r.ThroughputRatio >= GoalThroughputRatio)
-		if r.ThroughputRatio >= GoalThroughputRatio && t.RatioCI95[0] < GoalThroughputRatio {
-			v += " by the estimate; its 95% CI reaches below"
-		}
-		fmt.Fprintf(&s, "| %.1f MB/s | %.1f MB/s | %.4f | %.4f-%.4f | >= %.2f: %s |\n", t.AttachedMBps, t.DetachedMBps, r.ThroughputRatio,
-			t.RatioCI95[0], t.RatioCI95[1], GoalThroughputRatio, v)
-		if len(t.Programs) > 0 {
-			fmt.Fprintf(&s, "\nWhat the programs cost in the same transfer (attached runs of their own, bpf_stats on):\n\n| program | packets per run | ns per packet | share of the wall time |\n|---|---:|---:|---:|\n")
-			for _, p := range t.Programs {
-				fmt.Fprintf(&s, "| %s | %d | %.1f | %.2f%% |\n", p.Program, p.Packets, p.NsPerEvent, 100*p.WallShare)
-			}
+}
+
+// throughputMarkdown writes the throughput section, if measured: the ratio
+// with its confidence interval against the goal, then what each attached
+// program cost in the same transfer.
+func (r *Report) throughputMarkdown(s *strings.Builder) {
+	t := r.Throughput
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(s, "\n## Throughput\n\n%s, %d runs of %d MiB each way, alternated.\n\n", t.TransferDirection, t.Runs, t.Bytes>>20)
+	fmt.Fprintf(s, "| attached (%s) | detached | ratio | 95%% CI | goal |\n|---:|---:|---:|---|---|\n", t.AttachedPrograms)
+	v := verdict(r.ThroughputRatio >= GoalThroughputRatio)
+	if r.ThroughputRatio >= GoalThroughputRatio && t.RatioCI95[0] < GoalThroughputRatio {
+		v += " by the estimate; its 95% CI reaches below"
+	}
+	fmt.Fprintf(s, "| %.1f MB/s | %.1f MB/s | %.4f | %.4f-%.4f | >= %.2f: %s |\n", t.AttachedMBps, t.DetachedMBps, r.ThroughputRatio,
+		t.RatioCI95[0], t.RatioCI95[1], GoalThroughputRatio, v)
+	if len(t.Programs) > 0 {
+		fmt.Fprintf(s, "\nWhat the programs cost in the same transfer (attached runs of their own, bpf_stats on):\n\n| program | packets per run | ns per packet | share of the wall time |\n|---|---:|---:|---:|\n")
+		for _, p := range t.Programs {
+			fmt.Fprintf(s, "| %s | %d | %.1f | %.2f%% |\n", p.Program, p.Packets, p.NsPerEvent, 100*p.WallShare)
 		}
 	}
-	r.scaleMarkdown(&s)
-	return s.String()
 }
 
 // scaleMarkdown writes the scale, call rate, detection and cost curve
 // sections, each figure with its ratio to the goal.
 func (r *Report) scaleMarkdown(s *strings.Builder) {
+	r.clusterScaleMarkdown(s)
+	r.callRateMarkdown(s)
+	r.detectionMarkdown(s)
 	run := r.ScaleRun
-	if len(r.Scale) > 0 {
-		maxNodes, maxPods := 0, 0
-		for _, z := range r.Scale {
-			maxNodes, maxPods = max(maxNodes, z.Nodes), max(maxPods, z.Pods)
-		}
-		fmt.Fprintf(s, "\n## Cluster scale")
-		if run != nil {
-			fmt.Fprintf(s, " (SCALE=%s)", run.Scale)
-		}
-		s.WriteString("\n\nOne agent per row against a real API server with kwok nodes and pods; eBPF on. " +
-			"RSS and CPU after it settled; startup is process start to /readyz ok and every webhook in /webhooks. " +
-			"Ratio is measured / goal (<= 1 meets it).\n\n")
-		s.WriteString("| nodes | pods | services | webhooks | role | RSS | anon / file / shared | peak RSS | CPU (cores) | startup | watches | objects cached | RSS / 64 MiB | startup / 5 s |\n")
-		s.WriteString("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
-		for _, z := range r.Scale {
-			startup := fmt.Sprintf("%.2f", z.StartupSeconds/GoalStartupSeconds)
-			if z.Nodes == maxNodes && z.Pods == maxPods {
-				startup += " " + verdict(z.StartupSeconds < GoalStartupSeconds)
-			}
-			fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %s | %.1f / %.1f / %.1f | %s | %.4f | %.2f s | %d | %d | %.2f %s | %s |\n",
-				z.Nodes, z.Pods, z.Services, z.Webhooks, z.Role, mib(z.AgentRSSBytes),
-				float64(z.AgentRSSAnonBytes)/(1<<20), float64(z.AgentRSSFileBytes)/(1<<20), float64(z.AgentRSSShmemBytes)/(1<<20),
-				mib(z.AgentPeakRSSBytes), z.AgentCPUCores,
-				z.StartupSeconds, z.Watches, z.ObjectsCached, float64(z.AgentRSSBytes)/GoalAgentRSSBytes,
-				verdict(z.AgentRSSBytes < GoalAgentRSSBytes), startup)
-		}
-		if run != nil && len(run.Growth) > 0 {
-			s.WriteString("\nGrowing the cluster through its API (objects are nodes, pods, Services and webhook objects of the step):\n\n")
-			s.WriteString("| nodes | pods | pod Services | webhooks | create | settled | objects/s |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-			for _, g := range run.Growth {
-				fmt.Fprintf(s, "| %d | %d | %d | %d | %.1f s | %.1f s | %.0f |\n", g.Nodes, g.Pods, g.Services, g.Webhooks, g.CreateSeconds, g.SettledSeconds, g.ObjectsPerSec)
-			}
-		}
-	}
-	if len(r.CallRate) > 0 {
-		s.WriteString("\n## Call rate\n\nPaced TLS webhook calls (AdmissionReview POSTs) from the host to a traced backend in a network namespace on the agent's node. " +
-			"Agent CPU is the process's own; BPF CPU is its programs' run time (bpf_stats), which the kernel charges to the senders.\n\n")
-		s.WriteString("| mode | target calls/s | achieved | agent CPU (cores) | of it idle | BPF CPU (cores) | BPF ns/event | BPF events | dropped (kernel + agent) | calls seen by agent | goal |\n")
-		s.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-		for _, c := range r.CallRate {
-			goal := "-"
-			switch c.CallsPerSecond {
-			case goalCPURate:
-				goal = fmt.Sprintf("CPU %.2f of 2%% core %s", c.AgentCPUCores/GoalCPUCoresAt1000, verdict(c.AgentCPUCores < GoalCPUCoresAt1000))
-			case goalNoDropsRate:
-				goal = "no drops " + verdict(c.DroppedEvents <= GoalDroppedEventsAt5k)
-			}
-			fmt.Fprintf(s, "| %s | %d | %.0f | %.4f | %.4f | %.4f | %.1f | %d | %d (%d + %d) | %d | %s |\n", c.Mode, c.CallsPerSecond, c.AchievedCallsPerSecond,
-				c.AgentCPUCores, c.AgentIdleCPUCores, c.BPFCPUCores, c.BPFNsPerEvent, c.BPFEvents, c.DroppedEvents, c.KernelDropped, c.AgentDropped, c.CallsSeen, goal)
-		}
-	}
-	if d := r.DetectionUnderLoad; d != nil {
-		fmt.Fprintf(s, "\n## Detection under load\n\n%s, %s from its first failed call to the agent's finding (/findings polled every 20 ms). Load: %s (achieved %.0f calls/s).\n\n",
-			d.Failure, d.Class, d.Load, d.LoadAchieved)
-		s.WriteString("| | samples | first call on a stale connection | p50 | p95 | max | goal p95 < 1 s |\n|---|---:|---:|---:|---:|---:|---|\n")
-		fmt.Fprintf(s, "| idle | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.IdleSamples), d.IdleStaleFirstCalls, d.IdleP50Seconds, d.IdleP95Seconds,
-			Percentile(d.IdleSamples, 100), d.IdleP95Seconds/GoalDetectionP95, verdict(d.IdleP95Seconds < GoalDetectionP95))
-		fmt.Fprintf(s, "| under load | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.Samples), d.StaleFirstCalls, d.P50Seconds, d.P95Seconds,
-			Percentile(d.Samples, 100), d.P95Seconds/GoalDetectionP95, verdict(d.P95Seconds < GoalDetectionP95))
-	}
 	if run == nil {
 		return
 	}
-	if len(run.Fits) > 0 {
-		s.WriteString("\n## Cost curves\n\nLeast-squares lines over the rows above: cost = intercept + slope x size. " +
-			"Pods come with their Services and EndpointSlices (one each per 10 pods), so the pod slope includes them.\n\n")
-		s.WriteString("| cost | of | intercept | slopes | R² | points | note |\n|---|---|---:|---|---:|---:|---|\n")
-		for _, f := range run.Fits {
-			of := f.Role + f.Mode
-			var parts []string
-			for _, k := range sortedKeys(f.Slopes) {
-				parts = append(parts, fmt.Sprintf("%s per %s", fitUnit(f.Cost, f.Slopes[k]), k))
-			}
-			fmt.Fprintf(s, "| %s | %s | %s | %s | %.3f | %d | %s |\n", f.Cost, of, fitUnit(f.Cost, f.Intercept), strings.Join(parts, ", "), f.R2, f.Points, f.Note)
-		}
-		for _, c := range run.Charts {
-			fmt.Fprintf(s, "\n![%s](%s)\n", strings.TrimSuffix(c, ".svg"), c)
-		}
-	}
-	if len(run.Notes) > 0 {
-		s.WriteString("\n## Scale goals\n\n")
-		for _, n := range run.Notes {
-			fmt.Fprintf(s, "- %s\n", n)
-		}
-	}
+	run.costCurvesMarkdown(s)
+	run.goalNotesMarkdown(s)
 	fmt.Fprintf(s, "\nScale run: %.0f s in all.\n", run.TotalSeconds)
+}
+
+// clusterScaleMarkdown writes the cluster scale table, one row per size and
+// role, followed by the growth table. The startup goal applies only to the
+// largest size, so only its row carries a verdict.
+func (r *Report) clusterScaleMarkdown(s *strings.Builder) {
+	if len(r.Scale) == 0 {
+		return
+	}
+	run := r.ScaleRun
+	maxNodes, maxPods := 0, 0
+	for _, z := range r.Scale {
+		maxNodes, maxPods = max(maxNodes, z.Nodes), max(maxPods, z.Pods)
+	}
+	fmt.Fprintf(s, "\n## Cluster scale")
+	if run != nil {
+		fmt.Fprintf(s, " (SCALE=%s)", run.Scale)
+	}
+	s.WriteString("\n\nOne agent per row against a real API server with kwok nodes and pods; eBPF on. " +
+		"RSS and CPU after it settled; startup is process start to /readyz ok and every webhook in /webhooks. " +
+		"Ratio is measured / goal (<= 1 meets it).\n\n")
+	s.WriteString("| nodes | pods | services | webhooks | role | RSS | anon / file / shared | peak RSS | CPU (cores) | startup | watches | objects cached | RSS / 64 MiB | startup / 5 s |\n")
+	s.WriteString("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	for _, z := range r.Scale {
+		startup := fmt.Sprintf("%.2f", z.StartupSeconds/GoalStartupSeconds)
+		if z.Nodes == maxNodes && z.Pods == maxPods {
+			startup += " " + verdict(z.StartupSeconds < GoalStartupSeconds)
+		}
+		fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %s | %.1f / %.1f / %.1f | %s | %.4f | %.2f s | %d | %d | %.2f %s | %s |\n",
+			z.Nodes, z.Pods, z.Services, z.Webhooks, z.Role, mib(z.AgentRSSBytes),
+			float64(z.AgentRSSAnonBytes)/(1<<20), float64(z.AgentRSSFileBytes)/(1<<20), float64(z.AgentRSSShmemBytes)/(1<<20),
+			mib(z.AgentPeakRSSBytes), z.AgentCPUCores,
+			z.StartupSeconds, z.Watches, z.ObjectsCached, float64(z.AgentRSSBytes)/GoalAgentRSSBytes,
+			verdict(z.AgentRSSBytes < GoalAgentRSSBytes), startup)
+	}
+	if run != nil {
+		run.growthMarkdown(s)
+	}
+}
+
+// growthMarkdown writes how long each step of growing the cluster took.
+func (run *ScaleRun) growthMarkdown(s *strings.Builder) {
+	if len(run.Growth) == 0 {
+		return
+	}
+	s.WriteString("\nGrowing the cluster through its API (objects are nodes, pods, Services and webhook objects of the step):\n\n")
+	s.WriteString("| nodes | pods | pod Services | webhooks | create | settled | objects/s |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, g := range run.Growth {
+		fmt.Fprintf(s, "| %d | %d | %d | %d | %.1f s | %.1f s | %.0f |\n", g.Nodes, g.Pods, g.Services, g.Webhooks, g.CreateSeconds, g.SettledSeconds, g.ObjectsPerSec)
+	}
+}
+
+// callRateMarkdown writes the call rate table; the CPU goal applies at
+// goalCPURate and the no-drops goal at goalNoDropsRate.
+func (r *Report) callRateMarkdown(s *strings.Builder) {
+	if len(r.CallRate) == 0 {
+		return
+	}
+	s.WriteString("\n## Call rate\n\nPaced TLS webhook calls (AdmissionReview POSTs) from the host to a traced backend in a network namespace on the agent's node. " +
+		"Agent CPU is the process's own; BPF CPU is its programs' run time (bpf_stats), which the kernel charges to the senders.\n\n")
+	s.WriteString("| mode | target calls/s | achieved | agent CPU (cores) | of it idle | BPF CPU (cores) | BPF ns/event | BPF events | dropped (kernel + agent) | calls seen by agent | goal |\n")
+	s.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, c := range r.CallRate {
+		goal := "-"
+		switch c.CallsPerSecond {
+		case goalCPURate:
+			goal = fmt.Sprintf("CPU %.2f of 2%% core %s", c.AgentCPUCores/GoalCPUCoresAt1000, verdict(c.AgentCPUCores < GoalCPUCoresAt1000))
+		case goalNoDropsRate:
+			goal = "no drops " + verdict(c.DroppedEvents <= GoalDroppedEventsAt5k)
+		}
+		fmt.Fprintf(s, "| %s | %d | %.0f | %.4f | %.4f | %.4f | %.1f | %d | %d (%d + %d) | %d | %s |\n", c.Mode, c.CallsPerSecond, c.AchievedCallsPerSecond,
+			c.AgentCPUCores, c.AgentIdleCPUCores, c.BPFCPUCores, c.BPFNsPerEvent, c.BPFEvents, c.DroppedEvents, c.KernelDropped, c.AgentDropped, c.CallsSeen, goal)
+	}
+}
+
+// detectionMarkdown writes failure-to-finding time idle and under load, if
+// measured.
+func (r *Report) detectionMarkdown(s *strings.Builder) {
+	d := r.DetectionUnderLoad
+	if d == nil {
+		return
+	}
+	fmt.Fprintf(s, "\n## Detection under load\n\n%s, %s from its first failed call to the agent's finding (/findings polled every 20 ms). Load: %s (achieved %.0f calls/s).\n\n",
+		d.Failure, d.Class, d.Load, d.LoadAchieved)
+	s.WriteString("| | samples | first call on a stale connection | p50 | p95 | max | goal p95 < 1 s |\n|---|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(s, "| idle | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.IdleSamples), d.IdleStaleFirstCalls, d.IdleP50Seconds, d.IdleP95Seconds,
+		Percentile(d.IdleSamples, 100), d.IdleP95Seconds/GoalDetectionP95, verdict(d.IdleP95Seconds < GoalDetectionP95))
+	fmt.Fprintf(s, "| under load | %d | %d | %.3f s | %.3f s | %.3f s | %.2f %s |\n", len(d.Samples), d.StaleFirstCalls, d.P50Seconds, d.P95Seconds,
+		Percentile(d.Samples, 100), d.P95Seconds/GoalDetectionP95, verdict(d.P95Seconds < GoalDetectionP95))
+}
+
+// costCurvesMarkdown writes the fitted cost lines and links their charts.
+func (run *ScaleRun) costCurvesMarkdown(s *strings.Builder) {
+	if len(run.Fits) == 0 {
+		return
+	}
+	s.WriteString("\n## Cost curves\n\nLeast-squares lines over the rows above: cost = intercept + slope x size. " +
+		"Pods come with their Services and EndpointSlices (one each per 10 pods), so the pod slope includes them.\n\n")
+	s.WriteString("| cost | of | intercept | slopes | R² | points | note |\n|---|---|---:|---|---:|---:|---|\n")
+	for _, f := range run.Fits {
+		of := f.Role + f.Mode
+		var parts []string
+		for _, k := range sortedKeys(f.Slopes) {
+			parts = append(parts, fmt.Sprintf("%s per %s", fitUnit(f.Cost, f.Slopes[k]), k))
+		}
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %.3f | %d | %s |\n", f.Cost, of, fitUnit(f.Cost, f.Intercept), strings.Join(parts, ", "), f.R2, f.Points, f.Note)
+	}
+	for _, c := range run.Charts {
+		fmt.Fprintf(s, "\n![%s](%s)\n", strings.TrimSuffix(c, ".svg"), c)
+	}
+}
+
+// goalNotesMarkdown lists the scale goals missed, each with its figure and
+// reason.
+func (run *ScaleRun) goalNotesMarkdown(s *strings.Builder) {
+	if len(run.Notes) == 0 {
+		return
+	}
+	s.WriteString("\n## Scale goals\n\n")
+	for _, n := range run.Notes {
+		fmt.Fprintf(s, "- %s\n", n)
+	}
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -41,8 +41,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/agent"
-	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/chaos"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // The cluster's shape: the measured agent's node, the node of the agent

@@ -75,34 +75,8 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 
 	start := time.Now()
 	l.Binary = bin
-	switch provider := os.Getenv("PROVIDER"); provider {
-	case "", "local":
-		l.Provider = NewLocal("hookscope", filepath.Join(o.Dir, "cluster"))
-	case "kind":
-		// A worker for the backends and the agent, and one that joins
-		// without aws-node for the blocked-CNI game day.
-		k := NewKind("hookscope", filepath.Join(o.Dir, "cluster"), 2)
-		k.Joining = 1
-		l.Provider, l.Node, l.JoiningNode = k, k.WorkerNames()[0], k.WorkerNames()[1]
-	default:
-		return nil, fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
-	}
-	if err := l.Provider.Create(ctx); err != nil {
+	if err := l.startCluster(ctx); err != nil {
 		return nil, err
-	}
-	l.Report = NewReport(l.Provider.Name())
-	cfg, err := clientcmd.BuildConfigFromFlags("", l.Provider.Kubeconfig())
-	if err != nil {
-		return nil, fmt.Errorf("starting lab: loading kubeconfig: %w", err)
-	}
-	if l.Client, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, fmt.Errorf("starting lab: %w", err)
-	}
-	if err := l.Provider.AddNode(ctx, l.Node); err != nil {
-		return nil, err
-	}
-	if v, err := l.Client.Discovery().ServerVersion(); err == nil {
-		l.Report.KubernetesVersion = v.GitVersion
 	}
 	fmt.Fprintf(os.Stderr, "lab: cluster %s with node %s ready in %s\n", l.Provider.Name(), l.Node, time.Since(start).Round(time.Millisecond))
 
@@ -113,30 +87,81 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		fmt.Fprintf(os.Stderr, "lab: jaeger and agent up as pods in %s\n", time.Since(start).Round(time.Millisecond))
 		return l, nil
 	}
+	if err := l.startLocal(ctx); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "lab: jaeger and agent up in %s (agent log %s)\n", time.Since(start).Round(time.Millisecond), l.Agent.LogPath())
+	return l, nil
+}
+
+// chooseProvider sets the lab's Provider from $PROVIDER: local (kwok, the
+// default) or kind, whose workers' names replace the lab's node names.
+func (l *Lab) chooseProvider() error {
+	switch provider := os.Getenv("PROVIDER"); provider {
+	case "", "local":
+		l.Provider = NewLocal("hookscope", filepath.Join(l.Dir, "cluster"))
+	case "kind":
+		// A worker for the backends and the agent, and one that joins
+		// without aws-node for the blocked-CNI game day.
+		k := NewKind("hookscope", filepath.Join(l.Dir, "cluster"), 2)
+		k.Joining = 1
+		l.Provider, l.Node, l.JoiningNode = k, k.WorkerNames()[0], k.WorkerNames()[1]
+	default:
+		return fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
+	}
+	return nil
+}
+
+// startCluster creates the Provider's cluster, a client for it and the
+// scenarios' node, and starts the Report with the cluster's version. Each
+// part is set on l as soon as it exists, so Stop tears down what started.
+func (l *Lab) startCluster(ctx context.Context) error {
+	if err := l.chooseProvider(); err != nil {
+		return err
+	}
+	if err := l.Provider.Create(ctx); err != nil {
+		return err
+	}
+	l.Report = NewReport(l.Provider.Name())
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.Provider.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("starting lab: loading kubeconfig: %w", err)
+	}
+	if l.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("starting lab: %w", err)
+	}
+	if err := l.Provider.AddNode(ctx, l.Node); err != nil {
+		return err
+	}
+	if v, err := l.Client.Discovery().ServerVersion(); err == nil {
+		l.Report.KubernetesVersion = v.GitVersion
+	}
+	return nil
+}
+
+// startLocal brings up Jaeger and the agent as processes on this machine
+// (the local provider), the agent exporting its spans to that Jaeger.
+func (l *Lab) startLocal(ctx context.Context) error {
 	jbin, err := jaeger.Binary()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if l.Jaeger, err = jaeger.Start(ctx, jbin, filepath.Join(o.Dir, "jaeger")); err != nil {
-		return nil, err
+	if l.Jaeger, err = jaeger.Start(ctx, jbin, filepath.Join(l.Dir, "jaeger")); err != nil {
+		return err
 	}
 	l.Agent, err = StartAgent(ctx, AgentOptions{
-		Binary:       bin,
+		Binary:       l.Binary,
 		Kubeconfig:   l.Provider.Kubeconfig(),
 		NodeName:     l.Node,
 		OTLPEndpoint: l.Jaeger.OTLPGRPCEndpoint(),
-		Dir:          o.Dir,
+		Dir:          l.Dir,
 		// One agent: it wins the election and runs the cluster-wide checks.
 		// HOOKSCOPE_AGENT_EXTRA_ARGS adds flags, e.g. to switch a detector
 		// off and watch its scenarios fail.
 		ExtraArgs: append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s"},
 			strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...),
 	})
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "lab: jaeger and agent up in %s (agent log %s)\n", time.Since(start).Round(time.Millisecond), l.Agent.LogPath())
-	return l, nil
+	return err
 }
 
 // Stop stops the agent, Jaeger and the cluster, keeping their logs in Dir.

@@ -88,91 +88,128 @@ func (a *Agent) Addr() string {
 	return a.srv.ln.Addr().String()
 }
 
-// Handler is the control API.
+// Handler is the control API, one handler per route of Agent's table.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /certificate", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		cert, err := tls.X509KeyPair(body, body)
-		if err != nil {
-			http.Error(w, "parsing the certificate and key: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.reply(w, a.setCertificate(cert))
-	})
-	mux.HandleFunc("PUT /delay", func(w http.ResponseWriter, r *http.Request) {
-		d, err := time.ParseDuration(r.URL.Query().Get("d"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.delay = d
-		if a.srv != nil {
-			a.srv.SetDelay(d)
-		}
-		a.mu.Unlock()
-	})
-	mux.HandleFunc("PUT /silent", func(w http.ResponseWriter, r *http.Request) {
-		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.silent = on
-		if a.srv != nil {
-			a.srv.SetSilent(on)
-		}
-		a.mu.Unlock()
-	})
-	mux.HandleFunc("PUT /serving", func(w http.ResponseWriter, r *http.Request) {
-		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.reply(w, a.setServing(on))
-	})
-	mux.HandleFunc("PUT /ready", func(w http.ResponseWriter, r *http.Request) {
-		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.ready = on
-		a.mu.Unlock()
-	})
-	mux.HandleFunc("POST /close", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		if a.srv != nil {
-			a.srv.CloseConnections()
-		}
-		a.mu.Unlock()
-	})
-	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		n := a.served
-		if a.srv != nil {
-			n += a.srv.Requests()
-		}
-		a.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(n)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		ok := a.ready && a.srv != nil
-		a.mu.Unlock()
-		if !ok {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-		}
-	})
+	mux.HandleFunc("PUT /certificate", a.putCertificate)
+	mux.HandleFunc("PUT /delay", a.putDelay)
+	mux.HandleFunc("PUT /silent", a.putSilent)
+	mux.HandleFunc("PUT /serving", a.putServing)
+	mux.HandleFunc("PUT /ready", a.putReady)
+	mux.HandleFunc("POST /close", a.postClose)
+	mux.HandleFunc("GET /requests", a.getRequests)
+	mux.HandleFunc("GET /readyz", a.getReadyz)
 	return mux
+}
+
+// putCertificate serves the PEM certificate chain and key of the body; the
+// first one starts the webhook server.
+func (a *Agent) putCertificate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cert, err := tls.X509KeyPair(body, body)
+	if err != nil {
+		http.Error(w, "parsing the certificate and key: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.reply(w, a.setCertificate(cert))
+}
+
+// putDelay makes each review wait ?d= (a Go duration), now and in every
+// server started later.
+func (a *Agent) putDelay(w http.ResponseWriter, r *http.Request) {
+	d, err := time.ParseDuration(r.URL.Query().Get("d"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.mu.Lock()
+	a.delay = d
+	if a.srv != nil {
+		a.srv.SetDelay(d)
+	}
+	a.mu.Unlock()
+}
+
+// putSilent makes the server accept connections and never answer (?on=1),
+// or answer again (?on=0), now and in every server started later.
+func (a *Agent) putSilent(w http.ResponseWriter, r *http.Request) {
+	on, ok := queryBool(w, r)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	a.silent = on
+	if a.srv != nil {
+		a.srv.SetSilent(on)
+	}
+	a.mu.Unlock()
+}
+
+// putServing closes the webhook port (?on=0) or listens again (?on=1).
+func (a *Agent) putServing(w http.ResponseWriter, r *http.Request) {
+	on, ok := queryBool(w, r)
+	if !ok {
+		return
+	}
+	a.reply(w, a.setServing(on))
+}
+
+// putReady fails (?on=0) or passes (?on=1) the pod's readiness probe.
+func (a *Agent) putReady(w http.ResponseWriter, r *http.Request) {
+	on, ok := queryBool(w, r)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	a.ready = on
+	a.mu.Unlock()
+}
+
+// postClose closes the webhook server's open connections.
+func (a *Agent) postClose(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	if a.srv != nil {
+		a.srv.CloseConnections()
+	}
+	a.mu.Unlock()
+}
+
+// getRequests answers how many reviews were answered, by the current
+// server and by those closed before it, as a JSON number.
+func (a *Agent) getRequests(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	n := a.served
+	if a.srv != nil {
+		n += a.srv.Requests()
+	}
+	a.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(n)
+}
+
+// getReadyz is the pod's readiness probe: 200 once serving and ready, 503
+// otherwise.
+func (a *Agent) getReadyz(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	ok := a.ready && a.srv != nil
+	a.mu.Unlock()
+	if !ok {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+	}
+}
+
+// queryBool parses the request's ?on= parameter; when it is not a bool, it
+// answers 400 and returns false.
+func queryBool(w http.ResponseWriter, r *http.Request) (on, ok bool) {
+	on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return false, false
+	}
+	return on, true
 }
 
 func (a *Agent) reply(w http.ResponseWriter, err error) {
