@@ -158,7 +158,8 @@ func (l *Lab) startLocal(ctx context.Context) error {
 		// One agent: it wins the election and runs the cluster-wide checks.
 		// HOOKSCOPE_AGENT_EXTRA_ARGS adds flags, e.g. to switch a detector
 		// off and watch its scenarios fail.
-		ExtraArgs: append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s"},
+		ExtraArgs: append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s",
+			"--state-file", filepath.Join(l.Dir, "findings.json")},
 			strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...),
 	})
 	return err

@@ -112,6 +112,11 @@ func (s *Server) SetCertificate(cert tls.Certificate) {
 	s.CloseConnections()
 }
 
+// SwapCertificate makes later handshakes serve cert and keeps the open
+// connections: a certificate that expires (or is replaced) under a
+// connection the API server keeps alive, which goes on carrying writes.
+func (s *Server) SwapCertificate(cert tls.Certificate) { s.cert.Store(&cert) }
+
 // CloseConnections closes the open connections, as a restart would.
 func (s *Server) CloseConnections() {
 	s.mu.Lock()
