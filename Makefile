@@ -73,7 +73,7 @@ bench: tools build
 		go test -count=1 -timeout 90m -run '^TestBenchScale$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|scale_test'
 	go test -run '^$$' -bench '^Benchmark(Tracepoints|ProgramSegment|TracingOverhead|DecodeEvent)$$' -benchtime 2000x -count 1 ./bpf/...
 	go test -run '^$$' -bench '^BenchmarkRemoveBackend$$' -benchtime 20x -count 1 ./bpf/handshake/
-	go test -run '^$$' -bench . -benchtime 1s -count 1 ./agent/
+	go test -run '^$$' -bench . -benchtime 1s -count 1 ./inventory/ ./probe/ ./risk/ ./apisignals/
 	@echo; cat bench-report/report.md
 
 FUZZTIME ?= 60s
@@ -83,8 +83,8 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzParseHello$$' -fuzztime $(FUZZTIME) ./bpf/handshake/
 	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./bpf/tcpstate/
-	go test -run '^$$' -fuzz '^FuzzParseWebhookFailure$$' -fuzztime $(FUZZTIME) ./agent/
-	go test -run '^$$' -fuzz '^FuzzParseWebhookMetrics$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./agent/
+	go test -run '^$$' -fuzz '^FuzzParseWebhookFailure$$' -fuzztime $(FUZZTIME) ./apisignals/
+	go test -run '^$$' -fuzz '^FuzzParseWebhookMetrics$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./apisignals/
 
 ## lint: gofmt, go vet, staticcheck
 lint: tools

@@ -117,7 +117,9 @@ func (s *Store) newFinding(o Observation) Finding {
 	return f
 }
 
-// continueLocked is the same failure observed again.
+// continueLocked is the same failure observed again. The kernel's first
+// account of a failed call, and an effect that changed, are reported (the
+// finding's span gains them).
 func (s *Store) continueLocked(e *entry, o Observation, c *change) {
 	e.observed()
 	changed := false
@@ -128,13 +130,14 @@ func (s *Store) continueLocked(e *entry, o Observation, c *change) {
 	// new one.
 	if e.Effect == NextConnectionFails && o.OpenConnections == 0 {
 		e.Effect = EffectOf(o.Webhook, o.Class)
-		c.report(cloneFinding(e.Finding))
-		return
+		changed = true
 	}
 	if o.Certificate != nil {
 		e.Certificate = o.Certificate
 	}
-	c.persist = c.persist || changed
+	if changed {
+		c.report(cloneFinding(e.Finding))
+	}
 }
 
 // reclassLocked gives a finding opened on a generic signal its cause.
@@ -180,12 +183,17 @@ func (s *Store) NoteFailedCall(fc FailedCall) {
 		if k.Scope != ScopeBackend || k.Backend != fc.Backend {
 			continue
 		}
+		changed := false
 		if !e.hasSource(Kernel) {
-			addEvidence(e, fc.Evidence)
-			c.persist = true
+			// The kernel's first account of a failed call: the finding
+			// (and its span) gains the wire's facts.
+			changed = addEvidence(e, fc.Evidence)
 		}
 		if e.Effect == NextConnectionFails {
 			e.Effect = failedEffect(e.FailurePolicy)
+			changed = true
+		}
+		if changed {
 			c.report(cloneFinding(e.Finding))
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
@@ -112,10 +114,16 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 	case "", "grpc":
 		opts := []otlptracegrpc.Option{
 			otlptracegrpc.WithEndpoint(cfg.Endpoint),
-			otlptracegrpc.WithTimeout(requestTimeout),
+			// The gRPC exporter's timeout bounds a batch, its retries
+			// included: RetryFor, not one request's time.
+			otlptracegrpc.WithTimeout(cfg.RetryFor),
 			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
 				Enabled: true, InitialInterval: retryInitial, MaxInterval: retryMax, MaxElapsedTime: cfg.RetryFor,
 			}),
+			// Redial a collector that went away at least every retryMax:
+			// gRPC's default backoff grows to minutes, so a batch could give
+			// up before the first redial after a collector restart.
+			otlptracegrpc.WithDialOption(grpc.WithConnectParams(reconnect)),
 		}
 		if cfg.Insecure {
 			opts = append(opts, otlptracegrpc.WithInsecure())
@@ -139,6 +147,12 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 		return retryUnreachable{next: exp, initial: retryInitial, max: retryMax}, nil
 	}
 	return nil, fmt.Errorf("protocol %q: want grpc or http", cfg.Protocol)
+}
+
+// reconnect is how the gRPC exporters redial a collector that went away.
+var reconnect = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: retryInitial / 4, Multiplier: 1.6, Jitter: 0.2, MaxDelay: retryMax},
+	MinConnectTimeout: requestTimeout,
 }
 
 // Exporter turns findings into spans and sends them over OTLP (gRPC or HTTP). It is

@@ -3,6 +3,7 @@ package otel
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -28,6 +29,7 @@ func newOTLPMetricReader(cfg Config) (sdkmetric.Reader, error) {
 	case "", "grpc":
 		opts := []otlpmetricgrpc.Option{
 			otlpmetricgrpc.WithEndpoint(cfg.Endpoint),
+			otlpmetricgrpc.WithDialOption(grpc.WithConnectParams(reconnect)),
 			otlpmetricgrpc.WithTimeout(timeout),
 			otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{
 				Enabled: true, InitialInterval: retryInitial, MaxInterval: retryMax, MaxElapsedTime: retryFor,

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -126,21 +127,19 @@ type retryUnreachable struct {
 
 // ExportSpans implements sdktrace.SpanExporter.
 func (r retryUnreachable) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	wait := r.initial
-	for {
-		err := r.next.ExportSpans(ctx, spans)
-		if err == nil || !unreachable(err) {
-			return err
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		last = r.next.ExportSpans(ctx, spans)
+		if last != nil && !unreachable(last) {
+			return struct{}{}, backoff.Permanent(last) // the collector answered: no retry
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("collector unreachable until the export deadline: %w", err)
-		case <-t.C:
-		}
-		wait = min(2*wait, r.max)
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: r.initial, Multiplier: 2, MaxInterval: r.max}),
+		backoff.WithMaxElapsedTime(0)) // the export's deadline (RetryFor) bounds it
+	if err != nil && ctx.Err() != nil && last != nil {
+		return fmt.Errorf("collector unreachable until the export deadline: %w", last)
 	}
+	return err
 }
 
 // unreachable tells a collector that is down or went away (refused, reset,
@@ -153,7 +152,9 @@ func unreachable(err error) bool {
 // Shutdown implements sdktrace.SpanExporter.
 func (r retryUnreachable) Shutdown(ctx context.Context) error { return r.next.Shutdown(ctx) }
 
-// XRayIDs generates trace IDs that AWS X-Ray accepts: the first 4 bytes are
+// XRayIDs generates trace IDs that AWS X-Ray accepts (the OpenTelemetry
+// contrib module that had one, propagators/aws, is deprecated and no longer
+// supported): the first 4 bytes are
 // the start time in Unix seconds (big-endian), the other 12 random. X-Ray
 // (and the collector's awsxray exporter, which renders the ID as
 // 1-<8 hex time>-<24 hex random>) refuses a trace whose ID does not start

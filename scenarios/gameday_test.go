@@ -42,6 +42,9 @@ type gameDay struct {
 	callOutcome string
 	remediation string
 	remediate   func(ctx context.Context, wh *chaos.Webhook, state any) error
+	// spanTags are what the kernel saw of the failed call, on the
+	// finding's span: a value of "*" asks only that the tag be there.
+	spanTags map[string]string
 }
 
 func (g gameDay) feature() types.Feature {
@@ -138,6 +141,15 @@ func (g gameDay) feature() types.Feature {
 			result.SpanTraceID = traces[0].TraceID
 			return ctx
 		}).
+		Assess("detect: the finding's span carries what the kernel saw", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			if len(g.spanTags) == 0 {
+				t.Skip("no handshake fails: the kernel sees no failed call")
+			}
+			if err := kernelFactsOnSpan(ctx, finding.ID, g.spanTags); err != nil {
+				fail(t, "%v", err)
+			}
+			return ctx
+		}).
 		Assess("detect: the failed handshake's call span is in Jaeger", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			if g.callOutcome == "" {
 				t.Skip("the failure sends no packet, or no handshake fails")
@@ -221,4 +233,28 @@ func failer(result *chaos.ScenarioResult) func(t *testing.T, format string, args
 		result.Failures = append(result.Failures, msg)
 		t.Fatal(msg)
 	}
+}
+
+// kernelFactsOnSpan waits for a span of finding id in Jaeger with want's
+// tags (a "*" value: any).
+func kernelFactsOnSpan(ctx context.Context, id string, want map[string]string) error {
+	exact := map[string]string{"hookscope.finding.id": id}
+	for k, v := range want {
+		if v != "*" {
+			exact[k] = v
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	traces, err := lab.Jaeger.WaitForTraces(wctx, chaos.AgentServiceName, exact, 1)
+	if err != nil {
+		return fmt.Errorf("no span of finding %s with %v in Jaeger: %w", id, exact, err)
+	}
+	span := traces[0].Spans[0]
+	for k, v := range want {
+		if v == "*" && span.Tags[k] == "" {
+			return fmt.Errorf("span of finding %s lacks %s (tags %v)", id, k, span.Tags)
+		}
+	}
+	return nil
 }

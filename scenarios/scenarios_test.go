@@ -48,6 +48,30 @@ func TestExpiredServingCertificate(t *testing.T) {
 		effect:        "writes rejected",
 		remediation:   "serve a renewed, valid certificate",
 		remediate:     serveValidCertificate,
+		spanTags:      map[string]string{"tls.protocol.version": "1.3", "hookscope.handshake.phase": "server_hello", "hookscope.tls.encrypted_alert": "true"},
+	}.feature())
+}
+
+// TestExpiredServingCertificateTLS12: a backend that speaks TLS 1.2 at
+// most (older webhook servers, a FIPS proxy): the API server's alert goes
+// in cleartext, and the finding's span names it.
+func TestExpiredServingCertificateTLS12(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "expired serving certificate, TLS 1.2 backend",
+		callOutcome:   "rejected",
+		expectedClass: "CertExpired",
+		spec:          chaos.WebhookSpec{Name: "expired-cert-tls12", FailurePolicy: admissionv1.Fail},
+		inject: func(ctx context.Context, wh *chaos.Webhook) (any, error) {
+			if err := wh.Server.SetTLSMaxVersion(tls.VersionTLS12); err != nil {
+				return nil, err
+			}
+			return serveExpiredCertificate(ctx, wh)
+		},
+		wantError:   x509Expired,
+		effect:      "writes rejected",
+		remediation: "serve a renewed, valid certificate",
+		remediate:   serveValidCertificate,
+		spanTags:    map[string]string{"tls.protocol.version": "1.2", "hookscope.tls.alert.level": "fatal", "hookscope.tls.alert.description": "*"},
 	}.feature())
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"unsafe"
+
+	"github.com/hookscope/hookscope/bpf/internal/layoutcheck"
 )
 
 func encode(t testing.TB, e handshakeEvent) []byte {
@@ -67,7 +69,14 @@ func FuzzDecodeEvent(f *testing.F) {
 // TestEventLayout: the generated struct has no padding Go adds on its own,
 // so copying a record into it (ringread.Into) is decoding it.
 func TestEventLayout(t *testing.T) {
+	spec, err := loadHandshake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range layoutcheck.Struct(spec, "event", handshakeEvent{}) {
+		t.Error(err)
+	}
 	if got := int(unsafe.Sizeof(handshakeEvent{})); got != EventSize {
-		t.Fatalf("Go lays struct event out in %d bytes, the kernel in %d", got, EventSize)
+		t.Errorf("EventSize is %d, the struct %d", EventSize, got)
 	}
 }

@@ -27,6 +27,8 @@ type Server struct {
 	requests atomic.Int64
 	ln       *silentListener
 	delay    atomic.Int64 // nanoseconds each review waits before its answer
+	// maxVersion caps the TLS version the server negotiates (0: none).
+	maxVersion atomic.Uint32
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -45,8 +47,9 @@ func Serve(ln net.Listener, cert tls.Certificate) *Server {
 		ErrorLog:  log.New(io.Discard, "", 0),
 		ConnState: s.track,
 		TLSConfig: &tls.Config{
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
-			NextProtos:     []string{"h2", "http/1.1"},
+			GetCertificate:     func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+			NextProtos:         []string{"h2", "http/1.1"},
+			GetConfigForClient: s.configForClient,
 		},
 	}
 	s.ln = &silentListener{Listener: ln}
@@ -110,6 +113,23 @@ func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 func (s *Server) SetCertificate(cert tls.Certificate) {
 	s.cert.Store(&cert)
 	s.CloseConnections()
+}
+
+// SetTLSMaxVersion caps the TLS version of later handshakes (tls.VersionTLS12:
+// the client's alerts go in cleartext); 0 lifts the cap.
+func (s *Server) SetTLSMaxVersion(v uint16) { s.maxVersion.Store(uint32(v)) }
+
+// configForClient is the server's config with the version cap, if any.
+func (s *Server) configForClient(*tls.ClientHelloInfo) (*tls.Config, error) {
+	v := uint16(s.maxVersion.Load())
+	if v == 0 {
+		return nil, nil // the server's own config
+	}
+	return &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+		NextProtos:     []string{"h2", "http/1.1"},
+		MaxVersion:     v,
+	}, nil
 }
 
 // SwapCertificate makes later handshakes serve cert and keeps the open

@@ -28,6 +28,8 @@ type Control interface {
 	SetSilent(silent bool) error
 	// CloseConnections closes the open connections, as a restart would.
 	CloseConnections() error
+	// SetTLSMaxVersion caps the TLS version of later handshakes (0: none).
+	SetTLSMaxVersion(v uint16) error
 	// Requests is how many admission reviews were answered.
 	Requests() (int64, error)
 }
@@ -43,6 +45,9 @@ func (l Local) SetDelay(d time.Duration) error { l.Server.SetDelay(d); return ni
 
 // SetSilent implements Control.
 func (l Local) SetSilent(silent bool) error { l.Server.SetSilent(silent); return nil }
+
+// SetTLSMaxVersion implements Control.
+func (l Local) SetTLSMaxVersion(v uint16) error { l.Server.SetTLSMaxVersion(v); return nil }
 
 // CloseConnections implements Control.
 func (l Local) CloseConnections() error { l.Server.CloseConnections(); return nil }
@@ -71,6 +76,7 @@ type Agent struct {
 	ready   bool
 	delay   time.Duration
 	silent  bool
+	tlsMax  uint16
 	served  int64 // reviews answered by servers closed since
 }
 
@@ -93,6 +99,7 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /certificate", a.putCertificate)
 	mux.HandleFunc("PUT /delay", a.putDelay)
+	mux.HandleFunc("PUT /tls-max-version", a.putTLSMaxVersion)
 	mux.HandleFunc("PUT /silent", a.putSilent)
 	mux.HandleFunc("PUT /serving", a.putServing)
 	mux.HandleFunc("PUT /ready", a.putReady)
@@ -132,6 +139,35 @@ func (a *Agent) putDelay(w http.ResponseWriter, r *http.Request) {
 		a.srv.SetDelay(d)
 	}
 	a.mu.Unlock()
+}
+
+// putTLSMaxVersion caps the TLS version (?v=1.2, or 0 for none), now and
+// in every server started later.
+func (a *Agent) putTLSMaxVersion(w http.ResponseWriter, r *http.Request) {
+	v, err := parseTLSVersion(r.URL.Query().Get("v"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.mu.Lock()
+	a.tlsMax = v
+	if a.srv != nil {
+		a.srv.SetTLSMaxVersion(v)
+	}
+	a.mu.Unlock()
+}
+
+// parseTLSVersion reads "1.2", "1.3" or "0".
+func parseTLSVersion(s string) (uint16, error) {
+	switch s {
+	case "0", "":
+		return 0, nil
+	case "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("TLS version %q: want 1.2, 1.3 or 0", s)
 }
 
 // putSilent makes the server accept connections and never answer (?on=1),
@@ -256,6 +292,7 @@ func (a *Agent) listen() error {
 	}
 	a.srv = Serve(ln, *a.cert)
 	a.srv.SetDelay(a.delay)
+	a.srv.SetTLSMaxVersion(a.tlsMax)
 	if a.silent {
 		a.srv.SetSilent(true)
 	}
@@ -314,6 +351,19 @@ func (r Remote) SetDelay(d time.Duration) error {
 // SetSilent implements Control.
 func (r Remote) SetSilent(silent bool) error {
 	_, err := r.do(http.MethodPut, "/silent?on="+strconv.FormatBool(silent), nil)
+	return err
+}
+
+// SetTLSMaxVersion implements Control.
+func (r Remote) SetTLSMaxVersion(v uint16) error {
+	name := "0"
+	switch v {
+	case tls.VersionTLS12:
+		name = "1.2"
+	case tls.VersionTLS13:
+		name = "1.3"
+	}
+	_, err := r.do(http.MethodPut, "/tls-max-version?v="+name, nil)
 	return err
 }
 
