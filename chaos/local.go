@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -503,6 +504,31 @@ func copyFile(src, dst string) error {
 	}
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return nil
+}
+
+// PauseAPIServer freezes the kube-apiserver (SIGSTOP) for d, then lets it
+// go on (SIGCONT): its clients' requests hang, as in a control plane
+// outage or a partition from it, and nothing it holds is lost. The agent's
+// Lease cannot be renewed meanwhile.
+func (l *Local) PauseAPIServer(ctx context.Context, d time.Duration) error {
+	raw, err := os.ReadFile(filepath.Join(l.clusterDir(), "pids", "kube-apiserver.pid"))
+	if err != nil {
+		return fmt.Errorf("pausing the API server: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || !l.ours(pid) {
+		return fmt.Errorf("pausing the API server: pid file %q names no component of this cluster", raw)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pausing the API server: %w", err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
 	}
 	return nil
 }
