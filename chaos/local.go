@@ -198,6 +198,11 @@ func (l *Local) Create(ctx context.Context) error {
 		"--kube-scheduler-binary", bin("kube-scheduler"),
 		"--kwok-controller-binary", bin("kwok"),
 		"--extra-args", "kube-apiserver=enable-aggregator-routing=true",
+		// One of each: they need no Lease, and a controller-manager that
+		// loses one (an API server outage longer than its renew deadline)
+		// exits, and kwokctl does not restart it.
+		"--extra-args", "kube-controller-manager=leader-elect=false",
+		"--extra-args", "kube-scheduler=leader-elect=false",
 	}
 	if err := l.kwokctl(ctx, tools, args...); err != nil {
 		err = fmt.Errorf("creating local cluster %s: %w", l.name, err)
