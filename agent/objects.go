@@ -28,12 +28,23 @@ func (a *Agent) objectLoop(ctx context.Context) {
 			changed = true
 		case <-time.After(next):
 		}
+		// URLs are probed on changes and each probe interval, not on the
+		// quick rechecks of webhooks without endpoints.
+		probeURLs := changed || next == a.cfg.ProbeInterval
 		next = a.cfg.ProbeInterval
 		if !a.leading.Load() {
 			continue
 		}
 		v := a.view.Load()
 		for _, w := range v.webhooks {
+			if callsURL(w) {
+				// Not on a node: the Lease holder probes it, as the API
+				// server calls it.
+				if probeURLs {
+					a.queue.Add(task{target: probeTarget{url: w.Ref}})
+				}
+				continue
+			}
 			if a.checkObjects(ctx, w) == findings.NoEndpoints {
 				next = brokenRecheck
 			}
@@ -89,3 +100,7 @@ func (a *Agent) analyzeRisks(v *view) {
 		a.cfg.Logger.Warn("risk", "webhook", r.Webhook.String(), "kind", r.Kind, "severity", r.Severity, "detail", r.Detail, "fix", r.Fix)
 	}
 }
+
+// callsURL reports whether w calls a URL (no Service): nothing to trace on a
+// node, and no objects to check; the Lease holder probes the URL.
+func callsURL(w callout.Webhook) bool { return w.Service == nil && w.URL != "" && w.Invalid == "" }

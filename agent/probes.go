@@ -6,16 +6,17 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/probe"
 )
 
-// task is one item of the agent's queue: probe one webhook's backend, or
-// hand the local backends to the data plane.
+// task is one item of the agent's queue: one probe, or hand the local
+// backends to the data plane.
 type task struct {
-	key  probeKey
-	sync bool
+	target probeTarget
+	sync   bool
 }
 
 // work takes tasks off the queue until it shuts down.
@@ -46,8 +47,10 @@ func (a *Agent) probeLoop(ctx context.Context) {
 		case <-time.After(a.cfg.ProbeInterval + jitter):
 		}
 		a.queue.Add(task{sync: true})
-		for k := range a.view.Load().local {
-			a.queue.Add(task{key: k})
+		for t := range a.view.Load().targets {
+			if t.backend.IsValid() { // URLs: the Lease holder's object loop
+				a.queue.Add(task{target: t})
+			}
 		}
 	}
 }
@@ -59,7 +62,7 @@ func (a *Agent) probeLoop(ctx context.Context) {
 func (a *Agent) onFailedCall(b dataplane.Backend, fc findings.FailedCall) {
 	a.store.NoteFailedCall(fc)
 	for _, w := range b.Webhooks {
-		a.queue.AddRateLimited(task{key: probeKey{w.Ref, b.Addr}})
+		a.queue.AddRateLimited(task{target: a.targetOf(w, b.Addr)})
 	}
 }
 
@@ -70,28 +73,46 @@ func (a *Agent) onHandshakeDone(b dataplane.Backend) {
 		return
 	}
 	for _, w := range b.Webhooks {
-		a.queue.AddRateLimited(task{key: probeKey{w.Ref, b.Addr}})
+		a.queue.AddRateLimited(task{target: a.targetOf(w, b.Addr)})
 	}
 }
 
-// probe probes one backend as the API server calls it and hands the result
-// to the store.
+// probe probes one target as the API server calls it and hands the result
+// to the store, for every webhook that shares the target.
 func (a *Agent) probe(ctx context.Context, t task) {
-	k := t.key
-	w, ok := a.view.Load().webhooks[k.ref]
-	if !ok || w.Service == nil || w.Invalid != "" || !a.view.Load().local[k] {
+	v := a.view.Load()
+	refs := v.targets[t.target]
+	if len(refs) == 0 {
 		a.queue.Forget(t)
 		return
 	}
-	o := probe.Options{ServerName: w.ServerName(), CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon}
-	if a.cfg.ReviewProbe {
-		o.Review = &probe.Review{Path: w.Service.Path, SlowAfter: a.asm.SlowAfter(w)}
+	w := v.webhooks[refs[0]]
+	if !t.target.backend.IsValid() {
+		if a.leading.Load() {
+			a.probeURL(ctx, t, w)
+		}
+		return
 	}
-	r := probe.Run(ctx, k.backend, o)
+	o := probe.Options{ServerName: t.target.serverName, CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon}
+	if a.cfg.ReviewProbe {
+		o.Review = &probe.Review{Path: t.target.path, SlowAfter: a.asm.SlowAfter(w)}
+	}
+	r := probe.Run(ctx, t.target.backend, o)
 	if ctx.Err() != nil {
 		return
 	}
-	a.cfg.Logger.Debug("probe", "webhook", k.ref.String(), "result", r.String())
+	a.cfg.Logger.Debug("probe", "webhooks", len(refs), "first", refs[0].String(), "result", r.String())
+	for _, ref := range refs {
+		if w, ok := v.webhooks[ref]; ok {
+			a.observeProbe(t, w, r)
+		}
+	}
+}
+
+// observeProbe hands a probe's result, for webhook w, to the store and
+// the metrics.
+func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result) {
+	k := probeKey{w.Ref, t.target.backend}
 	if a.cfg.Observer != nil {
 		a.cfg.Observer.ObserveProbe(k.ref, k.backend, r.Class, r.Handshake, r.Leaf)
 	}
@@ -112,6 +133,24 @@ func (a *Agent) probe(ctx context.Context, t task) {
 		Certificate:     r.Leaf,
 		OpenConnections: a.asm.OpenConnections(k.backend),
 	})
+}
+
+// probeURL probes a webhook that calls a URL, as the API server would:
+// the URL's host resolved, TLS with that host as the server name. Its
+// finding is about the webhook (no backend of a Service).
+func (a *Agent) probeURL(ctx context.Context, t task, w callout.Webhook) {
+	target, err := probe.ResolveURL(ctx, w.URL)
+	var r probe.Result
+	if err != nil {
+		r = probe.Result{Start: time.Now(), Class: findings.Unreachable, Detail: err.Error()}
+	} else {
+		r = probe.Run(ctx, target, probe.Options{ServerName: w.ServerName(), CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon})
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	a.cfg.Logger.Debug("probe", "webhook", w.Ref.String(), "url", w.URL, "result", r.String())
+	a.observeProbe(t, w, r)
 }
 
 // syncBackends hands the local backends to the data plane. A backend whose

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"slices"
 	"time"
@@ -17,19 +18,42 @@ type view struct {
 	synced   bool
 	webhooks map[callout.Ref]callout.Webhook
 	byName   map[string]callout.Ref
-	// local are the backends this agent traces and probes.
-	local    map[probeKey]bool
+	// local are the backends this agent traces and probes, per webhook.
+	local map[probeKey]bool
+	// targets are the probes to make: webhooks that share a backend, a
+	// server name and a caBundle share one probe.
+	targets  map[probeTarget][]callout.Ref
 	backends []dataplane.Backend
 	// logged holds what was said of webhooks that cannot be probed, so it
 	// is said once per change, not per resolution.
 	logged map[callout.Ref]string
 }
 
-// probeKey is one webhook's view of one backend: webhooks that share a
-// backend may trust different CAs.
+// probeKey is one webhook's view of one backend.
 type probeKey struct {
 	ref     callout.Ref
 	backend netip.AddrPort
+}
+
+// probeTarget is one probe. Webhooks that share a backend may trust
+// different CAs or expect another name; those that agree on all of it
+// (often: every webhook of one server) share the probe. A webhook that
+// calls a URL has its own (url is set, backend is not).
+type probeTarget struct {
+	backend    netip.AddrPort
+	serverName string
+	ca         [sha256.Size]byte
+	path       string // with review probes only: they post to it
+	url        callout.Ref
+}
+
+// targetOf is the probe of webhook w's backend at addr.
+func (a *Agent) targetOf(w callout.Webhook, addr netip.AddrPort) probeTarget {
+	t := probeTarget{backend: addr, serverName: w.ServerName(), ca: sha256.Sum256(w.CABundle)}
+	if a.cfg.ReviewProbe && w.Service != nil {
+		t.path = w.Service.Path
+	}
+	return t
 }
 
 // isLocal reports whether b is this agent's to trace and probe.
@@ -43,7 +67,7 @@ func (a *Agent) isLocal(b callout.Backend) bool {
 // newView builds the view of ws.
 func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 	v := &view{synced: true, webhooks: map[callout.Ref]callout.Webhook{}, byName: map[string]callout.Ref{},
-		local: map[probeKey]bool{}, logged: map[callout.Ref]string{}}
+		local: map[probeKey]bool{}, targets: map[probeTarget][]callout.Ref{}, logged: map[callout.Ref]string{}}
 	byAddr := map[netip.AddrPort]*dataplane.Backend{}
 	for _, w := range ws {
 		v.webhooks[w.Ref] = w
@@ -53,11 +77,18 @@ func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 		if said, ok := prev.logged[w.Ref]; ok {
 			v.logged[w.Ref] = said
 		}
+		if callsURL(w) {
+			v.targets[probeTarget{url: w.Ref}] = []callout.Ref{w.Ref}
+		}
 		for _, b := range w.Backends {
 			if !a.isLocal(b) {
 				continue
 			}
 			v.local[probeKey{w.Ref, b.Addr}] = true
+			if w.Service != nil && w.Invalid == "" {
+				t := a.targetOf(w, b.Addr)
+				v.targets[t] = append(v.targets[t], w.Ref)
+			}
 			db := byAddr[b.Addr]
 			if db == nil {
 				db = &dataplane.Backend{Addr: b.Addr, Pod: b.Pod}
@@ -93,9 +124,9 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 		return v.local[probeKey{k.Webhook, k.Backend}]
 	})
 	a.queue.Add(task{sync: true})
-	for k := range v.local {
-		if !prev.local[k] {
-			a.queue.Add(task{key: k})
+	for t := range v.targets {
+		if _, known := prev.targets[t]; !known && t.backend.IsValid() {
+			a.queue.Add(task{target: t})
 		}
 	}
 	a.wakeObjects()

@@ -93,8 +93,15 @@ var failureCases = []struct {
 		name:      "no route to host",
 		msg:       callFailed(`dial tcp 10.0.0.7:8443: connect: no route to host`),
 		ok:        true,
-		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.ConnectionRefused},
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.Unreachable},
 		detailHas: "no route to the backend",
+	},
+	{
+		name:      "a URL webhook's host that does not resolve",
+		msg:       callFailed(`dial tcp: lookup hooks.example.invalid on 10.96.0.10:53: no such host`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.Unreachable},
+		detailHas: "does not resolve",
 	},
 	{
 		name:      "context deadline exceeded",
@@ -175,7 +182,7 @@ var failureCases = []struct {
 		want: WebhookFailure{
 			Webhook:  "vpod.x.hookscope.dev",
 			URL:      "https://hook-svc.hooks.svc:443/validate?timeout=5s",
-			Class:    findings.ConnectionRefused,
+			Class:    findings.Unreachable,
 			FailOpen: true,
 		},
 		detailHas: "dial tcp 10.0.1.5:8443: connect: no route to host",

@@ -160,6 +160,28 @@ func (p *AgentProcess) start(ctx context.Context) error {
 	return nil
 }
 
+// RestartWith restarts the agent (SIGTERM) with flags set to the given
+// values (added when absent), and returns a function that restarts it
+// with the flags it had.
+func (p *AgentProcess) RestartWith(ctx context.Context, flags map[string]string) (restore func(context.Context) error, err error) {
+	old := slices.Clone(p.args)
+	for name, value := range flags {
+		if i := slices.Index(p.args, "--"+name); i >= 0 && i+1 < len(p.args) {
+			p.args[i+1] = value
+		} else {
+			p.args = append(p.args, "--"+name, value)
+		}
+	}
+	if err := p.Restart(ctx, syscall.SIGTERM); err != nil {
+		p.args = old
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		p.args = old
+		return p.Restart(ctx, syscall.SIGTERM)
+	}, nil
+}
+
 // Restart stops the agent with sig (SIGTERM: it shuts down; SIGKILL: it
 // dies where it stands) and starts it again with the same flags, as a
 // node's kubelet restarts the container.

@@ -30,6 +30,9 @@ const (
 	UnknownAuthority   Class = "UnknownAuthority" // the caBundle does not verify the served chain
 	HostnameMismatch   Class = "HostnameMismatch"
 	ConnectionRefused  Class = "ConnectionRefused"
+	// Unreachable: no route to the backend, or its name does not resolve
+	// (a URL webhook's host): the packets never reach it.
+	Unreachable        Class = "Unreachable"
 	HandshakeTimeout   Class = "HandshakeTimeout"
 	TLSHandshakeFailed Class = "TLSHandshakeFailed"
 	// CallsFailing: the API server reports failed calls and no signal says
@@ -67,7 +70,7 @@ func (c Class) Aspect() Aspect {
 // may go on carrying writes.
 func (c Class) FailsNewConnections() bool {
 	switch c {
-	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout:
+	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout, Unreachable:
 		return true
 	}
 	return false

@@ -41,6 +41,8 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return "reissue the serving certificate with the name " + serverName(w)
 	case ConnectionRefused:
 		return "check that the webhook pods behind " + backend + " listen on the target port"
+	case Unreachable:
+		return "make " + backend + " reachable from the control plane: a route to its address, its name in DNS, security groups or firewalls that let the API server through"
 	case HandshakeTimeout:
 		return "restart the hung webhook pods behind " + backend
 	case CertExpiringSoon:

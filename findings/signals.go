@@ -140,9 +140,10 @@ func (s *Store) SetLeading(leading bool) {
 	s.mu.Unlock()
 }
 
-// Tick resolves the held findings whose time is up. Call it now and then
-// (every second is plenty).
+// Tick resolves the held findings whose time is up and brings the state
+// file up to date. Call it every second: a crash loses at most that much.
 func (s *Store) Tick() {
+	defer s.saveIfBehind()
 	var c change
 	s.mu.Lock()
 	now := s.cfg.Clock.Now()

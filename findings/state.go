@@ -43,6 +43,7 @@ func (s *Store) persist() {
 		return
 	}
 	s.mu.Lock()
+	s.dirty = false
 	st := state{Version: stateVersion, Saved: s.cfg.Clock.Now()}
 	for k, e := range s.open {
 		st.Open = append(st.Open, savedEntry{Scope: k.Scope, Impact: k.Impact, Finding: cloneFinding(e.Finding)})
@@ -59,6 +60,16 @@ func (s *Store) persist() {
 
 // Save writes the state file now (on shutdown).
 func (s *Store) Save() { s.persist() }
+
+// saveIfBehind writes the state file when changes are not in it yet.
+func (s *Store) saveIfBehind() {
+	s.mu.Lock()
+	dirty := s.dirty
+	s.mu.Unlock()
+	if dirty {
+		s.persist()
+	}
+}
 
 func writeFileAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".findings-*")

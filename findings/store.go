@@ -85,7 +85,8 @@ type Store struct {
 	open     map[Key]*entry
 	resolved []Finding
 	wire     map[netip.AddrPort]wireMark
-	dropped  int // findings not kept: maxOpen reached
+	dropped  int  // findings not kept: maxOpen reached
+	dirty    bool // the state file is behind the open findings
 }
 
 // entry is an open finding and what the store knows of it.
@@ -151,11 +152,14 @@ func (c *change) report(f Finding) {
 	c.persist = true
 }
 
-// done reports the changes to the sinks and keeps the state file current.
-// Callers hold no lock.
+// done reports the changes to the sinks and marks the state file behind
+// (Tick writes it: a burst of changes, a backend that fails for a hundred
+// webhooks, is one write). Callers hold no lock.
 func (s *Store) done(c change) {
 	if c.persist {
-		s.persist()
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
 	}
 	for _, f := range c.reports {
 		if f.Resolved != nil {

@@ -244,6 +244,7 @@ func TestRestart(t *testing.T) {
 	for _, f := range sk.all() {
 		ids[f.ID] = true
 	}
+	s.Tick() // the agent ticks every second: the state file catches up
 
 	s2, sk2, clk2 := newTestStore(t, path) // a new process, the same state file
 	n, err := s2.Restore()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -37,8 +38,16 @@ func classifyDial(err error) findings.Class {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return findings.ConnectionRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), isNotFound(err):
+		return findings.Unreachable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), dialTimeout(err):
 		return findings.HandshakeTimeout
 	}
 	return findings.TLSHandshakeFailed
+}
+
+// isNotFound reports whether err is a name that does not resolve.
+func isNotFound(err error) bool {
+	dns, ok := errors.AsType[*net.DNSError](err)
+	return ok && dns.IsNotFound
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/hookscope/hookscope/findings"
@@ -156,4 +158,29 @@ func (r Result) String() string {
 func dialTimeout(err error) bool {
 	ne, ok := errors.AsType[net.Error](err)
 	return ok && ne.Timeout()
+}
+
+// ResolveURL is the address the API server dials for a webhook URL: its
+// host (resolved, when a name) and port (443 by default).
+func ResolveURL(ctx context.Context, raw string) (netip.AddrPort, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("webhook url: %w", err)
+	}
+	port := uint16(443)
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("webhook url %s: port %q", u.Redacted(), p)
+		}
+		port = uint16(n)
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return netip.AddrPortFrom(ip, port), nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dial tcp: lookup %s: %w", u.Hostname(), err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), port), nil
 }
