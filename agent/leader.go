@@ -47,7 +47,7 @@ func RunLeaderElection(ctx context.Context, client kubernetes.Interface, namespa
 				}
 			},
 			OnStoppedLeading: func() {
-				log.Info("no longer leading: another agent runs the cluster-wide checks")
+				log.Info("no longer holding the cluster-checks Lease (another agent took it, or the API server did not answer in time): its findings are held and go on if this agent leads again")
 				a.SetObjectChecks(false)
 			},
 		},

@@ -80,9 +80,7 @@ func startsCall(k handshake.EventKind) bool {
 // hello was not read. Empty when neither says.
 func tlsVersion(e handshake.Event) string {
 	if e.Hello != nil && len(e.Hello.Versions) == 1 {
-		if v := versionName(e.Hello.Versions[0]); v != "" {
-			return v
-		}
+		return handshake.VersionName(e.Hello.Versions[0])
 	}
 	if e.TLS13 {
 		return "1.3"
@@ -90,19 +88,6 @@ func tlsVersion(e handshake.Event) string {
 	return ""
 }
 
-func versionName(v uint16) string {
-	switch v {
-	case 0x0304:
-		return "1.3"
-	case 0x0303:
-		return "1.2"
-	case 0x0302:
-		return "1.1"
-	case 0x0301:
-		return "1.0"
-	}
-	return ""
-}
 
 // failedCall is the wire's account of a failed call, when e ends one.
 func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) {
