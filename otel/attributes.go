@@ -9,8 +9,10 @@
 // webhook (its name in the configuration) that starts when the first call
 // failed and ends when hookscope knew why, with status Error and the
 // description "<class>: <effect>" (e.g. "CertExpired: writes rejected"),
-// and one span event per piece of evidence. A resolved finding is a short
-// span of the same name at the resolution time, with status Ok.
+// and one span event per piece of evidence; a finding that changes (its
+// class, its effect, the kernel's first account of a failed call) is
+// reported again under the same hookscope.finding.id. A resolved finding
+// is a short span of the same name at the resolution time, with status Ok.
 //
 // Resource (who observed it):
 //
@@ -65,6 +67,11 @@
 //	hookscope.cert.subject             subject of the served leaf certificate
 //	hookscope.cert.not_before          its validity window, RFC 3339 (UTC)
 //	hookscope.cert.not_after
+//
+// Span links, from a correlation or call span to the finding that names
+// the webhook's failure, and from a resolution to its finding:
+//
+//	hookscope.link.reason              "webhook finding" or "opened by"
 //
 // Span events, one per evidence entry, named "hookscope.evidence.<source>"
 // (source is "ebpf", "probe" or "apiserver"), at the time it was observed:
