@@ -48,6 +48,11 @@ step() { # step NAME START: one line with the time since START
 }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (debootstrap and chroot)"
+if ! command -v debootstrap >/dev/null; then
+	log "installing debootstrap (Debian's package)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
+		die "installing debootstrap failed (it needs Debian's package mirror)"
+fi
 docker info >/dev/null 2>&1 || die "no Docker daemon: run 'make docker-up' first"
 
 inputs="$( {
