@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"github.com/hookscope/hookscope/callout"
@@ -131,8 +132,28 @@ func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result) {
 		Webhook: w, Backend: k.backend, Class: r.Class, Covers: covers, Started: r.Start,
 		Evidence:        findings.Evidence{Source: findings.Probe, At: r.Start, Detail: detail},
 		Certificate:     r.Leaf,
-		OpenConnections: a.asm.OpenConnections(k.backend),
+		OpenConnections: a.openConnections(k.backend, r.Class),
 	})
+}
+
+// openSettle is how long a count of open connections is given to catch up
+// with closes the kernel reported but the agent has not read yet (routine
+// events wait up to the ring buffers' 50 ms poll): a certificate swapped
+// as its server closes the connections must not read "writes pass on open
+// connections".
+const openSettle = 120 * time.Millisecond
+
+// openConnections is how many connections the API server holds open to
+// backend, when it matters: the class fails only new connections.
+func (a *Agent) openConnections(backend netip.AddrPort, class findings.Class) int {
+	if !class.FailsNewConnections() || !backend.IsValid() {
+		return 0
+	}
+	if a.asm.OpenConnections(backend) == 0 {
+		return 0
+	}
+	time.Sleep(openSettle)
+	return a.asm.OpenConnections(backend)
 }
 
 // probeURL probes a webhook that calls a URL, as the API server would:

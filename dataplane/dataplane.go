@@ -11,6 +11,7 @@
 package dataplane
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -163,6 +164,9 @@ func (a *Assembler) HandleTLS(e handshake.Event) {
 		after = append(after, a.latencyEvent(b, k, e)...)
 	}
 	a.mu.Unlock()
+	if e.Kind != handshake.KindRequest && e.Kind != handshake.KindResponse && a.cfg.Log.Enabled(context.Background(), slog.LevelDebug) {
+		a.cfg.Log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "phase", uint8(e.Phase), "alert", e.AlertDescription, "known", known)
+	}
 	if a.cfg.Output.Event != nil {
 		a.cfg.Output.Event(e.Kind.String())
 	}
