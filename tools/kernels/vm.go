@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// runVM boots the track's kernel in qemu with the test binaries in its
+// initramfs and reads their results from the VM's second serial port.
+// Whatever goes wrong (download, boot, timeout) makes the kernel fail, with
+// what went wrong in its failed list.
+func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, []string) {
+	fail := func(version string, err error) (kernelResult, []string) {
+		fmt.Printf("kernels: %s: %v\n", tr.Name, err)
+		return kernelResult{Version: version, Failed: []string{err.Error()}}, nil
+	}
+	start := time.Now()
+	if err := ensureQemu(); err != nil {
+		return fail(tr.Name, err)
+	}
+	a, err := aptFor(tr, c.cache)
+	if err != nil {
+		return fail(tr.Name, err)
+	}
+	pkg, err := kernelPackage(a, tr)
+	if err != nil {
+		return fail(tr.Name, err)
+	}
+	version := strings.TrimPrefix(pkg, "linux-image-") // until the VM says its uname -r
+	debs := filepath.Join(c.cache, "debs")
+	root, fetched, err := fetchDeb(a, debs, pkg)
+	if err != nil {
+		return fail(version, err)
+	}
+	bbRoot, _, err := fetchDeb(apt{}, debs, "busybox-static")
+	if err != nil {
+		return fail(version, err)
+	}
+	busybox := filepath.Join(bbRoot, "bin", "busybox")
+	vmlinuz, modules, err := kernelFiles(root, busybox)
+	if err != nil {
+		return fail(version, err)
+	}
+	how := "cached"
+	if fetched {
+		how = "downloaded"
+	}
+	step(start, "%s: %s %s, %d modules", tr.Name, pkg, how, len(modules))
+
+	start = time.Now()
+	initrd := filepath.Join(build, tr.Name+".cpio")
+	size, err := buildInitramfs(initrd, busybox, modules, pkgs)
+	if err != nil {
+		return fail(version, fmt.Errorf("building the initramfs: %w", err))
+	}
+	step(start, "%s: initramfs %d MiB", tr.Name, size>>20)
+
+	start = time.Now()
+	consoleLog := filepath.Join(c.out, tr.Name+"-console.log")
+	testLog := filepath.Join(c.out, tr.Name+"-tests.log")
+	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "HOOKSCOPE_TIMEOUT=" + c.pkgTime.String()}
+	if c.run != "" {
+		if strings.ContainsAny(c.run, " \"") {
+			return fail(version, fmt.Errorf("-run %q: no spaces or quotes on a kernel command line", c.run))
+		}
+		cmdline = append(cmdline, "HOOKSCOPE_RUN="+c.run)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.vmTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-m", c.memory, "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
+		"-kernel", vmlinuz, "-initrd", initrd, "-append", strings.Join(cmdline, " "),
+		"-serial", "file:"+consoleLog, "-serial", "file:"+testLog)
+	out, qerr := cmd.CombinedOutput()
+	var problems []string
+	switch {
+	case ctx.Err() != nil:
+		problems = append(problems, fmt.Sprintf("VM timed out after %s (see %s)", c.vmTimeout, testLog))
+	case qerr != nil:
+		problems = append(problems, fmt.Sprintf("qemu: %v: %s", qerr, strings.TrimSpace(string(out))))
+	}
+	f, err := os.Open(testLog)
+	if err != nil {
+		return fail(version, fmt.Errorf("reading the VM's test log: %w", err))
+	}
+	defer f.Close()
+	release, runs, done, err := splitVMLog(f)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if release == "" {
+		problems = append(problems, fmt.Sprintf("the VM never reached /init's tests (kernel console: %s)", consoleLog))
+	} else {
+		version = release
+	}
+	if !done && len(problems) == 0 {
+		problems = append(problems, fmt.Sprintf("/init did not finish (kernel console: %s)", consoleLog))
+	}
+	res, skipped := summarize(version, runs, problems)
+	step(start, "%s: %s booted and tested: %d tests, %d failed", tr.Name, version, res.Tests, len(res.Failed))
+	return res, skipped
+}
+
+// ensureQemu installs Debian's qemu-system-x86 when qemu is missing.
+func ensureQemu() error {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+		return nil
+	}
+	start := time.Now()
+	install := func() error {
+		cmd := exec.Command("apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get install qemu-system-x86: %w: %s", err, lastLines(string(out), 5))
+		}
+		return nil
+	}
+	if err := install(); err != nil {
+		if out, uerr := exec.Command("apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
+			return fmt.Errorf("apt-get update: %w: %s", uerr, lastLines(string(out), 5))
+		}
+		if err := install(); err != nil {
+			return err
+		}
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return errors.New("qemu-system-x86 installed, but no qemu-system-x86_64 on PATH")
+	}
+	step(start, "qemu-system-x86 installed")
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
