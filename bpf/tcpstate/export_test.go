@@ -17,7 +17,7 @@ func LoadWithoutCast() (*Tracer, error) {
 		if v, ok := spec.Variables["no_cast"]; ok {
 			setErr = v.Set(uint8(1))
 		}
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}

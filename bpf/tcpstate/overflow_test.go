@@ -21,7 +21,7 @@ func TestRingBufferOverflowIsCounted(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loading BPF programs needs root")
 	}
-	tr, err := load(func(spec *ebpf.CollectionSpec) { spec.Maps["events"].MaxEntries = 4096 })
+	tr, err := load(func(spec *ebpf.CollectionSpec) { spec.Maps["events"].MaxEntries = 4096 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
