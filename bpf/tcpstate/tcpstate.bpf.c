@@ -47,7 +47,9 @@
 // Emits (ring buffer `events`, struct event): syn (client: connect() sent the
 // SYN, before the kernel binds the client port, so it reads 0; server: the
 // server socket is created, when the client's final ACK arrives - the kernel
-// keeps no full socket for a half-open connection), established, refused (a
+// keeps no full socket for a half-open connection; before Linux 6.15 that
+// state change comes before the socket has its peer, so the server side
+// starts at established, whose time is then its start), established, refused (a
 // RST to the SYN: received by the client, or sent by the backend's node for
 // a SYN to a closed port), reset_received / reset_sent (mid-call; an abort
 // changes the state to TCP_CLOSE before it sends the RST, so its reset_sent
@@ -461,6 +463,13 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 	count(COUNTER_MATCHED_SET_STATE);
 
 	__u64 key = (__u64)sk;
+	// Before Linux 6.15 a server socket changes to SYN_RECV while it is
+	// cloned from the listener, before it has its peer (remote address and
+	// port 0; no local address either under a wildcard listener): no syn is
+	// reported with a peer the kernel has not set, and the connection is
+	// taken up at ESTABLISHED. A real peer never has port 0.
+	if (newstate == TCP_SYN_RECV && !dport(sk))
+		return 0;
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
 		struct conn fresh = {.start_ns = bpf_ktime_get_ns()};
 		fresh.ep = ep;
@@ -474,6 +483,12 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 		return 0;
 	switch (newstate) {
 	case TCP_ESTABLISHED:
+		// A server socket first seen here (see above) is new: the kernel
+		// created it for the final ACK it is processing now.
+		if ((c->flags & FLAG_NO_START) && oldstate == TCP_SYN_RECV && ep.side == SIDE_SERVER) {
+			c->start_ns = bpf_ktime_get_ns();
+			c->flags &= ~FLAG_NO_START;
+		}
 		c->flags |= FLAG_ESTABLISHED;
 		emit(sk, &ep, c, EVENT_ESTABLISHED, oldstate, newstate, 0);
 		break;
