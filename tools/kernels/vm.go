@@ -64,7 +64,10 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	start = time.Now()
 	consoleLog := filepath.Join(c.out, tr.Name+"-console.log")
 	testLog := filepath.Join(c.out, tr.Name+"-tests.log")
-	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "HOOKSCOPE_TIMEOUT=" + c.pkgTime.String()}
+	// A soft lockup panics (and qemu exits at once: -no-reboot) instead of
+	// hanging until -vm-timeout; the console keeps the kernel's messages,
+	// stack traces included.
+	cmdline := []string{"console=ttyS0", "panic=-1", "softlockup_panic=1", "HOOKSCOPE_TIMEOUT=" + c.pkgTime.String()}
 	if c.run != "" {
 		if strings.ContainsAny(c.run, " \"") {
 			return fail(version, fmt.Errorf("-run %q: no spaces or quotes on a kernel command line", c.run))
