@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,7 +78,7 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	ctx, cancel := context.WithTimeout(context.Background(), c.vmTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-m", c.memory, "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
+		"-m", c.memory, "-smp", strconv.Itoa(c.cpus), "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
 		"-kernel", vmlinuz, "-initrd", initrd, "-append", strings.Join(cmdline, " "),
 		"-serial", "file:"+consoleLog, "-serial", "file:"+testLog)
 	out, qerr := cmd.CombinedOutput()
