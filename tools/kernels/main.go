@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&c.memory, "memory", "2G", "VM memory")
 	// One vCPU: with two, qemu's TCG (7.2, multi-threaded) hung the 6.1
 	// guest in cross-CPU code patching (text_poke_bp waiting for the other
-	// vCPU's IPI answer; 3 soft lockups in 17 two-vCPU boots, none since).
+	// vCPU's IPI answer: 3 soft lockups in 17 boots; none in 14 boots with one).
 	flag.IntVar(&c.cpus, "cpus", 1, "VM vCPUs")
 	flag.Parse()
 	c.kernels = strings.Split(*kernels, ",")
