@@ -22,6 +22,7 @@ mount -t tracefs tracefs /sys/kernel/tracing
 out=/dev/ttyS1
 stty -F $out raw -echo 2>/dev/null
 say() { echo "$*" >$out; }
+uptime() { cut -d' ' -f1 /proc/uptime; } # seconds since boot, for the runner's timings
 
 for m in /modules/*; do
 	case $m in
@@ -34,14 +35,14 @@ ip link set lo up
 # dials from here into the tests' namespaces find no source address.
 ip addr add 192.168.77.1/32 dev lo
 
-say "@@hookscope uname $(uname -r)"
+say "@@hookscope uname $(uname -r) $(uptime)"
 while read -r pkg; do
-	say "@@hookscope start $pkg"
+	say "@@hookscope start $pkg $(uptime)"
 	cd "/pkg/$pkg" || continue
 	set -- -test.v -test.count=1 -test.timeout="${HOOKSCOPE_TIMEOUT:-8m}"
 	[ -n "$HOOKSCOPE_RUN" ] && set -- "$@" -test.run="$HOOKSCOPE_RUN"
 	./test.bin "$@" >$out 2>&1
-	say "@@hookscope exit $pkg $?"
+	say "@@hookscope exit $pkg $? $(uptime)"
 	cd /
 done </packages
 say "@@hookscope done"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +14,8 @@ type pkgRun struct {
 	Pkg    string // the package, relative to the module: bpf/tcpstate
 	Output string // -test.v output (stdout and stderr)
 	Exit   int    // the binary's exit status; -1: it never finished (crash, VM timeout)
+	// Seconds it ran (in the VM: by the guest's clock); 0 if unknown.
+	Seconds float64
 }
 
 // pkgResult is what one run says about the package's top-level tests.
@@ -86,40 +89,74 @@ const (
 	markDone  = "@@hookscope done"
 )
 
+// vmLog is what /init wrote on the VM's test port.
+type vmLog struct {
+	Release string   // uname -r
+	Boot    float64  // seconds from boot to /init's first line
+	Runs    []pkgRun // one per package /init started
+	Done    bool     // /init reached its end
+}
+
 // splitVMLog cuts the VM's test port output into the kernel's release and
 // one pkgRun per package /init started. A package with no exit marker (the
-// VM stopped or timed out under it) gets Exit -1; done says /init finished.
-func splitVMLog(r io.Reader) (release string, runs []pkgRun, done bool, err error) {
+// VM stopped or timed out under it) gets Exit -1. Markers are
+// "@@hookscope uname RELEASE UPTIME", "@@hookscope start PKG UPTIME",
+// "@@hookscope exit PKG STATUS UPTIME" and "@@hookscope done".
+func splitVMLog(r io.Reader) (vmLog, error) {
+	var l vmLog
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var cur *pkgRun
+	var started float64
 	var out strings.Builder
-	finish := func(exit int) {
+	finish := func(exit int, at float64) {
 		if cur != nil {
 			cur.Output, cur.Exit = out.String(), exit
-			runs = append(runs, *cur)
+			if at > 0 {
+				cur.Seconds = at - started
+			}
+			l.Runs = append(l.Runs, *cur)
 			cur = nil
 			out.Reset()
 		}
+	}
+	// uptime reads a marker's last field, the guest's seconds since boot.
+	uptime := func(f []string, i int) float64 {
+		if len(f) <= i {
+			return 0
+		}
+		v, _ := strconv.ParseFloat(f[i], 64)
+		return v
 	}
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		switch {
 		case strings.HasPrefix(line, markUname):
-			release = strings.TrimSpace(strings.TrimPrefix(line, markUname))
-		case strings.HasPrefix(line, markStart):
-			finish(-1)
-			cur = &pkgRun{Pkg: strings.TrimSpace(strings.TrimPrefix(line, markStart))}
-		case strings.HasPrefix(line, markExit):
-			var pkg string
-			var code int
-			if _, err := fmt.Sscanf(strings.TrimPrefix(line, markExit), "%s %d", &pkg, &code); err != nil || cur == nil || pkg != cur.Pkg {
-				return release, runs, done, fmt.Errorf("reading the VM's test log: unexpected line %q", line)
+			f := strings.Fields(strings.TrimPrefix(line, markUname))
+			if len(f) > 0 {
+				l.Release, l.Boot = f[0], uptime(f, 1)
 			}
-			finish(code)
+		case strings.HasPrefix(line, markStart):
+			finish(-1, 0)
+			f := strings.Fields(strings.TrimPrefix(line, markStart))
+			if len(f) == 0 {
+				return l, fmt.Errorf("reading the VM's test log: unexpected line %q", line)
+			}
+			cur, started = &pkgRun{Pkg: f[0]}, uptime(f, 1)
+		case strings.HasPrefix(line, markExit):
+			f := strings.Fields(strings.TrimPrefix(line, markExit))
+			code := 0
+			var err error
+			if len(f) >= 2 {
+				code, err = strconv.Atoi(f[1])
+			}
+			if len(f) < 2 || err != nil || cur == nil || f[0] != cur.Pkg {
+				return l, fmt.Errorf("reading the VM's test log: unexpected line %q", line)
+			}
+			finish(code, uptime(f, 2))
 		case line == markDone:
-			finish(-1)
-			done = true
+			finish(-1, 0)
+			l.Done = true
 		default:
 			if cur != nil {
 				out.WriteString(line)
@@ -127,8 +164,8 @@ func splitVMLog(r io.Reader) (release string, runs []pkgRun, done bool, err erro
 			}
 		}
 	}
-	finish(-1)
-	return release, runs, done, sc.Err()
+	finish(-1, 0)
+	return l, sc.Err()
 }
 
 // summarize folds the packages' results into one kernel's entry.

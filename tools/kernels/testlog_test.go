@@ -61,29 +61,30 @@ FAIL
 func TestSplitVMLog(t *testing.T) {
 	log := strings.Join([]string{
 		"noise before",
-		"@@hookscope uname 6.1.0-57-amd64",
-		"@@hookscope start bpf/handshake",
+		"@@hookscope uname 6.1.0-57-amd64 2.25",
+		"@@hookscope start bpf/handshake 2.50",
 		"=== RUN   TestA",
 		"--- PASS: TestA (0.00s)",
-		"@@hookscope exit bpf/handshake 0",
-		"@@hookscope start bpf/tcpstate",
+		"@@hookscope exit bpf/handshake 0 20.00",
+		"@@hookscope start bpf/tcpstate 20.10",
 		"=== RUN   TestB",
 		"", // the VM timed out here
 	}, "\r\n")
-	release, runs, done, err := splitVMLog(strings.NewReader(log))
+	l, err := splitVMLog(strings.NewReader(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if release != "6.1.0-57-amd64" || done || len(runs) != 2 {
-		t.Fatalf("release %q done %v runs %+v", release, done, runs)
+	runs := l.Runs
+	if l.Release != "6.1.0-57-amd64" || l.Boot != 2.25 || l.Done || len(runs) != 2 {
+		t.Fatalf("log %+v", l)
 	}
-	if runs[0].Pkg != "bpf/handshake" || runs[0].Exit != 0 || runs[0].Output != "=== RUN   TestA\n--- PASS: TestA (0.00s)\n" {
+	if runs[0].Pkg != "bpf/handshake" || runs[0].Exit != 0 || runs[0].Seconds != 17.5 || runs[0].Output != "=== RUN   TestA\n--- PASS: TestA (0.00s)\n" {
 		t.Errorf("first run %+v", runs[0])
 	}
-	if runs[1].Pkg != "bpf/tcpstate" || runs[1].Exit != -1 {
+	if runs[1].Pkg != "bpf/tcpstate" || runs[1].Exit != -1 || runs[1].Seconds != 0 {
 		t.Errorf("unfinished run %+v", runs[1])
 	}
-	k, _ := summarize(release, runs, nil)
+	k, _ := summarize(l.Release, runs, nil)
 	if k.Passed || k.Tests != 2 || !reflect.DeepEqual(k.Failed, []string{"bpf/tcpstate.TestB"}) {
 		t.Errorf("summary %+v", k)
 	}

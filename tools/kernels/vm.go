@@ -94,19 +94,24 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 		return fail(version, fmt.Errorf("reading the VM's test log: %w", err))
 	}
 	defer f.Close()
-	release, runs, done, err := splitVMLog(f)
+	l, err := splitVMLog(f)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	if release == "" {
+	if l.Release == "" {
 		problems = append(problems, fmt.Sprintf("the VM never reached /init's tests (kernel console: %s)", consoleLog))
 	} else {
-		version = release
+		version = l.Release
+		fmt.Printf("kernels: %s: %s reached /init %.1fs after boot (guest clock)\n", tr.Name, version, l.Boot)
 	}
-	if !done && len(problems) == 0 {
+	if !l.Done && len(problems) == 0 {
 		problems = append(problems, fmt.Sprintf("/init did not finish (kernel console: %s)", consoleLog))
 	}
-	res, skipped := summarize(version, runs, problems)
+	for _, run := range l.Runs {
+		pr := parseTestV(run)
+		fmt.Printf("kernels: %s: %s: %d tests, %d failed (%.1fs, guest clock)\n", tr.Name, run.Pkg, pr.Tests, len(pr.Failed), run.Seconds)
+	}
+	res, skipped := summarize(version, l.Runs, problems)
 	step(start, "%s: %s booted and tested: %d tests, %d failed", tr.Name, version, res.Tests, len(res.Failed))
 	return res, skipped
 }
