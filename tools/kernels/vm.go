@@ -25,20 +25,18 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	if err := ensureQemu(); err != nil {
 		return fail(tr.Name, err)
 	}
-	a, err := aptFor(tr, c.cache)
+	debs := filepath.Join(c.cache, "debs")
+	pkg, root, fetched, err := fetchKernel(tr, c.cache, debs, false)
 	if err != nil {
-		return fail(tr.Name, err)
+		// Package lists older than the archive name a kernel it no longer
+		// has: read them again, once.
+		fmt.Printf("kernels: %s: %v; reading the package lists again\n", tr.Name, err)
+		pkg, root, fetched, err = fetchKernel(tr, c.cache, debs, true)
 	}
-	pkg, err := kernelPackage(a, tr)
 	if err != nil {
 		return fail(tr.Name, err)
 	}
 	version := strings.TrimPrefix(pkg, "linux-image-") // until the VM says its uname -r
-	debs := filepath.Join(c.cache, "debs")
-	root, fetched, err := fetchDeb(a, debs, pkg)
-	if err != nil {
-		return fail(version, err)
-	}
 	bbRoot, _, err := fetchDeb(apt{}, debs, "busybox-static")
 	if err != nil {
 		return fail(version, err)
@@ -114,6 +112,29 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	res, skipped := summarize(version, l.Runs, problems)
 	step(start, "%s: %s booted and tested: %d tests, %d failed", tr.Name, version, res.Tests, len(res.Failed))
 	return res, skipped
+}
+
+// fetchKernel resolves the track's kernel package and downloads and unpacks
+// it into debs; refresh reads the package lists again first.
+func fetchKernel(tr track, cache, debs string, refresh bool) (pkg, root string, fetched bool, err error) {
+	if refresh {
+		if tr.System {
+			if out, err := exec.Command("apt-get", "update", "-qq").CombinedOutput(); err != nil {
+				return "", "", false, fmt.Errorf("apt-get update: %w: %s", err, lastLines(string(out), 5))
+			}
+		} else {
+			os.Remove(filepath.Join(cache, "apt-"+tr.Name, "updated"))
+		}
+	}
+	a, err := aptFor(tr, cache)
+	if err != nil {
+		return "", "", false, err
+	}
+	if pkg, err = kernelPackage(a, tr); err != nil {
+		return "", "", false, err
+	}
+	root, fetched, err = fetchDeb(a, debs, pkg)
+	return pkg, root, fetched, err
 }
 
 // ensureQemu installs Debian's qemu-system-x86 when qemu is missing.
