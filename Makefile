@@ -98,3 +98,4 @@ clean:
 	rm -rf bin chaos-report bench-report
 
 include mk/kind.mk
+include mk/kernels.mk

@@ -21,14 +21,22 @@ func TestRingBufferOverflowIsCounted(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loading BPF programs needs root")
 	}
-	tr, err := load(func(spec *ebpf.CollectionSpec) { spec.Maps["events"].MaxEntries = 4096 })
+	tr, err := load(func(spec *ebpf.CollectionSpec) { spec.Maps["events"].MaxEntries = 4096 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 
 	// Loopback: client and server sockets are both on this host, so every
-	// connection gives six events (syn, established, close on each side).
+	// connection gives six events (syn, established, close on each side),
+	// or five where the kernel gives the server socket its peer only after
+	// its SYN_RECV change (the programs report no syn for it).
+	perConn := uint64(6)
+	if hasPeer, err := ServerSYNHasPeer(); err != nil {
+		t.Fatal(err)
+	} else if !hasPeer {
+		perConn = 5
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +55,7 @@ func TestRingBufferOverflowIsCounted(t *testing.T) {
 			c.Close()
 		}
 	}()
-	const conns, perConn = 60, 6
+	const conns = 60
 	for range conns {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -59,7 +67,7 @@ func TestRingBufferOverflowIsCounted(t *testing.T) {
 	}
 
 	// Read what the ring holds, until it has been empty for a while.
-	read := 0
+	read, readRetransmits := 0, uint64(0)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		tr.reader.SetDeadline(time.Now().Add(200 * time.Millisecond))
@@ -77,20 +85,34 @@ func TestRingBufferOverflowIsCounted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := DecodeEvent(rec.RawSample); err != nil {
+		e, err := DecodeEvent(rec.RawSample)
+		if err != nil {
 			t.Fatal(err)
 		}
 		read++
+		if e.Kind == KindRetransmit {
+			readRetransmits++
+		}
 	}
 	c, err := tr.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d events read, %d counted as dropped, ring of %d bytes (%d-byte events)", read, c.EventsDropped, 4096, EventSize)
+	// A slow machine (the emulated VMs of make test-kernels) sometimes
+	// re-sends a FIN: each retransmission the program saw may add one
+	// retransmit event (at a connection's 1st, 2nd, 4th... one), so the
+	// total lies between the plain count plus the retransmit events read
+	// and the plain count plus every retransmission. With none (the usual
+	// case) it is exact.
+	retransmits := c.Matched[ProgramRetransmit]
+	t.Logf("%d events read (%d retransmits), %d counted as dropped, ring of %d bytes (%d-byte events); %d retransmissions seen",
+		read, readRetransmits, c.EventsDropped, 4096, EventSize, retransmits)
 	if c.EventsDropped == 0 {
 		t.Fatalf("no drop counted with %d events for a ring of 4096 bytes", conns*perConn)
 	}
-	if got := uint64(read) + c.EventsDropped; got != conns*perConn {
-		t.Errorf("read %d + dropped %d = %d, want %d: events went missing uncounted", read, c.EventsDropped, got, conns*perConn)
+	low, high := conns*perConn+readRetransmits, conns*perConn+retransmits
+	if got := uint64(read) + c.EventsDropped; got < low || got > high {
+		t.Errorf("read %d + dropped %d = %d, want %d to %d (%d per connection, %d retransmissions): events went missing uncounted",
+			read, c.EventsDropped, got, low, high, perConn, retransmits)
 	}
 }

@@ -50,7 +50,7 @@ func TestRemoveBackendForgetsItsConnections(t *testing.T) {
 	states := func(ap netip.AddrPort) int {
 		var k uint64
 		var c tcpstateConn
-		n, it := 0, tr.objs.Conns.Iterate()
+		n, it := 0, tr.maps.Conns.Iterate()
 		for it.Next(&k, &c) {
 			if c.Ep.ServerAddr == ap.Addr().As16() && c.Ep.ServerPort == ap.Port() && c.Flags&uint8(tcpstateConnFlagFLAG_CLOSED) == 0 {
 				n++

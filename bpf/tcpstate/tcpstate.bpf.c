@@ -11,8 +11,13 @@
 //   tcp:tcp_send_reset        (sk or NULL, skb or NULL, reason)  a RST is sent;
 //                             sk is NULL for a segment to no socket (a SYN to
 //                             a closed port: connection refused), skb is NULL
-//                             for an active reset (close with SO_LINGER 0)
+//                             for an active reset (close with SO_LINGER 0).
+//                             Before Linux 6.10: (sk, skb), no reason, and
+//                             not fired for a RST sent with no socket.
 //   tcp:tcp_retransmit_skb    (sk, skb, err)              a segment is re-sent
+//                             (older kernels: (sk, skb), sent ones only)
+// A tracepoint whose arguments changed has one program per prototype; the
+// loader picks one from the kernel's BTF (see the programs at the end).
 //
 // Which traffic: only sockets whose local IP:port (the backend's own socket,
 // on the node that hosts the pod) or remote IP:port (the caller's socket, on
@@ -42,7 +47,9 @@
 // Emits (ring buffer `events`, struct event): syn (client: connect() sent the
 // SYN, before the kernel binds the client port, so it reads 0; server: the
 // server socket is created, when the client's final ACK arrives - the kernel
-// keeps no full socket for a half-open connection), established, refused (a
+// keeps no full socket for a half-open connection; before Linux 6.15 that
+// state change comes before the socket has its peer, so the server side
+// starts at established, whose time is then its start), established, refused (a
 // RST to the SYN: received by the client, or sent by the backend's node for
 // a SYN to a closed port), reset_received / reset_sent (mid-call; an abort
 // changes the state to TCP_CLOSE before it sends the RST, so its reset_sent
@@ -456,6 +463,13 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 	count(COUNTER_MATCHED_SET_STATE);
 
 	__u64 key = (__u64)sk;
+	// Before Linux 6.15 a server socket changes to SYN_RECV while it is
+	// cloned from the listener, before it has its peer (remote address and
+	// port 0; no local address either under a wildcard listener): no syn is
+	// reported with a peer the kernel has not set, and the connection is
+	// taken up at ESTABLISHED. A real peer never has port 0.
+	if (newstate == TCP_SYN_RECV && !dport(sk))
+		return 0;
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
 		struct conn fresh = {.start_ns = bpf_ktime_get_ns()};
 		fresh.ep = ep;
@@ -469,6 +483,12 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 		return 0;
 	switch (newstate) {
 	case TCP_ESTABLISHED:
+		// A server socket first seen here (see above) is new: the kernel
+		// created it for the final ACK it is processing now.
+		if ((c->flags & FLAG_NO_START) && oldstate == TCP_SYN_RECV && ep.side == SIDE_SERVER) {
+			c->start_ns = bpf_ktime_get_ns();
+			c->flags &= ~FLAG_NO_START;
+		}
 		c->flags |= FLAG_ESTABLISHED;
 		emit(sk, &ep, c, EVENT_ESTABLISHED, oldstate, newstate, 0);
 		break;
@@ -649,8 +669,8 @@ static __noinline int reset_abort(const struct sock *sk, int reason)
 	return 0;
 }
 
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+// send_reset is the entry of both tcp_send_reset programs.
+static __always_inline int send_reset(const struct sock *sk, const struct sk_buff *skb, int reason)
 {
 	if (!skb) {
 		if (sk && ports_in_summary(sport(sk), dport(sk)))
@@ -669,6 +689,26 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	if (ports_in_summary(src, dst))
 		reset_reply(sk, skb, reason);
 	return 0;
+}
+
+// Two programs per changed tracepoint: a tp_btf program may read only the
+// arguments the kernel's tracepoint passes (the verifier rejects a third one
+// on a kernel that passes two), so the loader reads the tracepoint's
+// prototype (btf_trace_<name>) from the kernel's BTF and loads the program
+// that matches it, deleting the other.
+
+// tcp_send_reset: Linux >= 6.10 passes the reason (enum sk_rst_reason).
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	return send_reset(sk, skb, reason);
+}
+
+// tcp_send_reset_noreason: before 6.10, (sk, skb) and no reason (reported as 0).
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_reset_noreason, const struct sock *sk, const struct sk_buff *skb)
+{
+	return send_reset(sk, skb, 0);
 }
 
 static __noinline int retransmit(const struct sock *sk, int err)
@@ -691,10 +731,21 @@ static __noinline int retransmit(const struct sock *sk, int err)
 	return 0;
 }
 
+// tcp_retransmit_skb: newer kernels pass err and fire for failed attempts too.
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb, int err)
 {
 	if (ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
 		retransmit(sk, err);
+	return 0;
+}
+
+// tcp_retransmit_skb_noerr: older kernels pass (sk, skb) and fire only for a
+// retransmission that was sent, which is err 0.
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_skb_noerr, const struct sock *sk, const struct sk_buff *skb)
+{
+	if (ports_in_summary(sk->__sk_common.skc_num, dport(sk)))
+		retransmit(sk, 0);
 	return 0;
 }

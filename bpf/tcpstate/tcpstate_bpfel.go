@@ -128,23 +128,25 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpstateMapBackendPorts      = "backend_ports"
-	tcpstateMapBackends          = "backends"
-	tcpstateMapConns             = "conns"
-	tcpstateMapCounters          = "counters"
-	tcpstateMapEvents            = "events"
-	tcpstateMapPortSummary       = "port_summary"
-	tcpstateProgInetSockSetState = "inet_sock_set_state"
-	tcpstateProgTcpReceiveReset  = "tcp_receive_reset"
-	tcpstateProgTcpRetransmitSkb = "tcp_retransmit_skb"
-	tcpstateProgTcpSendReset     = "tcp_send_reset"
-	tcpstateVarNoCast            = "no_cast"
-	tcpstateVarUnusedConnFlag    = "unused_conn_flag"
-	tcpstateVarUnusedCounter     = "unused_counter"
-	tcpstateVarUnusedEvent       = "unused_event"
-	tcpstateVarUnusedEventKind   = "unused_event_kind"
-	tcpstateVarUnusedSide        = "unused_side"
-	tcpstateVarUnusedTcpState    = "unused_tcp_state"
+	tcpstateMapBackendPorts           = "backend_ports"
+	tcpstateMapBackends               = "backends"
+	tcpstateMapConns                  = "conns"
+	tcpstateMapCounters               = "counters"
+	tcpstateMapEvents                 = "events"
+	tcpstateMapPortSummary            = "port_summary"
+	tcpstateProgInetSockSetState      = "inet_sock_set_state"
+	tcpstateProgTcpReceiveReset       = "tcp_receive_reset"
+	tcpstateProgTcpRetransmitSkb      = "tcp_retransmit_skb"
+	tcpstateProgTcpRetransmitSkbNoerr = "tcp_retransmit_skb_noerr"
+	tcpstateProgTcpSendReset          = "tcp_send_reset"
+	tcpstateProgTcpSendResetNoreason  = "tcp_send_reset_noreason"
+	tcpstateVarNoCast                 = "no_cast"
+	tcpstateVarUnusedConnFlag         = "unused_conn_flag"
+	tcpstateVarUnusedCounter          = "unused_counter"
+	tcpstateVarUnusedEvent            = "unused_event"
+	tcpstateVarUnusedEventKind        = "unused_event_kind"
+	tcpstateVarUnusedSide             = "unused_side"
+	tcpstateVarUnusedTcpState         = "unused_tcp_state"
 )
 
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
@@ -189,10 +191,12 @@ type tcpstateSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateProgramSpecs struct {
-	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	TcpReceiveReset  *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
-	TcpSendReset     *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
+	InetSockSetState      *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	TcpReceiveReset       *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb      *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSkbNoerr *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_noerr"`
+	TcpSendReset          *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
+	TcpSendResetNoreason  *ebpf.ProgramSpec `ebpf:"tcp_send_reset_noreason"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
@@ -276,10 +280,12 @@ type tcpstateVariables struct {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatePrograms struct {
-	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
-	TcpReceiveReset  *ebpf.Program `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb *ebpf.Program `ebpf:"tcp_retransmit_skb"`
-	TcpSendReset     *ebpf.Program `ebpf:"tcp_send_reset"`
+	InetSockSetState      *ebpf.Program `ebpf:"inet_sock_set_state"`
+	TcpReceiveReset       *ebpf.Program `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb      *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSkbNoerr *ebpf.Program `ebpf:"tcp_retransmit_skb_noerr"`
+	TcpSendReset          *ebpf.Program `ebpf:"tcp_send_reset"`
+	TcpSendResetNoreason  *ebpf.Program `ebpf:"tcp_send_reset_noreason"`
 }
 
 func (p *tcpstatePrograms) Close() error {
@@ -287,7 +293,9 @@ func (p *tcpstatePrograms) Close() error {
 		p.InetSockSetState,
 		p.TcpReceiveReset,
 		p.TcpRetransmitSkb,
+		p.TcpRetransmitSkbNoerr,
 		p.TcpSendReset,
+		p.TcpSendResetNoreason,
 	)
 }
 

@@ -52,7 +52,10 @@ var Programs = []string{ProgramSetState, ProgramReceiveReset, ProgramSendReset, 
 // Tracer owns the loaded programs and maps, their links, and the ring
 // buffer reader.
 type Tracer struct {
-	objs     tcpstateObjects
+	maps     tcpstateMaps
+	progs    map[string]*ebpf.Program // by tracepoint (Programs); only those loaded
+	variants []Variant
+	features Features
 	links    []link.Link
 	reader   *ringbuf.Reader
 	clock    ringread.Clock
@@ -61,13 +64,15 @@ type Tracer struct {
 }
 
 // Load checks that the kernel can run the programs, loads them and attaches
-// them to their tracepoints. Its errors are one line saying what failed and
-// what to do.
-func Load() (*Tracer, error) { return load(nil) }
+// them to their tracepoints. Where a tracepoint's arguments changed across
+// kernels it loads the program that matches this kernel (Variants says
+// which). Its errors are one line saying what failed and what to do.
+func Load() (*Tracer, error) { return load(nil, nil) }
 
 // load is Load with a chance to change the collection before it is loaded
-// (tests shrink the ring buffer).
-func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
+// (tests shrink the ring buffer) and other load options (tests ask for
+// verifier statistics).
+func load(edit func(*ebpf.CollectionSpec), opts *ebpf.CollectionOptions) (*Tracer, error) {
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel BTF (/sys/kernel/btf/vmlinux): %w (%s)", err, kernelBTFRequirement)
@@ -80,14 +85,24 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded tcpstate programs: %w", err)
 	}
+	t := &Tracer{
+		clock:    ringread.NewClock(),
+		reasons:  resetReasons(kernel),
+		features: kernelFeatures(kernel),
+		progs:    map[string]*ebpf.Program{},
+	}
+	if t.variants, err = chooseVariants(spec, kernel); err != nil {
+		return nil, fmt.Errorf("loading tcpstate programs: %w (%s)", err, tracepointRequirement)
+	}
 	if edit != nil {
 		edit(spec)
 	}
-	t := &Tracer{
-		clock:   ringread.NewClock(),
-		reasons: resetReasons(kernel),
+	if opts == nil {
+		opts = &ebpf.CollectionOptions{}
 	}
-	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}); err != nil {
+	opts.Programs.KernelTypes = kernel
+	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
+	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("loading tcpstate programs: verifier rejected them:\n%+v", verr)
@@ -102,19 +117,32 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading tcpstate programs: %w", err)
 	}
-	t.backends = backendset.New(t.objs.Backends, t.objs.BackendPorts, t.objs.PortSummary)
-	for _, p := range []*ebpf.Program{t.objs.InetSockSetState, t.objs.TcpReceiveReset, t.objs.TcpSendReset, t.objs.TcpRetransmitSkb} {
+	defer coll.Close() // what was not taken below: the .rodata map, which the programs hold
+	if err := coll.Assign(&t.maps); err != nil {
+		return nil, fmt.Errorf("loading tcpstate programs: %w", err)
+	}
+	for _, v := range t.variants {
+		if v.Loaded {
+			t.progs[v.Tracepoint] = coll.DetachProgram(v.Program)
+		}
+	}
+	t.backends = backendset.New(t.maps.Backends, t.maps.BackendPorts, t.maps.PortSummary)
+	for _, tp := range Programs {
+		p := t.progs[tp]
+		if p == nil {
+			continue
+		}
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
 			t.closeAll()
 			if errors.Is(err, unix.EPERM) {
-				return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", p, err, capabilityHint)
+				return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", tp, err, capabilityHint)
 			}
-			return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", p, err, tracepointRequirement)
+			return nil, fmt.Errorf("attaching to tracepoint %s: %w (%s)", tp, err, tracepointRequirement)
 		}
 		t.links = append(t.links, l)
 	}
-	r, err := ringbuf.NewReader(t.objs.Events)
+	r, err := ringbuf.NewReader(t.maps.Events)
 	if err != nil {
 		t.closeAll()
 		return nil, fmt.Errorf("opening the events ring buffer: %w", err)
@@ -122,6 +150,14 @@ func load(edit func(*ebpf.CollectionSpec)) (*Tracer, error) {
 	t.reader = r
 	return t, nil
 }
+
+// Variants says, per tracepoint in Programs' order, which program loaded
+// and why, and what this kernel lacks there. Log it once (each Variant's
+// String is one phrase); a tracepoint with Loaded false is not traced.
+func (t *Tracer) Variants() []Variant { return append([]Variant(nil), t.variants...) }
+
+// Features is what this kernel lets the programs see (read from its BTF).
+func (t *Tracer) Features() Features { return t.features }
 
 // resetReasons names this kernel's enum sk_rst_reason values (Linux >= 6.10).
 func resetReasons(kernel *btf.Spec) map[uint32]string {
@@ -147,7 +183,7 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 		return err
 	}
 	server, port := ap.Addr().Unmap().As16(), ap.Port()
-	_, err := mapscan.DeleteWhere(t.objs.Conns, func(_ *uint64, c *tcpstateConn) bool {
+	_, err := mapscan.DeleteWhere(t.maps.Conns, func(_ *uint64, c *tcpstateConn) bool {
 		return c.Ep.ServerAddr == server && c.Ep.ServerPort == port
 	})
 	if err != nil {
@@ -192,7 +228,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	c := Counters{Matched: map[string]uint64{}}
 	for i := tcpstateCounter(0); i < tcpstateCounterCOUNTER_MAX; i++ {
 		var perCPU []uint64
-		if err := t.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
+		if err := t.maps.Counters.Lookup(uint32(i), &perCPU); err != nil {
 			return c, fmt.Errorf("reading counter %d: %w", i, err)
 		}
 		var sum uint64
@@ -217,17 +253,12 @@ func (t *Tracer) Counters() (Counters, error) {
 	return c, nil
 }
 
-// Stats reads the kernel's run statistics (bpf_stats) of each program, by
-// program name. They count only while statistics are enabled
+// Stats reads the kernel's run statistics (bpf_stats) of each loaded
+// program, by program name. They count only while statistics are enabled
 // (ebpf.EnableStats or the sysctl kernel.bpf_stats_enabled).
 func (t *Tracer) Stats() (map[string]ebpf.ProgramStats, error) {
 	out := map[string]ebpf.ProgramStats{}
-	for name, p := range map[string]*ebpf.Program{
-		ProgramSetState:     t.objs.InetSockSetState,
-		ProgramReceiveReset: t.objs.TcpReceiveReset,
-		ProgramSendReset:    t.objs.TcpSendReset,
-		ProgramRetransmit:   t.objs.TcpRetransmitSkb,
-	} {
+	for name, p := range t.progs {
 		s, err := p.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("reading statistics of %s: %w", name, err)
@@ -253,6 +284,10 @@ func (t *Tracer) closeAll() error {
 		errs = append(errs, t.links[i].Close())
 	}
 	t.links = nil
-	errs = append(errs, t.objs.Close())
+	for _, p := range t.progs {
+		errs = append(errs, p.Close())
+	}
+	t.progs = nil
+	errs = append(errs, t.maps.Close())
 	return errors.Join(errs...)
 }

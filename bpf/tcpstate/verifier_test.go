@@ -11,7 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// TestVerifierBudget loads the programs with verifier statistics and fails
+// TestVerifierBudget loads the programs (the variants this kernel takes)
+// with verifier statistics and fails
 // when one needs more than a quarter of the kernel's one-million
 // instruction budget, so a change that explodes the state space is caught
 // here rather than on a customer's kernel.
@@ -19,23 +20,18 @@ func TestVerifierBudget(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loading BPF programs needs root")
 	}
-	spec, err := loadTcpstate()
+	tr, err := load(nil, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	var objs tcpstateObjects
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}
-	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		t.Fatalf("loading: %+v", err)
 	}
-	defer objs.Close()
+	defer tr.Close()
 	re := regexp.MustCompile(`processed (\d+) insns`)
-	for name, p := range map[string]*ebpf.Program{
-		ProgramSetState:     objs.InetSockSetState,
-		ProgramReceiveReset: objs.TcpReceiveReset,
-		ProgramSendReset:    objs.TcpSendReset,
-		ProgramRetransmit:   objs.TcpRetransmitSkb,
-	} {
+	for _, v := range tr.Variants() {
+		if !v.Loaded {
+			t.Errorf("%s: no program loaded (%s)", v.Tracepoint, v.Why)
+			continue
+		}
+		name, p := v.Program, tr.progs[v.Tracepoint]
 		m := re.FindStringSubmatch(p.VerifierLog)
 		if m == nil {
 			t.Fatalf("%s: no statistics in the verifier log:\n%s", name, p.VerifierLog)
