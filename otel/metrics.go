@@ -40,6 +40,7 @@ import (
 //	hookscope.exporter.queue.capacity gauge what the queue holds before it drops
 //	hookscope.inventory.objects    gauge   objects the inventory caches, by kind (webhookconfiguration, service, endpointslice)
 //	hookscope.inventory.watches    gauge   watches the inventory keeps open on the API server
+//	hookscope.bpf.program          gauge   1 per TCP tracepoint and the program loaded on it (this kernel's variant), 0 when none could be
 //
 // Labels are bounded: webhook configuration and name, class, effect, kind,
 // outcome, backend (local backends only).
@@ -64,6 +65,7 @@ const (
 	MetricExporterCapacity  = "hookscope.exporter.queue.capacity"
 	MetricInventoryObjects  = "hookscope.inventory.objects"
 	MetricInventoryWatches  = "hookscope.inventory.watches"
+	MetricBPFProgram        = "hookscope.bpf.program"
 	labelOutcome            = attribute.Key("outcome")
 	labelReason             = attribute.Key("reason")
 	labelSeverity           = attribute.Key("severity")
@@ -73,6 +75,8 @@ const (
 	labelBackend            = attribute.Key("backend")
 	labelWebhookName        = attribute.Key("webhook")
 	labelWebhookConfigation = attribute.Key("configuration")
+	labelTracepoint         = attribute.Key("tracepoint")
+	labelProgram            = attribute.Key("program")
 )
 
 // MetricsState is what the agent knows now, read at each scrape.
@@ -84,6 +88,14 @@ type MetricsState struct {
 	Risks         func() []Risk                     // nil: no risk metric
 	Spans         func() SpanStats                  // nil without a span exporter (Exporter.Stats)
 	Inventory     func() InventoryStats             // nil: no inventory metrics
+	Programs      func() []BPFProgram               // nil without a data plane
+}
+
+// BPFProgram is one tracepoint's program as loaded on this kernel
+// (hookscope.bpf.program): which variant, or none.
+type BPFProgram struct {
+	Tracepoint, Program string
+	Loaded              bool
 }
 
 // Webhook is a webhook and its backends on this agent's node.

@@ -29,6 +29,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		Spans: func() SpanStats {
 			return SpanStats{Exported: 7, QueueFull: 2, ExportFailed: 1, Queued: 4, QueueSize: 16}
 		},
+		Programs: func() []BPFProgram {
+			return []BPFProgram{{Tracepoint: "tcp_send_reset", Program: "tcp_send_reset_noreason", Loaded: true}, {Tracepoint: "tcp_retransmit_skb"}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +62,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`hookscope_bpf_events_dropped_total 3`,
 		`hookscope_bpf_unparsed_total{reason="malformed_record"} 2`,
 		`hookscope_bpf_unparsed_total{reason="out_of_order"} 0`,
+		`hookscope_bpf_program{program="tcp_send_reset_noreason",tracepoint="tcp_send_reset"} 1`,
+		`hookscope_bpf_program{program="",tracepoint="tcp_retransmit_skb"} 0`,
 		`hookscope_cert_expiry_seconds{backend="10.0.0.7:8443",configuration="cfg",webhook="v.example.com"} -3`,
 		`hookscope_webhook_calls_total{configuration="cfg",outcome="done",webhook="v.example.com"} 1`,
 		`hookscope_webhook_calls_total{configuration="cfg",outcome="rejected",webhook="v.example.com"} 1`,

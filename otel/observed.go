@@ -21,6 +21,7 @@ type observed struct {
 	dropped, unparsed, spans metric.Int64ObservableCounter
 	queue, capacity          metric.Int64ObservableGauge
 	invObjects, invWatches   metric.Int64ObservableGauge
+	programs                 metric.Int64ObservableGauge
 	created                  []metric.Observable
 	firstErr                 error
 }
@@ -74,6 +75,9 @@ func newObserved(meter metric.Meter, state MetricsState) (*observed, error) {
 		b.invObjects = b.gauge(meter, MetricInventoryObjects, "Objects the inventory caches, by kind: the cluster's webhook configurations, and only the Services and EndpointSlices that webhooks call.")
 		b.invWatches = b.gauge(meter, MetricInventoryWatches, "Watches the inventory keeps open on the API server.")
 	}
+	if state.Programs != nil {
+		b.programs = b.gauge(meter, MetricBPFProgram, "1 for each TCP tracepoint and the program loaded on it (the variant this kernel's BTF calls for); 0 when none could be loaded.")
+	}
 	return b, b.firstErr
 }
 
@@ -111,6 +115,15 @@ func (m *Metrics) observe(o metric.Observer, b *observed) {
 		}
 		o.ObserveInt64(b.queue, int64(sp.Queued))
 		o.ObserveInt64(b.capacity, int64(sp.QueueSize))
+	}
+	if st.Programs != nil {
+		for _, p := range st.Programs() {
+			v := int64(0)
+			if p.Loaded {
+				v = 1
+			}
+			o.ObserveInt64(b.programs, v, metric.WithAttributes(labelTracepoint.String(p.Tracepoint), labelProgram.String(p.Program)))
+		}
 	}
 	if st.Inventory != nil {
 		inv := st.Inventory()

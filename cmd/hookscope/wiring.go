@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -36,10 +37,20 @@ func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*da
 	tcp, err := tcpstate.Load()
 	if err != nil {
 		log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
-		tcp = nil
+		return dataplane.NewKernel(tracer, nil, asm, log), nil
 	}
+	var variants []string
+	for _, v := range tcp.Variants() {
+		variants = append(variants, v.String())
+		programs = append(programs, otel.BPFProgram{Tracepoint: v.Tracepoint, Program: v.Program, Loaded: v.Loaded})
+	}
+	log.Info("TCP tracepoints loaded, one program per tracepoint as this kernel's BTF declares it", "programs", strings.Join(variants, "; "))
 	return dataplane.NewKernel(tracer, tcp, asm, log), nil
 }
+
+// programs are the TCP tracepoint programs loadKernel chose, for the
+// hookscope_bpf_program metric.
+var programs []otel.BPFProgram
 
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
 func newExporter(ctx context.Context, o agentOptions, log *slog.Logger) (*otel.Exporter, error) {
@@ -85,6 +96,7 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, exp *otel.Exporter, a 
 	}
 	if kernel != nil {
 		state.EventsDropped, state.Unparsed = kernel.EventsDropped, kernel.Unparsed
+		state.Programs = func() []otel.BPFProgram { return programs }
 	}
 	if exp != nil {
 		state.Spans = exp.Stats

@@ -21,9 +21,35 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 		fmt.Printf("kernels: %s: %v\n", tr.Name, err)
 		return kernelResult{Version: version, Failed: []string{err.Error()}}, nil
 	}
+	vmlinuz, initrd, version, err := prepareVM(c, tr, pkgs, build)
+	if err != nil {
+		return fail(version, err)
+	}
+	start := time.Now()
+	l, problems, err := bootVM(c, tr, vmlinuz, initrd)
+	if err != nil {
+		return fail(version, err)
+	}
+	if l.Release != "" {
+		version = l.Release
+		fmt.Printf("kernels: %s: %s reached /init %.1fs after boot (guest clock)\n", tr.Name, version, l.Boot)
+	}
+	for _, run := range l.Runs {
+		pr := parseTestV(run)
+		fmt.Printf("kernels: %s: %s: %d tests, %d failed (%.1fs, guest clock)\n", tr.Name, run.Pkg, pr.Tests, len(pr.Failed), run.Seconds)
+	}
+	res, skipped := summarize(version, l.Runs, problems)
+	step(start, "%s: %s booted and tested: %d tests, %d failed", tr.Name, version, res.Tests, len(res.Failed))
+	return res, skipped
+}
+
+// prepareVM fetches the track's kernel and busybox (cached) and builds the
+// initramfs with the test binaries; version is the package's until the VM
+// says its uname -r.
+func prepareVM(c config, tr track, pkgs []testPackage, build string) (vmlinuz, initrd, version string, err error) {
 	start := time.Now()
 	if err := ensureQemu(); err != nil {
-		return fail(tr.Name, err)
+		return "", "", tr.Name, err
 	}
 	debs := filepath.Join(c.cache, "debs")
 	pkg, root, fetched, err := fetchKernel(tr, c.cache, debs, false)
@@ -34,17 +60,17 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 		pkg, root, fetched, err = fetchKernel(tr, c.cache, debs, true)
 	}
 	if err != nil {
-		return fail(tr.Name, err)
+		return "", "", tr.Name, err
 	}
-	version := strings.TrimPrefix(pkg, "linux-image-") // until the VM says its uname -r
+	version = strings.TrimPrefix(pkg, "linux-image-")
 	bbRoot, _, err := fetchDeb(apt{}, debs, "busybox-static")
 	if err != nil {
-		return fail(version, err)
+		return "", "", version, err
 	}
 	busybox := filepath.Join(bbRoot, "bin", "busybox")
 	vmlinuz, modules, err := kernelFiles(root, busybox)
 	if err != nil {
-		return fail(version, err)
+		return "", "", version, err
 	}
 	how := "cached"
 	if fetched {
@@ -53,14 +79,19 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	step(start, "%s: %s %s, %d modules", tr.Name, pkg, how, len(modules))
 
 	start = time.Now()
-	initrd := filepath.Join(build, tr.Name+".cpio")
+	initrd = filepath.Join(build, tr.Name+".cpio")
 	size, err := buildInitramfs(initrd, busybox, modules, pkgs)
 	if err != nil {
-		return fail(version, fmt.Errorf("building the initramfs: %w", err))
+		return "", "", version, fmt.Errorf("building the initramfs: %w", err)
 	}
 	step(start, "%s: initramfs %d MiB", tr.Name, size>>20)
+	return vmlinuz, initrd, version, nil
+}
 
-	start = time.Now()
+// bootVM boots the kernel with the initramfs in qemu, bounded by the VM
+// timeout, and reads what /init wrote to the second serial port; problems
+// are what went wrong besides failed tests.
+func bootVM(c config, tr track, vmlinuz, initrd string) (vmLog, []string, error) {
 	consoleLog := filepath.Join(c.out, tr.Name+"-console.log")
 	testLog := filepath.Join(c.out, tr.Name+"-tests.log")
 	// A soft lockup panics (and qemu exits at once: -no-reboot) instead of
@@ -69,7 +100,7 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	cmdline := []string{"console=ttyS0", "panic=-1", "softlockup_panic=1", "HOOKSCOPE_TIMEOUT=" + c.pkgTime.String()}
 	if c.run != "" {
 		if strings.ContainsAny(c.run, " \"") {
-			return fail(version, fmt.Errorf("-run %q: no spaces or quotes on a kernel command line", c.run))
+			return vmLog{}, nil, fmt.Errorf("-run %q: no spaces or quotes on a kernel command line", c.run)
 		}
 		cmdline = append(cmdline, "HOOKSCOPE_RUN="+c.run)
 	}
@@ -89,7 +120,7 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	}
 	f, err := os.Open(testLog)
 	if err != nil {
-		return fail(version, fmt.Errorf("reading the VM's test log: %w", err))
+		return vmLog{}, nil, fmt.Errorf("reading the VM's test log: %w", err)
 	}
 	defer f.Close()
 	l, err := splitVMLog(f)
@@ -98,20 +129,11 @@ func runVM(c config, tr track, pkgs []testPackage, build string) (kernelResult, 
 	}
 	if l.Release == "" {
 		problems = append(problems, fmt.Sprintf("the VM never reached /init's tests (kernel console: %s)", consoleLog))
-	} else {
-		version = l.Release
-		fmt.Printf("kernels: %s: %s reached /init %.1fs after boot (guest clock)\n", tr.Name, version, l.Boot)
 	}
 	if !l.Done && len(problems) == 0 {
 		problems = append(problems, fmt.Sprintf("/init did not finish (kernel console: %s)", consoleLog))
 	}
-	for _, run := range l.Runs {
-		pr := parseTestV(run)
-		fmt.Printf("kernels: %s: %s: %d tests, %d failed (%.1fs, guest clock)\n", tr.Name, run.Pkg, pr.Tests, len(pr.Failed), run.Seconds)
-	}
-	res, skipped := summarize(version, l.Runs, problems)
-	step(start, "%s: %s booted and tested: %d tests, %d failed", tr.Name, version, res.Tests, len(res.Failed))
-	return res, skipped
+	return l, problems, nil
 }
 
 // fetchKernel resolves the track's kernel package and downloads and unpacks
