@@ -99,3 +99,4 @@ clean:
 
 include mk/kind.mk
 include mk/kernels.mk
+include mk/arm64.mk
