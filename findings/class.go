@@ -24,12 +24,12 @@ const (
 	// certificate, a URL that does not parse).
 	InvalidConfiguration Class = "InvalidConfiguration"
 
-	CertExpired        Class = "CertExpired"
-	CertNotYetValid    Class = "CertNotYetValid"
-	CertExpiringSoon   Class = "CertExpiringSoon" // still valid, expires within the horizon
-	UnknownAuthority   Class = "UnknownAuthority" // the caBundle does not verify the served chain
-	HostnameMismatch   Class = "HostnameMismatch"
-	ConnectionRefused  Class = "ConnectionRefused"
+	CertExpired       Class = "CertExpired"
+	CertNotYetValid   Class = "CertNotYetValid"
+	CertExpiringSoon  Class = "CertExpiringSoon" // still valid, expires within the horizon
+	UnknownAuthority  Class = "UnknownAuthority" // the caBundle does not verify the served chain
+	HostnameMismatch  Class = "HostnameMismatch"
+	ConnectionRefused Class = "ConnectionRefused"
 	// Unreachable: no route to the backend, or its name does not resolve
 	// (a URL webhook's host): the packets never reach it.
 	Unreachable        Class = "Unreachable"
