@@ -88,7 +88,6 @@ func tlsVersion(e handshake.Event) string {
 	return ""
 }
 
-
 // failedCall is the wire's account of a failed call, when e ends one.
 func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) {
 	facts := &findings.WireFacts{Client: e.Client, Phase: phase(e.Phase), EncryptedAlert: e.EncryptedAlert}
