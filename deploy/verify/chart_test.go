@@ -160,6 +160,7 @@ func TestChartValuesReachTheAgent(t *testing.T) {
 		"--object-checks=true",
 		"--leader-elect=false",
 		"--log-level=debug",
+		"--state-file=/var/run/hookscope/findings.json",
 		"--no-ebpf",
 		"--probe-timeout=5s",
 	}
