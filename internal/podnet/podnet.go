@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -64,8 +65,10 @@ func Guard() error {
 type Pod struct {
 	Name     string     // network namespace name
 	Addr     netip.Addr // the pod IP, inside the namespace
-	HostLink string     // host side of the veth
+	HostLink string     // host side of the veth (a branch pod's: its VLAN device)
 	IfIndex  int        // its interface index
+	trunk    string     // a branch pod's host veth, under its VLAN device
+	table    string     // a branch pod's routing table
 }
 
 var seq atomic.Uint32
@@ -126,6 +129,57 @@ func New(name string, addr netip.Addr) (_ *Pod, err error) {
 	return p, nil
 }
 
+// NewBranch creates a pod the way security groups for pods wire one on EKS:
+// its traffic is tagged with a VLAN on the link into its namespace (a
+// branch ENI on the node's trunk), the host side of the pod is a VLAN
+// device, not a veth, and the route to the pod IP is in a table of its own
+// that an ip rule selects. HostLink and IfIndex name the VLAN device.
+func NewBranch(name string, addr netip.Addr, vlan int) (_ *Pod, err error) {
+	if !addr.Is4() {
+		return nil, errors.New("creating branch pod network: an IPv4 address")
+	}
+	n := seq.Add(1)
+	trunk := fmt.Sprintf("hst%d%d", os.Getpid()%100000, n)
+	if len(trunk) > 12 {
+		trunk = trunk[:12]
+	}
+	p := &Pod{Name: fmt.Sprintf("hs-%s-%d-%d", name, os.Getpid(), n), Addr: addr, HostLink: fmt.Sprintf("%s.%d", trunk, vlan)}
+	p.table = strconv.Itoa(1000 + vlan)
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	cidr := netip.PrefixFrom(addr, 32).String()
+	id := strconv.Itoa(vlan)
+	for _, s := range [][]string{
+		{"ip", "netns", "add", p.Name},
+		{"ip", "link", "add", trunk, "type", "veth", "peer", "name", "eth0", "netns", p.Name},
+		{"ip", "-n", p.Name, "link", "set", "lo", "up"},
+		{"ip", "-n", p.Name, "link", "set", "eth0", "up"},
+		{"ip", "-n", p.Name, "link", "add", "link", "eth0", "name", "eth0." + id, "type", "vlan", "id", id},
+		{"ip", "-n", p.Name, "addr", "add", cidr, "dev", "eth0." + id},
+		{"ip", "-n", p.Name, "link", "set", "eth0." + id, "up"},
+		{"ip", "-n", p.Name, "route", "add", "default", "dev", "eth0." + id},
+		{"ip", "link", "set", trunk, "up"},
+		{"ip", "link", "add", "link", trunk, "name", p.HostLink, "type", "vlan", "id", id},
+		{"ip", "link", "set", p.HostLink, "up"},
+		{"ip", "route", "replace", cidr, "dev", p.HostLink, "table", p.table},
+		{"ip", "rule", "add", "to", cidr, "lookup", p.table, "priority", "10"},
+	} {
+		if _, err := run(s[0], s[1:]...); err != nil {
+			return nil, fmt.Errorf("creating branch pod network for %s: %w", addr, err)
+		}
+	}
+	p.trunk = trunk
+	ifc, err := net.InterfaceByName(p.HostLink)
+	if err != nil {
+		return nil, fmt.Errorf("creating branch pod network for %s: finding %s: %w", addr, p.HostLink, err)
+	}
+	p.IfIndex = ifc.Index
+	return p, nil
+}
+
 // Listen opens a TCP listener inside the namespace. The socket stays in the
 // namespace; the calling goroutine's thread is switched back before return.
 func (p *Pod) Listen(port int) (net.Listener, error) {
@@ -165,11 +219,21 @@ func (p *Pod) Close() error {
 	}
 	// Deleting the namespace deletes the veth pair and with it the route;
 	// delete them explicitly anyway so a half-made pod is cleaned up too.
-	for _, s := range [][]string{
+	steps := [][]string{
 		{"ip", "route", "del", p.Addr.String() + "/" + bits, "dev", p.HostLink},
 		{"ip", "link", "del", p.HostLink},
 		{"ip", "netns", "del", p.Name},
-	} {
+	}
+	if p.table != "" {
+		steps = [][]string{
+			{"ip", "rule", "del", "to", p.Addr.String() + "/32", "lookup", p.table},
+			{"ip", "route", "flush", "table", p.table},
+			{"ip", "link", "del", p.HostLink},
+			{"ip", "link", "del", p.trunk},
+			{"ip", "netns", "del", p.Name},
+		}
+	}
+	for _, s := range steps {
 		if _, err := run(s[0], s[1:]...); err != nil && !missing(err) {
 			errs = append(errs, err)
 		}

@@ -31,8 +31,9 @@ var tracks = map[string]track{
 
 // The modules the tests need that Debian builds as modules: veth (pod
 // networks), sch_ingress (clsact) and cls_bpf (the TC fallback before tcx),
-// tun (paged packets). Their dependencies are found in their .modinfo.
-var wantModules = []string{"veth", "sch_ingress", "cls_bpf", "tun"}
+// tun (paged packets), 8021q (VLAN devices: a branch ENI's pod). Their
+// dependencies are found in their .modinfo.
+var wantModules = []string{"veth", "sch_ingress", "cls_bpf", "tun", "8021q"}
 
 // apt runs apt-get or apt-cache with extra options, in dir.
 type apt struct {

@@ -59,7 +59,7 @@ func main() {
 	}
 	var c config
 	kernels := flag.String("kernels", "host,bookworm,trixie", "comma-separated: host (this machine's kernel, natively) and Debian releases whose kernel boots in qemu: bookworm (6.1), trixie (6.12)")
-	flag.StringVar(&c.pkgs, "pkgs", "./bpf/...", "packages whose tests run (those with test files)")
+	flag.StringVar(&c.pkgs, "pkgs", "./bpf/... ./dataplane", "packages whose tests run (those with test files; space-separated patterns)")
 	flag.StringVar(&c.out, "out", "kernels-report", "report directory (report.json and one log per kernel)")
 	flag.StringVar(&c.cache, "cache", filepath.Join(defCache, "kernels"), "download cache")
 	flag.StringVar(&c.run, "run", os.Getenv("RUN"), "-test.run pattern (all tests when empty)")
@@ -155,7 +155,8 @@ func run(c config) error {
 // buildTests compiles each package's tests (CGO_ENABLED=0: static, so they
 // run in the VM's busybox root) into dir.
 func buildTests(pattern, dir string) ([]testPackage, error) {
-	out, err := exec.Command("go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}", pattern).Output()
+	args := append([]string{"list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}"}, strings.Fields(pattern)...)
+	out, err := exec.Command("go", args...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("listing the packages %s: %w", pattern, stderrOf(err))
 	}
