@@ -58,6 +58,10 @@ type Config struct {
 	ObjectChecks bool
 	// Pods lists a Service's pods for the Pending check; nil skips it.
 	Pods inventory.PodLister
+	// AgentNodes says which nodes run an agent (ok false while unknown);
+	// the agent holding the Lease probes the backends on other nodes. Nil:
+	// this agent's node only (an agent that is not a pod of the DaemonSet).
+	AgentNodes func() (nodes map[string]bool, ok bool)
 	// Observer gets every probe's result, for metrics; nil for none.
 	Observer ProbeObserver
 	Logger   *slog.Logger

@@ -49,6 +49,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 				next = brokenRecheck
 			}
 		}
+		if probeURLs {
+			a.probeRemote(v)
+		}
 		if changed { // risks depend on the objects only, not on time
 			a.analyzeRisks(v)
 		}
@@ -104,3 +107,16 @@ func (a *Agent) analyzeRisks(v *view) {
 // callsURL reports whether w calls a URL (no Service): nothing to trace on a
 // node, and no objects to check; the Lease holder probes the URL.
 func callsURL(w callout.Webhook) bool { return w.Service == nil && w.URL != "" && w.Invalid == "" }
+
+// probeRemote queues the probes of backends on nodes no agent runs on.
+func (a *Agent) probeRemote(v *view) {
+	covered, ok := a.agentNodes()
+	if !ok {
+		return // not known yet: no guess
+	}
+	for t := range v.remote {
+		if untraced(v.remoteNode[t], covered) != "" {
+			a.queue.Add(task{target: t})
+		}
+	}
+}

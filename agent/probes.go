@@ -82,7 +82,13 @@ func (a *Agent) onHandshakeDone(b dataplane.Backend) {
 // to the store, for every webhook that shares the target.
 func (a *Agent) probe(ctx context.Context, t task) {
 	v := a.view.Load()
-	refs := v.targets[t.target]
+	refs, why := v.targets[t.target], ""
+	if len(refs) == 0 && a.leading.Load() {
+		covered, _ := a.agentNodes()
+		if why = untraced(v.remoteNode[t.target], covered); why != "" {
+			refs = v.remote[t.target]
+		}
+	}
 	if len(refs) == 0 {
 		a.queue.Forget(t)
 		return
@@ -105,14 +111,14 @@ func (a *Agent) probe(ctx context.Context, t task) {
 	a.cfg.Logger.Debug("probe", "webhooks", len(refs), "first", refs[0].String(), "result", r.String())
 	for _, ref := range refs {
 		if w, ok := v.webhooks[ref]; ok {
-			a.observeProbe(t, w, r)
+			a.observeProbe(t, w, r, why)
 		}
 	}
 }
 
 // observeProbe hands a probe's result, for webhook w, to the store and
 // the metrics.
-func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result) {
+func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result, untraced string) {
 	k := probeKey{w.Ref, t.target.backend}
 	if a.cfg.Observer != nil {
 		a.cfg.Observer.ObserveProbe(k.ref, k.backend, r.Class, r.Handshake, r.Leaf)
@@ -133,6 +139,7 @@ func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result) {
 		Evidence:        findings.Evidence{Source: findings.Probe, At: r.Start, Detail: detail},
 		Certificate:     r.Leaf,
 		OpenConnections: a.openConnections(k.backend, r.Class),
+		Untraced:        untraced,
 	})
 }
 
@@ -171,7 +178,7 @@ func (a *Agent) probeURL(ctx context.Context, t task, w callout.Webhook) {
 		return
 	}
 	a.cfg.Logger.Debug("probe", "webhook", w.Ref.String(), "url", w.URL, "result", r.String())
-	a.observeProbe(t, w, r)
+	a.observeProbe(t, w, r, "")
 }
 
 // syncBackends hands the local backends to the data plane. A backend whose

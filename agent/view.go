@@ -22,8 +22,12 @@ type view struct {
 	local map[probeKey]bool
 	// targets are the probes to make: webhooks that share a backend, a
 	// server name and a caBundle share one probe.
-	targets  map[probeTarget][]callout.Ref
-	backends []dataplane.Backend
+	targets map[probeTarget][]callout.Ref
+	// remote are the probes of backends on other nodes, for the Lease
+	// holder when no agent runs there; remoteNode is each one's node.
+	remote     map[probeTarget][]callout.Ref
+	remoteNode map[probeTarget]string
+	backends   []dataplane.Backend
 	// logged holds what was said of webhooks that cannot be probed, so it
 	// is said once per change, not per resolution.
 	logged map[callout.Ref]string
@@ -67,7 +71,8 @@ func (a *Agent) isLocal(b callout.Backend) bool {
 // newView builds the view of ws.
 func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 	v := &view{synced: true, webhooks: map[callout.Ref]callout.Webhook{}, byName: map[string]callout.Ref{},
-		local: map[probeKey]bool{}, targets: map[probeTarget][]callout.Ref{}, logged: map[callout.Ref]string{}}
+		local: map[probeKey]bool{}, targets: map[probeTarget][]callout.Ref{}, logged: map[callout.Ref]string{},
+		remote: map[probeTarget][]callout.Ref{}, remoteNode: map[probeTarget]string{}}
 	byAddr := map[netip.AddrPort]*dataplane.Backend{}
 	for _, w := range ws {
 		v.webhooks[w.Ref] = w
@@ -82,6 +87,13 @@ func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 		}
 		for _, b := range w.Backends {
 			if !a.isLocal(b) {
+				if w.Service != nil && w.Invalid == "" {
+					t := a.targetOf(w, b.Addr)
+					v.remote[t] = append(v.remote[t], w.Ref)
+					if b.Pod != nil {
+						v.remoteNode[t] = b.Pod.Node
+					}
+				}
 				continue
 			}
 			v.local[probeKey{w.Ref, b.Addr}] = true
@@ -117,9 +129,14 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 		a.sayOnce(v, w)
 	}
 	a.store.Retain(func(k findings.Key) bool {
-		if k.Scope == findings.ScopeObjects {
+		switch k.Scope {
+		case findings.ScopeObjects:
 			_, ok := v.webhooks[k.Webhook]
 			return ok
+		case findings.ScopeRemote:
+			w, ok := v.webhooks[k.Webhook]
+			_, has := w.Backend(k.Backend)
+			return ok && has
 		}
 		return v.local[probeKey{k.Webhook, k.Backend}]
 	})
@@ -191,18 +208,25 @@ type WebhookStatus struct {
 	Local []netip.AddrPort `json:"local"`
 	// Traced are the local backends the kernel traces now.
 	Traced []netip.AddrPort `json:"traced"`
+	// Untraced are the backends on nodes no agent runs on: no kernel sees
+	// their calls; the agent holding the Lease probes them.
+	Untraced []netip.AddrPort `json:"untraced"`
 }
 
 // Webhooks returns the current inventory and this agent's part in it.
 func (a *Agent) Webhooks() []WebhookStatus {
 	var out []WebhookStatus
+	covered, _ := a.agentNodes()
 	for _, w := range a.inv.Webhooks() {
-		st := WebhookStatus{Webhook: w, Local: []netip.AddrPort{}, Traced: []netip.AddrPort{}}
+		st := WebhookStatus{Webhook: w, Local: []netip.AddrPort{}, Traced: []netip.AddrPort{}, Untraced: []netip.AddrPort{}}
 		if c, d := inventory.Problem(w); c != findings.Healthy {
 			st.Problem, st.ProblemDetail = c, d
 		}
 		for _, b := range w.Backends {
 			if !a.isLocal(b) {
+				if b.Pod == nil || !covered[b.Pod.Node] {
+					st.Untraced = append(st.Untraced, b.Addr)
+				}
 				continue
 			}
 			st.Local = append(st.Local, b.Addr)
@@ -213,4 +237,26 @@ func (a *Agent) Webhooks() []WebhookStatus {
 		out = append(out, st)
 	}
 	return out
+}
+
+// agentNodes are the nodes an agent runs on: Config.AgentNodes, or this
+// agent's node when that is not known.
+func (a *Agent) agentNodes() (map[string]bool, bool) {
+	if a.cfg.AgentNodes != nil {
+		if nodes, ok := a.cfg.AgentNodes(); ok {
+			return nodes, true
+		}
+	}
+	return map[string]bool{a.cfg.NodeName: true}, a.cfg.AgentNodes == nil
+}
+
+// untraced says why no agent traces a backend on node, or "" when one does.
+func untraced(node string, covered map[string]bool) string {
+	switch {
+	case node == "":
+		return "no node is named for this backend: no hookscope agent traces it; probed from the agent holding the Lease"
+	case covered[node]:
+		return ""
+	}
+	return "no hookscope agent runs on node " + node + " (Fargate, or a node the DaemonSet leaves out): no kernel sees its calls; probed from the agent holding the Lease"
 }

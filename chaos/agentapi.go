@@ -35,9 +35,10 @@ type AgentWebhook struct {
 		Configuration string `json:"configuration"`
 		Name          string `json:"name"`
 	} `json:"ref"`
-	Invalid string   `json:"invalid"`
-	Problem string   `json:"problem"`
-	Traced  []string `json:"traced"`
+	Invalid  string   `json:"invalid"`
+	Problem  string   `json:"problem"`
+	Traced   []string `json:"traced"`
+	Untraced []string `json:"untraced"`
 }
 
 // Webhooks lists the webhooks the agents know (each agent's, together).

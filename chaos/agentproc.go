@@ -74,6 +74,7 @@ type AgentFinding struct {
 		Detail string    `json:"detail"`
 	} `json:"evidence"`
 	Remediation string `json:"remediation"`
+	Untraced    string `json:"untraced"`
 	Impact      *struct {
 		Kind   string    `json:"kind"`
 		Node   string    `json:"node"`

@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,10 @@ type WebhookSpec struct {
 	// TargetLabel: while it fails closed, a deleted Deployment's dependents
 	// cannot be garbage collected.
 	Deletes bool
+	// Node is the node its backend pod runs on, added to the cluster when
+	// missing (local provider); empty: the lab's node, where the agent
+	// runs. On another node no agent traces the backend.
+	Node string
 }
 
 // Webhook is a deployed webhook: a backend pod whose IP is a real network
@@ -78,6 +83,7 @@ type Webhook struct {
 	remote     *backend.Remote
 	agent      *AgentProcess
 	node       string
+	traced     bool // an agent runs on node
 	pod        *podnet.Pod
 	writes     int
 }
@@ -97,6 +103,9 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 	if err := w.createNamespace(ctx); err != nil {
 		return nil, err
 	}
+	if err := l.ensureNode(ctx, w.node); err != nil {
+		return nil, err
+	}
 	if err := w.StartBackend(ctx); err != nil {
 		return nil, err
 	}
@@ -110,6 +119,7 @@ func (l *Lab) DeployWebhook(ctx context.Context, spec WebhookSpec) (_ *Webhook, 
 		return nil, err
 	}
 	w.agent = l.Agent
+	w.traced = w.node == l.Node
 	if err := w.WaitServing(ctx); err != nil {
 		return nil, fmt.Errorf("deploying webhook %s: %w", spec.Name, err)
 	}
@@ -125,7 +135,7 @@ func (l *Lab) newWebhook(spec WebhookSpec) *Webhook {
 		Service:     spec.Name + "-webhook",
 		WebhookName: "vpod." + spec.Name + ".hookscope.dev",
 		client:      l.Client,
-		node:        l.Node,
+		node:        cmp.Or(spec.Node, l.Node),
 		inPods:      l.restConfig != nil,
 		restConfig:  l.restConfig,
 	}
@@ -153,7 +163,7 @@ func (w *Webhook) createNamespace(ctx context.Context) error {
 // injection) and a write really goes through the webhook (the API server
 // picks configurations and endpoints up asynchronously).
 func (w *Webhook) WaitServing(ctx context.Context) error {
-	if w.agent != nil {
+	if w.agent != nil && w.traced {
 		backend := netip.AddrPortFrom(w.PodIP, backendPort).String()
 		if err := w.agent.WaitForTraced(ctx, w.WebhookName, backend, 30*time.Second); err != nil {
 			return err
@@ -230,4 +240,16 @@ func waitServiceAccount(ctx context.Context, c kubernetes.Interface, ns string) 
 		_, err := c.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	})
+}
+
+// ensureNode adds node to the cluster unless it is there (the lab's own
+// node always is).
+func (l *Lab) ensureNode(ctx context.Context, node string) error {
+	if node == l.Node {
+		return nil
+	}
+	if _, err := l.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err == nil {
+		return nil
+	}
+	return l.Provider.AddNode(ctx, node)
 }

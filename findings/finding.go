@@ -31,6 +31,10 @@ type Finding struct {
 	// Impact is what the failing webhook does to the cluster beyond one
 	// write; set on correlation findings only.
 	Impact *Impact `json:"impact,omitempty"`
+	// Untraced says why no agent's kernel sees this backend's calls (no
+	// agent on its node: Fargate, a node the DaemonSet leaves out); the
+	// agent holding the Lease probes it. Empty for a traced backend.
+	Untraced string `json:"untraced,omitempty"`
 }
 
 // Wire is the kernel's facts of the finding's latest kernel evidence, or

@@ -27,9 +27,15 @@ type Observation struct {
 	// the backend, as the data plane sees them (0 without one): a class
 	// that fails only new connections leaves those carrying writes.
 	OpenConnections int
+	// Untraced says why no agent traces the backend (it is probed from the
+	// agent holding the Lease); empty for a backend this agent traces.
+	Untraced string
 }
 
 func (o Observation) key() Key {
+	if o.Backend.IsValid() && o.Untraced != "" {
+		return Key{Webhook: o.Webhook.Ref, Scope: ScopeRemote, Backend: o.Backend}
+	}
 	if o.Backend.IsValid() {
 		return Key{Webhook: o.Webhook.Ref, Scope: ScopeBackend, Backend: o.Backend}
 	}
@@ -104,6 +110,7 @@ func (s *Store) newFinding(o Observation) Finding {
 		FirstSeen:     now,
 		Certificate:   o.Certificate,
 		Remediation:   Remediation(o.Class, w),
+		Untraced:      o.Untraced,
 	}
 	if f.FirstFailure.IsZero() || f.FirstFailure.After(now) {
 		f.FirstFailure = now
@@ -210,13 +217,13 @@ func failedEffect(policy string) Effect {
 }
 
 // Retain resolves the findings about webhooks and backends that are gone:
-// present says whether a backend finding's backend, or an objects
-// finding's webhook, still exists.
+// present says whether a backend finding's backend (traced here, or
+// probed from afar), or an objects finding's webhook, still exists.
 func (s *Store) Retain(present func(Key) bool) {
 	var c change
 	s.mu.Lock()
 	for k, e := range s.open {
-		if (k.Scope == ScopeBackend || k.Scope == ScopeObjects) && !present(k) {
+		if (k.Scope == ScopeBackend || k.Scope == ScopeObjects || k.Scope == ScopeRemote) && !present(k) {
 			s.resolveLocked(e, Evidence{Source: Objects, Detail: "webhook or backend no longer exists"}, &c)
 		}
 	}

@@ -29,6 +29,10 @@ const (
 	ScopeSignals
 	// ScopeImpact: what the failing webhook breaks. Cluster-wide.
 	ScopeImpact
+	// ScopeRemote: a backend on a node no agent runs on (Fargate, a node
+	// the DaemonSet leaves out), probed by the agent holding the Lease.
+	// Cluster-wide.
+	ScopeRemote
 )
 
 // clusterWide reports whether findings of the scope belong to the agent
@@ -267,7 +271,7 @@ func (s *Store) OpenClass(ref callout.Ref) Class {
 	defer s.mu.Unlock()
 	class, first := CallsFailing, ""
 	for k, e := range s.open {
-		if k.Webhook != ref || (k.Scope != ScopeBackend && k.Scope != ScopeObjects) || e.Class == CertExpiringSoon || e.Class == SlowResponse {
+		if k.Webhook != ref || (k.Scope != ScopeBackend && k.Scope != ScopeObjects && k.Scope != ScopeRemote) || e.Class == CertExpiringSoon || e.Class == SlowResponse {
 			continue
 		}
 		if b := k.Backend.String(); class == CallsFailing || b < first {

@@ -64,6 +64,8 @@
 //	hookscope.impact.kind              NodeNotReady, ControllerBlocked or DeletionBlocked (correlation findings)
 //	hookscope.impact.node              the NotReady node
 //	hookscope.impact.object            the blocked controller, "DaemonSet kube-system/aws-node"
+//	hookscope.backend.untraced         why no agent's kernel sees the backend's calls (no agent on its
+//	                                   node): the agent holding the Lease probed it
 //	hookscope.cert.subject             subject of the served leaf certificate
 //	hookscope.cert.not_before          its validity window, RFC 3339 (UTC)
 //	hookscope.cert.not_after
@@ -157,6 +159,8 @@ const (
 	ImpactNode = attribute.Key("hookscope.impact.node")
 	// ImpactObject is the blocked controller, "Kind namespace/name".
 	ImpactObject = attribute.Key("hookscope.impact.object")
+	// BackendUntraced says why no agent traces the finding's backend.
+	BackendUntraced = attribute.Key("hookscope.backend.untraced")
 	// CertSubject is the subject of the certificate the webhook served.
 	CertSubject = attribute.Key("hookscope.cert.subject")
 	// CertNotBefore is the start of the served certificate's validity,

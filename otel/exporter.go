@@ -398,6 +398,7 @@ func findingAttributes(f findings.Finding, state string) []attribute.KeyValue {
 		add(ImpactObject, f.Impact.Object)
 	}
 	add(URLFull, f.URL)
+	add(BackendUntraced, f.Untraced)
 	add(FindingState, state)
 	add(Remediation, f.Remediation)
 	a = append(a, wireAttributes(f.Wire())...)

@@ -66,6 +66,7 @@ func everyPath(t *testing.T) (spans tracetest.SpanStubs, resource []attribute.Ke
 	impact.ID, impact.Impact = "b2", &findings.Impact{Kind: findings.ImpactNodeNotReady, Node: "node-3", Object: "DaemonSet kube-system/aws-node"}
 	e.Report(impact)
 	url := findings.Finding{ID: "c3", Class: findings.Unreachable, Webhook: ref, URL: "https://10.0.250.1:8443/v", FirstSeen: now}
+	e.Report(findings.Finding{ID: "d4", Class: findings.CertExpired, Webhook: ref, Backend: backend, FirstSeen: now, Untraced: "no hookscope agent runs on node fargate-1"})
 	e.Report(url)
 	resolved := f
 	resolved.Resolved = &now

@@ -49,6 +49,7 @@ type agentOptions struct {
 	slowThreshold   time.Duration
 	reviewProbe     bool
 	stateFile       string
+	agentSelector   string
 }
 
 func agentCommand() *cobra.Command {
@@ -85,6 +86,7 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.metricsInterval, "apiserver-metrics-interval", 15*time.Second, "how often the leader reads the API server's webhook metrics")
 	f.DurationVar(&o.certHorizon, "cert-horizon", 7*24*time.Hour, "report a served certificate that expires within this horizon")
 	f.DurationVar(&o.slowThreshold, "slow-threshold", time.Second, "a webhook whose calls take this long on average (or half its timeoutSeconds, if less) is SlowResponse")
+	f.StringVar(&o.agentSelector, "agent-selector", "app.kubernetes.io/name=hookscope-agent", "labels of the agents' pods in $POD_NAMESPACE: the backends on nodes without one are probed by the agent holding the Lease")
 	f.StringVar(&o.stateFile, "state-file", "", "file that keeps the open findings, so a restarted agent goes on with them and their IDs (empty: none)")
 	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send one dryRun AdmissionReview and time the answer (the webhook sees it; off: probes send nothing)")
 	return cmd
@@ -147,6 +149,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ReviewProbe:  o.reviewProbe,
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         inventory.APIPodLister{Client: client},
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		agentPods.namespace, agentPods.selector = ns, o.agentSelector
+		acfg.AgentNodes = agentPods.nodes
 	}
 	a = agent.New(acfg, parts)
 	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))

@@ -37,6 +37,9 @@ type WebhookStatus struct {
 	Detail        string   `json:"detail,omitempty"`
 	CertNotAfter  string   `json:"certNotAfter,omitempty"`
 	Risks         []string `json:"risks,omitempty"`
+	// Untraced is how many backends run on nodes with no hookscope agent
+	// (no kernel sees their calls; the agent holding the Lease probes them).
+	Untraced int `json:"untracedBackends,omitempty"`
 }
 
 func statusCommand() *cobra.Command {
@@ -108,6 +111,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+string(r.Severity)+")")
 	}
 	pods := inventory.APIPodLister{Client: c}
+	agentNodes := agentNodesOf(ctx, c)
 	var rows []WebhookStatus
 	for _, w := range inv.Webhooks {
 		row := WebhookStatus{Kind: w.Ref.Kind, Configuration: w.Ref.Configuration, Name: w.Ref.Name, FailurePolicy: w.FailurePolicy,
@@ -118,6 +122,9 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 		for _, b := range w.Backends {
 			if b.Ready {
 				row.Ready++
+			}
+			if agentNodes != nil && (b.Pod == nil || !agentNodes[b.Pod.Node]) {
+				row.Untraced++
 			}
 		}
 		class, detail, _ := inventory.Diagnose(ctx, w, pods)
@@ -176,7 +183,29 @@ func printStatus(out io.Writer, format string, rows []WebhookStatus) error {
 		if risk == "" {
 			risk = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.Name, r.Kind, r.Configuration, r.FailurePolicy, r.Ready, r.Backends, r.Health, risk, r.Detail)
+		backends := fmt.Sprintf("%d/%d", r.Ready, r.Backends)
+		if r.Untraced > 0 {
+			backends += fmt.Sprintf(" (%d untraced)", r.Untraced)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Configuration, r.FailurePolicy, backends, r.Health, risk, r.Detail)
 	}
 	return tw.Flush()
+}
+
+// agentNodes are the nodes hookscope's agents run on, from their pods
+// (label app.kubernetes.io/name=hookscope-agent, any namespace); nil when
+// none are found (no agent installed, or not readable): then nothing is
+// called untraced.
+func agentNodesOf(ctx context.Context, c kubernetes.Interface) map[string]bool {
+	list, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=hookscope-agent"})
+	if err != nil || len(list.Items) == 0 {
+		return nil
+	}
+	nodes := map[string]bool{}
+	for _, p := range list.Items {
+		if p.Spec.NodeName != "" {
+			nodes[p.Spec.NodeName] = true
+		}
+	}
+	return nodes
 }

@@ -3,6 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	"log/slog"
 	"net"
 	"net/http"
@@ -116,6 +122,7 @@ func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, cli
 		return
 	}
 	lead := func(ctx context.Context) {
+		agentPods.watch(ctx, client, log)
 		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{Client: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
 			log.Error("cluster signals", "err", err)
 		}
@@ -162,4 +169,44 @@ func shutdown(log *slog.Logger, what string, stop func(context.Context) error) {
 	if err := stop(ctx); err != nil {
 		log.Warn(what, "err", err)
 	}
+}
+
+// agentPodSet is where the DaemonSet's agents run, read by the Lease holder
+// (it probes the backends on the other nodes).
+type agentPodSet struct {
+	namespace, selector string
+	informer            atomic.Pointer[cache.SharedIndexInformer]
+}
+
+// agentPods is this process's view of its DaemonSet, when it runs in one
+// ($POD_NAMESPACE set).
+var agentPods = &agentPodSet{}
+
+// watch starts the informer (once) on the agents' pods.
+func (p *agentPodSet) watch(ctx context.Context, client kubernetes.Interface, log *slog.Logger) {
+	if p.namespace == "" || p.informer.Load() != nil {
+		return
+	}
+	selector := p.selector
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(p.namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+	i := f.Core().V1().Pods().Informer()
+	p.informer.Store(&i)
+	f.Start(ctx.Done())
+	log.Info("watching the agents' pods: backends on nodes without one are probed from here", "namespace", p.namespace, "selector", selector)
+}
+
+// nodes are the nodes an agent pod runs on; ok is false until listed.
+func (p *agentPodSet) nodes() (map[string]bool, bool) {
+	ip := p.informer.Load()
+	if ip == nil || !(*ip).HasSynced() {
+		return nil, false
+	}
+	out := map[string]bool{}
+	for _, o := range (*ip).GetStore().List() {
+		if pod, ok := o.(*corev1.Pod); ok && pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil {
+			out[pod.Spec.NodeName] = true
+		}
+	}
+	return out, true
 }
