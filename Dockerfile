@@ -2,8 +2,12 @@
 # registry where hookscope is built and tested, so the binary is built by
 # `make build` (CGO_ENABLED=0) and copied in; `docker build .` needs no pull.
 #   make build && docker build -t hookscope:dev .
+# BINARY picks the build: bin/hookscope (this machine's architecture) or
+# bin/hookscope-arm64 for Graviton (make image builds both, with
+# --platform; nothing in the image runs at build time, so no emulation).
 FROM scratch
-COPY bin/hookscope /hookscope
+ARG BINARY=bin/hookscope
+COPY ${BINARY} /hookscope
 # The agent runs as root in its pod with every capability dropped but the
 # three that deploy/base and the Helm chart (deploy/chart/hookscope) add back,
 # on a read-only root filesystem; the CLI needs none.

@@ -23,10 +23,14 @@ build:
 	ln -sf hookscope bin/kubectl-hookscope # on the PATH: `kubectl hookscope`
 
 IMAGE ?= hookscope:dev
-## image: the Dockerfile's image (FROM scratch, no pull) and one run of it, where a Docker daemon runs
-image: build
-	@docker info >/dev/null 2>&1 || { echo "image: no Docker daemon here: skipped (the Dockerfile needs no registry: make build && docker build -t $(IMAGE) .)"; exit 0; }; \
-		docker build -t $(IMAGE) . && docker image ls $(IMAGE) && docker run --rm $(IMAGE) --help | head -5
+## image: the image for amd64 and arm64 (an OCI layout in bin/image/oci and a docker archive per
+## architecture, assembled with no builder); where a Docker daemon runs, both are loaded and the amd64 one run
+image: build build-arm64
+	go run ./tools/image -out bin/image -tag $(IMAGE) amd64=bin/hookscope arm64=bin/hookscope-arm64
+	@docker info >/dev/null 2>&1 || { echo "image: no Docker daemon here: loading skipped (docker load -i bin/image/hookscope-amd64.tar)"; exit 0; }; \
+		docker load -i bin/image/hookscope-amd64.tar && docker load -i bin/image/hookscope-arm64.tar && \
+		docker image inspect -f '{{.RepoTags}} {{.Architecture}}' $(IMAGE)-amd64 $(IMAGE)-arm64 && \
+		docker run --rm $(IMAGE)-amd64 --help | head -5
 
 ## tools: the offline toolchain (kube-apiserver, etcd, kwok, Jaeger, ...) into $(HOOKSCOPE_CACHE)
 tools: host-deps
