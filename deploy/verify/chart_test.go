@@ -268,3 +268,44 @@ func TestChartShipsTheMonitoringOfDeployMonitoring(t *testing.T) {
 		}
 	})
 }
+
+// TestChartOnSELinuxAndOpenShift: with seLinux.type the agent's container
+// asks for it; with openshift.scc.create the chart renders an SCC that
+// admits the agent's pod for its ServiceAccount alone, allowing exactly
+// the capabilities the DaemonSet adds, and nothing privileged. Neither is
+// rendered by default.
+func TestChartOnSELinuxAndOpenShift(t *testing.T) {
+	objs, _ := renderChart(t, "hookscope", "hookscope", map[string]any{
+		"seLinux":   map[string]any{"type": "spc_t"},
+		"openshift": map[string]any{"scc": map[string]any{"create": true}},
+	})
+	ds := mustFind(t, objs, "DaemonSet", "hookscope-agent")
+	containers, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
+	sc := containers[0].(map[string]any)["securityContext"].(map[string]any)
+	if se, _ := sc["seLinuxOptions"].(map[string]any); se["type"] != "spc_t" || se["level"] != "s0" {
+		t.Errorf("container seLinuxOptions %v, want type spc_t, level s0", sc["seLinuxOptions"])
+	}
+	added, _, _ := unstructured.NestedStringSlice(sc, "capabilities", "add")
+	scc := mustFind(t, objs, "SecurityContextConstraints", "hookscope-agent")
+	allowed, _, _ := unstructured.NestedStringSlice(scc.Object, "allowedCapabilities")
+	if strings.Join(allowed, ",") != strings.Join(added, ",") {
+		t.Errorf("SCC allows capabilities %v, the DaemonSet adds %v", allowed, added)
+	}
+	users, _, _ := unstructured.NestedStringSlice(scc.Object, "users")
+	if len(users) != 1 || users[0] != "system:serviceaccount:hookscope:hookscope-agent" {
+		t.Errorf("SCC users %v, want the agent's ServiceAccount only", users)
+	}
+	for field, want := range map[string]any{"allowHostNetwork": true, "allowPrivilegedContainer": false, "allowPrivilegeEscalation": false,
+		"readOnlyRootFilesystem": true, "allowHostPID": false} {
+		if got := scc.Object[field]; got != want {
+			t.Errorf("SCC %s = %v, want %v", field, got, want)
+		}
+	}
+	if se, _, _ := unstructured.NestedString(scc.Object, "seLinuxContext", "seLinuxOptions", "type"); se != "spc_t" {
+		t.Errorf("SCC SELinux type %q, want spc_t", se)
+	}
+	def, _ := renderChart(t, "hookscope", "hookscope", nil)
+	if find(def, "SecurityContextConstraints", "hookscope-agent") != nil {
+		t.Error("an SCC is rendered with default values")
+	}
+}
