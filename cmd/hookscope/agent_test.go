@@ -76,18 +76,22 @@ func TestBadEnvironmentGetsOneLine(t *testing.T) {
 	}
 	bin := hookscopeBinary(t)
 	kc := unreachableKubeconfig(t)
+	// A kernel that refuses the programs does not stop the agent: it says
+	// so in a line of its own and goes on (here to the unreachable API
+	// server, the line that ends it).
 	cases := []struct {
-		name string
-		argv []string
-		want []string
+		name     string
+		argv     []string
+		want     []string
+		degraded []string // the line before the last, when the kernel refused
 	}{
-		{"no kubeconfig", []string{bin, "agent"}, []string{"no kubeconfig", "--kubeconfig"}},
-		{"kubeconfig missing", []string{bin, "agent", "--kubeconfig", "/nonexistent/kubeconfig"}, []string{"reading kubeconfig /nonexistent/kubeconfig"}},
-		{"API server unreachable", []string{bin, "agent", "--no-ebpf", "--kubeconfig", kc}, []string{"cannot reach the API server at https://127.0.0.1:", "check the kubeconfig"}},
+		{"no kubeconfig", []string{bin, "agent"}, []string{"no kubeconfig", "--kubeconfig"}, nil},
+		{"kubeconfig missing", []string{bin, "agent", "--kubeconfig", "/nonexistent/kubeconfig"}, []string{"reading kubeconfig /nonexistent/kubeconfig"}, nil},
+		{"API server unreachable", []string{bin, "agent", "--no-ebpf", "--kubeconfig", kc}, []string{"cannot reach the API server at https://127.0.0.1:", "check the kubeconfig"}, nil},
 		{"no permission to load BPF", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-			bin, "agent", "--kubeconfig", kc}, []string{"loading handshake programs", "run as root, or grant CAP_BPF"}},
+			bin, "agent", "--kubeconfig", kc}, []string{"cannot reach the API server"}, []string{"eBPF data plane not loaded", "loading handshake programs", "run as root, or grant CAP_BPF"}},
 		{"no kernel BTF", []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-			"mount -t tmpfs none /sys/kernel/btf && exec " + bin + " agent --kubeconfig " + kc}, []string{"reading kernel BTF", "CONFIG_DEBUG_INFO_BTF"}},
+			"mount -t tmpfs none /sys/kernel/btf && exec " + bin + " agent --kubeconfig " + kc}, []string{"cannot reach the API server"}, []string{"eBPF data plane not loaded", "reading kernel BTF", "CONFIG_DEBUG_INFO_BTF"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,6 +107,18 @@ func TestBadEnvironmentGetsOneLine(t *testing.T) {
 				t.Fatalf("exit: %v, want exit code 1; stderr:\n%s", err, stderr.String())
 			}
 			out := strings.TrimRight(stderr.String(), "\n")
+			if c.degraded != nil {
+				first, last, ok := strings.Cut(out, "\n")
+				if !ok {
+					t.Fatalf("want the kernel's refusal on a line of its own, then the error; got:\n%s", out)
+				}
+				for _, w := range c.degraded {
+					if !strings.Contains(first, w) {
+						t.Errorf("line %q lacks %q", first, w)
+					}
+				}
+				out = last
+			}
 			if strings.Count(out, "\n") != 0 {
 				t.Errorf("want one line, got:\n%s", out)
 			}

@@ -29,17 +29,22 @@ import (
 	"github.com/hookscope/hookscope/risk"
 )
 
-// loadKernel loads the eBPF programs, or returns nil with --no-ebpf. The
-// handshake programs are required; the TCP tracepoints add
-// retransmissions and who closed first, and their absence is one warning.
+// loadKernel loads the eBPF programs, or returns nil with --no-ebpf. A
+// kernel that refuses the handshake programs (no BTF, no permission, an
+// older kernel) leaves the agent on probes and the API server's signals,
+// saying so in one line and in hookscope_bpf_program; it never stops it.
+// The TCP tracepoints add retransmissions and who closed first.
 func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*dataplane.Kernel, error) {
 	if o.noEBPF {
 		return nil, nil
 	}
 	tracer, err := handshake.Load()
 	if err != nil {
-		return nil, fmt.Errorf("%w; or run with --no-ebpf to detect from probes and the API only", err)
+		programs = append(programs, otel.BPFProgram{Tracepoint: "tc", Program: ""})
+		log.Error("eBPF data plane not loaded: detecting from probes and the API server's signals only (--no-ebpf says so without this line)", "err", err)
+		return nil, nil
 	}
+	programs = append(programs, otel.BPFProgram{Tracepoint: "tc", Program: "handshake", Loaded: true})
 	tcp, err := tcpstate.Load()
 	if err != nil {
 		log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
@@ -54,8 +59,8 @@ func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*da
 	return dataplane.NewKernel(tracer, tcp, asm, log), nil
 }
 
-// programs are the TCP tracepoint programs loadKernel chose, for the
-// hookscope_bpf_program metric.
+// programs are the programs loadKernel loaded or could not (the TC
+// program and each TCP tracepoint's), for the hookscope_bpf_program metric.
 var programs []otel.BPFProgram
 
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
@@ -102,6 +107,8 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, exp *otel.Exporter, a 
 	}
 	if kernel != nil {
 		state.EventsDropped, state.Unparsed = kernel.EventsDropped, kernel.Unparsed
+	}
+	if len(programs) > 0 {
 		state.Programs = func() []otel.BPFProgram { return programs }
 	}
 	if exp != nil {
