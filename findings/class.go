@@ -32,7 +32,18 @@ const (
 	ConnectionRefused Class = "ConnectionRefused"
 	// Unreachable: no route to the backend, or its name does not resolve
 	// (a URL webhook's host): the packets never reach it.
-	Unreachable        Class = "Unreachable"
+	Unreachable Class = "Unreachable"
+	// ConnectTimeout: the connection was never answered (its SYN went
+	// unanswered): a security group, firewall, NACL or NetworkPolicy
+	// drops the API server's packets on the way.
+	ConnectTimeout Class = "ConnectTimeout"
+	// PodNetworkNotRoutable: the control plane cannot route to the pod
+	// network at all (an overlay CNI on EKS: "Address is not allowed").
+	PodNetworkNotRoutable Class = "PodNetworkNotRoutable"
+	// NotTheWebhook: something other than the webhook answers at the
+	// backend (a service-mesh sidecar or a proxy): it closes the
+	// connection, or speaks plain HTTP.
+	NotTheWebhook Class = "NotTheWebhook"
 	HandshakeTimeout   Class = "HandshakeTimeout"
 	TLSHandshakeFailed Class = "TLSHandshakeFailed"
 	// CallsFailing: the API server reports failed calls and no signal says
@@ -70,7 +81,8 @@ func (c Class) Aspect() Aspect {
 // may go on carrying writes.
 func (c Class) FailsNewConnections() bool {
 	switch c {
-	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout, Unreachable:
+	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout,
+		Unreachable, ConnectTimeout, PodNetworkNotRoutable, NotTheWebhook:
 		return true
 	}
 	return false

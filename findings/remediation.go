@@ -43,6 +43,12 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return "check that the webhook pods behind " + backend + " listen on the target port"
 	case Unreachable:
 		return "make " + backend + " reachable from the control plane: a route to its address, its name in DNS, security groups or firewalls that let the API server through"
+	case ConnectTimeout:
+		return "let the control plane reach " + backend + " on the webhook's target port: the nodes' security group must admit the cluster security group on that port (EKS), and no NACL, host firewall or NetworkPolicy that selects the webhook's pods may drop the API server's connections"
+	case PodNetworkNotRoutable:
+		return "the control plane cannot route to the pod network (an overlay CNI on EKS): run the webhook behind " + backend + " with hostNetwork: true on a free port, or use a CNI whose pod IPs the VPC routes"
+	case NotTheWebhook:
+		return "something other than the webhook answers behind " + backend + " (a service-mesh sidecar or a proxy): exclude the webhook's port from the mesh's inbound capture (for Istio, traffic.sidecar.istio.io/excludeInboundPorts) or let the webhook serve TLS itself"
 	case HandshakeTimeout:
 		return "restart the hung webhook pods behind " + backend
 	case CertExpiringSoon:

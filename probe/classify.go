@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -50,4 +52,18 @@ func classifyDial(err error) findings.Class {
 func isNotFound(err error) bool {
 	dns, ok := errors.AsType[*net.DNSError](err)
 	return ok && dns.IsNotFound
+}
+
+// classifyHandshake names an error of the TLS handshake, after the
+// connection was made: something that does not speak TLS (a plain HTTP
+// answer, a close without one: a sidecar or proxy), a reset, a timeout.
+func classifyHandshake(err error) findings.Class {
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok || errors.Is(err, io.EOF) {
+		return findings.NotTheWebhook
+	}
+	c := classifyDial(err)
+	if c == findings.ConnectionRefused { // reset during the handshake
+		return findings.TLSHandshakeFailed
+	}
+	return c
 }

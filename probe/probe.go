@@ -94,6 +94,9 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 	raw, err := o.Own.dialer(target).DialContext(ctx, "tcp", target.String())
 	if err != nil {
 		r.Class, r.Detail = classifyDial(err), err.Error()
+		if r.Class == findings.HandshakeTimeout { // no handshake began: the SYN went unanswered
+			r.Class = findings.ConnectTimeout
+		}
 		return r
 	}
 	defer raw.Close()
@@ -102,10 +105,7 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 	err = conn.HandshakeContext(ctx)
 	r.Handshake = time.Since(hs)
 	if err != nil {
-		r.Class, r.Detail = classifyDial(err), err.Error()
-		if r.Class == findings.ConnectionRefused { // reset during the handshake
-			r.Class = findings.TLSHandshakeFailed
-		}
+		r.Class, r.Detail = classifyHandshake(err), err.Error()
 		return r
 	}
 	if verifyErr != nil {

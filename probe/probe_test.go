@@ -228,3 +228,47 @@ func TestCertExpiringSoon(t *testing.T) {
 		t.Errorf("renewed: %s", r)
 	}
 }
+
+// TestProbeNamesWhatIsNotTheWebhook: a backend that speaks plain HTTP, or
+// closes the connection without a word (a sidecar or proxy in front of the
+// webhook), is NotTheWebhook, not a TLS failure of the webhook's.
+func TestProbeNamesWhatIsNotTheWebhook(t *testing.T) {
+	serve := func(handle func(net.Conn)) netip.AddrPort {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go handle(c)
+			}
+		}()
+		return ln.Addr().(*net.TCPAddr).AddrPort()
+	}
+	plain := serve(func(c net.Conn) {
+		defer c.Close()
+		_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+	})
+	closes := serve(func(c net.Conn) {
+		// Read the whole ClientHello, then close: a FIN, the API server's
+		// "EOF" (closing with it unread would be a reset).
+		buf := make([]byte, 64<<10)
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
+	})
+	for name, target := range map[string]netip.AddrPort{"plain HTTP": plain, "closes": closes} {
+		if r := Probe(context.Background(), target, "x.y.svc", nil, time.Second); r.Class != findings.NotTheWebhook {
+			t.Errorf("%s: %s, want NotTheWebhook", name, r)
+		}
+	}
+}
