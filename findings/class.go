@@ -43,7 +43,7 @@ const (
 	// NotTheWebhook: something other than the webhook answers at the
 	// backend (a service-mesh sidecar or a proxy): it closes the
 	// connection, or speaks plain HTTP.
-	NotTheWebhook Class = "NotTheWebhook"
+	NotTheWebhook      Class = "NotTheWebhook"
 	HandshakeTimeout   Class = "HandshakeTimeout"
 	TLSHandshakeFailed Class = "TLSHandshakeFailed"
 	// CallsFailing: the API server reports failed calls and no signal says

@@ -3,9 +3,9 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
