@@ -15,7 +15,7 @@ func callFailed(cause string) string {
 	return `Internal error occurred: failed calling webhook "vpod.x.hookscope.dev": failed to call webhook: Post "` + testURL + `": ` + cause
 }
 
-// failureCases are the texts the API server writes (from the seed
+// failureCases are the texts the API server writes (from the
 // article and a v1.34.4 kube-apiserver) and what they mean. Each input is
 // also a seed of FuzzParseWebhookFailure (testdata/fuzz).
 var failureCases = []struct {
@@ -26,7 +26,7 @@ var failureCases = []struct {
 	detailHas string
 }{
 	{
-		name: "seed article expired certificate",
+		name: "the article's expired certificate",
 		msg:  `failed calling webhook "mtargetgroupbinding.elbv2.k8s.aws": Post "https://aws-load-balancer-webhook-service.kube-system.svc:443/mutate-elbv2-k8s-aws-v1beta1-targetgroupbinding?timeout=30s": x509: certificate has expired or is not yet valid: current time 2022-03-03T07:37:16Z is after 2022-02-26T11:24:26Z`,
 		ok:   true,
 		want: WebhookFailure{
@@ -44,7 +44,7 @@ var failureCases = []struct {
 		detailHas: "is before",
 	},
 	{
-		name: "seed article DaemonSet FailedCreate, service not found",
+		name: "the article's DaemonSet FailedCreate, service not found",
 		msg:  `Error creating: Internal error occurred: failed calling webhook "mpod.elbv2.k8s.aws": failed to call webhook: Post "https://webhook-service.system.svc:443/mutate-v1-pod?timeout=10s": service "webhook-service" not found`,
 		ok:   true,
 		want: WebhookFailure{

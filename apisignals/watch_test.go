@@ -211,7 +211,7 @@ func TestWatcherEvents(t *testing.T) {
 		InvolvedObject: corev1.ObjectReference{Kind: "DaemonSet", Namespace: "kube-system", Name: "aws-node", UID: "ds"},
 		Type:           corev1.EventTypeWarning,
 		Reason:         "FailedCreate",
-		Message:        caseMsg(t, "seed article DaemonSet FailedCreate, service not found"),
+		Message:        caseMsg(t, "the article's DaemonSet FailedCreate, service not found"),
 		Count:          3,
 		LastTimestamp:  last,
 		Source:         corev1.EventSource{Component: "daemonset-controller"},

@@ -113,7 +113,7 @@ func TestKwokStages(t *testing.T) {
 	}
 }
 
-// TestCNIBlockedByWebhook is the seed failure on a real control plane: a pod
+// TestCNIBlockedByWebhook is the article's worst failure on a real control plane: a pod
 // webhook that fails closed for kube-system stops the aws-node DaemonSet from
 // creating its pod on a new node, so the node never becomes Ready; deleting
 // the webhook configuration lets the DaemonSet controller's retry through.

@@ -6,7 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The seed failure: on EKS a new node is NotReady until the VPC CNI's
+// The article's worst failure: on EKS a new node is NotReady until the VPC CNI's
 // DaemonSet pod (kube-system/aws-node) runs on it, so a pod webhook that fails
 // closed for kube-system keeps every new node NotReady.
 //

@@ -55,7 +55,7 @@ type ScenarioResult struct {
 	DetectedBeforeFirstFailure bool `json:"detected_before_first_failure"`
 	// Webhook is the scenario's webhook name, as the API server logs it.
 	Webhook string `json:"webhook"`
-	// Baselines are the seed's own detection methods, measured on the same
+	// Baselines are the article's own detection methods, measured on the same
 	// failure (see Baselines).
 	Baselines *Baselines `json:"baselines,omitempty"`
 }
@@ -63,7 +63,7 @@ type ScenarioResult struct {
 // Baselines are when the usual methods would have alerted on the same
 // failure, computed from the API server's own log of this run:
 //
-//   - LogFilterAlarmAt, the seed's method: a CloudWatch metric filter on
+//   - LogFilterAlarmAt, the article's method: a CloudWatch metric filter on
 //     the kube-apiserver log for "failed calling webhook" feeding an alarm
 //     with a 1-minute period and one datapoint. The datapoint of the minute
 //     holding the first matching line is evaluated when that minute closes,
@@ -237,9 +237,9 @@ func (r *Report) markdown() string {
 	b.WriteString("unchecked when the webhook fails open) to the agent's finding; negative means the agent knew before that\n")
 	b.WriteString("write. It includes the API server's own retry of a call whose connection was reset. Failures that send no\n")
 	b.WriteString("packet are measured against a write 1 s after the injection. The two baselines, also from the injection,\n")
-	b.WriteString("are the seed's CloudWatch log filter with a 1-minute alarm and a 15 s Prometheus scrape of the API server's\n")
-	b.WriteString("rejection counter, computed from this run's kube-apiserver log (model in chaos/report.go); `-` where the\n")
-	b.WriteString("API server logged no failed call.\n")
+	b.WriteString("are a CloudWatch log filter on \"failed calling webhook\" with a 1-minute alarm (AWS's documented method)\n")
+	b.WriteString("and a 15 s Prometheus scrape of the API server's rejection counter, computed from this run's kube-apiserver\n")
+	b.WriteString("log (model in chaos/report.go); `-` where the API server logged no failed call.\n")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Name)
 		if s.FailedCallError != "" {

@@ -40,11 +40,11 @@ type WebhookSpec struct {
 	Name          string // a DNS label: namespace, Service and configuration are named after it
 	FailurePolicy admissionv1.FailurePolicyType
 	Timeout       int32 // timeoutSeconds
-	// Mutating makes it a MutatingWebhookConfiguration (the seed's
+	// Mutating makes it a MutatingWebhookConfiguration (the article's
 	// mpod.elbv2.k8s.aws); the default is validating.
 	Mutating bool
 	// KubeSystem makes it match every pod created in kube-system as well
-	// (except its own backend's), as the seed's pod webhook did: it then
+	// (except its own backend's), as the article's pod webhook did: it then
 	// blocks the CNI DaemonSet.
 	KubeSystem bool
 	// Deletes makes it also match DELETE of pods and ReplicaSets that carry

@@ -199,7 +199,7 @@ func (w *Webhook) SetBackendReady(ctx context.Context, ready bool) error {
 }
 
 // AddPendingBackend creates a backend pod that no node can take: it stays
-// Pending, as the seed's controller pods did.
+// Pending, as the article's controller pods did.
 func (w *Webhook) AddPendingBackend(ctx context.Context) error {
 	if _, err := w.client.CoreV1().Pods(w.Namespace).Create(ctx, w.backendPod(false), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating a Pending backend pod: %w", err)

@@ -90,7 +90,7 @@ func failedCreate(at time.Time) Signal {
 		Detail: `the webhook's Service does not exist: service "aws-load-balancer-webhook-service" not found`}
 }
 
-// TestNodeNotReadyBecauseOfAWSNode: the seed's worst case. A FailedCreate
+// TestNodeNotReadyBecauseOfAWSNode: the article's worst case. A FailedCreate
 // of aws-node names the webhook; a NotReady node without an aws-node pod
 // is its impact; when the DaemonSet has its pods again, the impacts
 // resolve, and a minute after the last failure the signals' finding does.

@@ -19,12 +19,12 @@ import (
 	"github.com/hookscope/hookscope/chaos"
 )
 
-// TestBlockedAWSNode is the seed's worst case: a pod webhook with
+// TestBlockedAWSNode is the article's worst case: a pod webhook with
 // failurePolicy Fail whose Service is gone blocks the CNI DaemonSet
 // (aws-node), so a node that joins never gets its CNI pod and stays
 // NotReady. kwok nodes have no kubelet or CNI: the lab models "NotReady
 // until its aws-node pod runs" with kwok's own node Stages (see
-// chaos/cni.go). The fix is the seed's Option 2 through hookscope's CLI:
+// chaos/cni.go). The fix is the article's Option 2 through hookscope's CLI:
 // failurePolicy Ignore until the Service is back, then Fail again.
 func TestBlockedAWSNode(t *testing.T) {
 	node := lab.JoiningNode

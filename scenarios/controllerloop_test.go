@@ -23,7 +23,7 @@ import (
 
 // TestControllerLoop: a Job cannot create its pods because the webhook's
 // Service is gone; the Job controller retries and emits FailedCreate. The
-// fix is the seed's Option 3 through hookscope's CLI: remove the webhook
+// fix is the article's Option 3 through hookscope's CLI: remove the webhook
 // after a backup, let the Job run, then restore the webhook from the
 // backup once its Service is back.
 func TestControllerLoop(t *testing.T) {

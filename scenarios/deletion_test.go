@@ -24,8 +24,8 @@ import (
 // TestDeletionDoesNotComplete: a Deployment is deleted while the webhook
 // that checks pod and ReplicaSet deletions has lost its Service. The
 // delete itself succeeds; the garbage collector's deletes of the
-// ReplicaSet and its pods are rejected, so they remain (the seed's "pods
-// cannot be deleted"). The fix is the seed's Option 2 through hookscope's
+// ReplicaSet and its pods are rejected, so they remain (the article's "pods
+// cannot be deleted"). The fix is the article's Option 2 through hookscope's
 // CLI: failurePolicy Ignore until the Service is back, then Fail again.
 func TestDeletionDoesNotComplete(t *testing.T) {
 	var (

@@ -24,7 +24,7 @@ import (
 // trace backend), apply the documented fix, check that writes recover and
 // the finding resolves.
 type gameDay struct {
-	name          string // as in the seed article
+	name          string // as in the article
 	expectedClass string
 	spec          chaos.WebhookSpec
 	// inject breaks the webhook; it may return state for remediate.

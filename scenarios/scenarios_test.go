@@ -14,7 +14,7 @@ import (
 	"github.com/hookscope/hookscope/chaos"
 )
 
-// The API server's texts, as the seed article quotes them.
+// The API server's texts, as the article quotes them.
 const (
 	x509Expired = "x509: certificate has expired or is not yet valid"
 	notFound    = `service "%s" not found`

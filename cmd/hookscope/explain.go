@@ -23,7 +23,7 @@ func explainCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "explain NAME",
-		Short: "Why webhook NAME fails (or could), the evidence, and the seed's fixes ranked for this case",
+		Short: "Why webhook NAME fails (or could), the evidence, and the fixes ranked for this case",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := restConfig(kubeconfig)

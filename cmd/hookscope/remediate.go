@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The seed article's fixes, as explicit and reversible writes:
+// The article's fixes, as explicit and reversible writes:
 //
 //	Option 2: hookscope remediate ignore NAME [--revert]  failurePolicy Ignore (and back to Fail)
 //	Option 3: hookscope remediate remove NAME             delete the webhook after a backup

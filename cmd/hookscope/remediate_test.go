@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestRemediateRoundTrip runs the seed's Options 2 and 3 against a real
+// TestRemediateRoundTrip runs the article's Options 2 and 3 against a real
 // API server: a dry run changes nothing; ignore and revert flip
 // failurePolicy with a backup; remove takes one webhook out after a backup;
 // restore puts the configuration back exactly.

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestStatusOnARealAPIServer: the seed's mpod webhook, failing closed on
+// TestStatusOnARealAPIServer: the article's mpod webhook, failing closed on
 // kube-system pods with its Service gone, is listed first as
 // ServiceNotFound with its risks; a url webhook is listed as healthy.
 func TestStatusOnARealAPIServer(t *testing.T) {
