@@ -34,7 +34,7 @@ type Report struct {
 	ThroughputRatio float64     `json:"throughput_ratio"`
 	Throughput      *Throughput `json:"throughput,omitempty"`
 
-	// Scale is the agent's footprint at each cluster size (issue 9), one
+	// Scale is the agent's footprint at each cluster size, one
 	// row per size and role: the Lease holder runs the cluster-wide checks
 	// and caches every Node; every other node's agent is a follower.
 	Scale []ScaleSize `json:"scale,omitempty"`

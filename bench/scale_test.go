@@ -64,7 +64,7 @@ const (
 	createWorkers = 16
 )
 
-// TestBenchScale measures issue 9's scale and cost figures and adds them to
+// TestBenchScale measures the agent's scale and cost figures and adds them to
 // $HOOKSCOPE_BENCH_REPORT/report.json: the agent's RSS, CPU, startup,
 // watches and cached objects as a kwok cluster grows (SCALE=small, the
 // default, or full), its CPU, its programs' cost and dropped events at
