@@ -218,9 +218,18 @@ func recordDetection(result *chaos.ScenarioResult, finding chaos.AgentFinding) {
 // finish decides whether the scenario passed and removes its webhook.
 func finish(t *testing.T, result *chaos.ScenarioResult, wh *chaos.Webhook) {
 	result.Passed = !t.Failed() && len(result.Failures) == 0 && result.Recovered
-	if wh != nil {
+	removeWebhooks(t, wh)
+}
+
+// removeWebhooks removes the webhooks a test made (nil: never made) and
+// their backends; a failure is logged, as the test's verdict is already in.
+func removeWebhooks(t *testing.T, whs ...*chaos.Webhook) {
+	for _, wh := range whs {
+		if wh == nil {
+			continue
+		}
 		if err := wh.Remove(context.Background()); err != nil {
-			t.Logf("removing the webhook: %v", err)
+			t.Logf("removing %s: %v", wh.WebhookName, err)
 		}
 	}
 }

@@ -179,11 +179,7 @@ func TestManyConfigurations(t *testing.T) {
 			}
 			_ = lab.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().DeleteCollection(context.Background(), metav1.DeleteOptions{},
 				metav1.ListOptions{LabelSelector: "hookscope.dev/many=true"})
-			if real != nil {
-				if err := real.Remove(context.Background()); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			removeWebhooks(t, real)
 			return ctx
 		}).
 		Feature()

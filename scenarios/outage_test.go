@@ -101,13 +101,7 @@ func TestAPIServerOutage(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			for _, wh := range []*chaos.Webhook{objects, backend} {
-				if wh != nil {
-					if err := wh.Remove(context.Background()); err != nil {
-						t.Logf("removing %s: %v", wh.WebhookName, err)
-					}
-				}
-			}
+			removeWebhooks(t, objects, backend)
 			return ctx
 		}).
 		Feature()

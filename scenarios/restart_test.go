@@ -86,11 +86,7 @@ func TestAgentRestart(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			if wh != nil {
-				if err := wh.Remove(context.Background()); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			removeWebhooks(t, wh)
 			return ctx
 		}).
 		Feature()

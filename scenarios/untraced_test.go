@@ -78,11 +78,7 @@ func TestBackendWithNoAgent(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			if wh != nil {
-				if err := wh.Remove(context.Background()); err != nil {
-					t.Logf("removing the webhook: %v", err)
-				}
-			}
+			removeWebhooks(t, wh)
 			return ctx
 		}).
 		Feature()

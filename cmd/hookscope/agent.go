@@ -113,10 +113,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	// The kernel first: a node that cannot load the programs should say so
 	// even when the API server is also down.
 	asm := dataplane.NewAssembler(dataplane.Config{IsOwn: own.Is, SlowThreshold: o.slowThreshold, Log: log})
-	kernel, err := loadKernel(o, asm, log)
-	if err != nil {
-		return err
-	}
+	kernel, programs := loadKernel(o, asm, log)
 	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
 		return err
 	}
@@ -129,7 +126,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 
 	var a *agent.Agent
-	metrics, err := newMetrics(o, kernel, exp, func() *agent.Agent { return a })
+	metrics, err := newMetrics(o, kernel, programs, exp, func() *agent.Agent { return a })
 	if err != nil {
 		return err
 	}
@@ -150,8 +147,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         inventory.APIPodLister{Client: client},
 	}
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		agentPods.namespace, agentPods.selector = ns, o.agentSelector
+	agentPods := &agentPodSet{namespace: os.Getenv("POD_NAMESPACE"), selector: o.agentSelector}
+	if agentPods.namespace != "" {
 		acfg.AgentNodes = agentPods.nodes
 	}
 	a = agent.New(acfg, parts)
@@ -159,7 +156,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if kernel != nil {
 		go kernel.Run(ctx)
 	}
-	startClusterChecks(ctx, o, a, client, log)
+	startClusterChecks(ctx, o, a, client, agentPods, log)
 
 	srv, addr, err := serveAPI(o, a, metrics)
 	if err != nil {

@@ -3,21 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/agent"
 	"github.com/hookscope/hookscope/api"
@@ -33,22 +32,23 @@ import (
 // kernel that refuses the handshake programs (no BTF, no permission, an
 // older kernel) leaves the agent on probes and the API server's signals,
 // saying so in one line and in hookscope_bpf_program; it never stops it.
-// The TCP tracepoints add retransmissions and who closed first.
-func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*dataplane.Kernel, error) {
+// The TCP tracepoints add retransmissions and who closed first. programs
+// are those it loaded or could not (the TC program and each TCP
+// tracepoint's), for the hookscope_bpf_program metric.
+func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (kernel *dataplane.Kernel, programs []otel.BPFProgram) {
 	if o.noEBPF {
 		return nil, nil
 	}
 	tracer, err := handshake.Load()
 	if err != nil {
-		programs = append(programs, otel.BPFProgram{Tracepoint: "tc", Program: ""})
 		log.Error("eBPF data plane not loaded: detecting from probes and the API server's signals only (--no-ebpf says so without this line)", "err", err)
-		return nil, nil
+		return nil, []otel.BPFProgram{{Tracepoint: "tc", Program: ""}}
 	}
-	programs = append(programs, otel.BPFProgram{Tracepoint: "tc", Program: "handshake", Loaded: true})
+	programs = []otel.BPFProgram{{Tracepoint: "tc", Program: "handshake", Loaded: true}}
 	tcp, err := tcpstate.Load()
 	if err != nil {
 		log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
-		return dataplane.NewKernel(tracer, nil, asm, log), nil
+		return dataplane.NewKernel(tracer, nil, asm, log), programs
 	}
 	var variants []string
 	for _, v := range tcp.Variants() {
@@ -56,12 +56,8 @@ func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (*da
 		programs = append(programs, otel.BPFProgram{Tracepoint: v.Tracepoint, Program: v.Program, Loaded: v.Loaded})
 	}
 	log.Info("TCP tracepoints loaded, one program per tracepoint as this kernel's BTF declares it", "programs", strings.Join(variants, "; "))
-	return dataplane.NewKernel(tracer, tcp, asm, log), nil
+	return dataplane.NewKernel(tracer, tcp, asm, log), programs
 }
-
-// programs are the programs loadKernel loaded or could not (the TC
-// program and each TCP tracepoint's), for the hookscope_bpf_program metric.
-var programs []otel.BPFProgram
 
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
 func newExporter(ctx context.Context, o agentOptions, log *slog.Logger) (*otel.Exporter, error) {
@@ -83,7 +79,7 @@ func otlpConfig(o agentOptions) otel.Config {
 
 // newMetrics builds /metrics (and OTLP metrics with an endpoint); the
 // agent it reads is built after it, so it is read through a().
-func newMetrics(o agentOptions, kernel *dataplane.Kernel, exp *otel.Exporter, a func() *agent.Agent) (*otel.Metrics, error) {
+func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFProgram, exp *otel.Exporter, a func() *agent.Agent) (*otel.Metrics, error) {
 	state := otel.MetricsState{
 		Webhooks: func() []otel.Webhook {
 			var out []otel.Webhook
@@ -123,13 +119,13 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, exp *otel.Exporter, a 
 
 // startClusterChecks runs the object checks, the API server's signals and
 // impact correlation on the agent that holds the Lease (or on this one,
-// without an election).
-func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kubernetes.Interface, log *slog.Logger) {
+// without an election), with pods, where the DaemonSet's agents run.
+func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kubernetes.Interface, pods *agentPodSet, log *slog.Logger) {
 	if !o.objectChecks {
 		return
 	}
 	lead := func(ctx context.Context) {
-		agentPods.watch(ctx, client, log)
+		pods.watch(ctx, client, log)
 		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{Client: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
 			log.Error("cluster signals", "err", err)
 		}
@@ -179,15 +175,12 @@ func shutdown(log *slog.Logger, what string, stop func(context.Context) error) {
 }
 
 // agentPodSet is where the DaemonSet's agents run, read by the Lease holder
-// (it probes the backends on the other nodes).
+// (it probes the backends on the other nodes). Its namespace is empty when
+// this process runs outside a DaemonSet ($POD_NAMESPACE unset).
 type agentPodSet struct {
 	namespace, selector string
 	informer            atomic.Pointer[cache.SharedIndexInformer]
 }
-
-// agentPods is this process's view of its DaemonSet, when it runs in one
-// ($POD_NAMESPACE set).
-var agentPods = &agentPodSet{}
 
 // watch starts the informer (once) on the agents' pods.
 func (p *agentPodSet) watch(ctx context.Context, client kubernetes.Interface, log *slog.Logger) {
