@@ -1,17 +1,14 @@
 package inventory
 
 import (
-	"crypto/x509"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"sort"
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/hookscope/hookscope/callout"
 )
@@ -90,42 +87,39 @@ func resolveOne(h callout.Hook) callout.Webhook {
 // not reach a label selector).
 func invalid(cc admissionv1.WebhookClientConfig) string {
 	var why []string
-	switch {
-	case cc.Service != nil && cc.URL != nil:
-		why = append(why, "clientConfig has both a service and a url")
-	case cc.Service == nil && cc.URL == nil:
-		why = append(why, "clientConfig has neither a service nor a url")
-	case cc.Service != nil:
-		why = append(why, serviceProblems(cc.Service)...)
-	case cc.URL != nil:
-		if u, err := url.Parse(*cc.URL); err != nil || u.Scheme != "https" || u.Host == "" {
-			why = append(why, fmt.Sprintf("url %q is not an https URL with a host", *cc.URL))
-		}
-	}
-	if len(cc.CABundle) > 0 && !x509.NewCertPool().AppendCertsFromPEM(cc.CABundle) {
-		why = append(why, "caBundle holds no PEM certificate")
+	for _, p := range callout.ClientConfigProblems(cc) {
+		why = append(why, describeProblem(p))
 	}
 	return strings.Join(why, "; ")
 }
 
-// serviceProblems says why s cannot name a Service.
-func serviceProblems(s *admissionv1.ServiceReference) []string {
-	var why []string
-	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
-		why = append(why, fmt.Sprintf("service namespace %q is not a valid namespace name: %s", s.Namespace, errs[0]))
+// describeProblem is p in one short clause, for findings and status.
+func describeProblem(p callout.ConfigProblem) string {
+	switch p.Field {
+	case "clientConfig":
+		return "clientConfig has " + strings.TrimPrefix(p.Why[0], "it has ")
+	case "service.namespace":
+		return fmt.Sprintf("service namespace %q is not a valid namespace name: %s", p.Value, p.Why[0])
+	case "service.name":
+		return fmt.Sprintf("service name %q cannot name a Service: %s", p.Value, p.Why[0])
+	case "service.port":
+		return fmt.Sprintf("service port %s is not a port", p.Value)
+	case "url":
+		if p.Value == "" {
+			return "url does not parse: " + p.Why[0]
+		}
+		return fmt.Sprintf("url %q: %s", p.Value, strings.Join(p.Why, ", "))
+	case "caBundle":
+		return "caBundle holds no PEM certificate"
 	}
-	if errs := validation.IsDNS1035Label(s.Name); len(errs) > 0 {
-		why = append(why, fmt.Sprintf("service name %q cannot name a Service: %s", s.Name, errs[0]))
-	}
-	if s.Port != nil && (*s.Port < 1 || *s.Port > 65535) {
-		why = append(why, fmt.Sprintf("service port %d is not a port", *s.Port))
-	}
-	return why
+	return p.Field + ": " + strings.Join(p.Why, ", ")
 }
 
 // validService reports whether s can name a Service: only such names go
 // into the inventory's selectors.
-func validService(s *admissionv1.ServiceReference) bool { return len(serviceProblems(s)) == 0 }
+func validService(s *admissionv1.ServiceReference) bool {
+	return len(callout.ClientConfigProblems(admissionv1.WebhookClientConfig{Service: s})) == 0
+}
 
 // backendsOf finds the endpoints behind port of svc. A nil svc (Service not
 // found) or a port the Service does not have yields none.

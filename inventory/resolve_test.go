@@ -105,3 +105,24 @@ func TestResolve(t *testing.T) {
 		})
 	}
 }
+
+// TestInvalid: the short text a finding and status show for a
+// configuration that cannot be called, never with a URL's password.
+func TestInvalid(t *testing.T) {
+	for _, c := range []struct {
+		cc   admissionv1.WebhookClientConfig
+		want string
+	}{
+		{admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: "hooks", Name: "hook-svc"}}, ""},
+		{admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: "hooks", Name: "Bad_Name"}},
+			`service name "Bad_Name" cannot name a Service: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`},
+		{admissionv1.WebhookClientConfig{URL: ptr.To("http://admin:s3cret@policy.example.com/v")},
+			`url "http://admin:xxxxx@policy.example.com/v": its scheme is "http", not https, it carries user information`},
+		{admissionv1.WebhookClientConfig{}, "clientConfig has neither a service nor a url"},
+		{admissionv1.WebhookClientConfig{URL: ptr.To("https://h/"), CABundle: []byte("pem")}, "caBundle holds no PEM certificate"},
+	} {
+		if got := invalid(c.cc); got != c.want {
+			t.Errorf("invalid(%+v) = %q, want %q", c.cc, got, c.want)
+		}
+	}
+}

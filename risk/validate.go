@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/hookscope/hookscope/callout"
 )
 
 // maxSelectorBytes is the size (keys, operators and values) past which a
@@ -31,21 +30,9 @@ func (h *hook) validate() {
 	h.checkTimeout()
 	h.checkFailurePolicy()
 	cc := h.GetClientConfig()
-	if (cc.URL == nil) == (cc.Service == nil) {
-		what := "neither clientConfig.url nor clientConfig.service"
-		if cc.URL != nil {
-			what = "both clientConfig.url and clientConfig.service"
-		}
-		h.invalidate(Critical, fmt.Sprintf("webhook %s has %s: the API server will reject this configuration, and a stored one cannot be called, so every write it matches fails.", h.ref, what),
-			"set exactly one of clientConfig.service (namespace, name, port) or clientConfig.url")
+	for _, p := range callout.ClientConfigProblems(cc) {
+		h.checkClientConfig(cc, p)
 	}
-	if cc.Service != nil {
-		h.checkService(cc.Service)
-	}
-	if cc.URL != nil {
-		h.checkURL(*cc.URL)
-	}
-	h.checkCABundle(cc.CABundle)
 	h.checkSelectors()
 }
 
@@ -72,77 +59,45 @@ func (h *hook) checkFailurePolicy() {
 		"set failurePolicy to Fail or Ignore")
 }
 
-// checkService: the API server only checks that the Service's name and
-// namespace are not empty, so it stores names no Service can have; every
-// call then fails.
-func (h *hook) checkService(s *admissionv1.ServiceReference) {
-	for _, f := range []struct {
-		field, value, what string
-		errs               []string
-	}{
-		{"name", s.Name, "a Service name (a DNS-1035 label)", validation.IsDNS1035Label(s.Name)},
-		{"namespace", s.Namespace, "a namespace name (a DNS-1123 label)", validation.IsDNS1123Label(s.Namespace)},
-	} {
-		if len(f.errs) == 0 {
-			continue
+// checkClientConfig records problem p of h's clientConfig cc, in the
+// operator's words, with its fix.
+func (h *hook) checkClientConfig(cc admissionv1.WebhookClientConfig, p callout.ConfigProblem) {
+	const rejected = "the API server will reject this configuration, and a stored one cannot be called"
+	switch p.Field {
+	case "clientConfig":
+		what := "neither clientConfig.url nor clientConfig.service"
+		if cc.URL != nil {
+			what = "both clientConfig.url and clientConfig.service"
 		}
+		h.invalidate(Critical, fmt.Sprintf("webhook %s has %s: %s, so every write it matches fails.", h.ref, what, rejected),
+			"set exactly one of clientConfig.service (namespace, name, port) or clientConfig.url")
+	case "service.name", "service.namespace", "service.port":
+		// The API server checks only that the name and namespace are not
+		// empty, so it stores names no Service can have.
+		field := strings.TrimPrefix(p.Field, "service.")
+		what := map[string]string{"name": "a Service name (a DNS-1035 label)", "namespace": "a namespace name (a DNS-1123 label)", "port": "a port"}[field]
 		h.invalidate(Critical,
 			fmt.Sprintf("webhook %s has clientConfig.service.%s %q, which is not %s: %s. No such Service can exist, so every call fails and %s.",
-				h.ref, f.field, f.value, f.what, strings.Join(f.errs, "; "), h.whileDown()),
-			fmt.Sprintf("set clientConfig.service.%s to the %s of the webhook's Service", f.field, f.field))
-	}
-}
-
-// checkURL applies the API server's rules for a webhook URL (https, a
-// host, no user information, query or fragment). The URL is shown
-// without its password, and not at all when it does not parse, since the
-// detail ends up in logs.
-func (h *hook) checkURL(raw string) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // without the URL, which may hold a password
+				h.ref, field, p.Value, what, strings.Join(p.Why, "; "), h.whileDown()),
+			fmt.Sprintf("set clientConfig.service.%s to the %s of the webhook's Service", field, field))
+	case "url":
+		if p.Value == "" {
+			h.invalidate(Critical, fmt.Sprintf("webhook %s has a clientConfig.url that does not parse (%s): %s, so %s.", h.ref, p.Why[0], rejected, h.whileDown()),
+				"set clientConfig.url to https://host[:port][/path]")
+			return
 		}
-		h.invalidate(Critical, fmt.Sprintf("webhook %s has a clientConfig.url that does not parse (%v): the API server will reject this configuration, and a stored one cannot be called, so %s.", h.ref, err, h.whileDown()),
-			"set clientConfig.url to https://host[:port][/path]")
-		return
+		h.invalidate(Critical, fmt.Sprintf("webhook %s has clientConfig.url %q, but %s: %s, so %s.",
+			h.ref, p.Value, list(p.Why, len(p.Why)), rejected, h.whileDown()),
+			"set clientConfig.url to https://host[:port][/path], without user information, query or fragment")
+	case "caBundle":
+		// The API server loads a non-empty caBundle as the only roots of
+		// the webhook's TLS client, and building that client fails when no
+		// certificate in it parses, so every call fails.
+		h.invalidate(Critical,
+			fmt.Sprintf("webhook %s has a clientConfig.caBundle of %s that holds no PEM certificate%s: the API server cannot load it, so every call fails and %s.",
+				h.ref, p.Value, caBundleHint(cc.CABundle), h.whileDown()),
+			"set clientConfig.caBundle to the PEM of the CA that signs the serving certificate (-----BEGIN CERTIFICATE-----, base64-encoded once in YAML); with cert-manager, check the cert-manager.io/inject-ca-from annotation and the cainjector")
 	}
-	var why []string
-	if u.Scheme != "https" {
-		why = append(why, fmt.Sprintf("its scheme is %q, not https", u.Scheme))
-	}
-	if u.Host == "" {
-		why = append(why, "it has no host")
-	}
-	if u.User != nil {
-		why = append(why, "it carries user information")
-	}
-	if u.RawQuery != "" {
-		why = append(why, "it has a query")
-	}
-	if u.Fragment != "" {
-		why = append(why, "it has a fragment")
-	}
-	if len(why) == 0 {
-		return
-	}
-	h.invalidate(Critical, fmt.Sprintf("webhook %s has clientConfig.url %q, but %s: the API server will reject this configuration, and a stored one cannot be called, so %s.",
-		h.ref, u.Redacted(), list(why, len(why)), h.whileDown()),
-		"set clientConfig.url to https://host[:port][/path], without user information, query or fragment")
-}
-
-// checkCABundle: the API server loads a non-empty caBundle as the only
-// roots of the webhook's TLS client, and building that client fails when
-// no certificate in it parses (client-go's AppendCertsFromPEM), so every
-// call fails.
-func (h *hook) checkCABundle(ca []byte) {
-	if len(ca) == 0 || x509.NewCertPool().AppendCertsFromPEM(ca) {
-		return
-	}
-	h.invalidate(Critical,
-		fmt.Sprintf("webhook %s has a clientConfig.caBundle of %d bytes that holds no PEM certificate%s: the API server cannot load it, so every call fails and %s.",
-			h.ref, len(ca), caBundleHint(ca), h.whileDown()),
-		"set clientConfig.caBundle to the PEM of the CA that signs the serving certificate (-----BEGIN CERTIFICATE-----, base64-encoded once in YAML); with cert-manager, check the cert-manager.io/inject-ca-from annotation and the cainjector")
 }
 
 // caBundleHint names the two usual mistakes: PEM encoded in base64 once
