@@ -15,9 +15,11 @@ import (
 )
 
 // serveTLS starts a TLS server on loopback that completes handshakes with cert.
-func serveTLS(t testing.TB, cert tls.Certificate) netip.AddrPort {
+// serve accepts connections on a loopback port until the test ends,
+// handing each to handle.
+func serve(t testing.TB, handle func(net.Conn)) netip.AddrPort {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +30,20 @@ func serveTLS(t testing.TB, cert tls.Certificate) netip.AddrPort {
 			if err != nil {
 				return
 			}
-			go func() {
-				c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
+			go handle(c)
 		}
 	}()
 	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// serveTLS completes a handshake with cert, then closes.
+func serveTLS(t testing.TB, cert tls.Certificate) netip.AddrPort {
+	t.Helper()
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	return serve(t, func(c net.Conn) {
+		_ = tls.Server(c, cfg).Handshake()
+		c.Close()
+	})
 }
 
 func TestProbeNamesTheReasonAsTheAPIServerWould(t *testing.T) {
@@ -65,20 +74,12 @@ func TestProbeNamesTheReasonAsTheAPIServerWould(t *testing.T) {
 	l.Close()
 
 	// A server that accepts TCP and never answers the ClientHello.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	silent := serve(t, func(c net.Conn) {
+		<-stop
+		c.Close()
+	})
 
 	cases := []struct {
 		name       string
@@ -92,7 +93,7 @@ func TestProbeNamesTheReasonAsTheAPIServerWould(t *testing.T) {
 		{"other CA", serveTLS(t, mk(other, name, now.Add(-time.Hour), now.Add(time.Hour))), findings.UnknownAuthority, "x509: certificate signed by unknown authority"},
 		{"wrong name", serveTLS(t, mk(ca, "other.webhooks.svc", now.Add(-time.Hour), now.Add(time.Hour))), findings.HostnameMismatch, "x509: certificate is valid for other.webhooks.svc"},
 		{"refused", closed, findings.ConnectionRefused, "connection refused"},
-		{"silent", silent.Addr().(*net.TCPAddr).AddrPort(), findings.HandshakeTimeout, ""},
+		{"silent", silent, findings.HandshakeTimeout, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -233,28 +234,11 @@ func TestCertExpiringSoon(t *testing.T) {
 // closes the connection without a word (a sidecar or proxy in front of the
 // webhook), is NotTheWebhook, not a TLS failure of the webhook's.
 func TestProbeNamesWhatIsNotTheWebhook(t *testing.T) {
-	serve := func(handle func(net.Conn)) netip.AddrPort {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go handle(c)
-			}
-		}()
-		return ln.Addr().(*net.TCPAddr).AddrPort()
-	}
-	plain := serve(func(c net.Conn) {
+	plain := serve(t, func(c net.Conn) {
 		defer c.Close()
 		_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
 	})
-	closes := serve(func(c net.Conn) {
+	closes := serve(t, func(c net.Conn) {
 		// Read the whole ClientHello, then close: a FIN, the API server's
 		// "EOF" (closing with it unread would be a reset).
 		buf := make([]byte, 64<<10)
