@@ -103,6 +103,25 @@ type handshakeHelloEvent struct {
 	Data [1024]uint8
 }
 
+type handshakeLedgerEntry struct {
+	_            structs.HostLayout
+	Syns         uint64
+	Answered     uint64
+	Refused      uint64
+	FirstNs      uint64
+	LastSynNs    uint64
+	LastAnswerNs uint64
+}
+
+type handshakeLedgerKey struct {
+	_          structs.HostLayout
+	ServerAddr [16]uint8
+	ClientAddr [16]uint8
+	ServerPort uint16
+	Own        uint8
+	Pad        uint8
+}
+
 type handshakePhase uint32
 
 const (
@@ -128,13 +147,17 @@ const (
 	handshakeMapEvents            = "events"
 	handshakeMapFlows             = "flows"
 	handshakeMapHelloScratch      = "hello_scratch"
+	handshakeMapOwnPorts          = "own_ports"
 	handshakeMapPortSummary       = "port_summary"
+	handshakeMapSynLedger         = "syn_ledger"
 	handshakeProgHandshakeEgress  = "handshake_egress"
 	handshakeProgHandshakeIngress = "handshake_ingress"
 	handshakeVarUnusedCounter     = "unused_counter"
 	handshakeVarUnusedEvent       = "unused_event"
 	handshakeVarUnusedEventKind   = "unused_event_kind"
 	handshakeVarUnusedHelloEvent  = "unused_hello_event"
+	handshakeVarUnusedLedgerEntry = "unused_ledger_entry"
+	handshakeVarUnusedLedgerKey   = "unused_ledger_key"
 	handshakeVarUnusedPhase       = "unused_phase"
 )
 
@@ -194,18 +217,22 @@ type handshakeMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	HelloScratch *ebpf.MapSpec `ebpf:"hello_scratch"`
+	OwnPorts     *ebpf.MapSpec `ebpf:"own_ports"`
 	PortSummary  *ebpf.MapSpec `ebpf:"port_summary"`
+	SynLedger    *ebpf.MapSpec `ebpf:"syn_ledger"`
 }
 
 // handshakeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeVariableSpecs struct {
-	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedHelloEvent *ebpf.VariableSpec `ebpf:"unused_hello_event"`
-	UnusedPhase      *ebpf.VariableSpec `ebpf:"unused_phase"`
+	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedHelloEvent  *ebpf.VariableSpec `ebpf:"unused_hello_event"`
+	UnusedLedgerEntry *ebpf.VariableSpec `ebpf:"unused_ledger_entry"`
+	UnusedLedgerKey   *ebpf.VariableSpec `ebpf:"unused_ledger_key"`
+	UnusedPhase       *ebpf.VariableSpec `ebpf:"unused_phase"`
 }
 
 // handshakeObjects contains all objects after they have been loaded into the kernel.
@@ -234,7 +261,9 @@ type handshakeMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	HelloScratch *ebpf.Map `ebpf:"hello_scratch"`
+	OwnPorts     *ebpf.Map `ebpf:"own_ports"`
 	PortSummary  *ebpf.Map `ebpf:"port_summary"`
+	SynLedger    *ebpf.Map `ebpf:"syn_ledger"`
 }
 
 func (m *handshakeMaps) Close() error {
@@ -245,7 +274,9 @@ func (m *handshakeMaps) Close() error {
 		m.Events,
 		m.Flows,
 		m.HelloScratch,
+		m.OwnPorts,
 		m.PortSummary,
+		m.SynLedger,
 	)
 }
 
@@ -253,11 +284,13 @@ func (m *handshakeMaps) Close() error {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakeVariables struct {
-	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedHelloEvent *ebpf.Variable `ebpf:"unused_hello_event"`
-	UnusedPhase      *ebpf.Variable `ebpf:"unused_phase"`
+	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedHelloEvent  *ebpf.Variable `ebpf:"unused_hello_event"`
+	UnusedLedgerEntry *ebpf.Variable `ebpf:"unused_ledger_entry"`
+	UnusedLedgerKey   *ebpf.Variable `ebpf:"unused_ledger_key"`
+	UnusedPhase       *ebpf.Variable `ebpf:"unused_phase"`
 }
 
 // handshakePrograms contains all programs after they have been loaded into the kernel.

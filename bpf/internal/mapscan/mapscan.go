@@ -31,6 +31,9 @@ func DeleteWhere[K, V any](m *ebpf.Map, match func(*K, *V) bool) (int, error) {
 	return len(stale), Delete(m, stale)
 }
 
+// Each calls fn with every entry of m, in batches where the kernel has them.
+func Each[K, V any](m *ebpf.Map, fn func(*K, *V)) error { return each(m, fn) }
+
 // each calls fn with every entry of m.
 func each[K, V any](m *ebpf.Map, fn func(*K, *V)) error {
 	keys, values := make([]K, Batch), make([]V, Batch)
