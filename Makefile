@@ -36,9 +36,10 @@ image: build build-arm64
 tools: host-deps
 	bash tools/build.sh >/dev/null
 
-## host-deps: the Debian packages the tests use (iproute2), when missing
+## host-deps: the Debian packages the tests use (iproute2; iptables, for the game day's firewall stand-ins), when missing
 host-deps:
 	@command -v ip >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }
+	@command -v iptables >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; }
 
 ## generate: rebuild the BPF objects and their Go bindings (needs clang-14, libbpf-dev)
 generate:

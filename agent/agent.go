@@ -30,6 +30,9 @@ type DataPlane interface {
 	SetBackends(bs []dataplane.Backend) error
 	// Traced reports whether the kernel traces a backend now.
 	Traced(addr netip.AddrPort) bool
+	// Arrivals is what reached a traced backend's interface: the kernel's
+	// SYN ledger.
+	Arrivals(addr netip.AddrPort) (dataplane.Arrivals, error)
 }
 
 // Config tunes the agent.
@@ -182,6 +185,7 @@ func (a *Agent) tick(ctx context.Context) {
 			return
 		case <-t.C:
 			a.store.Tick()
+			a.pathRecovered()
 		}
 	}
 }

@@ -131,6 +131,11 @@ func (a *Agent) observeProbe(t task, w callout.Webhook, r probe.Result, untraced
 		covers |= findings.Latency
 	}
 	detail := r.Detail
+	if b, ok := w.Backend(k.backend); ok && r.Class == findings.ConnectTimeout && untraced == "" {
+		if v, ok := a.droppedAtPod(b, r.Start); ok {
+			r.Class, detail = v.Class, detail+"; "+v.Detail
+		}
+	}
 	if r.Class == findings.Healthy && detail == "" {
 		detail = fmt.Sprintf("handshake with %s verifies (%s)", r.Target, r.Handshake.Round(time.Microsecond))
 	}

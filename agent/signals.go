@@ -24,7 +24,10 @@ type ClusterSignals struct {
 // them until ctx ends.
 func (a *Agent) RunClusterSignals(ctx context.Context, cs ClusterSignals) error {
 	corr := impact.New(cs.Client, a.store, a, nil, cs.Log)
-	w := apisignals.NewWatcher(cs.Client, cs.MetricsInterval, func(f apisignals.Failure) { corr.OnSignal(signalOf(f)) }, cs.Log)
+	w := apisignals.NewWatcher(cs.Client, cs.MetricsInterval, func(f apisignals.Failure) {
+		a.judgePath(f)
+		corr.OnSignal(signalOf(f))
+	}, cs.Log)
 	w.SetSlowThreshold(a.SlowAfter)
 	go func() { _ = w.Run(ctx) }()
 	return corr.Run(ctx)

@@ -53,6 +53,13 @@ func (p *AgentProcess) each(fn func(api string) error) error {
 	return nil
 }
 
+// AgentEvidence is one piece of a finding's evidence.
+type AgentEvidence struct {
+	Source string    `json:"source"`
+	At     time.Time `json:"at"`
+	Detail string    `json:"detail"`
+}
+
 // AgentFinding is a finding as the agent's /findings API returns it.
 type AgentFinding struct {
 	ID      string `json:"id"`
@@ -68,11 +75,7 @@ type AgentFinding struct {
 	FirstFailure  time.Time  `json:"firstFailure"`
 	FirstSeen     time.Time  `json:"firstSeen"`
 	Resolved      *time.Time `json:"resolved"`
-	Evidence      []struct {
-		Source string    `json:"source"`
-		At     time.Time `json:"at"`
-		Detail string    `json:"detail"`
-	} `json:"evidence"`
+	Evidence      []AgentEvidence `json:"evidence"`
 	Remediation string `json:"remediation"`
 	Untraced    string `json:"untraced"`
 	Impact      *struct {

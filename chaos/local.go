@@ -396,6 +396,9 @@ func (l *Local) Delete(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := l.removeAPIServerCgroup(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(l.clusterDir()); err != nil {
 		errs = append(errs, err)
 	}
@@ -518,13 +521,9 @@ func copyFile(src, dst string) error {
 // outage or a partition from it, and nothing it holds is lost. The agent's
 // Lease cannot be renewed meanwhile.
 func (l *Local) PauseAPIServer(ctx context.Context, d time.Duration) error {
-	raw, err := os.ReadFile(filepath.Join(l.clusterDir(), "pids", "kube-apiserver.pid"))
+	pid, err := l.apiServerPID()
 	if err != nil {
 		return fmt.Errorf("pausing the API server: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || !l.ours(pid) {
-		return fmt.Errorf("pausing the API server: pid file %q names no component of this cluster", raw)
 	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("pausing the API server: %w", err)
@@ -536,4 +535,18 @@ func (l *Local) PauseAPIServer(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 	}
 	return nil
+}
+
+// apiServerPID is the kube-apiserver's process, checked to be this
+// cluster's.
+func (l *Local) apiServerPID() (int, error) {
+	raw, err := os.ReadFile(filepath.Join(l.clusterDir(), "pids", "kube-apiserver.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || !l.ours(pid) {
+		return 0, fmt.Errorf("pid file %q names no component of this cluster", raw)
+	}
+	return pid, nil
 }

@@ -83,6 +83,7 @@ type Assembler struct {
 	pending  map[connKey]pendingRequest              // requests the backend has not answered yet
 	timedOut map[connKey]bool                        // connections whose outstanding request timed out
 	slowSeen map[latencyKey]time.Time                // when the wire last saw a slow or unanswered request
+	closed   map[netip.AddrPort]time.Time            // when a connection to the backend last ended
 }
 
 // connKey identifies a connection.
@@ -108,6 +109,7 @@ func NewAssembler(cfg Config) *Assembler {
 		pending:  map[connKey]pendingRequest{},
 		timedOut: map[connKey]bool{},
 		slowSeen: map[latencyKey]time.Time{},
+		closed:   map[netip.AddrPort]time.Time{},
 	}
 }
 
@@ -132,6 +134,11 @@ func (a *Assembler) SetBackends(bs []Backend) {
 			delete(a.open, addr)
 		}
 	}
+	for addr := range a.closed {
+		if _, ok := m[addr]; !ok {
+			delete(a.closed, addr)
+		}
+	}
 	a.mu.Unlock()
 }
 
@@ -141,6 +148,16 @@ func (a *Assembler) OpenConnections(backend netip.AddrPort) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.open[backend])
+}
+
+// Connections is how many connections to backend are open, and when the
+// last one ended (zero if none did while traced): a call after that, with
+// none open, needed a new connection, so its SYN would have reached the
+// backend's interface.
+func (a *Assembler) Connections(backend netip.AddrPort) (open int, lastClosed time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.open[backend]), a.closed[backend]
 }
 
 // HandleTLS folds one event of the handshake program.
@@ -190,7 +207,18 @@ func (a *Assembler) trackOpen(k connKey, e handshake.Event) {
 			a.open[k.server][k] = struct{}{}
 		}
 	case handshake.KindClose, handshake.KindReset, handshake.KindRefused, handshake.KindHandshakeRejected:
-		delete(a.open[k.server], k)
+		a.closeLocked(k, e.Time)
+	}
+}
+
+// closeLocked notes that connection k ended at. Callers hold a.mu.
+func (a *Assembler) closeLocked(k connKey, at time.Time) {
+	if _, ok := a.open[k.server][k]; !ok {
+		return
+	}
+	delete(a.open[k.server], k)
+	if at.After(a.closed[k.server]) {
+		a.closed[k.server] = at
 	}
 }
 
@@ -207,7 +235,7 @@ func (a *Assembler) HandleTCP(e tcpstate.Event) {
 		c.Events = append(c.Events, callout.CallEvent{Name: kind, At: e.Time, Detail: describeTCP(e)})
 	}
 	if e.Kind == tcpstate.KindClose {
-		delete(a.open[e.Server], connKey{e.Client, e.Server})
+		a.closeLocked(connKey{e.Client, e.Server}, e.Time)
 	}
 	a.mu.Unlock()
 	if a.cfg.Output.Event != nil {

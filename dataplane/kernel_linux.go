@@ -117,6 +117,34 @@ func (k *Kernel) Unparsed() (map[string]uint64, error) {
 	}, nil
 }
 
+// Arrivals reads the kernel's SYN ledger for backend.
+func (k *Kernel) Arrivals(backend netip.AddrPort) (Arrivals, error) {
+	entries, err := k.tracer.Ledger()
+	if err != nil {
+		return Arrivals{}, err
+	}
+	var a Arrivals
+	for _, e := range entries {
+		if e.Server != backend {
+			continue
+		}
+		s := SYNs{SYNs: e.SYNs, Answered: e.Answered, Refused: e.Refused, LastSYN: e.LastSYN, LastAnswer: e.LastAnswer}
+		if e.Own {
+			a.Probes.add(s)
+		} else {
+			a.Clients.add(s)
+		}
+	}
+	return a, nil
+}
+
+// MarkProbePort tells the kernel that connections from local port are
+// this agent's probes.
+func (k *Kernel) MarkProbePort(port uint16) error { return k.tracer.MarkOwnPort(port) }
+
+// UnmarkProbePort forgets a probe's port.
+func (k *Kernel) UnmarkProbePort(port uint16) error { return k.tracer.UnmarkOwnPort(port) }
+
 // Traced reports whether the kernel traces a backend now.
 func (k *Kernel) Traced(target netip.AddrPort) bool {
 	k.mu.Lock()

@@ -34,3 +34,12 @@ func (*Kernel) EventsDropped() (uint64, error) { return 0, nil }
 
 // Unparsed is always empty.
 func (*Kernel) Unparsed() (map[string]uint64, error) { return nil, nil }
+
+// Arrivals is always empty.
+func (*Kernel) Arrivals(netip.AddrPort) (Arrivals, error) { return Arrivals{}, nil }
+
+// MarkProbePort does nothing.
+func (*Kernel) MarkProbePort(uint16) error { return nil }
+
+// UnmarkProbePort does nothing.
+func (*Kernel) UnmarkProbePort(uint16) error { return nil }

@@ -37,6 +37,15 @@ const (
 	// unanswered): a security group, firewall, NACL or NetworkPolicy
 	// drops the API server's packets on the way.
 	ConnectTimeout Class = "ConnectTimeout"
+	// BlockedBeforeNode: the API server's connections never reach the
+	// backend's pod: no SYN from it arrived at the pod's interface on its
+	// node while it reported failed calls, and the node's own probe
+	// connects. A security group, NACL, firewall or route on the way drops
+	// them.
+	BlockedBeforeNode Class = "BlockedBeforeNode"
+	// DroppedAtPod: the SYNs reach the pod's interface and the pod never
+	// answers them: a NetworkPolicy or a firewall at the pod drops them.
+	DroppedAtPod Class = "DroppedAtPod"
 	// PodNetworkNotRoutable: the control plane cannot route to the pod
 	// network at all (an overlay CNI on EKS: "Address is not allowed").
 	PodNetworkNotRoutable Class = "PodNetworkNotRoutable"
@@ -66,12 +75,18 @@ const (
 	Connection Aspect = 1 << iota
 	// Latency: the time to answer a request.
 	Latency
+	// Path: whether the API server's connections reach the backend. A
+	// probe from the backend's node does not speak for it.
+	Path
 )
 
 // Aspect is the aspect a failure of this class is about.
 func (c Class) Aspect() Aspect {
-	if c == SlowResponse || c == WebhookTimeout {
+	switch c {
+	case SlowResponse, WebhookTimeout:
 		return Latency
+	case BlockedBeforeNode:
+		return Path
 	}
 	return Connection
 }
@@ -82,7 +97,7 @@ func (c Class) Aspect() Aspect {
 func (c Class) FailsNewConnections() bool {
 	switch c {
 	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout,
-		Unreachable, ConnectTimeout, PodNetworkNotRoutable, NotTheWebhook:
+		Unreachable, ConnectTimeout, DroppedAtPod, PodNetworkNotRoutable, NotTheWebhook:
 		return true
 	}
 	return false

@@ -45,6 +45,10 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return "make " + backend + " reachable from the control plane: a route to its address, its name in DNS, security groups or firewalls that let the API server through"
 	case ConnectTimeout:
 		return "let the control plane reach " + backend + " on the webhook's target port: the nodes' security group must admit the cluster security group on that port (EKS), and no NACL, host firewall or NetworkPolicy that selects the webhook's pods may drop the API server's connections"
+	case BlockedBeforeNode:
+		return "let the control plane reach the nodes on TCP " + targetPort(w) + " (the webhook's target port): on EKS, an inbound rule on the node security group from the cluster security group for that port; check the subnets' NACLs and routes, and any firewall between the control plane and the nodes"
+	case DroppedAtPod:
+		return "admit the API server's connections to the pods behind " + backend + " on TCP " + targetPort(w) + ": a NetworkPolicy that selects them must have an ingress rule for that port from the control plane (an ipBlock of its addresses, or no from at all), and no firewall at the pod may drop them"
 	case PodNetworkNotRoutable:
 		return "the control plane cannot route to the pod network (an overlay CNI on EKS): run the webhook behind " + backend + " with hostNetwork: true on a free port, or use a CNI whose pod IPs the VPC routes"
 	case NotTheWebhook:
@@ -71,6 +75,14 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return fmt.Sprintf("find why the webhook pods behind %s do not answer within timeoutSeconds (%ds): restart them if they hang, check their CPU limits and their own dependencies", backend, w.TimeoutSeconds)
 	}
 	return "check the webhook pods behind " + backend
+}
+
+// targetPort is the port the API server dials on the webhook's pods.
+func targetPort(w callout.Webhook) string {
+	for _, b := range w.Backends {
+		return fmt.Sprint(b.Addr.Port())
+	}
+	return "<targetPort>"
 }
 
 func serverName(w callout.Webhook) string {

@@ -13,6 +13,22 @@ import (
 type Own struct {
 	mu    sync.Mutex
 	conns map[ownKey]time.Time
+	// kernel, when set, is told each probe port too, so that the kernel
+	// keeps the probes' SYNs apart from the API server's.
+	kernel PortMarker
+}
+
+// PortMarker marks and unmarks local ports as the probes' in the kernel.
+type PortMarker interface {
+	MarkProbePort(port uint16) error
+	UnmarkProbePort(port uint16) error
+}
+
+// MarkInKernel makes the registry tell k of every probe port from now on.
+func (o *Own) MarkInKernel(k PortMarker) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.kernel = k
 }
 
 // ownKey is a probe connection: its local port and the backend it dials.
@@ -52,9 +68,15 @@ func (o *Own) add(port uint16, server netip.AddrPort) {
 	for k, at := range o.conns {
 		if now.Sub(at) > ownTTL {
 			delete(o.conns, k)
+			if o.kernel != nil {
+				_ = o.kernel.UnmarkProbePort(k.port) // a port left marked only files a stranger's SYN as a probe's
+			}
 		}
 	}
 	o.conns[ownKey{port, unmap(server)}] = now
+	if o.kernel != nil {
+		_ = o.kernel.MarkProbePort(port) // unmarked, the probe's SYN counts as a client's: the ledger errs towards "arrived"
+	}
 }
 
 // Len is how many probe connections are remembered.

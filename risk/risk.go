@@ -64,6 +64,10 @@ const (
 	// so large it was generated, not written (warning). Reported whatever
 	// the failurePolicy.
 	InvalidConfiguration Kind = "InvalidConfiguration"
+	// NetworkPolicyDenies: a NetworkPolicy isolates the webhook's backend
+	// pods for ingress and nothing admits the API server, which is not a
+	// pod, on the port it dials. Reported whatever the failurePolicy.
+	NetworkPolicyDenies Kind = "NetworkPolicyDenies"
 )
 
 // Severity says how soon a risk can hurt. The values are shown to users

@@ -45,6 +45,9 @@ type gameDay struct {
 	// spanTags are what the kernel saw of the failed call, on the
 	// finding's span: a value of "*" asks only that the tag be there.
 	spanTags map[string]string
+	// evidence, when set, is a substring one of the finding's pieces of
+	// evidence must hold.
+	evidence string
 }
 
 func (g gameDay) feature() types.Feature {
@@ -101,6 +104,9 @@ func (g gameDay) feature() types.Feature {
 			recordDetection(result, finding)
 			if finding.Webhook.Configuration != g.spec.Name || finding.Effect != g.effect {
 				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, g.spec.Name, g.effect)
+			}
+			if g.evidence != "" && !slices.ContainsFunc(finding.Evidence, func(e chaos.AgentEvidence) bool { return strings.Contains(e.Detail, g.evidence) }) {
+				fail(t, "no evidence of the finding says %q: %+v", g.evidence, finding.Evidence)
 			}
 			return ctx
 		}).

@@ -138,6 +138,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	parts := agent.Parts{Inventory: inventory.New(client, log), Store: store, Own: own, Assembler: asm}
 	if kernel != nil {
 		parts.DataPlane = kernel
+		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's
 	}
 	acfg := agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,

@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/hookscope/hookscope/apisignals"
+	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
+)
+
+// pathSlack widens the window in which a failed call's SYN would have
+// arrived: the API server's clock, and an Event's one-second resolution.
+const pathSlack = 2 * time.Second
+
+// judgePath reads, for calls the API server reports failing without an
+// answer, what reached the webhook's backends on this node: no SYN at all
+// while this node's probes connect (the packets stop before the node), or
+// SYNs the pod never answered (they stop at the pod). It runs before the
+// signal reaches the store, so the signal becomes this finding's evidence.
+func (a *Agent) judgePath(f apisignals.Failure) {
+	if a.dp == nil {
+		return
+	}
+	switch f.Class {
+	case findings.WebhookTimeout, findings.ConnectTimeout, findings.CallsFailing, "":
+	default:
+		return // the cause is known, and it is not the path
+	}
+	w, ok := a.WebhookByName(f.Webhook)
+	if !ok {
+		return
+	}
+	timeout := time.Duration(max(w.TimeoutSeconds, 1)) * time.Second
+	since := f.At.Add(-timeout - pathSlack)
+	for _, b := range w.Backends {
+		// A connection the API server holds open needs no SYN: the ledger
+		// cannot speak for calls on it. With none open since the last
+		// one ended, a failed call after that needed a new one.
+		open, closed := a.asm.Connections(b.Addr)
+		if !b.Ready || !a.isLocal(b) || !a.dp.Traced(b.Addr) || open > 0 {
+			continue
+		}
+		from := since
+		if closed.After(from) {
+			from = closed
+		}
+		arr, err := a.dp.Arrivals(b.Addr)
+		if err != nil {
+			a.cfg.Logger.Warn("reading the SYN ledger", "backend", b.Addr.String(), "err", err)
+			continue
+		}
+		pod, node := podOf(b)
+		verdict, ok := arr.Judge(from, pod, node)
+		if !ok {
+			continue
+		}
+		a.store.Observe(findings.Observation{Webhook: w, Backend: b.Addr, Class: verdict.Class, Started: from,
+			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(), Detail: verdict.Detail}})
+	}
+}
+
+// pathRecovered resolves a BlockedBeforeNode finding once a SYN from the
+// API server reaches the backend again and is answered: a probe from the
+// node never speaks for the API server's path.
+func (a *Agent) pathRecovered() {
+	if a.dp == nil {
+		return
+	}
+	open, _ := a.store.Findings()
+	for _, f := range open {
+		if f.Class != findings.BlockedBeforeNode || !f.Backend.IsValid() {
+			continue
+		}
+		w, ok := a.Webhook(f.Webhook)
+		if !ok {
+			continue
+		}
+		arr, err := a.dp.Arrivals(f.Backend)
+		if err != nil || !arr.Clients.LastAnswer.After(f.FirstSeen) {
+			continue
+		}
+		a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: findings.Path,
+			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(),
+				Detail: "the API server's connections reach the pod again (a SYN answered at " + arr.Clients.LastAnswer.Format("15:04:05.000") + ")"}})
+	}
+}
+
+// droppedAtPod re-reads a probe whose connection was never answered: when
+// its SYNs reached the pod's interface, the packets stop at the pod.
+func (a *Agent) droppedAtPod(backend callout.Backend, start time.Time) (dataplane.Verdict, bool) {
+	if a.dp == nil || !a.dp.Traced(backend.Addr) {
+		return dataplane.Verdict{}, false
+	}
+	arr, err := a.dp.Arrivals(backend.Addr)
+	if err != nil {
+		return dataplane.Verdict{}, false
+	}
+	pod, node := podOf(backend)
+	return arr.JudgeProbe(start, pod, node)
+}
+
+// podOf names a backend's pod and node for the evidence.
+func podOf(b callout.Backend) (pod, node string) {
+	if b.Pod == nil {
+		return b.Addr.Addr().String(), "this node"
+	}
+	node = b.Pod.Node
+	if node == "" {
+		node = "this node"
+	}
+	return b.Pod.Namespace + "/" + b.Pod.Name, node
+}

@@ -1,0 +1,86 @@
+package dataplane
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hookscope/hookscope/findings"
+)
+
+// SYNs is what arrived at a backend's interface from one kind of client:
+// the SYNs (retransmissions included) and the backend's answers.
+type SYNs struct {
+	SYNs, Answered, Refused uint64
+	// LastSYN and LastAnswer are zero when none was seen.
+	LastSYN, LastAnswer time.Time
+}
+
+// add folds in one client's counts.
+func (s *SYNs) add(o SYNs) {
+	s.SYNs += o.SYNs
+	s.Answered += o.Answered
+	s.Refused += o.Refused
+	if o.LastSYN.After(s.LastSYN) {
+		s.LastSYN = o.LastSYN
+	}
+	if o.LastAnswer.After(s.LastAnswer) {
+		s.LastAnswer = o.LastAnswer
+	}
+}
+
+// Arrivals is the kernel's SYN ledger for one backend: the connections the
+// API server (and any other client) tried, apart from this agent's probes.
+type Arrivals struct {
+	Clients SYNs
+	Probes  SYNs
+}
+
+// Verdict says where the API server's connections to a backend stop.
+type Verdict struct {
+	Class  findings.Class // BlockedBeforeNode or DroppedAtPod
+	Detail string
+}
+
+// Judge reads the ledger for a failed call that began at since (the API
+// server's call, timeoutSeconds before it gave up) at pod (namespace/name
+// on node): ok is false when the ledger says nothing of where the packets
+// stop (the SYNs were answered, or this node's probes fail too, which
+// their own finding says).
+func (a Arrivals) Judge(since time.Time, pod, node string) (Verdict, bool) {
+	at := since.Format("15:04:05.000")
+	switch {
+	case a.Clients.LastSYN.Before(since) && !a.Probes.LastAnswer.Before(since.Add(-probeRecent)):
+		return Verdict{findings.BlockedBeforeNode, fmt.Sprintf(
+			"no SYN from the API server reached pod %s's interface on node %s since %s (last one: %s), while this node's probes connect (%d of %d SYNs answered): the packets stop before the node",
+			pod, node, at, describeLast(a.Clients.LastSYN), a.Probes.Answered, a.Probes.SYNs)}, true
+	case !a.Clients.LastSYN.Before(since) && a.Clients.LastAnswer.Before(since):
+		return Verdict{findings.DroppedAtPod, fmt.Sprintf(
+			"SYNs reached pod %s's interface on node %s since %s (last at %s) and the pod answered none of them: the packets stop at the pod",
+			pod, node, at, a.Clients.LastSYN.Format("15:04:05.000"))}, true
+	}
+	return Verdict{}, false
+}
+
+// probeRecent is how far before a failed call this node's probe may have
+// connected and still speak for the backend then.
+const probeRecent = 30 * time.Second
+
+func describeLast(t time.Time) string {
+	if t.IsZero() {
+		return "none since tracing began"
+	}
+	return t.Format("15:04:05.000")
+}
+
+// JudgeProbe reads the ledger for this node's probe that began at since
+// and whose connection was never answered: DroppedAtPod when its SYNs
+// reached the pod's interface; ok is false when they did not (the node
+// itself drops them, before the pod).
+func (a Arrivals) JudgeProbe(since time.Time, pod, node string) (Verdict, bool) {
+	if a.Probes.LastSYN.Before(since) || !a.Probes.LastAnswer.Before(since) {
+		return Verdict{}, false
+	}
+	return Verdict{findings.DroppedAtPod, fmt.Sprintf(
+		"this node's probe's SYNs reached pod %s's interface on node %s (last at %s) and the pod answered none of them: the packets stop at the pod",
+		pod, node, a.Probes.LastSYN.Format("15:04:05.000"))}, true
+}
