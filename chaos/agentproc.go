@@ -69,16 +69,16 @@ type AgentFinding struct {
 		Configuration string `json:"configuration"`
 		Name          string `json:"name"`
 	} `json:"webhook"`
-	FailurePolicy string     `json:"failurePolicy"`
-	Effect        string     `json:"effect"`
-	Backend       string     `json:"backend"`
-	FirstFailure  time.Time  `json:"firstFailure"`
-	FirstSeen     time.Time  `json:"firstSeen"`
-	Resolved      *time.Time `json:"resolved"`
+	FailurePolicy string          `json:"failurePolicy"`
+	Effect        string          `json:"effect"`
+	Backend       string          `json:"backend"`
+	FirstFailure  time.Time       `json:"firstFailure"`
+	FirstSeen     time.Time       `json:"firstSeen"`
+	Resolved      *time.Time      `json:"resolved"`
 	Evidence      []AgentEvidence `json:"evidence"`
-	Remediation string `json:"remediation"`
-	Untraced    string `json:"untraced"`
-	Impact      *struct {
+	Remediation   string          `json:"remediation"`
+	Untraced      string          `json:"untraced"`
+	Impact        *struct {
 		Kind   string    `json:"kind"`
 		Node   string    `json:"node"`
 		Object string    `json:"object"`
