@@ -55,6 +55,7 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 		if !ok {
 			continue
 		}
+		verdict = a.withPolicy(b, verdict)
 		a.store.Observe(findings.Observation{Webhook: w, Backend: b.Addr, Class: verdict.Class, Started: from,
 			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(), Detail: verdict.Detail}})
 	}
@@ -87,7 +88,8 @@ func (a *Agent) pathRecovered() {
 }
 
 // droppedAtPod re-reads a probe whose connection was never answered: when
-// its SYNs reached the pod's interface, the packets stop at the pod.
+// its SYNs reached the pod's interface, or a NetworkPolicy shuts callers
+// out of it, the packets stop at the pod.
 func (a *Agent) droppedAtPod(backend callout.Backend, start time.Time) (dataplane.Verdict, bool) {
 	if a.dp == nil || !a.dp.Traced(backend.Addr) {
 		return dataplane.Verdict{}, false
@@ -97,7 +99,11 @@ func (a *Agent) droppedAtPod(backend callout.Backend, start time.Time) (dataplan
 		return dataplane.Verdict{}, false
 	}
 	pod, node := podOf(backend)
-	return arr.JudgeProbe(start, pod, node)
+	v, ok := arr.JudgeProbe(start, pod, node)
+	if v2 := a.withPolicy(backend, v); v2.Class == findings.DroppedAtPod {
+		return v2, true // the SYNs may stop on the node, before the pod's interface
+	}
+	return v, ok
 }
 
 // podOf names a backend's pod and node for the evidence.

@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -89,6 +90,15 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
 	}
 	mustWebhook(ctx, t, client, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
+	// A default-deny NetworkPolicy beside the webhook's Service is read; one
+	// in a namespace with no webhook Service is not.
+	for _, ns := range []string{"hooks-a", "noise"} {
+		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-all", Namespace: ns},
+			Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+		if _, err := client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	inv := New(client, nil)
 	rec := &resolutions{}
@@ -119,8 +129,12 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	}
 
 	waitFor("webhook a resolves to its endpoint", backendIs("va.inventory.hookscope.dev", "10.0.9.1:8443"))
-	if got, want := inv.Stats(), (Stats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, Namespaces: 1, Watches: 4}); got != want {
-		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice; nothing of noise)", got, want)
+	waitFor("hooks-a's NetworkPolicy is read", func([]callout.Webhook) bool { return len(inv.NetworkPolicies()) == 1 })
+	if nps := inv.NetworkPolicies(); nps[0].Namespace != "hooks-a" {
+		t.Errorf("NetworkPolicies read: %s/%s, want hooks-a/deny-all", nps[0].Namespace, nps[0].Name)
+	}
+	if got, want := inv.Stats(), (Stats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, NetworkPolicies: 1, Namespaces: 1, Watches: 5}); got != want {
+		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice, its NetworkPolicy; nothing of noise)", got, want)
 	}
 
 	// A webhook in a namespace not watched yet: its Service exists, so no
@@ -136,8 +150,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		}
 	}
 	rec.mu.Unlock()
-	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 2 || got.Watches != 6 {
-		t.Errorf("stats with two webhooks: %+v, want 2 namespaces, 3 Services, 2 slices, 6 watches", got)
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 2 || got.Watches != 8 {
+		t.Errorf("stats with two webhooks: %+v, want 2 namespaces, 3 Services, 2 slices, 8 watches", got)
 	}
 
 	// Churn elsewhere does not wake the inventory.
@@ -167,8 +181,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		}
 	}
 	rec.mu.Unlock()
-	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 3 || got.Watches != 6 {
-		t.Errorf("stats with three webhooks: %+v, want 2 namespaces, 3 Services, 3 slices, 6 watches", got)
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 3 || got.Watches != 8 {
+		t.Errorf("stats with three webhooks: %+v, want 2 namespaces, 3 Services, 3 slices, 8 watches", got)
 	}
 
 	// The webhook's own Service going away is seen.
@@ -185,8 +199,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("webhook b is gone", func(ws []callout.Webhook) bool { _, ok := find(ws, "vb.inventory.hookscope.dev"); return !ok })
-	if got := inv.Stats(); got.Namespaces != 1 || got.Watches != 4 {
-		t.Errorf("stats after webhook b was removed: %+v, want 1 namespace, 4 watches", got)
+	if got := inv.Stats(); got.Namespaces != 1 || got.Watches != 5 {
+		t.Errorf("stats after webhook b was removed: %+v, want 1 namespace, 5 watches", got)
 	}
 }
 

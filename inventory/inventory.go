@@ -18,7 +18,9 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -52,6 +54,7 @@ type Inventory struct {
 
 	mu       sync.RWMutex
 	webhooks []callout.Webhook
+	policies []*networkingv1.NetworkPolicy
 	stats    Stats
 }
 
@@ -61,6 +64,7 @@ type Stats struct {
 	WebhookConfigurations int `json:"webhook_configurations"`
 	Services              int `json:"services"`
 	EndpointSlices        int `json:"endpoint_slices"`
+	NetworkPolicies       int `json:"network_policies"`
 	// Namespaces are those watched for Services and EndpointSlices.
 	Namespaces int `json:"namespaces"`
 	Watches    int `json:"watches"`
@@ -198,10 +202,12 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 	var (
 		svcs     []*corev1.Service
 		eps      []*discoveryv1.EndpointSlice
+		nps      []*networkingv1.NetworkPolicy
 		unsynced = map[string]string{}
 	)
 	vwcs, mwcs := inv.Configurations()
 	for ns, w := range inv.watches {
+		nps = w.policies(nps)
 		if !w.synced() {
 			unsynced[ns] = w.why()
 			continue
@@ -222,13 +228,14 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		}
 	}
 	inv.mu.Lock()
-	inv.webhooks = ws
+	inv.webhooks, inv.policies = ws, nps
 	inv.stats = Stats{
 		WebhookConfigurations: len(vwcs) + len(mwcs),
 		Services:              len(svcs),
 		EndpointSlices:        len(eps),
+		NetworkPolicies:       len(nps),
 		Namespaces:            len(inv.watches),
-		Watches:               2 + 2*len(inv.watches),
+		Watches:               2 + 3*len(inv.watches),
 	}
 	inv.mu.Unlock()
 	if len(unsynced) > 0 {
@@ -245,6 +252,19 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// NetworkPolicies are those of the namespaces that hold webhook Services,
+// as the last resolution read them.
+func (inv *Inventory) NetworkPolicies() []*networkingv1.NetworkPolicy {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.policies
+}
+
+// Pod reads one pod from the API server.
+func (inv *Inventory) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	return inv.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 }
 
 // Stats returns what the last resolution held.

@@ -4,9 +4,14 @@ package scenarios
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/hookscope/hookscope/chaos"
 )
@@ -33,4 +38,47 @@ func TestBlockedBeforeNode(t *testing.T) {
 			return restore.(func(context.Context) error)(ctx)
 		},
 	}.feature())
+}
+
+// TestDroppedAtPod: a default-deny NetworkPolicy in the webhook's
+// namespace, enforced at the pod (a firewall rule in the pod's network
+// stands in for the CNI): the API server's SYNs reach the pod's interface
+// and are never answered. Before any write, the agent names the policy as
+// a risk; when writes time out, the finding names the policy and where the
+// packets stop.
+func TestDroppedAtPod(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "API server's packets dropped at the pod (NetworkPolicy)",
+		expectedClass: "DroppedAtPod",
+		spec:          chaos.WebhookSpec{Name: "dropped-at-pod", FailurePolicy: admissionv1.Fail, Timeout: 2},
+		inject: func(ctx context.Context, wh *chaos.Webhook) (any, error) {
+			return lab.FirewallPod(ctx, wh)
+		},
+		wantError:   "context deadline exceeded",
+		effect:      "writes rejected",
+		evidence:    "NetworkPolicy chaos-dropped-at-pod/default-deny-ingress selects pod",
+		remediation: "admit the API server's connections at the pod (remove the NetworkPolicy and the firewall rule)",
+		remediate: func(ctx context.Context, wh *chaos.Webhook, restore any) error {
+			if err := waitForRisk(ctx, wh.WebhookName, "NetworkPolicyDenies", "default-deny-ingress"); err != nil {
+				return err
+			}
+			return restore.(func(context.Context) error)(ctx)
+		},
+	}.feature())
+}
+
+// waitForRisk waits until the agent lists a risk of kind for webhook whose
+// detail holds text.
+func waitForRisk(ctx context.Context, webhook, kind, text string) error {
+	var last []chaos.AgentRisk
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		last, _ = lab.Agent.Risks(ctx)
+		return slices.ContainsFunc(last, func(r chaos.AgentRisk) bool {
+			return r.Webhook.Name == webhook && r.Kind == kind && strings.Contains(r.Detail, text)
+		}), nil
+	})
+	if err != nil {
+		return fmt.Errorf("no %s risk for %s naming %q within 15s (risks: %+v)", kind, webhook, text, last)
+	}
+	return nil
 }

@@ -123,6 +123,8 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"list", "validatingwebhookconfigurations.admissionregistration.k8s.io"}, true},
 					{[]string{"watch", "services", "-A"}, true},
 					{[]string{"watch", "endpointslices.discovery.k8s.io", "-A"}, true},
+					{[]string{"watch", "networkpolicies.networking.k8s.io", "-A"}, true},
+					{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "default"}, false},
 					{[]string{"watch", "nodes"}, true},
 					{[]string{"watch", "events", "-A"}, true},
 					{[]string{"get", "daemonsets.apps", "-n", "kube-system"}, true},
