@@ -80,7 +80,6 @@ func inNamespace(nps []*networkingv1.NetworkPolicy, ns string) bool {
 	return slices.ContainsFunc(nps, func(np *networkingv1.NetworkPolicy) bool { return np.Namespace == ns })
 }
 
-
 // withPolicy names the NetworkPolicy that shuts the API server out of b,
 // when one does: whatever the SYNs show (a CNI may drop them on the node,
 // before the pod's interface), the packets stop at the pod's policy.
