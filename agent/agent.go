@@ -65,6 +65,9 @@ type Config struct {
 	// the agent holding the Lease probes the backends on other nodes. Nil:
 	// this agent's node only (an agent that is not a pod of the DaemonSet).
 	AgentNodes func() (nodes map[string]bool, ok bool)
+	// PeerLedger reads the SYN ledger of the agent on another node, for
+	// the backends there; nil: the Lease holder judges only its own node's.
+	PeerLedger PeerLedger
 	// Observer gets every probe's result, for metrics; nil for none.
 	Observer ProbeObserver
 	Logger   *slog.Logger

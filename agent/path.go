@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"net/netip"
 	"time"
 
 	"github.com/hookscope/hookscope/apisignals"
@@ -13,15 +15,52 @@ import (
 // arrived: the API server's clock, and an Event's one-second resolution.
 const pathSlack = 2 * time.Second
 
-// judgePath reads, for calls the API server reports failing without an
-// answer, what reached the webhook's backends on this node: no SYN at all
-// while this node's probes connect (the packets stop before the node), or
-// SYNs the pod never answered (they stop at the pod). It runs before the
-// signal reaches the store, so the signal becomes this finding's evidence.
-func (a *Agent) judgePath(f apisignals.Failure) {
-	if a.dp == nil {
-		return
+// peerTimeout bounds one read of another node's ledger.
+const peerTimeout = 2 * time.Second
+
+// PeerLedger reads the SYN ledger of the agent on node for backend.
+type PeerLedger func(ctx context.Context, node string, backend netip.AddrPort) (dataplane.Ledger, error)
+
+// Ledger is what this agent's kernel knows of the connections to backend;
+// ok is false when it does not trace it.
+func (a *Agent) Ledger(backend netip.AddrPort) (dataplane.Ledger, bool) {
+	if a.dp == nil || !a.dp.Traced(backend) {
+		return dataplane.Ledger{}, false
 	}
+	arr, err := a.dp.Arrivals(backend)
+	if err != nil {
+		a.cfg.Logger.Warn("reading the SYN ledger", "backend", backend.String(), "err", err)
+		return dataplane.Ledger{}, false
+	}
+	open, closed := a.asm.Connections(backend)
+	return dataplane.Ledger{Node: a.cfg.NodeName, Traced: true, Arrivals: arr, Open: open, LastClosed: closed}, true
+}
+
+// ledgerOf reads b's ledger here, or from the agent on b's node.
+func (a *Agent) ledgerOf(ctx context.Context, b callout.Backend) (dataplane.Ledger, bool) {
+	if a.isLocal(b) {
+		return a.Ledger(b.Addr)
+	}
+	if a.cfg.PeerLedger == nil || b.Pod == nil || b.Pod.Node == "" {
+		return dataplane.Ledger{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	l, err := a.cfg.PeerLedger(ctx, b.Pod.Node, b.Addr)
+	if err != nil {
+		a.cfg.Logger.Debug("reading another node's SYN ledger", "node", b.Pod.Node, "backend", b.Addr.String(), "err", err)
+		return dataplane.Ledger{}, false
+	}
+	return l, l.Traced
+}
+
+// judgePath reads, for calls the API server reports failing without an
+// answer, what reached the webhook's backends on their nodes: no SYN at
+// all while the node's probes connect (the packets stop before the node),
+// or SYNs the pod never answered (they stop at the pod). The Lease holder
+// runs it before the signal reaches the store, so the signal becomes this
+// finding's evidence.
+func (a *Agent) judgePath(f apisignals.Failure) {
 	switch f.Class {
 	case findings.WebhookTimeout, findings.ConnectTimeout, findings.CallsFailing, "":
 	default:
@@ -34,24 +73,22 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 	timeout := time.Duration(max(w.TimeoutSeconds, 1)) * time.Second
 	since := f.At.Add(-timeout - pathSlack)
 	for _, b := range w.Backends {
+		if !b.Ready {
+			continue
+		}
+		l, ok := a.ledgerOf(context.Background(), b)
 		// A connection the API server holds open needs no SYN: the ledger
 		// cannot speak for calls on it. With none open since the last
 		// one ended, a failed call after that needed a new one.
-		open, closed := a.asm.Connections(b.Addr)
-		if !b.Ready || !a.isLocal(b) || !a.dp.Traced(b.Addr) || open > 0 {
+		if !ok || l.Open > 0 {
 			continue
 		}
 		from := since
-		if closed.After(from) {
-			from = closed
-		}
-		arr, err := a.dp.Arrivals(b.Addr)
-		if err != nil {
-			a.cfg.Logger.Warn("reading the SYN ledger", "backend", b.Addr.String(), "err", err)
-			continue
+		if l.LastClosed.After(from) {
+			from = l.LastClosed
 		}
 		pod, node := podOf(b)
-		verdict, ok := arr.Judge(from, pod, node)
+		verdict, ok := l.Arrivals.Judge(from, pod, node)
 		if !ok {
 			continue
 		}
@@ -65,9 +102,6 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 // API server reaches the backend again and is answered: a probe from the
 // node never speaks for the API server's path.
 func (a *Agent) pathRecovered() {
-	if a.dp == nil {
-		return
-	}
 	open, _ := a.store.Findings()
 	for _, f := range open {
 		if f.Class != findings.BlockedBeforeNode || !f.Backend.IsValid() {
@@ -77,13 +111,17 @@ func (a *Agent) pathRecovered() {
 		if !ok {
 			continue
 		}
-		arr, err := a.dp.Arrivals(f.Backend)
-		if err != nil || !arr.Clients.LastAnswer.After(f.FirstSeen) {
+		b, ok := w.Backend(f.Backend)
+		if !ok {
+			continue
+		}
+		l, ok := a.ledgerOf(context.Background(), b)
+		if !ok || !l.Arrivals.Clients.LastAnswer.After(f.FirstSeen) {
 			continue
 		}
 		a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: findings.Path,
 			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(),
-				Detail: "the API server's connections reach the pod again (a SYN answered at " + arr.Clients.LastAnswer.Format("15:04:05.000") + ")"}})
+				Detail: "the API server's connections reach the pod again (a SYN answered at " + l.Arrivals.Clients.LastAnswer.Format("15:04:05.000") + ")"}})
 	}
 }
 
@@ -91,15 +129,12 @@ func (a *Agent) pathRecovered() {
 // its SYNs reached the pod's interface, or a NetworkPolicy shuts callers
 // out of it, the packets stop at the pod.
 func (a *Agent) droppedAtPod(backend callout.Backend, start time.Time) (dataplane.Verdict, bool) {
-	if a.dp == nil || !a.dp.Traced(backend.Addr) {
-		return dataplane.Verdict{}, false
-	}
-	arr, err := a.dp.Arrivals(backend.Addr)
-	if err != nil {
+	l, ok := a.Ledger(backend.Addr)
+	if !ok {
 		return dataplane.Verdict{}, false
 	}
 	pod, node := podOf(backend)
-	v, ok := arr.JudgeProbe(start, pod, node)
+	v, ok := l.Arrivals.JudgeProbe(start, pod, node)
 	if v2 := a.withPolicy(backend, v); v2.Class == findings.DroppedAtPod {
 		return v2, true // the SYNs may stop on the node, before the pod's interface
 	}

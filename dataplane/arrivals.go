@@ -10,9 +10,12 @@ import (
 // SYNs is what arrived at a backend's interface from one kind of client:
 // the SYNs (retransmissions included) and the backend's answers.
 type SYNs struct {
-	SYNs, Answered, Refused uint64
+	SYNs     uint64 `json:"syns"`
+	Answered uint64 `json:"answered"`
+	Refused  uint64 `json:"refused"`
 	// LastSYN and LastAnswer are zero when none was seen.
-	LastSYN, LastAnswer time.Time
+	LastSYN    time.Time `json:"lastSYN"`
+	LastAnswer time.Time `json:"lastAnswer"`
 }
 
 // add folds in one client's counts.
@@ -31,8 +34,21 @@ func (s *SYNs) add(o SYNs) {
 // Arrivals is the kernel's SYN ledger for one backend: the connections the
 // API server (and any other client) tried, apart from this agent's probes.
 type Arrivals struct {
-	Clients SYNs
-	Probes  SYNs
+	Clients SYNs `json:"clients"`
+	Probes  SYNs `json:"probes"`
+}
+
+// Ledger is what a node's agent knows of the connections to one backend:
+// what reached its interface, and the connections the API server holds.
+// The agent that judges a failed call may read it from another node's.
+type Ledger struct {
+	Node     string   `json:"node"`
+	Traced   bool     `json:"traced"`
+	Arrivals Arrivals `json:"arrivals"`
+	// Open is how many connections are open; LastClosed when the last one
+	// ended (zero if none did while traced).
+	Open       int       `json:"open"`
+	LastClosed time.Time `json:"lastClosed"`
 }
 
 // Verdict says where the API server's connections to a backend stop.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -36,6 +38,7 @@ type agentOptions struct {
 	otlpRetryFor    time.Duration
 	xrayTraceIDs    bool
 	listen          string
+	peerListen      string
 	pprof           bool
 	probeInterval   time.Duration
 	probeTimeout    time.Duration
@@ -75,6 +78,7 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.otlpRetryFor, "otlp-retry-for", otel.DefaultRetryFor, "how long a batch of spans is retried while the collector is down before it is dropped and counted")
 	f.BoolVar(&o.xrayTraceIDs, "xray-trace-ids", false, "trace IDs that start with the time, as AWS X-Ray requires (for a collector with the awsxray exporter)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
+	f.StringVar(&o.peerListen, "peer-listen", "", "address where the other agents read what this node's kernel saw of the API server's connections (GET /ledger), e.g. $(POD_IP):9478; empty: the Lease holder judges only its own node's backends")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the API address (to see where the agent's CPU and memory go; keep the address private)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
@@ -151,6 +155,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	agentPods := &agentPodSet{namespace: os.Getenv("POD_NAMESPACE"), selector: o.agentSelector}
 	if agentPods.namespace != "" {
 		acfg.AgentNodes = agentPods.nodes
+		if port, ok := peerPort(o.peerListen); ok {
+			acfg.PeerLedger = agentPods.peerLedger(port)
+		}
 	}
 	a = agent.New(acfg, parts)
 	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
@@ -159,11 +166,11 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	startClusterChecks(ctx, o, a, client, agentPods, log)
 
-	srv, addr, err := serveAPI(o, a, metrics)
+	addr, stopServing, err := serve(o, a, metrics, log)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	defer stopServing()
 	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
 	return a.Run(ctx)
 }
@@ -241,4 +248,33 @@ func checkAPIServer(ctx context.Context, client kubernetes.Interface, host strin
 	case <-ctx.Done():
 		return fmt.Errorf("cannot reach the API server at %s: no answer within 10s (check the kubeconfig and that the API server is up)", host)
 	}
+}
+
+// peerPort is the port of a --peer-listen address: every agent serves its
+// ledger there.
+func peerPort(addr string) (int, bool) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, false
+	}
+	port, err := strconv.Atoi(p)
+	return port, err == nil && port > 0
+}
+
+// serve serves the agent's API and, with --peer-listen, its peer port.
+func serve(o agentOptions, a *agent.Agent, metrics *otel.Metrics, log *slog.Logger) (addr string, stop func(), err error) {
+	srv, addr, err := serveAPI(o, a, metrics)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.peerListen == "" {
+		return addr, func() { srv.Close() }, nil
+	}
+	peer, paddr, err := servePeer(o.peerListen, a)
+	if err != nil {
+		srv.Close()
+		return "", nil, err
+	}
+	log.Info("serving the SYN ledger to the other agents", "addr", paddr)
+	return addr, func() { srv.Close(); peer.Close() }, nil
 }

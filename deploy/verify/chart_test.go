@@ -136,6 +136,7 @@ func TestChartValuesReachTheAgent(t *testing.T) {
 			"apiserverMetricsInterval": "1m",
 			"leaderElect":              false,
 			"logLevel":                 "debug",
+			"peerPort":                 19478,
 			"extraArgs":                []any{"--no-ebpf", "--probe-timeout=5s"},
 		},
 		"resources":         map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "100Mi"}, "limits": map[string]any{"cpu": "1", "memory": "300Mi"}},
@@ -161,6 +162,7 @@ func TestChartValuesReachTheAgent(t *testing.T) {
 		"--leader-elect=false",
 		"--log-level=debug",
 		"--state-file=/var/run/hookscope/findings.json",
+		"--peer-listen=$(POD_IP):19478",
 		"--no-ebpf",
 		"--probe-timeout=5s",
 	}
