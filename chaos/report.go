@@ -53,6 +53,9 @@ type ScenarioResult struct {
 	// DetectedBeforeFirstFailure: the finding came before the first write
 	// the API server rejected.
 	DetectedBeforeFirstFailure bool `json:"detected_before_first_failure"`
+	// WriteAnsweredAt is when the API server answered that write (its
+	// failure, for a webhook that times out).
+	WriteAnsweredAt time.Time `json:"write_answered_at"`
 	// Webhook is the scenario's webhook name, as the API server logs it.
 	Webhook string `json:"webhook"`
 	// Baselines are the article's own detection methods, measured on the same
@@ -244,6 +247,9 @@ func (r *Report) markdown() string {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Name)
 		if s.FailedCallError != "" {
 			fmt.Fprintf(&b, "The API server answered the write with:\n\n```\n%s\n```\n\n", s.FailedCallError)
+		}
+		if lead := s.WriteAnsweredAt.Sub(s.DetectedAt); s.WriteFailed && !s.DetectedAt.IsZero() && !s.WriteAnsweredAt.IsZero() && lead > 0 {
+			fmt.Fprintf(&b, "The agent named it %.3f s before the API server failed that write.\n\n", lead.Seconds())
 		}
 		if len(s.Evidence) > 0 {
 			b.WriteString("The agent's evidence:\n\n")

@@ -51,7 +51,7 @@ func TestReportFiles(t *testing.T) {
 	r := &Report{Provider: "local", Started: start}
 	s := &ScenarioResult{Name: "service not found <x>", ExpectedClass: "ServiceNotFound", DetectedClass: "ServiceNotFound",
 		InjectedAt: start.Add(time.Second), FirstFailedCallAt: start.Add(2 * time.Second), DetectedAt: start.Add(1500 * time.Millisecond),
-		WriteFailed: true, Passed: true, Recovered: true, RecoveredAt: start.Add(5 * time.Second),
+		WriteFailed: true, WriteAnsweredAt: start.Add(2250 * time.Millisecond), Passed: true, Recovered: true, RecoveredAt: start.Add(5 * time.Second),
 		Baselines: &Baselines{MetricsAlertAt: start.Add(15 * time.Second), LogFilterAlarmAt: start.Add(2 * time.Minute)}}
 	r.Scenarios = []*ScenarioResult{s}
 	dir := t.TempDir()
@@ -60,6 +60,13 @@ func TestReportFiles(t *testing.T) {
 	}
 	if !r.Passed || !s.DetectedBeforeFirstFailure || s.TimeToDetectSeconds != 0.5 {
 		t.Errorf("passed %v, before first failure %v, time to detect %v", r.Passed, s.DetectedBeforeFirstFailure, s.TimeToDetectSeconds)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "The agent named it 0.750 s before the API server failed that write."; !strings.Contains(string(md), want) {
+		t.Errorf("report.md lacks %q", want)
 	}
 	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
 	if err != nil {

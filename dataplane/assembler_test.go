@@ -182,28 +182,55 @@ func TestJudgeLatency(t *testing.T) {
 	}
 }
 
-// TestUnansweredRequest: a request with no answer past timeoutSeconds on a
-// connection kept open (HTTP/2) is WebhookTimeout when Tick finds it, and
-// the answer that comes later is not timed from it.
+// TestUnansweredRequest: a request with no answer for half its
+// timeoutSeconds is named a stall, with when the API server will fail the
+// write; past timeoutSeconds on a connection kept open (HTTP/2) it is
+// WebhookTimeout, and the answer that comes later is not timed from it.
 func TestUnansweredRequest(t *testing.T) {
 	a, r := newAssembler(t)
 	t0 := time.Now()
 	a.HandleTLS(handshake.Event{Kind: handshake.KindRequest, Client: client, Server: server, Time: t0})
-	a.Tick(t0.Add(time.Second))
+	a.Tick(t0.Add(900 * time.Millisecond))
 	if len(r.latency) != 0 {
 		t.Fatalf("judged early: %+v", r.latency)
 	}
+	a.Tick(t0.Add(time.Second))
+	a.Tick(t0.Add(1250 * time.Millisecond)) // named once
+	want := "the backend has not answered the request from " + client.String() + " for 1s: the API server fails the write at " + t0.Add(2*time.Second).Format("15:04:05.000")
+	if len(r.latency) != 1 || r.latency[0].Class != findings.WebhookTimeout || r.latency[0].Evidence.Detail[:len(want)] != want {
+		t.Fatalf("latency %+v, want one stall naming when the write fails: %q", r.latency, want)
+	}
 	a.Tick(t0.Add(2100 * time.Millisecond))
-	if len(r.latency) != 1 || r.latency[0].Class != findings.WebhookTimeout || !r.latency[0].Started.Equal(t0) {
-		t.Fatalf("latency %+v, want one WebhookTimeout started at the request", r.latency)
+	if len(r.latency) != 2 || r.latency[1].Class != findings.WebhookTimeout || !r.latency[1].Started.Equal(t0) {
+		t.Fatalf("latency %+v, want a WebhookTimeout started at the request", r.latency)
 	}
 	a.HandleTLS(handshake.Event{Kind: handshake.KindResponse, Client: client, Server: server, Time: t0.Add(3 * time.Second), Latency: 3 * time.Second})
-	if len(r.latency) != 1 {
-		t.Errorf("the abandoned request's late answer was judged: %+v", r.latency[1:])
+	if len(r.latency) != 2 {
+		t.Errorf("the abandoned request's late answer was judged: %+v", r.latency[2:])
 	}
 	// Quiet for a minute: the finding resolves.
 	a.Tick(time.Now().Add(latencyQuiet + time.Second))
-	if len(r.latency) != 2 || r.latency[1].Class != findings.Healthy {
+	if len(r.latency) != 3 || r.latency[2].Class != findings.Healthy {
 		t.Errorf("latency %+v, want a Healthy observation once quiet", r.latency)
+	}
+}
+
+// TestStalledClientHello: a ClientHello the backend does not answer for
+// half the webhook's timeoutSeconds is HandshakeTimeout from the wire,
+// before the API server gives up; one answered in time is nothing.
+func TestStalledClientHello(t *testing.T) {
+	a, r := newAssembler(t)
+	t0 := time.Now()
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClientHello, Client: client, Server: server, Time: t0})
+	a.Tick(t0.Add(1100 * time.Millisecond))
+	if len(r.latency) != 1 || r.latency[0].Class != findings.HandshakeTimeout || r.latency[0].Evidence.Wire.Phase != findings.PhaseClientHello {
+		t.Fatalf("a stalled ClientHello: %+v, want HandshakeTimeout at the ClientHello", r.latency)
+	}
+	answered := netip.MustParseAddrPort("10.0.0.2:41001")
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClientHello, Client: answered, Server: server, Time: t0})
+	a.HandleTLS(handshake.Event{Kind: handshake.KindServerHello, Client: answered, Server: server, Time: t0.Add(5 * time.Millisecond), FromServer: true})
+	a.Tick(t0.Add(1500 * time.Millisecond))
+	if len(r.latency) != 1 {
+		t.Errorf("an answered ClientHello was named a stall: %+v", r.latency[1:])
 	}
 }

@@ -84,6 +84,7 @@ type Assembler struct {
 	timedOut map[connKey]bool                        // connections whose outstanding request timed out
 	slowSeen map[latencyKey]time.Time                // when the wire last saw a slow or unanswered request
 	closed   map[netip.AddrPort]time.Time            // when a connection to the backend last ended
+	hellos   map[connKey]pendingRequest              // ClientHellos the backend has not answered yet
 }
 
 // connKey identifies a connection.
@@ -110,6 +111,7 @@ func NewAssembler(cfg Config) *Assembler {
 		timedOut: map[connKey]bool{},
 		slowSeen: map[latencyKey]time.Time{},
 		closed:   map[netip.AddrPort]time.Time{},
+		hellos:   map[connKey]pendingRequest{},
 	}
 }
 
@@ -178,6 +180,7 @@ func (a *Assembler) HandleTLS(e handshake.Event) {
 		if e.Kind == handshake.KindHandshakeDone && a.cfg.Output.HandshakeDone != nil {
 			after = append(after, func() { a.cfg.Output.HandshakeDone(b) })
 		}
+		a.helloEvent(k, e)
 		after = append(after, a.latencyEvent(b, k, e)...)
 	}
 	a.mu.Unlock()
@@ -254,7 +257,8 @@ func (a *Assembler) Tick(now time.Time) {
 			delete(a.done, k)
 		}
 	}
-	after := a.lateRequests(now)
+	after := a.stalls(now)
+	after = append(after, a.lateRequests(now)...)
 	after = append(after, a.quietLatency(now)...)
 	a.mu.Unlock()
 	for _, f := range after {

@@ -30,6 +30,8 @@ const latencyQuiet = time.Minute
 type pendingRequest struct {
 	at     time.Time
 	client netip.AddrPort
+	// stalled: it was named a stall (once).
+	stalled bool
 }
 
 // latencyKey is one webhook's view of one backend.

@@ -48,6 +48,9 @@ type gameDay struct {
 	// evidence, when set, is a substring one of the finding's pieces of
 	// evidence must hold.
 	evidence string
+	// beforeFailure: the agent must name the failure before the API
+	// server fails the write (a stall, named while it stalls).
+	beforeFailure bool
 }
 
 func (g gameDay) feature() types.Feature {
@@ -80,6 +83,7 @@ func (g gameDay) feature() types.Feature {
 				time.Sleep(d)
 			}
 			start, err := wh.Write(ctx)
+			result.WriteAnsweredAt = time.Now()
 			result.FirstWriteDelaySeconds = start.Sub(result.InjectedAt).Seconds()
 			result.FirstFailedCallAt = start
 			if err != nil {
@@ -104,6 +108,9 @@ func (g gameDay) feature() types.Feature {
 			recordDetection(result, finding)
 			if finding.Webhook.Configuration != g.spec.Name || finding.Effect != g.effect {
 				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, g.spec.Name, g.effect)
+			}
+			if g.beforeFailure && !finding.FirstSeen.Before(result.WriteAnsweredAt) {
+				fail(t, "the agent named the failure at %s, after the API server failed the write at %s", finding.FirstSeen.Format("15:04:05.000"), result.WriteAnsweredAt.Format("15:04:05.000"))
 			}
 			if g.evidence != "" && !slices.ContainsFunc(finding.Evidence, func(e chaos.AgentEvidence) bool { return strings.Contains(e.Detail, g.evidence) }) {
 				fail(t, "no evidence of the finding says %q: %+v", g.evidence, finding.Evidence)

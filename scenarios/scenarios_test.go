@@ -222,6 +222,7 @@ func TestHandshakeTimeout(t *testing.T) {
 		name:          "webhook timeout (backend accepts and never answers)",
 		expectedClass: "HandshakeTimeout",
 		spec:          chaos.WebhookSpec{Name: "hung", FailurePolicy: admissionv1.Fail, Timeout: 2},
+		beforeFailure: true,
 		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
 			return nil, wh.Server.SetSilent(true)
 		},
@@ -304,6 +305,7 @@ func TestWebhookTimeoutAfterHandshake(t *testing.T) {
 		name:          "webhook timeout (handshake completes, no answer within timeoutSeconds)",
 		expectedClass: "WebhookTimeout",
 		spec:          chaos.WebhookSpec{Name: "no-answer", FailurePolicy: admissionv1.Fail, Timeout: 2},
+		beforeFailure: true,
 		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
 			return nil, wh.Server.SetDelay(time.Minute)
 		},
