@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,5 +233,25 @@ func TestStalledClientHello(t *testing.T) {
 	a.Tick(t0.Add(1500 * time.Millisecond))
 	if len(r.latency) != 1 {
 		t.Errorf("an answered ClientHello was named a stall: %+v", r.latency[1:])
+	}
+}
+
+// TestServerClosesAfterClientHello: the backend closes the connection
+// after the client's ClientHello with no TLS answer (a sidecar in front
+// of the webhook): a failed call, at once, saying so; the stalled
+// ClientHello is forgotten.
+func TestServerClosesAfterClientHello(t *testing.T) {
+	a, r := newAssembler(t)
+	t0 := time.Now()
+	a.HandleTLS(handshake.Event{Kind: handshake.KindConnect, Client: client, Server: server, Time: t0, FlowStart: t0})
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClientHello, Client: client, Server: server, Time: t0.Add(time.Millisecond), FlowStart: t0})
+	a.HandleTLS(handshake.Event{Kind: handshake.KindClose, Client: client, Server: server, Time: t0.Add(2 * time.Millisecond), FlowStart: t0,
+		FromServer: true, Phase: handshake.PhaseClientHello})
+	if len(r.failed) != 1 || !strings.Contains(r.failed[0].Evidence.Detail, "closed the connection from "+client.String()+" after its ClientHello without a TLS answer") {
+		t.Fatalf("failed calls %+v, want one naming the close", r.failed)
+	}
+	a.Tick(t0.Add(5 * time.Second))
+	if len(r.latency) != 0 {
+		t.Errorf("a closed connection's ClientHello was named a stall: %+v", r.latency)
 	}
 }

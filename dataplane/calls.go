@@ -106,6 +106,8 @@ func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) 
 		detail = describeRejection(e, facts)
 	case (e.Kind == handshake.KindClose || e.Kind == handshake.KindReset) && !e.FromServer && e.Phase == handshake.PhaseClientHello:
 		detail = fmt.Sprintf("client %s gave up after its ClientHello: the backend never sent its first flight", e.Client)
+	case (e.Kind == handshake.KindClose || e.Kind == handshake.KindReset) && e.FromServer && e.Phase == handshake.PhaseClientHello:
+		detail = fmt.Sprintf("the backend closed the connection from %s after its ClientHello without a TLS answer: something other than the webhook takes it (a sidecar or a proxy)", e.Client)
 	case e.Kind == handshake.KindRefused:
 		facts.Phase = findings.PhaseConnect
 		detail = fmt.Sprintf("connection from %s refused: the backend answered the SYN with a reset", e.Client)

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -106,6 +107,9 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 	r.Handshake = time.Since(hs)
 	if err != nil {
 		r.Class, r.Detail = classifyHandshake(err), err.Error()
+		if errors.Is(err, io.EOF) {
+			r.Detail = "EOF: the backend closed the connection after the ClientHello without a TLS answer (something other than the webhook takes it: a sidecar or a proxy)"
+		}
 		return r
 	}
 	if verifyErr != nil {

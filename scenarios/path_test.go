@@ -82,3 +82,24 @@ func waitForRisk(ctx context.Context, webhook, kind, text string) error {
 	}
 	return nil
 }
+
+// TestNotTheWebhook: a service-mesh sidecar injected into the webhook's
+// pod takes the API server's connections and closes them without a word
+// (the stand-in reads the ClientHello and closes): the API server says only
+// EOF. The agent names that something other than the webhook answers.
+func TestNotTheWebhook(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "a sidecar in front of the webhook closes the connection (EOF)",
+		expectedClass: "NotTheWebhook",
+		spec:          chaos.WebhookSpec{Name: "sidecar-eof", FailurePolicy: admissionv1.Fail},
+		inject: func(_ context.Context, wh *chaos.Webhook) (any, error) {
+			return nil, wh.Server.SetClosing(true)
+		},
+		wantError:   ": EOF",
+		effect:      "writes rejected",
+		remediation: "let the webhook serve its port itself (exclude the port from the sidecar's capture)",
+		remediate: func(_ context.Context, wh *chaos.Webhook, _ any) error {
+			return wh.Server.SetClosing(false)
+		},
+	}.feature())
+}

@@ -67,24 +67,49 @@ func (s *Server) SetSilent(silent bool) {
 	s.CloseConnections()
 }
 
-// silentListener parks the connections it accepts while silent.
+// SetClosing makes the server accept connections, read what the client
+// sends first (its ClientHello) and close them without a word, as a
+// service-mesh sidecar in front of the webhook can: the client sees EOF.
+// false serves again.
+func (s *Server) SetClosing(closing bool) {
+	s.ln.closing.Store(closing)
+	s.CloseConnections()
+}
+
+// silentListener parks the connections it accepts while silent, and
+// closes them while closing.
 type silentListener struct {
 	net.Listener
-	silent atomic.Bool
-	mu     sync.Mutex
-	parked []net.Conn
+	silent  atomic.Bool
+	closing atomic.Bool
+	mu      sync.Mutex
+	parked  []net.Conn
 }
 
 func (l *silentListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil || !l.silent.Load() {
+		switch {
+		case err != nil:
 			return c, err
+		case l.closing.Load():
+			go closeAfterFirstRead(c)
+		case l.silent.Load():
+			l.mu.Lock()
+			l.parked = append(l.parked, c)
+			l.mu.Unlock()
+		default:
+			return c, nil
 		}
-		l.mu.Lock()
-		l.parked = append(l.parked, c)
-		l.mu.Unlock()
 	}
+}
+
+// closeAfterFirstRead reads what the client sends first, then closes.
+func closeAfterFirstRead(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2048)
+	_, _ = c.Read(buf)
+	c.Close()
 }
 
 func (l *silentListener) release() {

@@ -26,6 +26,10 @@ type Control interface {
 	SetDelay(d time.Duration) error
 	// SetSilent makes the server accept connections and never answer.
 	SetSilent(silent bool) error
+	// SetClosing makes the server accept connections and close them
+	// without a word (a sidecar in front of the webhook): the client
+	// sees EOF.
+	SetClosing(closing bool) error
 	// CloseConnections closes the open connections, as a restart would.
 	CloseConnections() error
 	// SetTLSMaxVersion caps the TLS version of later handshakes (0: none).
@@ -46,6 +50,9 @@ func (l Local) SetDelay(d time.Duration) error { l.Server.SetDelay(d); return ni
 // SetSilent implements Control.
 func (l Local) SetSilent(silent bool) error { l.Server.SetSilent(silent); return nil }
 
+// SetClosing implements Control.
+func (l Local) SetClosing(closing bool) error { l.Server.SetClosing(closing); return nil }
+
 // SetTLSMaxVersion implements Control.
 func (l Local) SetTLSMaxVersion(v uint16) error { l.Server.SetTLSMaxVersion(v); return nil }
 
@@ -61,6 +68,7 @@ func (l Local) Requests() (int64, error) { return l.Server.Requests(), nil }
 //	PUT  /certificate   body: PEM certificate chain then key; serves it (the first one starts the server)
 //	PUT  /delay?d=1.5s  each review waits that long
 //	PUT  /silent?on=1   accept and never answer
+//	PUT  /closing?on=1  accept and close without a word (the client sees EOF)
 //	PUT  /serving?on=0  close the webhook port (connections refused); on=1 listens again
 //	PUT  /ready?on=0    fail the pod's readiness probe (GET /readyz)
 //	POST /close         close open connections
@@ -76,6 +84,7 @@ type Agent struct {
 	ready   bool
 	delay   time.Duration
 	silent  bool
+	closing bool
 	tlsMax  uint16
 	served  int64 // reviews answered by servers closed since
 }
@@ -101,6 +110,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("PUT /delay", a.putDelay)
 	mux.HandleFunc("PUT /tls-max-version", a.putTLSMaxVersion)
 	mux.HandleFunc("PUT /silent", a.putSilent)
+	mux.HandleFunc("PUT /closing", a.putClosing)
 	mux.HandleFunc("PUT /serving", a.putServing)
 	mux.HandleFunc("PUT /ready", a.putReady)
 	mux.HandleFunc("POST /close", a.postClose)
@@ -181,6 +191,21 @@ func (a *Agent) putSilent(w http.ResponseWriter, r *http.Request) {
 	a.silent = on
 	if a.srv != nil {
 		a.srv.SetSilent(on)
+	}
+	a.mu.Unlock()
+}
+
+// putClosing makes the server close each connection without a word
+// (?on=1), or answer again (?on=0), now and in every server started later.
+func (a *Agent) putClosing(w http.ResponseWriter, r *http.Request) {
+	on, ok := queryBool(w, r)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	a.closing = on
+	if a.srv != nil {
+		a.srv.SetClosing(on)
 	}
 	a.mu.Unlock()
 }
@@ -296,6 +321,9 @@ func (a *Agent) listen() error {
 	if a.silent {
 		a.srv.SetSilent(true)
 	}
+	if a.closing {
+		a.srv.SetClosing(true)
+	}
 	return nil
 }
 
@@ -351,6 +379,12 @@ func (r Remote) SetDelay(d time.Duration) error {
 // SetSilent implements Control.
 func (r Remote) SetSilent(silent bool) error {
 	_, err := r.do(http.MethodPut, "/silent?on="+strconv.FormatBool(silent), nil)
+	return err
+}
+
+// SetClosing implements Control.
+func (r Remote) SetClosing(closing bool) error {
+	_, err := r.do(http.MethodPut, "/closing?on="+strconv.FormatBool(closing), nil)
 	return err
 }
 

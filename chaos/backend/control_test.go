@@ -57,6 +57,27 @@ func TestRemoteControl(t *testing.T) {
 	if n, err := r.Requests(); err != nil || n != 1 {
 		t.Errorf("requests %d (%v), want 1", n, err)
 	}
+	// Closing: the client's handshake ends in EOF, as behind a sidecar
+	// that closes; then it answers again.
+	handshake := func() error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "hook.ns.svc"})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := r.SetClosing(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(); err == nil || err.Error() != "EOF" {
+		t.Errorf("handshake while closing: %v, want EOF", err)
+	}
+	if err := r.SetClosing(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(); err != nil {
+		t.Errorf("handshake after closing=false: %v", err)
+	}
 
 	if err := r.SetServing(false); err != nil {
 		t.Fatal(err)
