@@ -20,7 +20,10 @@ import (
 //   - upload: the client's data while its request is outstanding (its
 //     records are not walked);
 //   - in_record: the server's data that holds no record header;
-//   - record_header: the server's data that holds one (walked).
+//   - record_header: the server's data that holds one (walked);
+//   - syn, syn_ack: a client's SYN to a backend and the server's answer,
+//     each of which updates the SYN ledger (syn also emits its connect
+//     event).
 //
 // The last three change the flow's state, so each run gets the next
 // segment and is timed on its own: bare_ack_single is a bare ACK timed the
@@ -62,6 +65,25 @@ func BenchmarkProgramSegment(b *testing.B) {
 	b.Run("rejected", func(b *testing.B) {
 		other := netip.AddrPortFrom(testServer.Addr(), 9443)
 		repeat(b, segment(testClient, other, 1, ackFlag|pshFlag, make([]byte, mss)))
+	})
+	synClient := netip.AddrPortFrom(testClient.Addr(), 40001) // a flow of its own
+	b.Run("syn", func(b *testing.B) {
+		repeat(b, segment(synClient, testServer, 1, synFlag, nil))
+	})
+	b.Run("syn_ack", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			// Untimed: the SYN, so that each SYN-ACK is the first answer.
+			if _, _, err := prog.Benchmark(segment(synClient, testServer, 1, synFlag, nil), 1, nil); err != nil {
+				b.Fatal(err)
+			}
+			_, d, err := prog.Benchmark(segment(testServer, synClient, 7000, synFlag|ackFlag, nil), 1, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += d
+		}
+		perRun(b, total)
 	})
 	b.Run("bare_ack", func(b *testing.B) {
 		repeat(b, segment(testServer, testClient, r.seq[1], ackFlag, nil))
