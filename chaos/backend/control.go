@@ -183,31 +183,32 @@ func parseTLSVersion(s string) (uint16, error) {
 // putSilent makes the server accept connections and never answer (?on=1),
 // or answer again (?on=0), now and in every server started later.
 func (a *Agent) putSilent(w http.ResponseWriter, r *http.Request) {
+	a.toggle(w, r, func(on bool) {
+		if a.silent = on; a.srv != nil {
+			a.srv.SetSilent(on)
+		}
+	})
+}
+
+// toggle reads ?on= and hands it to set, with a.mu held.
+func (a *Agent) toggle(w http.ResponseWriter, r *http.Request, set func(on bool)) {
 	on, ok := queryBool(w, r)
 	if !ok {
 		return
 	}
 	a.mu.Lock()
-	a.silent = on
-	if a.srv != nil {
-		a.srv.SetSilent(on)
-	}
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	set(on)
 }
 
 // putClosing makes the server close each connection without a word
 // (?on=1), or answer again (?on=0), now and in every server started later.
 func (a *Agent) putClosing(w http.ResponseWriter, r *http.Request) {
-	on, ok := queryBool(w, r)
-	if !ok {
-		return
-	}
-	a.mu.Lock()
-	a.closing = on
-	if a.srv != nil {
-		a.srv.SetClosing(on)
-	}
-	a.mu.Unlock()
+	a.toggle(w, r, func(on bool) {
+		if a.closing = on; a.srv != nil {
+			a.srv.SetClosing(on)
+		}
+	})
 }
 
 // putServing closes the webhook port (?on=0) or listens again (?on=1).
