@@ -55,6 +55,10 @@ type WebhookSpec struct {
 	// missing (local provider); empty: the lab's node, where the agent
 	// runs. On another node no agent traces the backend.
 	Node string
+	// HostNetwork runs the backend pod on its node's network: it serves on
+	// the node's address, where the agent sees its connections on the
+	// node's own interfaces (loopback for a client on the same host).
+	HostNetwork bool
 }
 
 // Webhook is a deployed webhook: a backend pod whose IP is a real network

@@ -40,6 +40,7 @@ func (w *Webhook) backendPod(schedulable bool) *corev1.Pod {
 	if w.inPods {
 		pod.Spec.Containers[0] = podBackendContainer()
 	}
+	pod.Spec.HostNetwork = w.Spec.HostNetwork
 	if schedulable {
 		pod.Spec.NodeName = w.node
 	} else {
@@ -56,11 +57,21 @@ func (w *Webhook) StartBackend(ctx context.Context) error {
 	if w.inPods {
 		return w.startPodBackend(ctx)
 	}
+	if w.Spec.HostNetwork {
+		if err := w.ensureHostAddress(ctx); err != nil {
+			return err
+		}
+	}
 	if _, err := w.createBackendPod(ctx, time.Minute); err != nil {
 		return err
 	}
 	var err error
-	if w.pod, err = podnet.New(w.Spec.Name, w.PodIP); err != nil {
+	if w.Spec.HostNetwork {
+		w.pod, err = w.hostBackend()
+	} else {
+		w.pod, err = podnet.New(w.Spec.Name, w.PodIP)
+	}
+	if err != nil {
 		return fmt.Errorf("starting backend of %s: %w", w.Spec.Name, err)
 	}
 	return w.StartServer()

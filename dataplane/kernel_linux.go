@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
 	"github.com/hookscope/hookscope/bpf/tcpstate"
@@ -27,13 +31,20 @@ type Kernel struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	backends map[netip.AddrPort]int // backend -> interface index
+	backends map[netip.AddrPort][]attachPoint // backend -> where its packets are seen
+}
+
+// attachPoint is an interface the programs are attached to for a backend.
+type attachPoint struct {
+	ifindex int
+	// ingressOnly: loopback, which every packet crosses twice.
+	ingressOnly bool
 }
 
 // NewKernel wraps loaded tracers (tcp may be nil); Run starts reading
 // their events into asm.
 func NewKernel(t *handshake.Tracer, tcp *tcpstate.Tracer, asm *Assembler, log *slog.Logger) *Kernel {
-	return &Kernel{tracer: t, tcp: tcp, asm: asm, log: log, backends: map[netip.AddrPort]int{}}
+	return &Kernel{tracer: t, tcp: tcp, asm: asm, log: log, backends: map[netip.AddrPort][]attachPoint{}}
 }
 
 // Run reads the ring buffers into the Assembler, and ticks it, until ctx
@@ -165,15 +176,15 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 	for _, b := range bs {
 		t := b.Addr
 		want[t] = true
-		ifindex, err := routeInterface(t.Addr())
+		points, err := attachPoints(t.Addr())
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if old, ok := k.backends[t]; ok && old == ifindex {
+		if old, ok := k.backends[t]; ok && slices.Equal(old, points) {
 			continue
 		}
-		if err := k.tracer.Attach(ifindex); err != nil {
+		if err := k.attach(points); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -187,8 +198,8 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 				continue
 			}
 		}
-		k.backends[t] = ifindex
-		k.log.Info("tracing backend", "backend", t, "ifindex", ifindex)
+		k.backends[t] = points
+		k.log.Info("tracing backend", "backend", t, "interfaces", describePoints(points))
 	}
 	for t := range k.backends {
 		if !want[t] {
@@ -205,8 +216,10 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 	}
 	// Detach from interfaces no backend routes through any more.
 	used := map[int]bool{}
-	for _, i := range k.backends {
-		used[i] = true
+	for _, ps := range k.backends {
+		for _, p := range ps {
+			used[p.ifindex] = true
+		}
 	}
 	for _, i := range k.tracer.Attached() {
 		if !used[i] {
@@ -216,14 +229,66 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 	return errors.Join(errs...)
 }
 
-// routeInterface is the interface the host sends packets for ip through.
-func routeInterface(ip netip.Addr) (int, error) {
+// attach attaches the programs at points.
+func (k *Kernel) attach(points []attachPoint) error {
+	for _, p := range points {
+		attach := k.tracer.Attach
+		if p.ingressOnly {
+			attach = k.tracer.AttachIngress
+		}
+		if err := attach(p.ifindex); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attachPoints are where a backend's packets cross: for a pod, the
+// interface the host routes its IP through (its veth). For a backend on
+// the host's own address (a hostNetwork pod), the interface that holds the
+// address, where a remote API server's packets arrive, and loopback, where
+// a client on the same host talks to it (ingress only: loopback sees each
+// packet leave and arrive). The programs then run for every packet of
+// those interfaces, each costing the rejected path's few tens of ns
+// unless it is the backend's; they stay only while such a backend lives
+// on the node.
+func attachPoints(ip netip.Addr) ([]attachPoint, error) {
 	routes, err := netlink.RouteGet(ip.AsSlice())
 	if err != nil {
-		return 0, fmt.Errorf("looking up the route to backend %s: %w", ip, err)
+		return nil, fmt.Errorf("looking up the route to backend %s: %w", ip, err)
 	}
 	if len(routes) == 0 || routes[0].LinkIndex == 0 {
-		return 0, fmt.Errorf("looking up the route to backend %s: no interface", ip)
+		return nil, fmt.Errorf("looking up the route to backend %s: no interface", ip)
 	}
-	return routes[0].LinkIndex, nil
+	if routes[0].Type != unix.RTN_LOCAL {
+		return []attachPoint{{ifindex: routes[0].LinkIndex}}, nil
+	}
+	points := []attachPoint{{ifindex: routes[0].LinkIndex, ingressOnly: true}} // loopback
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("finding the interface that holds backend address %s: %w", ip, err)
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip.Unmap() && a.LinkIndex != routes[0].LinkIndex {
+			points = append(points, attachPoint{ifindex: a.LinkIndex})
+		}
+	}
+	slices.SortFunc(points, func(x, y attachPoint) int { return x.ifindex - y.ifindex })
+	return slices.Compact(points), nil
+}
+
+// describePoints names the interfaces for the log.
+func describePoints(points []attachPoint) string {
+	var out []string
+	for _, p := range points {
+		name := strconv.Itoa(p.ifindex)
+		if l, err := netlink.LinkByIndex(p.ifindex); err == nil {
+			name = l.Attrs().Name
+		}
+		if p.ingressOnly {
+			name += " (ingress)"
+		}
+		out = append(out, name)
+	}
+	return strings.Join(out, ", ")
 }

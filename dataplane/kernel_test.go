@@ -23,41 +23,26 @@ import (
 	"github.com/hookscope/hookscope/internal/podnet"
 )
 
-// TestBranchENIBackend: a pod with security groups for pods sits behind a
-// VLAN device on the node (a branch ENI on the trunk), reached through a
-// routing table an ip rule selects, not behind a veth in the main table.
-// The data plane finds that device from the route and traces the API
-// server's handshakes to the pod there.
-func TestBranchENIBackend(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: eBPF programs and network namespaces")
-	}
-	if err := podnet.Guard(); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := podnet.NewBranch("branch", netip.MustParseAddr("10.0.79.5"), 7)
-	if err != nil && strings.Contains(err.Error(), "Unknown device type") {
-		t.Skip("this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q): make test-kernels runs this test on Debian's 6.1 and 6.12")
-	}
+// These tests load the handshake programs, let the Kernel attach them where
+// a backend's packets cross, and drive real TLS handshakes to it from the
+// host, as the API server would.
+
+const testServerName = "hook.ns.svc"
+
+// serveTLS serves TLS handshakes on ln with a certificate ca signed, until
+// the test ends.
+func serveTLS(t *testing.T, ln net.Listener) *certs.CA {
+	t.Helper()
+	ca, err := certs.NewCA("kernel-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pod.Close()
-	ca, err := certs.NewCA("branch-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const name = "hook.ns.svc"
-	cert, err := ca.Serving([]string{name}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := pod.Listen(8443)
+	cert, err := ca.Serving([]string{testServerName}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	go func() {
 		for {
 			c, err := srv.Accept()
@@ -67,50 +52,149 @@ func TestBranchENIBackend(t *testing.T) {
 			go func() { _ = c.(*tls.Conn).Handshake(); _, _ = io.Copy(io.Discard, c); c.Close() }()
 		}
 	}()
+	return ca
+}
 
+// tracing is a Kernel with the handshake programs loaded, and the calls
+// its Assembler reports.
+type tracing struct {
+	k     *Kernel
+	mu    sync.Mutex
+	calls []callout.Call
+}
+
+func newTracing(t *testing.T) *tracing {
+	t.Helper()
 	tracer, err := handshake.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu    sync.Mutex
-		calls []callout.Call
-	)
+	tr := &tracing{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	asm := NewAssembler(Config{Log: log, Output: Output{Call: func(c callout.Call) { mu.Lock(); calls = append(calls, c); mu.Unlock() }}})
-	k := NewKernel(tracer, nil, asm, log)
+	asm := NewAssembler(Config{Log: log, Output: Output{Call: func(c callout.Call) { tr.mu.Lock(); tr.calls = append(tr.calls, c); tr.mu.Unlock() }}})
+	tr.k = NewKernel(tracer, nil, asm, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go k.Run(ctx)
+	t.Cleanup(cancel)
+	go tr.k.Run(ctx)
+	return tr
+}
 
-	backend := netip.AddrPortFrom(pod.Addr, 8443)
-	if err := k.SetBackends([]Backend{{Addr: backend, Webhooks: []callout.Webhook{{Ref: callout.Ref{Name: "v.branch.example.com"}}}}}); err != nil {
+// trace traces backend and returns where the Kernel attached for it.
+func (tr *tracing) trace(t *testing.T, backend netip.AddrPort) []attachPoint {
+	t.Helper()
+	if err := tr.k.SetBackends([]Backend{{Addr: backend, Webhooks: []callout.Webhook{{Ref: callout.Ref{Name: "v.kernel.example.com"}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	k.mu.Lock()
-	ifindex := k.backends[backend]
-	k.mu.Unlock()
-	if ifindex != pod.IfIndex {
-		t.Fatalf("traced through interface %d, want the VLAN device %s (%d)", ifindex, pod.HostLink, pod.IfIndex)
-	}
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", backend.String(), &tls.Config{RootCAs: ca.Pool(), ServerName: name})
+	tr.k.mu.Lock()
+	defer tr.k.mu.Unlock()
+	return tr.k.backends[backend]
+}
+
+// handshakes makes one TLS handshake to backend and returns the calls the
+// wire reported for it once one completed with TLS 1.3.
+func (tr *tracing) handshakes(t *testing.T, backend netip.AddrPort, ca *certs.CA) []callout.Call {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", backend.String(), &tls.Config{RootCAs: ca.Pool(), ServerName: testServerName})
 	if err != nil {
-		t.Fatalf("the API server's stand-in cannot reach the branch pod: %v", err)
+		t.Fatalf("the API server's stand-in cannot reach %s: %v", backend, err)
 	}
 	conn.Close()
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range calls {
-			if c.Server == backend && c.Outcome == "done" && c.TLSVersion == "1.3" {
-				return true, nil
+	var mine []callout.Call
+	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		mine = nil
+		done := false
+		for _, c := range tr.calls {
+			if c.Server == backend {
+				mine = append(mine, c)
+				done = done || (c.Outcome == "done" && c.TLSVersion == "1.3")
 			}
 		}
-		return false, nil
+		return done, nil
 	})
 	if err != nil {
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("no completed handshake to the branch pod seen on %s: calls %+v", pod.HostLink, calls)
+		t.Fatalf("no completed handshake to %s seen: calls %+v", backend, mine)
+	}
+	return mine
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: eBPF programs and network interfaces")
+	}
+	if err := podnet.Guard(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBranchENIBackend: a pod with security groups for pods sits behind a
+// VLAN device on the node (a branch ENI on the trunk), reached through a
+// routing table an ip rule selects, not behind a veth in the main table.
+// The data plane finds that device from the route and traces the API
+// server's handshakes to the pod there.
+func TestBranchENIBackend(t *testing.T) {
+	needRoot(t)
+	pod, err := podnet.NewBranch("branch", netip.MustParseAddr("10.0.79.5"), 7)
+	if err != nil && strings.Contains(err.Error(), "Unknown device type") {
+		t.Skip("this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q): make test-kernels runs this test on Debian's 6.1 and 6.12")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pod.Close()
+	ln, err := pod.Listen(8443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := serveTLS(t, ln)
+	tr := newTracing(t)
+	backend := netip.AddrPortFrom(pod.Addr, 8443)
+	if points := tr.trace(t, backend); len(points) != 1 || points[0] != (attachPoint{ifindex: pod.IfIndex}) {
+		t.Fatalf("traced through %+v, want the VLAN device %s (%d)", points, pod.HostLink, pod.IfIndex)
+	}
+	tr.handshakes(t, backend, ca)
+}
+
+// TestHostNetworkBackend: a hostNetwork pod serves on its node's own
+// address. The data plane attaches to the interface that holds it (where a
+// remote API server's packets arrive) and to loopback, ingress only (where
+// a client on the same host reaches it, each packet crossing twice), and
+// sees each handshake once.
+func TestHostNetworkBackend(t *testing.T) {
+	needRoot(t)
+	host, err := podnet.NewHost("hostnet", netip.MustParseAddr("10.0.78.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	ln, err := host.Listen(9443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := serveTLS(t, ln)
+	tr := newTracing(t)
+	backend := netip.AddrPortFrom(host.Addr, 9443)
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []attachPoint{{ifindex: lo.Index, ingressOnly: true}, {ifindex: host.IfIndex}}
+	if points := tr.trace(t, backend); len(points) != 2 || points[0] != want[0] || points[1] != want[1] {
+		t.Fatalf("traced through %+v, want loopback's ingress and %s: %+v", points, host.HostLink, want)
+	}
+	calls := tr.handshakes(t, backend, ca)
+	time.Sleep(200 * time.Millisecond) // a second account of the same handshake would be in by now
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n := 0
+	for _, c := range tr.calls {
+		if c.Server == backend {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d calls for one handshake (%+v): loopback must be read once per packet", n, calls)
 	}
 }

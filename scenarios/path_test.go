@@ -103,3 +103,22 @@ func TestNotTheWebhook(t *testing.T) {
 		},
 	}.feature())
 }
+
+// TestHostNetworkBackend: the webhook runs with hostNetwork (as on EKS
+// with an overlay CNI, whose pod network the control plane cannot reach)
+// and its certificate expires. The agent sees the API server reject the
+// handshake on the node's own interfaces, not on a pod's veth.
+func TestHostNetworkBackend(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "expired serving certificate, hostNetwork backend",
+		callOutcome:   "rejected",
+		expectedClass: "CertExpired",
+		spec:          chaos.WebhookSpec{Name: "hostnet-expired", FailurePolicy: admissionv1.Fail, HostNetwork: true},
+		inject:        serveExpiredCertificate,
+		wantError:     x509Expired,
+		effect:        "writes rejected",
+		remediation:   "serve a renewed, valid certificate",
+		remediate:     serveValidCertificate,
+		spanTags:      map[string]string{"tls.protocol.version": "1.3", "hookscope.handshake.phase": "server_hello"},
+	}.feature())
+}

@@ -82,15 +82,23 @@ func Load() (*Tracer, error) {
 // Attach attaches both programs to the interface with the given index,
 // once: with tcx where the kernel has it (Linux >= 6.6), else as cls_bpf
 // filters on a clsact qdisc (AttachLegacy).
-func (t *Tracer) Attach(ifindex int) error {
+func (t *Tracer) Attach(ifindex int) error { return t.attach(ifindex, true) }
+
+// AttachIngress attaches only the ingress program, for an interface every
+// packet crosses twice, leaving and arriving: loopback, which carries the
+// connections to a backend on the host's own address from a client on
+// the same host. Ingress alone sees both directions once.
+func (t *Tracer) AttachIngress(ifindex int) error { return t.attach(ifindex, false) }
+
+func (t *Tracer) attach(ifindex int, egress bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.links[ifindex]; ok {
 		return nil
 	}
-	closers, err := t.attachTCX(ifindex)
+	closers, err := t.attachTCX(ifindex, egress)
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		closers, err = t.attachClsBPF(ifindex)
+		closers, err = t.attachClsBPF(ifindex, egress)
 	}
 	if err != nil {
 		return err
@@ -108,7 +116,7 @@ func (t *Tracer) AttachLegacy(ifindex int) error {
 	if _, ok := t.links[ifindex]; ok {
 		return nil
 	}
-	closers, err := t.attachClsBPF(ifindex)
+	closers, err := t.attachClsBPF(ifindex, true)
 	if err != nil {
 		return err
 	}
@@ -116,10 +124,13 @@ func (t *Tracer) AttachLegacy(ifindex int) error {
 	return nil
 }
 
-func (t *Tracer) attachTCX(ifindex int) ([]io.Closer, error) {
+func (t *Tracer) attachTCX(ifindex int, withEgress bool) ([]io.Closer, error) {
 	ingress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeIngress, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
 		return nil, fmt.Errorf("attaching tcx ingress to interface %d: %w (needs CAP_NET_ADMIN)", ifindex, err)
+	}
+	if !withEgress {
+		return []io.Closer{ingress}, nil
 	}
 	egress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeEgress, Attach: ebpf.AttachTCXEgress})
 	if err != nil {
@@ -146,7 +157,7 @@ const (
 	clsHandle   = 0x4853 // "HS"
 )
 
-func (t *Tracer) attachClsBPF(ifindex int) ([]io.Closer, error) {
+func (t *Tracer) attachClsBPF(ifindex int, withEgress bool) ([]io.Closer, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
 		QdiscType:  "clsact",
@@ -163,6 +174,9 @@ func (t *Tracer) attachClsBPF(ifindex int) ([]io.Closer, error) {
 		{netlink.HANDLE_MIN_INGRESS, t.objs.HandshakeIngress, "hookscope_ingress"},
 		{netlink.HANDLE_MIN_EGRESS, t.objs.HandshakeEgress, "hookscope_egress"},
 	} {
+		if a.parent == netlink.HANDLE_MIN_EGRESS && !withEgress {
+			continue
+		}
 		f := &netlink.BpfFilter{
 			FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: a.parent, Handle: clsHandle,
 				Protocol: unix.ETH_P_ALL, Priority: clsPriority},

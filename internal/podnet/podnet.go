@@ -180,9 +180,50 @@ func NewBranch(name string, addr netip.Addr, vlan int) (_ *Pod, err error) {
 	return p, nil
 }
 
+// NewHost gives the host itself addr, on an interface of its own (a veth
+// whose peer stays on the host: kernels without dummy devices have it): the
+// address of a hostNetwork pod (its node's), which a client on the host
+// reaches over loopback. It has no namespace: Listen binds in the host's.
+// addr must be in GuardPrefix, so that nothing leaves the machine once the
+// interface is gone.
+func NewHost(name string, addr netip.Addr) (_ *Pod, err error) {
+	if !GuardPrefix.Contains(addr) {
+		return nil, fmt.Errorf("creating host address %s: it must be in %s, which Guard routes to unreachable", addr, GuardPrefix)
+	}
+	n := seq.Add(1)
+	p := &Pod{Addr: addr, HostLink: fmt.Sprintf("hsh%d%d", os.Getpid()%100000, n)}
+	if len(p.HostLink) > 14 { // and its peer's name, one longer
+		p.HostLink = p.HostLink[:14]
+	}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	for _, s := range [][]string{
+		{"ip", "link", "add", p.HostLink, "type", "veth", "peer", "name", p.HostLink + "p"},
+		{"ip", "addr", "add", addr.String() + "/32", "dev", p.HostLink},
+		{"ip", "link", "set", p.HostLink, "up"},
+		{"ip", "link", "set", p.HostLink + "p", "up"},
+	} {
+		if _, err := run(s[0], s[1:]...); err != nil {
+			return nil, fmt.Errorf("creating host address %s (%s): %w", addr, name, err)
+		}
+	}
+	ifc, err := net.InterfaceByName(p.HostLink)
+	if err != nil {
+		return nil, fmt.Errorf("creating host address %s: finding %s: %w", addr, p.HostLink, err)
+	}
+	p.IfIndex = ifc.Index
+	return p, nil
+}
+
 // Listen opens a TCP listener inside the namespace. The socket stays in the
 // namespace; the calling goroutine's thread is switched back before return.
 func (p *Pod) Listen(port int) (net.Listener, error) {
+	if p.Name == "" { // NewHost: the host's own address
+		return net.Listen("tcp", netip.AddrPortFrom(p.Addr, uint16(port)).String())
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -223,6 +264,9 @@ func (p *Pod) Close() error {
 		{"ip", "route", "del", p.Addr.String() + "/" + bits, "dev", p.HostLink},
 		{"ip", "link", "del", p.HostLink},
 		{"ip", "netns", "del", p.Name},
+	}
+	if p.Name == "" { // NewHost: its veth holds the address
+		steps = [][]string{{"ip", "link", "del", p.HostLink}}
 	}
 	if p.table != "" {
 		steps = [][]string{
