@@ -4,8 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
