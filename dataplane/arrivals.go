@@ -16,6 +16,10 @@ type SYNs struct {
 	// LastSYN and LastAnswer are zero when none was seen.
 	LastSYN    time.Time `json:"lastSYN"`
 	LastAnswer time.Time `json:"lastAnswer"`
+	// Untracked counts data segments on connections that began before
+	// tracing: a client that holds one may call with no SYN at all.
+	Untracked     uint64    `json:"untracked,omitempty"`
+	LastUntracked time.Time `json:"lastUntracked,omitzero"`
 }
 
 // add folds in one client's counts.
@@ -28,6 +32,10 @@ func (s *SYNs) add(o SYNs) {
 	}
 	if o.LastAnswer.After(s.LastAnswer) {
 		s.LastAnswer = o.LastAnswer
+	}
+	s.Untracked += o.Untracked
+	if o.LastUntracked.After(s.LastUntracked) {
+		s.LastUntracked = o.LastUntracked
 	}
 }
 
@@ -60,12 +68,15 @@ type Verdict struct {
 // Judge reads the ledger for a failed call that began at since (the API
 // server's call, timeoutSeconds before it gave up) at pod (namespace/name
 // on node): ok is false when the ledger says nothing of where the packets
-// stop (the SYNs were answered, or this node's probes fail too, which
-// their own finding says).
+// stop (the SYNs were answered; this node's probes fail too, which their
+// own finding says; or a client still uses a connection from before
+// tracing).
 func (a Arrivals) Judge(since time.Time, pod, node string) (Verdict, bool) {
 	at := since.Format("15:04:05.000")
 	switch {
-	case a.Clients.LastSYN.Before(since) && !a.Probes.LastAnswer.Before(since.Add(-probeRecent)):
+	case a.Clients.LastSYN.Before(since) && a.Clients.LastUntracked.Before(since) && !a.Probes.LastAnswer.Before(since.Add(-probeRecent)):
+		// (A client that sent data on a connection from before tracing
+		// may call with no SYN: then the ledger does not say.)
 		return Verdict{findings.BlockedBeforeNode, fmt.Sprintf(
 			"no SYN from the API server reached pod %s's interface on node %s since %s (last one: %s), while this node's probes connect (%d of %d SYNs answered): the packets stop before the node",
 			pod, node, at, describeLast(a.Clients.LastSYN), a.Probes.Answered, a.Probes.SYNs)}, true

@@ -26,6 +26,8 @@ func TestArrivalsJudge(t *testing.T) {
 		{"SYNs arrive, none answered",
 			Arrivals{Clients: SYNs{SYNs: 6, Answered: 2, LastSYN: after, LastAnswer: before}},
 			findings.DroppedAtPod, "SYNs reached pod hooks/hook-1's interface on node n1 since 03:00:00.000 (last at 03:00:01.000) and the pod answered none of them"},
+		{"no SYN, but the API server sends on a connection from before tracing: no verdict",
+			Arrivals{Clients: SYNs{Untracked: 3, LastUntracked: after}, Probes: SYNs{SYNs: 9, Answered: 9, LastSYN: after, LastAnswer: after}}, "", ""},
 		{"SYNs arrive and are answered: the path is not it", Arrivals{Clients: SYNs{SYNs: 2, Answered: 2, LastSYN: after, LastAnswer: after}}, "", ""},
 		{"no SYN, and this node's probe does not connect either: no verdict", Arrivals{Probes: SYNs{SYNs: 3, LastSYN: after}}, "", ""},
 		{"no SYN, the probe connected long ago: no verdict", Arrivals{Probes: SYNs{SYNs: 3, Answered: 3, LastSYN: call.Add(-time.Hour), LastAnswer: call.Add(-time.Hour)}}, "", ""},

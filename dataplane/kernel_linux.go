@@ -139,7 +139,8 @@ func (k *Kernel) Arrivals(backend netip.AddrPort) (Arrivals, error) {
 		if e.Server != backend {
 			continue
 		}
-		s := SYNs{SYNs: e.SYNs, Answered: e.Answered, Refused: e.Refused, LastSYN: e.LastSYN, LastAnswer: e.LastAnswer}
+		s := SYNs{SYNs: e.SYNs, Answered: e.Answered, Refused: e.Refused, LastSYN: e.LastSYN, LastAnswer: e.LastAnswer,
+			Untracked: e.Untracked, LastUntracked: e.LastUntracked}
 		if e.Own {
 			a.Probes.add(s)
 		} else {

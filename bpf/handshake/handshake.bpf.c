@@ -221,6 +221,11 @@ struct ledger_entry {
 	__u64 first_ns; // first SYN (bpf_ktime_get_ns)
 	__u64 last_syn_ns;
 	__u64 last_answer_ns; // last SYN-ACK or refusal, 0 if none
+	// Segments from the client of a connection that began before tracing
+	// (no state in `flows`): the client holds a connection the ledger has
+	// no SYN of, and may call on it with no SYN at all.
+	__u64 untracked;
+	__u64 last_untracked_ns;
 };
 
 #define MAX_LEDGER 8192
@@ -641,6 +646,7 @@ enum ledger_mark {
 	LEDGER_SYN = 0,
 	LEDGER_ANSWERED = 1,
 	LEDGER_REFUSED = 2,
+	LEDGER_UNTRACKED = 3,
 };
 
 // ledger_note counts a client's SYN to a backend, or the server's answer to
@@ -658,9 +664,13 @@ static __noinline void ledger_note(const struct flow_key *fk, __u64 now, __u32 m
 	k.own = bpf_map_lookup_elem(&own_ports, &cport) ? 1 : 0;
 	struct ledger_entry *e = bpf_map_lookup_elem(&syn_ledger, &k);
 	if (!e) {
-		if (mark != LEDGER_SYN)
+		if (mark != LEDGER_SYN && mark != LEDGER_UNTRACKED)
 			return; // an answer to a SYN the ledger lost (LRU)
-		struct ledger_entry fresh = {.syns = 1, .first_ns = now, .last_syn_ns = now};
+		struct ledger_entry fresh = {};
+		if (mark == LEDGER_SYN)
+			fresh.syns = 1, fresh.first_ns = now, fresh.last_syn_ns = now;
+		else
+			fresh.untracked = 1, fresh.last_untracked_ns = now;
 		// BPF_NOEXIST: a SYN on another CPU may have made it first.
 		if (bpf_map_update_elem(&syn_ledger, &k, &fresh, BPF_NOEXIST) == 0)
 			return;
@@ -671,6 +681,11 @@ static __noinline void ledger_note(const struct flow_key *fk, __u64 now, __u32 m
 	if (mark == LEDGER_SYN) {
 		__sync_fetch_and_add(&e->syns, 1);
 		e->last_syn_ns = now;
+		return;
+	}
+	if (mark == LEDGER_UNTRACKED) {
+		__sync_fetch_and_add(&e->untracked, 1);
+		e->last_untracked_ns = now;
 		return;
 	}
 	if (mark == LEDGER_REFUSED)
@@ -716,8 +731,17 @@ static __always_inline int handle(struct __sk_buff *skb)
 		orient(&p, DIR_TO_CLIENT);
 		st = bpf_map_lookup_elem(&flows, &p.key);
 	}
-	if (!st)
+	if (!st) {
+		// A client's data to a backend with no state: its connection
+		// began before tracing. The ledger notes it, so that no SYN is
+		// never read as "the client's calls do not arrive". (A FIN or RST
+		// after a flow ended carries no data, and is not noted.)
+		if (p.payload_len > 0 && (known & DST_PORT_KNOWN) && is_backend(p.dst, p.dport)) {
+			orient(&p, DIR_TO_SERVER);
+			ledger_note(&p.key, bpf_ktime_get_ns(), LEDGER_UNTRACKED);
+		}
 		return TC_ACT_OK;
+	}
 	count(COUNTER_PACKETS);
 	__u8 d = p.dir & 1;
 

@@ -104,13 +104,15 @@ type handshakeHelloEvent struct {
 }
 
 type handshakeLedgerEntry struct {
-	_            structs.HostLayout
-	Syns         uint64
-	Answered     uint64
-	Refused      uint64
-	FirstNs      uint64
-	LastSynNs    uint64
-	LastAnswerNs uint64
+	_               structs.HostLayout
+	Syns            uint64
+	Answered        uint64
+	Refused         uint64
+	FirstNs         uint64
+	LastSynNs       uint64
+	LastAnswerNs    uint64
+	Untracked       uint64
+	LastUntrackedNs uint64
 }
 
 type handshakeLedgerKey struct {

@@ -29,6 +29,11 @@ type LedgerEntry struct {
 	FirstSYN, LastSYN       time.Time
 	// LastAnswer is the last SYN-ACK or refusal; zero if none.
 	LastAnswer time.Time
+	// Untracked counts the client's data segments on connections that
+	// began before tracing (no SYN of theirs is in the ledger);
+	// LastUntracked is the last one, zero if none.
+	Untracked     uint64
+	LastUntracked time.Time
 }
 
 // Ledger reads the SYN ledger.
@@ -45,6 +50,12 @@ func (t *Tracer) Ledger() ([]LedgerEntry, error) {
 		}
 		if v.LastAnswerNs != 0 {
 			e.LastAnswer = t.clock.Wall(v.LastAnswerNs)
+		}
+		if e.Untracked = v.Untracked; v.LastUntrackedNs != 0 {
+			e.LastUntracked = t.clock.Wall(v.LastUntrackedNs)
+		}
+		if v.FirstNs == 0 { // only untracked segments: no SYN yet
+			e.FirstSYN, e.LastSYN = time.Time{}, time.Time{}
 		}
 		out = append(out, e)
 	})

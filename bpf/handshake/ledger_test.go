@@ -110,3 +110,31 @@ func TestLedgerCountsRefusals(t *testing.T) {
 		t.Fatalf("a refused SYN: ledger %+v (found %v), want 1 SYN, 1 refused", e, ok)
 	}
 }
+
+func TestLedgerNotesConnectionsFromBeforeTracing(t *testing.T) {
+	r := newRig(t, "10.0.250.33")
+	now := time.Now()
+	r.serve(now.Add(-time.Hour), now.Add(time.Hour), 0)
+	backend := netip.AddrPortFrom(r.pod.Addr, backendPort)
+	if err := r.tracer.RemoveBackend(backend); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", backend.String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Tracing starts with the connection already open, as when the agent
+	// starts after the API server: its data has no flow, and no SYN.
+	if err := r.tracer.AddBackend(backend); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("data on a connection from before tracing")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	e, ok := r.ledgerOf(false)
+	if !ok || e.Untracked == 0 || e.LastUntracked.IsZero() || e.SYNs != 0 || !e.LastSYN.IsZero() {
+		t.Fatalf("ledger %+v (found %v), want the untracked data and no SYN", e, ok)
+	}
+}
