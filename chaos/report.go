@@ -248,8 +248,12 @@ func (r *Report) markdown() string {
 		if s.FailedCallError != "" {
 			fmt.Fprintf(&b, "The API server answered the write with:\n\n```\n%s\n```\n\n", s.FailedCallError)
 		}
-		if lead := s.WriteAnsweredAt.Sub(s.DetectedAt); s.WriteFailed && !s.DetectedAt.IsZero() && !s.WriteAnsweredAt.IsZero() && lead > 0 {
-			fmt.Fprintf(&b, "The agent named it %.3f s before the API server failed that write.\n\n", lead.Seconds())
+		if lead := s.WriteAnsweredAt.Sub(s.DetectedAt); s.WriteFailed && !s.DetectedAt.IsZero() && !s.WriteAnsweredAt.IsZero() {
+			if lead > 0 {
+				fmt.Fprintf(&b, "The agent named it %.3f s before the API server failed that write.\n\n", lead.Seconds())
+			} else {
+				fmt.Fprintf(&b, "The agent named it %.3f s after the API server failed that write.\n\n", -lead.Seconds())
+			}
 		}
 		if len(s.Evidence) > 0 {
 			b.WriteString("The agent's evidence:\n\n")

@@ -53,7 +53,10 @@ func TestReportFiles(t *testing.T) {
 		InjectedAt: start.Add(time.Second), FirstFailedCallAt: start.Add(2 * time.Second), DetectedAt: start.Add(1500 * time.Millisecond),
 		WriteFailed: true, WriteAnsweredAt: start.Add(2250 * time.Millisecond), Passed: true, Recovered: true, RecoveredAt: start.Add(5 * time.Second),
 		Baselines: &Baselines{MetricsAlertAt: start.Add(15 * time.Second), LogFilterAlarmAt: start.Add(2 * time.Minute)}}
-	r.Scenarios = []*ScenarioResult{s}
+	late := &ScenarioResult{Name: "blocked path", ExpectedClass: "BlockedBeforeNode", DetectedClass: "BlockedBeforeNode",
+		InjectedAt: start, FirstFailedCallAt: start, WriteAnsweredAt: start.Add(2 * time.Second), DetectedAt: start.Add(2400 * time.Millisecond),
+		WriteFailed: true, Passed: true, Recovered: true}
+	r.Scenarios = []*ScenarioResult{s, late}
 	dir := t.TempDir()
 	if err := r.Write(dir); err != nil {
 		t.Fatal(err)
@@ -65,8 +68,10 @@ func TestReportFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "The agent named it 0.750 s before the API server failed that write."; !strings.Contains(string(md), want) {
-		t.Errorf("report.md lacks %q", want)
+	for _, want := range []string{"The agent named it 0.750 s before the API server failed that write.", "The agent named it 0.400 s after the API server failed that write."} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
 	}
 	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
 	if err != nil {

@@ -16,6 +16,9 @@ import (
 // bpf_stats), on the kinds of segment a pod's traffic is made of:
 //
 //   - rejected: a segment to a port no backend listens on;
+//   - other_ip_same_port: data to a backend's port at another address
+//     (no flow; the backends map is read, for the SYN ledger's check of
+//     connections from before tracing);
 //   - bare_ack: a traced flow's ACK with no payload (not read);
 //   - upload: the client's data while its request is outstanding (its
 //     records are not walked);
@@ -64,6 +67,12 @@ func BenchmarkProgramSegment(b *testing.B) {
 
 	b.Run("rejected", func(b *testing.B) {
 		other := netip.AddrPortFrom(testServer.Addr(), 9443)
+		repeat(b, segment(testClient, other, 1, ackFlag|pshFlag, make([]byte, mss)))
+	})
+	// Data to a backend's port at another address (another pod serving
+	// the same port number): no flow, and the backends map says no.
+	b.Run("other_ip_same_port", func(b *testing.B) {
+		other := netip.AddrPortFrom(netip.MustParseAddr("10.0.250.101"), testServer.Port())
 		repeat(b, segment(testClient, other, 1, ackFlag|pshFlag, make([]byte, mss)))
 	})
 	synClient := netip.AddrPortFrom(testClient.Addr(), 40001) // a flow of its own
