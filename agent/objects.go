@@ -35,6 +35,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		if !a.leading.Load() {
 			continue
 		}
+		if a.inv != nil {
+			a.inv.WatchNetworkPolicies(ctx) // for the risks; once, and kept
+		}
 		v := a.view.Load()
 		for _, w := range v.webhooks {
 			if callsURL(w) {

@@ -59,12 +59,12 @@ func (a *Agent) policyDenies(b callout.Backend) (string, bool) {
 	if a.inv == nil || b.Pod == nil {
 		return "", false
 	}
-	nps := a.inv.NetworkPolicies()
-	if !inNamespace(nps, b.Pod.Namespace) {
-		return "", false
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	nps, err := a.inv.NetworkPoliciesIn(ctx, b.Pod.Namespace)
+	if err != nil || len(nps) == 0 {
+		return "", false
+	}
 	pod, err := a.inv.Pod(ctx, b.Pod.Namespace, b.Pod.Name)
 	if err != nil {
 		return "", false

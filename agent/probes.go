@@ -100,8 +100,9 @@ func (a *Agent) probe(ctx context.Context, t task) {
 		}
 		return
 	}
-	o := probe.Options{ServerName: t.target.serverName, CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon}
-	if a.cfg.ReviewProbe {
+	o := probe.Options{ServerName: t.target.serverName, CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon,
+		SkipVerify: t.target.skipVerify}
+	if a.cfg.ReviewProbe && !w.IsAPIService() { // an aggregated API takes no AdmissionReview
 		o.Review = &probe.Review{Path: t.target.path, SlowAfter: a.asm.SlowAfter(w)}
 	}
 	r := probe.Run(ctx, t.target.backend, o)

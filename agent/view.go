@@ -49,11 +49,12 @@ type probeTarget struct {
 	ca         [sha256.Size]byte
 	path       string // with review probes only: they post to it
 	url        callout.Ref
+	skipVerify bool // an APIService with insecureSkipTLSVerify
 }
 
 // targetOf is the probe of webhook w's backend at addr.
 func (a *Agent) targetOf(w callout.Webhook, addr netip.AddrPort) probeTarget {
-	t := probeTarget{backend: addr, serverName: w.ServerName(), ca: sha256.Sum256(w.CABundle)}
+	t := probeTarget{backend: addr, serverName: w.ServerName(), ca: sha256.Sum256(w.CABundle), skipVerify: w.InsecureSkipTLSVerify}
 	if a.cfg.ReviewProbe && w.Service != nil {
 		t.path = w.Service.Path
 	}

@@ -13,7 +13,7 @@ import (
 // Ref names one webhook: the configuration that holds it and its name in
 // that configuration.
 type Ref struct {
-	Kind          string `json:"kind"` // "Validating" or "Mutating"
+	Kind          string `json:"kind"` // "Validating", "Mutating" or "APIService"
 	Configuration string `json:"configuration"`
 	Name          string `json:"name"`
 }
@@ -71,7 +71,15 @@ type Webhook struct {
 	// inventory has not listed the Service's namespace): nothing is judged
 	// from them until they are.
 	Unresolved string `json:"unresolved,omitempty"`
+	// InsecureSkipTLSVerify: the API server does not verify the serving
+	// certificate (an APIService that says so).
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
+	// API is the aggregated API's group/version, for an APIService.
+	API string `json:"api,omitempty"`
 }
+
+// IsAPIService reports whether w is an aggregated API, not a webhook.
+func (w Webhook) IsAPIService() bool { return w.Ref.Kind == KindAPIService }
 
 // FailsClosed reports whether the API server rejects the write when this
 // webhook cannot be called.

@@ -22,10 +22,14 @@ type Hook struct {
 	SideEffects       *admissionv1.SideEffectClass
 	TimeoutSeconds    *int32
 	MatchConditions   []admissionv1.MatchCondition
+	// InsecureSkipTLSVerify: the API server does not verify the serving
+	// certificate (an APIService may say so; a webhook cannot).
+	InsecureSkipTLSVerify bool
 }
 
 // Hooks views every webhook of the configurations, validating first, in
-// the configurations' order: the one loop over both kinds.
+// the configurations' order: the one loop over both kinds. CallOuts adds
+// the aggregated APIs.
 func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration) []Hook {
 	var out []Hook
 	for _, c := range vwcs {
@@ -34,7 +38,7 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 		}
 		for _, w := range c.Webhooks {
 			out = append(out, Hook{
-				Ref: Ref{Kind: "Validating", Configuration: c.Name, Name: w.Name}, ClientConfig: w.ClientConfig,
+				Ref: Ref{Kind: KindValidating, Configuration: c.Name, Name: w.Name}, ClientConfig: w.ClientConfig,
 				Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
@@ -47,12 +51,24 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 		}
 		for _, w := range c.Webhooks {
 			out = append(out, Hook{
-				Ref: Ref{Kind: "Mutating", Configuration: c.Name, Name: w.Name}, Mutating: true,
+				Ref: Ref{Kind: KindMutating, Configuration: c.Name, Name: w.Name}, Mutating: true,
 				Reinvoke:     w.ReinvocationPolicy != nil && *w.ReinvocationPolicy == admissionv1.IfNeededReinvocationPolicy,
 				ClientConfig: w.ClientConfig, Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
 			})
+		}
+	}
+	return out
+}
+
+// CallOuts views every call-out: the webhooks of the configurations, then
+// the aggregated APIs that name a Service.
+func CallOuts(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration, apis []APIService) []Hook {
+	out := Hooks(vwcs, mwcs)
+	for _, a := range apis {
+		if a.Service != nil {
+			out = append(out, a.Hook())
 		}
 	}
 	return out

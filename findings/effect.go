@@ -18,6 +18,9 @@ const (
 	NextConnectionFails Effect = "writes pass on open connections; the next new connection will fail"
 	// NoEffect is a webhook with nothing open (the health metric's label).
 	NoEffect Effect = "none"
+	// APIUnavailable: requests to an aggregated API fail, and so does the
+	// discovery that namespace deletion and garbage collection need.
+	APIUnavailable Effect = "requests to the API fail"
 )
 
 // EffectOf is the effect of a failure of class c of webhook w.
@@ -29,6 +32,9 @@ func EffectOf(w callout.Webhook, c Class) Effect {
 		return NoneYet
 	case SlowResponse:
 		return WritesSlowed
+	}
+	if w.IsAPIService() {
+		return APIUnavailable
 	}
 	if w.FailurePolicy == "" || w.FailsClosed() {
 		return WritesRejected

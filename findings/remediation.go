@@ -15,6 +15,10 @@ func Remediation(c Class, w callout.Webhook) string {
 	case CertExpiringSoon, SlowResponse:
 		return fix
 	}
+	if w.IsAPIService() {
+		return fix + "; until then requests to " + apiOf(w) + " fail, and namespaces cannot finish deleting while its discovery fails: to unblock them, back up and delete APIService " +
+			w.Ref.Name + " (kubectl get apiservice " + w.Ref.Name + " -o yaml > backup.yaml; kubectl delete apiservice " + w.Ref.Name + "), and apply the backup once its backend serves again"
+	}
 	if w.FailsClosed() {
 		fix += "; until then writes it matches are rejected: set failurePolicy Ignore to let them through (hookscope remediate ignore " + w.Ref.Name + ")"
 	}
@@ -58,6 +62,9 @@ func RestoreFix(c Class, w callout.Webhook) string {
 	case CertExpiringSoon:
 		return "renew the serving certificate behind " + backend + " before it expires (cert-manager: check why renewal has not happened)"
 	case ServiceNotFound:
+		if w.IsAPIService() {
+			return "restore " + backend + " (reinstall the aggregated API's chart, e.g. metrics-server)"
+		}
 		return "restore " + backend + " (reinstall the webhook's chart), or remove the webhook configuration " + w.Ref.Configuration + " after a backup (hookscope remediate remove " + w.Ref.Name + ")"
 	case NoEndpoints:
 		return "restore the endpoints of " + backend + ": scale its Deployment up and check why its pods are gone"
@@ -75,6 +82,14 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return fmt.Sprintf("find why the webhook pods behind %s do not answer within timeoutSeconds (%ds): restart them if they hang, check their CPU limits and their own dependencies", backend, w.TimeoutSeconds)
 	}
 	return "check the webhook pods behind " + backend
+}
+
+// apiOf names an aggregated API's group/version, or the APIService.
+func apiOf(w callout.Webhook) string {
+	if w.API != "" {
+		return w.API
+	}
+	return "APIService " + w.Ref.Name
 }
 
 // targetPort is the port the API server dials on the webhook's pods.

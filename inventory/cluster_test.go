@@ -90,8 +90,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
 	}
 	mustWebhook(ctx, t, client, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
-	// A default-deny NetworkPolicy beside the webhook's Service is read; one
-	// in a namespace with no webhook Service is not.
+	// Default-deny NetworkPolicies, beside the webhook's Service and in a
+	// namespace with none.
 	for _, ns := range []string{"hooks-a", "noise"} {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-all", Namespace: ns},
 			Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
@@ -129,13 +129,23 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	}
 
 	waitFor("webhook a resolves to its endpoint", backendIs("va.inventory.hookscope.dev", "10.0.9.1:8443"))
-	waitFor("hooks-a's NetworkPolicy is read", func([]callout.Webhook) bool { return len(inv.NetworkPolicies()) == 1 })
-	if nps := inv.NetworkPolicies(); nps[0].Namespace != "hooks-a" {
-		t.Errorf("NetworkPolicies read: %s/%s, want hooks-a/deny-all", nps[0].Namespace, nps[0].Name)
+	if got, want := inv.Stats(), (Stats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, Namespaces: 1, Watches: 4}); got != want {
+		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice; nothing of noise)", got, want)
 	}
-	if got, want := inv.Stats(), (Stats{WebhookConfigurations: 1, Services: 2, EndpointSlices: 1, NetworkPolicies: 1, Namespaces: 1, Watches: 5}); got != want {
-		t.Errorf("stats with one webhook: %+v, want %+v (hooks-a's two Services, svc-a's slice, its NetworkPolicy; nothing of noise)", got, want)
+	// NetworkPolicies: read from the API server until watched, then from
+	// one cluster-wide watch.
+	if nps, err := inv.NetworkPoliciesIn(ctx, "hooks-a"); err != nil || len(nps) != 1 || nps[0].Name != "deny-all" {
+		t.Errorf("hooks-a's NetworkPolicies, unwatched: %v, %v", nps, err)
 	}
+	inv.WatchNetworkPolicies(rctx)
+	waitFor("the cluster's NetworkPolicies are watched", func([]callout.Webhook) bool { return len(inv.NetworkPolicies()) == 2 })
+	if nps, err := inv.NetworkPoliciesIn(ctx, "noise"); err != nil || len(nps) != 1 || nps[0].Namespace != "noise" {
+		t.Errorf("noise's NetworkPolicies, watched: %v, %v", nps, err)
+	}
+	waitFor("the stats count the policies and their watch", func([]callout.Webhook) bool {
+		got := inv.Stats()
+		return got.NetworkPolicies == 2 && got.Watches == 5
+	})
 
 	// A webhook in a namespace not watched yet: its Service exists, so no
 	// resolution may call it missing while the new watch syncs.
@@ -150,8 +160,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		}
 	}
 	rec.mu.Unlock()
-	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 2 || got.Watches != 8 {
-		t.Errorf("stats with two webhooks: %+v, want 2 namespaces, 3 Services, 2 slices, 8 watches", got)
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 2 || got.Watches != 7 {
+		t.Errorf("stats with two webhooks: %+v, want 2 namespaces, 3 Services, 2 slices, 7 watches", got)
 	}
 
 	// Churn elsewhere does not wake the inventory.
@@ -181,8 +191,8 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 		}
 	}
 	rec.mu.Unlock()
-	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 3 || got.Watches != 8 {
-		t.Errorf("stats with three webhooks: %+v, want 2 namespaces, 3 Services, 3 slices, 8 watches", got)
+	if got := inv.Stats(); got.Namespaces != 2 || got.Services != 3 || got.EndpointSlices != 3 || got.Watches != 7 {
+		t.Errorf("stats with three webhooks: %+v, want 2 namespaces, 3 Services, 3 slices, 7 watches", got)
 	}
 
 	// The webhook's own Service going away is seen.

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -49,13 +51,17 @@ type Inventory struct {
 	vwc     cache.SharedIndexInformer
 	mwc     cache.SharedIndexInformer
 	changed chan struct{}
+	// apis reads the aggregated APIs (WatchAPIServices); nil: none.
+	apis cache.SharedIndexInformer
 	// watches is owned by Run's goroutine.
 	watches map[string]*namespaceWatch
 
 	mu       sync.RWMutex
 	webhooks []callout.Webhook
-	policies []*networkingv1.NetworkPolicy
 	stats    Stats
+	// policies is the cluster's NetworkPolicies, watched only by the
+	// agent that holds the Lease (WatchNetworkPolicies); nil until then.
+	policies atomic.Pointer[informer]
 }
 
 // Stats is what the inventory holds: the objects its informers cache, by
@@ -145,6 +151,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 			return fmt.Errorf("syncing the %v informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", typ, syncTimeout)
 		}
 	}
+	inv.startAPIServices(ctx)
 	inv.watchBackends(ctx, syncTimeout)
 	inv.resolve(onChange)
 	for {
@@ -170,7 +177,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 func (inv *Inventory) wantedBackends() map[string][]string {
 	vwcs, mwcs := inv.Configurations()
 	want := map[string][]string{}
-	for _, h := range callout.Hooks(vwcs, mwcs) {
+	for _, h := range callout.CallOuts(vwcs, mwcs, inv.APIServices()) {
 		s := h.ClientConfig.Service
 		if s == nil || !validService(s) || slices.Contains(want[s.Namespace], s.Name) {
 			continue
@@ -202,19 +209,19 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 	var (
 		svcs     []*corev1.Service
 		eps      []*discoveryv1.EndpointSlice
-		nps      []*networkingv1.NetworkPolicy
 		unsynced = map[string]string{}
 	)
 	vwcs, mwcs := inv.Configurations()
+	apis := inv.APIServices()
 	for ns, w := range inv.watches {
-		nps = w.policies(nps)
 		if !w.synced() {
 			unsynced[ns] = w.why()
 			continue
 		}
 		svcs, eps = w.list(svcs, eps)
 	}
-	ws := Resolve(vwcs, mwcs, svcs, eps)
+	ws := ResolveCallOuts(callout.CallOuts(vwcs, mwcs, apis), svcs, eps)
+	describeAPIs(ws, apis)
 	want := inv.wantedBackends()
 	for i := range ws {
 		s := ws[i].Service
@@ -228,14 +235,14 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		}
 	}
 	inv.mu.Lock()
-	inv.webhooks, inv.policies = ws, nps
+	inv.webhooks = ws
 	inv.stats = Stats{
 		WebhookConfigurations: len(vwcs) + len(mwcs),
 		Services:              len(svcs),
 		EndpointSlices:        len(eps),
-		NetworkPolicies:       len(nps),
+		NetworkPolicies:       len(inv.NetworkPolicies()),
 		Namespaces:            len(inv.watches),
-		Watches:               2 + 3*len(inv.watches),
+		Watches:               2 + 2*len(inv.watches) + inv.policyWatches(),
 	}
 	inv.mu.Unlock()
 	if len(unsynced) > 0 {
@@ -254,12 +261,64 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 	}
 }
 
-// NetworkPolicies are those of the namespaces that hold webhook Services,
-// as the last resolution read them.
+// WatchNetworkPolicies starts watching the cluster's NetworkPolicies, once:
+// the agent that holds the Lease judges them for every webhook. One watch,
+// not one per namespace: a cluster has few policies and many namespaces.
+// Nothing waits for it: an agent that may not list them resolves the
+// webhooks all the same.
+func (inv *Inventory) WatchNetworkPolicies(ctx context.Context) {
+	if inv.policies.Load() != nil {
+		return
+	}
+	i := inv.runInformer(ctx, networkinginformers.NewNetworkPolicyInformer(inv.client, metav1.NamespaceAll, 0, cache.Indexers{}))
+	if !inv.policies.CompareAndSwap(nil, &i) {
+		i.cancel()
+	}
+}
+
+// policyWatches is 1 while the NetworkPolicies are watched.
+func (inv *Inventory) policyWatches() int {
+	if inv.policies.Load() == nil {
+		return 0
+	}
+	return 1
+}
+
+// NetworkPolicies are the cluster's NetworkPolicies, while watched.
 func (inv *Inventory) NetworkPolicies() []*networkingv1.NetworkPolicy {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.policies
+	i := inv.policies.Load()
+	if i == nil {
+		return nil
+	}
+	var out []*networkingv1.NetworkPolicy
+	for _, o := range i.GetStore().List() {
+		out = append(out, o.(*networkingv1.NetworkPolicy))
+	}
+	return out
+}
+
+// NetworkPoliciesIn are namespace ns's NetworkPolicies: from the watch
+// when this agent keeps one, else read from the API server (an agent on
+// a node asks only when a backend there stops answering).
+func (inv *Inventory) NetworkPoliciesIn(ctx context.Context, ns string) ([]*networkingv1.NetworkPolicy, error) {
+	if i := inv.policies.Load(); i != nil && i.HasSynced() {
+		var out []*networkingv1.NetworkPolicy
+		for _, np := range inv.NetworkPolicies() {
+			if np.Namespace == ns {
+				out = append(out, np)
+			}
+		}
+		return out, nil
+	}
+	list, err := inv.client.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*networkingv1.NetworkPolicy, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	return out, nil
 }
 
 // Pod reads one pod from the API server.

@@ -19,6 +19,11 @@ import (
 // through the slices, as the API server's endpoint routing does).
 func Resolve(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration,
 	svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) []callout.Webhook {
+	return ResolveCallOuts(callout.Hooks(vwcs, mwcs), svcs, slices)
+}
+
+// ResolveCallOuts is Resolve for any call-outs (callout.CallOuts).
+func ResolveCallOuts(hooks []callout.Hook, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) []callout.Webhook {
 	svcByKey := map[string]*corev1.Service{}
 	for _, s := range svcs {
 		svcByKey[s.Namespace+"/"+s.Name] = s
@@ -32,7 +37,7 @@ func Resolve(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissi
 		slicesBySvc[es.Namespace+"/"+name] = append(slicesBySvc[es.Namespace+"/"+name], es)
 	}
 	var out []callout.Webhook
-	for _, h := range callout.Hooks(vwcs, mwcs) {
+	for _, h := range hooks {
 		w := resolveOne(h)
 		if s := h.ClientConfig.Service; s != nil && validService(s) {
 			key := s.Namespace + "/" + s.Name
@@ -77,7 +82,21 @@ func resolveOne(h callout.Hook) callout.Webhook {
 		w.Service = ref
 	}
 	w.Invalid = invalid(cc)
+	w.InsecureSkipTLSVerify = h.InsecureSkipTLSVerify
 	return w
+}
+
+// describeAPIs gives the aggregated APIs among ws their group/version.
+func describeAPIs(ws []callout.Webhook, apis []callout.APIService) {
+	byName := map[string]callout.APIService{}
+	for _, a := range apis {
+		byName[a.Name] = a
+	}
+	for i := range ws {
+		if a, ok := byName[ws[i].Ref.Name]; ok && ws[i].IsAPIService() {
+			ws[i].API = a.GroupVersion()
+		}
+	}
 }
 
 // invalid says why a clientConfig cannot be called as written; empty when

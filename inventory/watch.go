@@ -7,13 +7,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
-	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -30,10 +28,6 @@ type namespaceWatch struct {
 	next      *informer // the EndpointSlice watch for new names, until it syncs
 	nextNames string
 	started   time.Time
-	// pol caches the namespace's NetworkPolicies: they can drop the API
-	// server's connections to the webhook's pods. Nothing waits for it: an
-	// agent that may not list them resolves the webhooks all the same.
-	pol informer
 }
 
 // informer is a running informer and its stop.
@@ -45,7 +39,6 @@ type informer struct {
 func (w *namespaceWatch) stop() {
 	w.svc.cancel()
 	w.eps.cancel()
-	w.pol.cancel()
 	if w.next != nil {
 		w.next.cancel()
 	}
@@ -78,14 +71,6 @@ func (w *namespaceWatch) list(svcs []*corev1.Service, eps []*discoveryv1.Endpoin
 	return svcs, eps
 }
 
-// policies appends the NetworkPolicies the watch caches.
-func (w *namespaceWatch) policies(nps []*networkingv1.NetworkPolicy) []*networkingv1.NetworkPolicy {
-	for _, o := range w.pol.GetStore().List() {
-		nps = append(nps, o.(*networkingv1.NetworkPolicy))
-	}
-	return nps
-}
-
 // watchBackends makes the namespace watches match the webhook
 // configurations, then waits up to wait for the new ones to list. It never
 // fails: a watch that has not listed leaves only its namespace's webhooks
@@ -107,7 +92,6 @@ func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
 			w = &namespaceWatch{ns: ns, names: joined, started: time.Now()}
 			w.svc = inv.runInformer(ctx, coreinformers.NewServiceInformer(inv.client, ns, 0, cache.Indexers{}))
 			w.eps = inv.runInformer(ctx, inv.sliceInformer(ns, names))
-			w.pol = inv.runInformer(ctx, networkinginformers.NewNetworkPolicyInformer(inv.client, ns, 0, cache.Indexers{}))
 			inv.watches[ns] = w
 			fresh = append(fresh, w.svc.HasSynced, w.eps.HasSynced)
 		case joined != w.names && joined != w.nextNames:

@@ -1,0 +1,63 @@
+package callout
+
+import (
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+)
+
+// The kinds of call-out, as Ref.Kind says them: an admission webhook of
+// either kind, or an aggregated API (an APIService the API server proxies
+// to a Service: metrics-server's v1beta1.metrics.k8s.io).
+const (
+	KindValidating = "Validating"
+	KindMutating   = "Mutating"
+	KindAPIService = "APIService"
+)
+
+// APIService is an aggregated API as its APIService object writes it: the
+// API server proxies requests for Group/Version, and its discovery, to
+// the Service. An APIService with no Service is served by the API server
+// itself and is no call-out.
+type APIService struct {
+	Name           string // <version>.<group>, e.g. v1beta1.metrics.k8s.io
+	Group, Version string
+	Service        *ServiceRef
+	CABundle       []byte
+	// InsecureSkipTLSVerify: the API server does not verify the serving
+	// certificate.
+	InsecureSkipTLSVerify bool
+	// Available is its Available condition as the API server's
+	// availability check last set it.
+	Available Condition
+}
+
+// Condition is a status condition.
+type Condition struct {
+	Status  string `json:"status"` // "True", "False", "Unknown", or "" when none is set
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// GroupVersion is Group/Version, as discovery errors name it.
+func (a APIService) GroupVersion() string { return a.Group + "/" + a.Version }
+
+// apiServiceTimeout is how long the API server's aggregator waits for an
+// aggregated API's discovery (its availability check allows 5 s).
+const apiServiceTimeout = 5
+
+// Hook is the APIService as the one view of call-outs: a clientConfig (its
+// Service, on port 443 unless it says, and its caBundle), and no way to
+// fail open.
+func (a APIService) Hook() Hook {
+	fail, timeout := admissionv1.Fail, int32(apiServiceTimeout)
+	h := Hook{Ref: Ref{Kind: KindAPIService, Configuration: a.Name, Name: a.Name}, FailurePolicy: &fail, TimeoutSeconds: &timeout}
+	h.ClientConfig.CABundle = a.CABundle
+	if a.Service != nil {
+		port := a.Service.Port
+		if port == 0 {
+			port = 443
+		}
+		h.ClientConfig.Service = &admissionv1.ServiceReference{Namespace: a.Service.Namespace, Name: a.Service.Name, Port: &port}
+	}
+	h.InsecureSkipTLSVerify = a.InsecureSkipTLSVerify
+	return h
+}
