@@ -74,8 +74,10 @@ type Webhook struct {
 	// InsecureSkipTLSVerify: the API server does not verify the serving
 	// certificate (an APIService that says so).
 	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
-	// API is the aggregated API's group/version, for an APIService.
-	API string `json:"api,omitempty"`
+	// API is the aggregated API's group/version, for an APIService, and
+	// Available its Available condition.
+	API       string     `json:"api,omitempty"`
+	Available *Condition `json:"available,omitempty"`
 }
 
 // IsAPIService reports whether w is an aggregated API, not a webhook.

@@ -21,6 +21,19 @@ import (
 // (Webhook.Unresolved). A webhook that calls a URL has no objects to
 // judge.
 func Problem(w callout.Webhook) (findings.Class, string) {
+	class, detail := problem(w)
+	if a := w.Available; w.IsAPIService() && a != nil && a.Status == "False" && class != "" {
+		// The API server's own availability check, in its words.
+		said := fmt.Sprintf("the API server marks APIService %s Available=False (%s): %s", w.Ref.Name, a.Reason, a.Message)
+		if detail == "" {
+			return class, said
+		}
+		return class, detail + "; " + said
+	}
+	return class, detail
+}
+
+func problem(w callout.Webhook) (findings.Class, string) {
 	if w.Invalid != "" {
 		return findings.InvalidConfiguration, w.Invalid
 	}

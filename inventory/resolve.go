@@ -95,6 +95,9 @@ func describeAPIs(ws []callout.Webhook, apis []callout.APIService) {
 	for i := range ws {
 		if a, ok := byName[ws[i].Ref.Name]; ok && ws[i].IsAPIService() {
 			ws[i].API = a.GroupVersion()
+			if a.Available.Status != "" {
+				ws[i].Available = &a.Available
+			}
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -139,7 +140,13 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if exp != nil {
 		store.AddSink(exp)
 	}
-	parts := agent.Parts{Inventory: inventory.New(client, log), Store: store, Own: own, Assembler: asm}
+	inv := inventory.New(client, log)
+	if dyn, err := dynamic.NewForConfig(cfg); err == nil {
+		inv.WatchAPIServices(dyn) // the aggregated APIs are call-outs too
+	} else {
+		log.Warn("not watching the aggregated APIs (APIServices)", "err", err)
+	}
+	parts := agent.Parts{Inventory: inv, Store: store, Own: own, Assembler: asm}
 	if kernel != nil {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's

@@ -124,6 +124,8 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"watch", "services", "-A"}, true},
 					{[]string{"watch", "endpointslices.discovery.k8s.io", "-A"}, true},
 					{[]string{"watch", "networkpolicies.networking.k8s.io", "-A"}, true},
+					{[]string{"watch", "apiservices.apiregistration.k8s.io"}, true},
+					{[]string{"delete", "apiservices.apiregistration.k8s.io"}, false},
 					{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "default"}, false},
 					{[]string{"watch", "nodes"}, true},
 					{[]string{"watch", "events", "-A"}, true},
