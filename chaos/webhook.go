@@ -55,6 +55,10 @@ type WebhookSpec struct {
 	// missing (local provider); empty: the lab's node, where the agent
 	// runs. On another node no agent traces the backend.
 	Node string
+	// APIService registers the backend as an aggregated API (the group
+	// <name>.hookscope.dev, version v1alpha1) instead of a webhook; its
+	// writes are discovery reads through the API server.
+	APIService bool
 	// HostNetwork runs the backend pod on its node's network: it serves on
 	// the node's address, where the agent sees its connections on the
 	// node's own interfaces (loopback for a client on the same host).
@@ -143,8 +147,11 @@ func (l *Lab) newWebhook(spec WebhookSpec) *Webhook {
 		inPods:      l.restConfig != nil,
 		restConfig:  l.restConfig,
 	}
-	if spec.Mutating {
+	switch {
+	case spec.Mutating:
 		w.WebhookName = "mpod." + spec.Name + ".hookscope.dev"
+	case spec.APIService:
+		w.WebhookName = "v1alpha1." + w.apiGroup() // the APIService's name
 	}
 	return w
 }
@@ -195,6 +202,9 @@ func (w *Webhook) WaitServing(ctx context.Context) error {
 // Write creates a pod that the webhook intercepts, as a user's write would,
 // and deletes it again if it was admitted. It returns when the write started.
 func (w *Webhook) Write(ctx context.Context) (time.Time, error) {
+	if w.Spec.APIService {
+		return w.readAPI(ctx)
+	}
 	w.writes++
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -221,9 +231,12 @@ func (w *Webhook) Write(ctx context.Context) (time.Time, error) {
 func (w *Webhook) Remove(ctx context.Context) error {
 	var errs []error
 	var err error
-	if w.Spec.Mutating {
+	switch {
+	case w.Spec.APIService:
+		err = w.removeAPIService(ctx)
+	case w.Spec.Mutating:
 		err = w.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
-	} else {
+	default:
 		err = w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
 	}
 	if err != nil && !apierrors.IsNotFound(err) {

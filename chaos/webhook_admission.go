@@ -66,6 +66,9 @@ func (w *Webhook) admissionWebhook() admissionv1.ValidatingWebhook {
 // MutatingWebhookConfiguration whose entry is served at /mutate when the
 // spec says Mutating, else a ValidatingWebhookConfiguration.
 func (w *Webhook) register(ctx context.Context) error {
+	if w.Spec.APIService {
+		return w.registerAPIService(ctx)
+	}
 	hook := w.admissionWebhook()
 	configs := w.client.AdmissionregistrationV1()
 	if w.Spec.Mutating {

@@ -95,7 +95,7 @@ func (g gameDay) feature() types.Feature {
 				fail(t, "the write failed (%v); a fail-open webhook lets it through", err)
 			case g.wantError != "" && err == nil:
 				fail(t, "the write succeeded; want the API server to reject it with %q", g.wantError)
-			case g.wantError != "" && (!strings.Contains(err.Error(), g.wantError) || !strings.Contains(err.Error(), wh.WebhookName)):
+			case g.wantError != "" && (!strings.Contains(err.Error(), g.wantError) || !strings.Contains(err.Error(), wh.ErrorName())):
 				fail(t, "the write failed with %q; want the webhook's name and %q", err, g.wantError)
 			}
 			return ctx
@@ -106,8 +106,8 @@ func (g gameDay) feature() types.Feature {
 				fail(t, "%v", err)
 			}
 			recordDetection(result, finding)
-			if finding.Webhook.Configuration != g.spec.Name || finding.Effect != g.effect {
-				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, g.spec.Name, g.effect)
+			if finding.Webhook.Configuration != wh.Configuration() || finding.Effect != g.effect {
+				fail(t, "finding names %+v with effect %q; want configuration %s, effect %q", finding.Webhook, finding.Effect, wh.Configuration(), g.effect)
 			}
 			if g.beforeFailure && !finding.FirstSeen.Before(result.WriteAnsweredAt) {
 				fail(t, "the agent named the failure at %s, after the API server failed the write at %s", finding.FirstSeen.Format("15:04:05.000"), result.WriteAnsweredAt.Format("15:04:05.000"))
@@ -118,7 +118,7 @@ func (g gameDay) feature() types.Feature {
 			return ctx
 		}).
 		Assess("detect: the agent's metrics show the webhook's class", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			want := fmt.Sprintf(`hookscope_webhook_health{class=%q,configuration=%q,effect=%q,webhook=%q} 1`, g.expectedClass, g.spec.Name, g.effect, wh.WebhookName)
+			want := fmt.Sprintf(`hookscope_webhook_health{class=%q,configuration=%q,effect=%q,webhook=%q} 1`, g.expectedClass, wh.Configuration(), g.effect, wh.WebhookName)
 			var scrape string
 			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 				scrape, _ = lab.Agent.Metrics(ctx)
@@ -139,7 +139,7 @@ func (g gameDay) feature() types.Feature {
 			}
 			span := traces[0].Spans[0]
 			want := map[string]string{
-				"hookscope.webhook.configuration":  g.spec.Name,
+				"hookscope.webhook.configuration":  wh.Configuration(),
 				"hookscope.webhook.name":           wh.WebhookName,
 				"hookscope.webhook.failure_policy": string(g.spec.FailurePolicy),
 				"hookscope.service.name":           wh.Service,

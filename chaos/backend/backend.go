@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,10 @@ func (s *Server) Requests() int64 { return s.requests.Load() }
 func (s *Server) Close() error { return s.srv.Close() }
 
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/apis/") {
+		s.discovery(w, r)
+		return
+	}
 	var review admissionv1.AdmissionReview
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err == nil {
@@ -213,4 +218,22 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 	review.Request = nil
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(&review)
+}
+
+// discovery answers an aggregated API's discovery (GET /apis/<group> and
+// /apis/<group>/<version>), as an extension API server does: the API
+// server's availability check asks for it, and so does every client's
+// discovery. The API has no resources.
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/apis/"), "/"), "/")
+	w.Header().Set("Content-Type", "application/json")
+	if len(parts) == 1 {
+		gv := map[string]string{"groupVersion": parts[0] + "/v1alpha1", "version": "v1alpha1"}
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIGroup", "apiVersion": "v1", "name": parts[0],
+			"versions": []any{gv}, "preferredVersion": gv})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIResourceList", "apiVersion": "v1",
+		"groupVersion": parts[0] + "/" + parts[1], "resources": []any{}})
 }

@@ -1,0 +1,32 @@
+//go:build linux
+
+package scenarios
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/hookscope/hookscope/chaos"
+)
+
+// TestAggregatedAPINoEndpoints: an aggregated API (metrics-server's kind)
+// whose backend pod is gone: its Service has no endpoints, the API
+// server's discovery of the group fails, and namespaces cannot finish
+// deleting. The agent names the APIService, the reason and what fails.
+func TestAggregatedAPINoEndpoints(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:            "aggregated API with no endpoints (metrics-server down)",
+		expectedClass:   "NoEndpoints",
+		spec:            chaos.WebhookSpec{Name: "agg-no-endpoints", FailurePolicy: admissionv1.Fail, APIService: true},
+		inject:          func(ctx context.Context, wh *chaos.Webhook) (any, error) { return nil, wh.StopBackend(ctx) },
+		firstWriteDelay: time.Second,
+		wantError:       "stale GroupVersion discovery", // aggregated discovery (Kubernetes 1.30 and later); older: "the server is currently unable to handle the request"
+		effect:          "requests to the API fail",
+		evidence:        "Available=False",
+		remediation:     "restore the endpoints: start the backend pod again",
+		remediate:       restartBackend,
+	}.feature())
+}
