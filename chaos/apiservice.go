@@ -71,8 +71,12 @@ func (w *Webhook) readAPI(ctx context.Context) (time.Time, error) {
 		return start, nil // another group's failure
 	}
 	if err == nil {
-		// Discovery lists the group; reading it proves the proxy works.
-		_, err = w.client.Discovery().RESTClient().Get().AbsPath("/apis", w.apiGroup(), "v1alpha1").DoRaw(ctx)
+		// Discovery lists the group (the API server's availability check
+		// has not failed yet); reading it proves the proxy works.
+		path := "/apis/" + w.ErrorName()
+		if _, err = w.client.Discovery().RESTClient().Get().AbsPath(path).DoRaw(ctx); err != nil {
+			err = fmt.Errorf("GET %s: %w", path, err)
+		}
 	}
 	return start, err
 }

@@ -30,3 +30,24 @@ func TestAggregatedAPINoEndpoints(t *testing.T) {
 		remediate:       restartBackend,
 	}.feature())
 }
+
+// TestAggregatedAPIUnknownAuthority: the aggregated API's serving
+// certificate was reissued by a CA its APIService's caBundle does not
+// hold: the API server's availability check fails its handshake, and
+// discovery of the group fails. The agent sees the API server reject the
+// handshake on the wire and names the caBundle.
+func TestAggregatedAPIUnknownAuthority(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "aggregated API: caBundle does not verify the served chain",
+		callOutcome:   "rejected",
+		expectedClass: "UnknownAuthority",
+		spec:          chaos.WebhookSpec{Name: "agg-unknown-ca", FailurePolicy: admissionv1.Fail, APIService: true},
+		inject:        serve((*chaos.Webhook).OtherCACertificate),
+		// The API server's availability check has not failed yet: the
+		// group is listed, and reading it fails at the proxy's handshake.
+		wantError:   "the server is currently unable to handle the request",
+		effect:      "requests to the API fail",
+		remediation: "serve a certificate the caBundle's CA signed",
+		remediate:   serveValidCertificate,
+	}.feature())
+}
