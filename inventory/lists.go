@@ -1,9 +1,14 @@
 package inventory
 
 import (
+	"context"
+	"fmt"
+
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/hookscope/hookscope/callout"
 )
@@ -17,7 +22,7 @@ type Listed struct {
 
 // FromLists resolves the webhooks of listed objects, as the informers would.
 func FromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissionv1.MutatingWebhookConfiguration,
-	svcs []corev1.Service, slices []discoveryv1.EndpointSlice) Listed {
+	apis []callout.APIService, svcs []corev1.Service, slices []discoveryv1.EndpointSlice) Listed {
 	var out Listed
 	for i := range vwcs {
 		out.Validating = append(out.Validating, &vwcs[i])
@@ -33,6 +38,24 @@ func FromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissi
 	for i := range slices {
 		ep[i] = &slices[i]
 	}
-	out.Webhooks = Resolve(out.Validating, out.Mutating, sp, ep)
+	out.Webhooks = ResolveCallOuts(callout.CallOuts(out.Validating, out.Mutating, apis), sp, ep)
+	describeAPIs(out.Webhooks, apis)
 	return out
+}
+
+// ListAPIServices reads the aggregated APIs through the dynamic client.
+func ListAPIServices(ctx context.Context, client dynamic.Interface) ([]callout.APIService, error) {
+	list, err := client.Resource(apiServicesGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing APIServices: %w", err)
+	}
+	out := make([]callout.APIService, 0, len(list.Items))
+	for i := range list.Items {
+		a, err := apiServiceOf(&list.Items[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

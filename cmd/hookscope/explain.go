@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/callout"
@@ -34,7 +35,11 @@ func explainCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("building the Kubernetes client: %w", err)
 			}
-			return explain(cmd.Context(), cmd.OutOrStdout(), client, args[0], probe, timeout)
+			dyn, err := dynamic.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("building the Kubernetes client: %w", err)
+			}
+			return explain(cmd.Context(), cmd.OutOrStdout(), client, dyn, args[0], probe, timeout)
 		},
 	}
 	f := cmd.Flags()
@@ -46,8 +51,8 @@ func explainCommand() *cobra.Command {
 
 // explain prints the evidence chain of one webhook and the fixes, most
 // fitting first.
-func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name string, probe bool, timeout time.Duration) error {
-	rows, err := collectStatus(ctx, c, probe, timeout)
+func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dynamic.Interface, name string, probe bool, timeout time.Duration) error {
+	rows, err := collectStatus(ctx, c, dyn, probe, timeout)
 	if err != nil {
 		return err
 	}
@@ -63,7 +68,11 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name st
 	if row == nil {
 		return fmt.Errorf("no webhook %q in any webhook configuration", name)
 	}
-	fmt.Fprintf(out, "%s webhook %s (configuration %s), failurePolicy %s\n", row.Kind, row.Name, row.Configuration, row.FailurePolicy)
+	if row.Kind == callout.KindAPIService {
+		fmt.Fprintf(out, "aggregated API %s (APIService %s): the API server proxies its requests and discovery; it cannot fail open\n", row.API, row.Name)
+	} else {
+		fmt.Fprintf(out, "%s webhook %s (configuration %s), failurePolicy %s\n", row.Kind, row.Name, row.Configuration, row.FailurePolicy)
+	}
 	if row.Service != "" {
 		fmt.Fprintf(out, "  calls Service %s: %d of %d endpoints ready\n", row.Service, row.Ready, row.Backends)
 	} else {
@@ -74,7 +83,10 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, name st
 		fmt.Fprintf(out, "  health: Healthy (%s)\n", row.Detail)
 	} else {
 		effect := "the API server rejects every write it matches"
-		if row.FailurePolicy == "Ignore" {
+		switch {
+		case row.Kind == callout.KindAPIService:
+			effect = "requests to " + row.API + " fail, and so does the discovery that namespace deletion and garbage collection need"
+		case row.FailurePolicy == "Ignore":
 			effect = "the API server lets the writes it matches through unchecked (fails open)"
 		}
 		fmt.Fprintf(out, "  health: %s: %s\n  effect: %s\n", row.Health, row.Detail, effect)
@@ -109,6 +121,11 @@ func rankFixes(class findings.Class, r WebhookStatus) []string {
 	remove := "Option 3: remove it after a backup: hookscope remediate remove " + r.Name + " --yes (undo: hookscope restore FILE --yes)"
 	var fixes []string
 	switch {
+	case r.Kind == callout.KindAPIService:
+		// No failurePolicy to relax: deleting the APIService (after a
+		// backup) is what unblocks namespaces while its backend is down.
+		fixes = append(fixes, restore, "Option 2: unblock namespace deletion while it is down: back up and delete it (kubectl get apiservice "+r.Name+
+			" -o yaml > "+r.Name+".yaml; kubectl delete apiservice "+r.Name+"); apply the backup once its backend serves again")
 	case r.FailurePolicy == "Ignore":
 		// Writes already go through: fixing the backend is all there is.
 		fixes = append(fixes, restore)
@@ -132,7 +149,7 @@ func rankFixes(class findings.Class, r WebhookStatus) []string {
 
 // webhook is the row as the findings' fix texts read it.
 func (r WebhookStatus) webhook() callout.Webhook {
-	w := callout.Webhook{Ref: callout.Ref{Kind: r.Kind, Configuration: r.Configuration, Name: r.Name}, FailurePolicy: r.FailurePolicy, URL: r.URL}
+	w := callout.Webhook{Ref: callout.Ref{Kind: r.Kind, Configuration: r.Configuration, Name: r.Name}, FailurePolicy: r.FailurePolicy, URL: r.URL, API: r.API}
 	if ns, rest, ok := strings.Cut(r.Service, "/"); ok {
 		name, _, _ := strings.Cut(rest, ":")
 		w.Service = &callout.ServiceRef{Namespace: ns, Name: name}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -31,6 +32,7 @@ type WebhookStatus struct {
 	FailurePolicy string   `json:"failurePolicy"`
 	Service       string   `json:"service,omitempty"`
 	URL           string   `json:"url,omitempty"`
+	API           string   `json:"api,omitempty"` // an aggregated API's group/version
 	Ready         int      `json:"readyBackends"`
 	Backends      int      `json:"backends"`
 	Health        string   `json:"health"`
@@ -69,7 +71,11 @@ IPs are reachable (a node, a pod). It only reads.`,
 			if err != nil {
 				return fmt.Errorf("building the Kubernetes client: %w", err)
 			}
-			rows, err := collectStatus(cmd.Context(), client, probe, timeout)
+			dyn, err := dynamic.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("building the Kubernetes client: %w", err)
+			}
+			rows, err := collectStatus(cmd.Context(), client, dyn, probe, timeout)
 			if err != nil {
 				return err
 			}
@@ -84,7 +90,9 @@ IPs are reachable (a node, a pod). It only reads.`,
 	return cmd
 }
 
-func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
+// collectStatus lists every call-out (dyn nil: the webhooks only) with its
+// health and risks.
+func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
 	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing validating webhook configurations: %w", err)
@@ -101,7 +109,13 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 	if err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
 	}
-	inv := inventory.FromLists(vwcs.Items, mwcs.Items, svcs.Items, slices.Items)
+	var apis []callout.APIService
+	if dyn != nil {
+		if apis, err = inventory.ListAPIServices(ctx, dyn); err != nil {
+			return nil, err
+		}
+	}
+	inv := inventory.FromLists(vwcs.Items, mwcs.Items, apis, svcs.Items, slices.Items)
 	risks := map[callout.Ref][]string{}
 	backends := map[callout.Ref][]callout.Backend{}
 	for _, w := range inv.Webhooks {
@@ -115,7 +129,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, probe bool, time
 	var rows []WebhookStatus
 	for _, w := range inv.Webhooks {
 		row := WebhookStatus{Kind: w.Ref.Kind, Configuration: w.Ref.Configuration, Name: w.Ref.Name, FailurePolicy: w.FailurePolicy,
-			URL: w.URL, Backends: len(w.Backends), Health: string(findings.Healthy), Risks: risks[w.Ref]}
+			URL: w.URL, API: w.API, Backends: len(w.Backends), Health: string(findings.Healthy), Risks: risks[w.Ref]}
 		if w.Service != nil {
 			row.Service = fmt.Sprintf("%s/%s:%d", w.Service.Namespace, w.Service.Name, w.Service.Port)
 		}

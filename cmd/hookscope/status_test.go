@@ -12,6 +12,9 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 )
 
 // TestStatusOnARealAPIServer: the article's mpod webhook, failing closed on
@@ -38,7 +41,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := collectStatus(ctx, c, false, time.Second)
+	rows, err := collectStatus(ctx, c, nil, false, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +76,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	t.Logf("hookscope status:\n%s", table.String())
 
 	var ex bytes.Buffer
-	if err := explain(ctx, &ex, c, "mpod.elbv2.k8s.aws", false, time.Second); err != nil {
+	if err := explain(ctx, &ex, c, nil, "mpod.elbv2.k8s.aws", false, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	text := ex.String()
@@ -83,10 +86,65 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 		!strings.HasPrefix(first, "1. Option 2: let writes through while it is down: hookscope remediate ignore mpod.elbv2.k8s.aws --yes") {
 		t.Errorf("explain:\n%s", text)
 	}
-	if err := explain(ctx, &ex, c, "nope.example.com", false, time.Second); err == nil {
+	if err := explain(ctx, &ex, c, nil, "nope.example.com", false, time.Second); err == nil {
 		t.Error("explain of an unknown webhook did not fail")
 	}
 	t.Logf("hookscope explain:\n%s", text)
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestStatusShowsAggregatedAPIs: metrics-server's APIService with its
+// Service gone is listed, and explained, as an aggregated API, with fixes
+// that fit one (no failurePolicy to relax).
+func TestStatusShowsAggregatedAPIs(t *testing.T) {
+	ctx, local, c := localCluster(t, "status-apis")
+	cfg, err := restConfig(local.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+		"metadata": map[string]any{"name": "v1beta1.metrics.k8s.io"},
+		"spec": map[string]any{"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100, "versionPriority": 100,
+			"insecureSkipTLSVerify": true, "service": map[string]any{"namespace": "kube-system", "name": "metrics-server"}},
+	}}
+	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+	if _, err := dyn.Resource(gvr).Create(ctx, api, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := collectStatus(ctx, c, dyn, false, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row *WebhookStatus
+	for i := range rows {
+		if rows[i].Kind == "APIService" {
+			row = &rows[i]
+		}
+	}
+	if row == nil || row.Name != "v1beta1.metrics.k8s.io" || row.API != "metrics.k8s.io/v1beta1" || row.Health != "ServiceNotFound" ||
+		row.Service != "kube-system/metrics-server:443" {
+		t.Fatalf("rows %+v, want metrics-server's APIService, ServiceNotFound", rows)
+	}
+	var ex bytes.Buffer
+	if err := explain(ctx, &ex, c, dyn, "v1beta1.metrics.k8s.io", false, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	text := ex.String()
+	for _, want := range []string{"aggregated API metrics.k8s.io/v1beta1 (APIService v1beta1.metrics.k8s.io)",
+		"effect: requests to metrics.k8s.io/v1beta1 fail", "1. Option 1: restore Service kube-system/metrics-server",
+		"2. Option 2: unblock namespace deletion while it is down: back up and delete it"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "remediate ignore") {
+		t.Errorf("explain offers failurePolicy Ignore to an APIService:\n%s", text)
+	}
+	t.Logf("hookscope explain:\n%s", text)
+}
