@@ -178,6 +178,16 @@ func (a *Agent) Webhook(ref callout.Ref) (callout.Webhook, bool) {
 	return w, ok
 }
 
+// APIServiceFor is the aggregated API that serves group/version gv.
+func (a *Agent) APIServiceFor(gv string) (callout.Webhook, bool) {
+	for _, w := range a.view.Load().webhooks {
+		if w.IsAPIService() && w.API == gv {
+			return w, true
+		}
+	}
+	return callout.Webhook{}, false
+}
+
 // WebhookByName finds a webhook of the inventory by its name: the API
 // server's texts name the webhook but not its configuration. Unknown names
 // give a Webhook with only the name.

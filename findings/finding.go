@@ -60,6 +60,10 @@ const (
 	// gone but its ReplicaSets and pods remain, because the webhook rejects
 	// the garbage collector's deletes.
 	ImpactDeletionBlocked = "DeletionBlocked"
+	// ImpactNamespaceTerminating: a namespace stays Terminating because
+	// the namespace controller cannot discover an aggregated API's
+	// group/version (NamespaceDeletionDiscoveryFailure).
+	ImpactNamespaceTerminating = "NamespaceTerminating"
 )
 
 // Impact links a failing webhook to what it breaks.

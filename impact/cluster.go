@@ -19,9 +19,10 @@ import (
 )
 
 // cluster is the correlation's read of the cluster: informers, each
-// started the first time a failure needs it (nodes at once; controllers
+// started the first time a failure needs it (nodes and namespaces at once; controllers
 // when one is blocked; ReplicaSets and Deployments when a webhook rejects
-// DELETEs), slimmed to what is read. An idle cluster costs the Nodes only.
+// DELETEs), slimmed to what is read. An idle cluster costs the Nodes and
+// Namespaces only.
 type cluster struct {
 	client kubernetes.Interface
 	wake   func()
@@ -45,6 +46,7 @@ func (c *cluster) start(ctx context.Context) {
 	c.ctx = ctx
 	c.mu.Unlock()
 	c.informer("Node")
+	c.informer("Namespace") // a few hundred small objects: a Terminating one is found at once
 }
 
 // informer returns the informer of kind, starting it the first time. It
@@ -68,6 +70,8 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 		i = f.Apps().V1().Deployments().Informer()
 	case "Job":
 		i = f.Batch().V1().Jobs().Informer()
+	case "Namespace":
+		i = f.Core().V1().Namespaces().Informer()
 	default:
 		return nil
 	}

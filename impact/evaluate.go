@@ -52,6 +52,17 @@ func (c *Correlator) Evaluate() {
 			c.store.OpenImpact(w, sf.Class, imp, eventEvidence(ev), findings.Evidence{Source: findings.Objects, At: now, Detail: imp.Detail})
 		}
 	}
+	if apis, ok := c.webhooks.(APIs); ok {
+		for _, st := range c.cluster.stuckNamespaces(apis, now) {
+			holding[findings.ImpactKey(st.api.Ref, st.imp)] = true
+			class := c.store.OpenClass(st.api.Ref)
+			if class == "" {
+				class = findings.CallsFailing
+			}
+			c.store.OpenImpact(st.api, class, st.imp, findings.Evidence{Source: findings.Objects, At: now, Detail: "the namespace controller: " + st.cause},
+				findings.Evidence{Source: findings.Objects, At: now, Detail: st.imp.Detail})
+		}
+	}
 	c.store.ResolveQuiet(func(k findings.Key) bool { return holding[k] })
 }
 

@@ -27,6 +27,13 @@ var awsHook = callout.Webhook{Ref: callout.Ref{Kind: "Mutating", Configuration: 
 
 type webhooks struct{}
 
+var metricsAPI = callout.Webhook{Ref: callout.Ref{Kind: callout.KindAPIService, Configuration: "v1beta1.metrics.k8s.io", Name: "v1beta1.metrics.k8s.io"},
+	FailurePolicy: "Fail", API: "metrics.k8s.io/v1beta1", Service: &callout.ServiceRef{Namespace: "kube-system", Name: "metrics-server", Port: 443}}
+
+func (webhooks) APIServiceFor(gv string) (callout.Webhook, bool) {
+	return metricsAPI, gv == metricsAPI.API
+}
+
 func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	if name == awsHook.Ref.Name {
 		return awsHook, true
@@ -158,4 +165,42 @@ func TestSlowThenFast(t *testing.T) {
 	}
 	f.corr.OnSignal(Signal{Webhook: awsHook.Ref.Name, Class: findings.Healthy, Source: findings.Metrics, At: f.clock.Now()})
 	f.until("fast again", func(open []findings.Finding) bool { return len(open) == 0 })
+}
+
+// discoveryFailure is the namespace controller's condition, as on 1.34.
+const discoveryFailure = "Discovery failed for some groups, 1 failing: unable to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1: stale GroupVersion discovery: metrics.k8s.io/v1beta1"
+
+func TestFailingGroupVersions(t *testing.T) {
+	for msg, want := range map[string]string{
+		discoveryFailure: "metrics.k8s.io/v1beta1",
+		"Discovery failed for some groups, 2 failing: unable to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1: the server is currently unable to handle the request, custom.metrics.k8s.io/v1beta2: stale GroupVersion discovery: custom.metrics.k8s.io/v1beta2": "metrics.k8s.io/v1beta1 custom.metrics.k8s.io/v1beta2",
+		"All resources successfully discovered": "",
+		"unable to retrieve the complete list of server APIs: not a group version": "",
+	} {
+		if got := strings.Join(failingGroupVersions(msg), " "); got != want {
+			t.Errorf("failingGroupVersions(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestNamespaceTerminating: a namespace whose deletion waits on the
+// discovery of metrics-server's API is an impact of its APIService, from
+// when its deletion began, and resolves once the namespace is gone.
+func TestNamespaceTerminating(t *testing.T) {
+	deleted := metav1.NewTime(time.Date(2026, 12, 5, 9, 55, 0, 0, time.UTC))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", DeletionTimestamp: &deleted, Finalizers: []string{"kubernetes"}},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating, Conditions: []corev1.NamespaceCondition{{
+			Type: corev1.NamespaceDeletionDiscoveryFailure, Status: corev1.ConditionTrue, Reason: "DiscoveryFailed", Message: discoveryFailure}}}}
+	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-b"}}
+	f := newFixture(t, ns, other)
+	open := f.until("the namespace is an impact", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 1 })
+	imp := impactsOf(open, findings.ImpactNamespaceTerminating)[0]
+	if imp.Webhook != metricsAPI.Ref || imp.Impact.Object != "Namespace team-a" || !imp.Impact.Since.Equal(deleted.Time) ||
+		!strings.Contains(imp.Impact.Detail, "namespace team-a has been Terminating since 2026-12-05T09:55:00Z (5m0s when found): the namespace controller cannot discover metrics.k8s.io/v1beta1, which APIService v1beta1.metrics.k8s.io serves") {
+		t.Errorf("impact %+v", imp)
+	}
+	if err := f.cs.CoreV1().Namespaces().Delete(f.ctx, "team-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.until("the impact resolves with the namespace gone", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 0 })
 }
