@@ -174,7 +174,7 @@ func TestFailingGroupVersions(t *testing.T) {
 	for msg, want := range map[string]string{
 		discoveryFailure: "metrics.k8s.io/v1beta1",
 		"Discovery failed for some groups, 2 failing: unable to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1: the server is currently unable to handle the request, custom.metrics.k8s.io/v1beta2: stale GroupVersion discovery: custom.metrics.k8s.io/v1beta2": "metrics.k8s.io/v1beta1 custom.metrics.k8s.io/v1beta2",
-		"All resources successfully discovered": "",
+		"All resources successfully discovered":                                    "",
 		"unable to retrieve the complete list of server APIs: not a group version": "",
 	} {
 		if got := strings.Join(failingGroupVersions(msg), " "); got != want {
@@ -193,7 +193,9 @@ func TestNamespaceTerminating(t *testing.T) {
 			Type: corev1.NamespaceDeletionDiscoveryFailure, Status: corev1.ConditionTrue, Reason: "DiscoveryFailed", Message: discoveryFailure}}}}
 	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-b"}}
 	f := newFixture(t, ns, other)
-	open := f.until("the namespace is an impact", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 1 })
+	open := f.until("the namespace is an impact", func(open []findings.Finding) bool {
+		return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 1
+	})
 	imp := impactsOf(open, findings.ImpactNamespaceTerminating)[0]
 	if imp.Webhook != metricsAPI.Ref || imp.Impact.Object != "Namespace team-a" || !imp.Impact.Since.Equal(deleted.Time) ||
 		!strings.Contains(imp.Impact.Detail, "namespace team-a has been Terminating since 2026-12-05T09:55:00Z (5m0s when found): the namespace controller cannot discover metrics.k8s.io/v1beta1, which APIService v1beta1.metrics.k8s.io serves") {
@@ -202,5 +204,7 @@ func TestNamespaceTerminating(t *testing.T) {
 	if err := f.cs.CoreV1().Namespaces().Delete(f.ctx, "team-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.until("the impact resolves with the namespace gone", func(open []findings.Finding) bool { return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 0 })
+	f.until("the impact resolves with the namespace gone", func(open []findings.Finding) bool {
+		return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 0
+	})
 }
