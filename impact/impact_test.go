@@ -208,3 +208,16 @@ func TestNamespaceTerminating(t *testing.T) {
 		return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 0
 	})
 }
+
+// FuzzFailingGroupVersions: any condition message reads without a panic,
+// and what it names is group/version shaped and in the message.
+func FuzzFailingGroupVersions(f *testing.F) {
+	f.Add(discoveryFailure)
+	f.Fuzz(func(t *testing.T, msg string) {
+		for _, gv := range failingGroupVersions(msg) {
+			if strings.Count(gv, "/") != 1 || !strings.Contains(msg, gv) {
+				t.Fatalf("%q read from %q", gv, msg)
+			}
+		}
+	})
+}
