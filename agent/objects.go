@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -99,6 +100,7 @@ func (a *Agent) analyzeRisks(v *view) {
 	vwcs, mwcs := a.inv.Configurations()
 	risks := risk.Analyze(vwcs, mwcs, nil, backends)
 	risks = append(risks, a.policyRisks(v)...)
+	risks = append(risks, risk.AggregatedAPIs(slices.Collect(maps.Values(v.webhooks)))...)
 	prev := a.risks.Swap(&risks)
 	for _, r := range risks {
 		if prev != nil && slices.ContainsFunc(*prev, func(p risk.Risk) bool { return p.Webhook == r.Webhook && p.Kind == r.Kind }) {

@@ -57,6 +57,9 @@ const (
 	// FailOpenSecurity: failurePolicy Ignore; writes pass unchecked while
 	// the webhook is down. Info.
 	FailOpenSecurity Kind = "FailOpenSecurity"
+	// InsecureSkipTLSVerify: an APIService the API server calls without
+	// verifying its certificate. Info: metrics-server ships so.
+	InsecureSkipTLSVerify Kind = "InsecureSkipTLSVerify"
 	// InvalidConfiguration: the API server would reject the configuration;
 	// or it stores it but the webhook can never be called (a Service name
 	// no Service can have, a caBundle with no certificate); or hookscope

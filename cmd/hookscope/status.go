@@ -121,7 +121,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	for _, w := range inv.Webhooks {
 		backends[w.Ref] = w.Backends
 	}
-	for _, r := range risk.Analyze(inv.Validating, inv.Mutating, nil, backends) {
+	for _, r := range append(risk.Analyze(inv.Validating, inv.Mutating, nil, backends), risk.AggregatedAPIs(inv.Webhooks)...) {
 		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+string(r.Severity)+")")
 	}
 	pods := inventory.APIPodLister{Client: c}

@@ -131,6 +131,9 @@ func TestStatusShowsAggregatedAPIs(t *testing.T) {
 		row.Service != "kube-system/metrics-server:443" {
 		t.Fatalf("rows %+v, want metrics-server's APIService, ServiceNotFound", rows)
 	}
+	if !slices.Contains(row.Risks, "InsecureSkipTLSVerify(info)") {
+		t.Errorf("risks %v, want InsecureSkipTLSVerify(info)", row.Risks)
+	}
 	var ex bytes.Buffer
 	if err := explain(ctx, &ex, c, dyn, "v1beta1.metrics.k8s.io", false, time.Second); err != nil {
 		t.Fatal(err)

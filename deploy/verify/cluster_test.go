@@ -128,6 +128,8 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"delete", "apiservices.apiregistration.k8s.io"}, false},
 					{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "default"}, false},
 					{[]string{"watch", "nodes"}, true},
+					{[]string{"watch", "namespaces"}, true},
+					{[]string{"delete", "namespaces"}, false},
 					{[]string{"watch", "events", "-A"}, true},
 					{[]string{"get", "daemonsets.apps", "-n", "kube-system"}, true},
 					{[]string{"watch", "daemonsets.apps", "-A"}, true},
