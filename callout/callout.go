@@ -13,7 +13,7 @@ import (
 // Ref names one webhook: the configuration that holds it and its name in
 // that configuration.
 type Ref struct {
-	Kind          string `json:"kind"` // "Validating", "Mutating" or "APIService"
+	Kind          string `json:"kind"` // "Validating", "Mutating", "APIService" or "Conversion"
 	Configuration string `json:"configuration"`
 	Name          string `json:"name"`
 }
@@ -82,6 +82,9 @@ type Webhook struct {
 
 // IsAPIService reports whether w is an aggregated API, not a webhook.
 func (w Webhook) IsAPIService() bool { return w.Ref.Kind == KindAPIService }
+
+// IsConversion reports whether w is a CRD's conversion webhook.
+func (w Webhook) IsConversion() bool { return w.Ref.Kind == KindConversion }
 
 // FailsClosed reports whether the API server rejects the write when this
 // webhook cannot be called.

@@ -62,14 +62,17 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 	return out
 }
 
-// CallOuts views every call-out: the webhooks of the configurations, then
-// the aggregated APIs that name a Service.
-func CallOuts(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration, apis []APIService) []Hook {
+// CallOuts views every call-out: the webhooks of the configurations, the
+// aggregated APIs that name a Service, and the CRDs' conversion webhooks.
+func CallOuts(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admissionv1.MutatingWebhookConfiguration, apis []APIService, convs ...Conversion) []Hook {
 	out := Hooks(vwcs, mwcs)
 	for _, a := range apis {
 		if a.Service != nil {
 			out = append(out, a.Hook())
 		}
+	}
+	for _, c := range convs {
+		out = append(out, c.Hook())
 	}
 	return out
 }

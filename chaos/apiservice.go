@@ -84,8 +84,11 @@ func (w *Webhook) readAPI(ctx context.Context) (time.Time, error) {
 // ErrorName is the name the API server's errors give the call-out: the
 // webhook's, or the aggregated API's group/version.
 func (w *Webhook) ErrorName() string {
-	if w.Spec.APIService {
+	switch {
+	case w.Spec.APIService:
 		return w.apiGroup() + "/v1alpha1"
+	case w.Spec.Conversion:
+		return "conversion webhook for " + w.apiGroup() + "/v2, Kind=Widget" // the write is at v2
 	}
 	return w.WebhookName
 }
@@ -93,7 +96,7 @@ func (w *Webhook) ErrorName() string {
 // Configuration is what the agent names the call-out's configuration: the
 // webhook configuration (named after the spec), or the APIService.
 func (w *Webhook) Configuration() string {
-	if w.Spec.APIService {
+	if w.Spec.APIService || w.Spec.Conversion {
 		return w.WebhookName
 	}
 	return w.Spec.Name

@@ -59,6 +59,10 @@ type WebhookSpec struct {
 	// <name>.hookscope.dev, version v1alpha1) instead of a webhook; its
 	// writes are discovery reads through the API server.
 	APIService bool
+	// Conversion registers the backend as the conversion webhook of a CRD
+	// (Widget, group <name>.hookscope.dev, v1 stored and v2) instead of
+	// an admission webhook; its writes create Widgets at v2.
+	Conversion bool
 	// HostNetwork runs the backend pod on its node's network: it serves on
 	// the node's address, where the agent sees its connections on the
 	// node's own interfaces (loopback for a client on the same host).
@@ -152,6 +156,8 @@ func (l *Lab) newWebhook(spec WebhookSpec) *Webhook {
 		w.WebhookName = "mpod." + spec.Name + ".hookscope.dev"
 	case spec.APIService:
 		w.WebhookName = "v1alpha1." + w.apiGroup() // the APIService's name
+	case spec.Conversion:
+		w.WebhookName = w.crdName()
 	}
 	return w
 }
@@ -202,8 +208,11 @@ func (w *Webhook) WaitServing(ctx context.Context) error {
 // Write creates a pod that the webhook intercepts, as a user's write would,
 // and deletes it again if it was admitted. It returns when the write started.
 func (w *Webhook) Write(ctx context.Context) (time.Time, error) {
-	if w.Spec.APIService {
+	switch {
+	case w.Spec.APIService:
 		return w.readAPI(ctx)
+	case w.Spec.Conversion:
+		return w.writeWidget(ctx)
 	}
 	w.writes++
 	pod := &corev1.Pod{
@@ -234,6 +243,8 @@ func (w *Webhook) Remove(ctx context.Context) error {
 	switch {
 	case w.Spec.APIService:
 		err = w.removeAPIService(ctx)
+	case w.Spec.Conversion:
+		err = w.removeConversion(ctx)
 	case w.Spec.Mutating:
 		err = w.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, w.Spec.Name, metav1.DeleteOptions{})
 	default:

@@ -66,8 +66,11 @@ func (w *Webhook) admissionWebhook() admissionv1.ValidatingWebhook {
 // MutatingWebhookConfiguration whose entry is served at /mutate when the
 // spec says Mutating, else a ValidatingWebhookConfiguration.
 func (w *Webhook) register(ctx context.Context) error {
-	if w.Spec.APIService {
+	switch {
+	case w.Spec.APIService:
 		return w.registerAPIService(ctx)
+	case w.Spec.Conversion:
+		return w.registerConversion(ctx)
 	}
 	hook := w.admissionWebhook()
 	configs := w.client.AdmissionregistrationV1()

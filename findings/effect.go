@@ -21,6 +21,11 @@ const (
 	// APIUnavailable: requests to an aggregated API fail, and so does the
 	// discovery that namespace deletion and garbage collection need.
 	APIUnavailable Effect = "requests to the API fail"
+	// ConversionFails: reads and writes of a CRD's custom resources at a
+	// version other than the stored one fail (there is no failurePolicy
+	// for conversion), and with them garbage collection and namespace
+	// deletion that touch them.
+	ConversionFails Effect = "custom resources cannot be converted"
 )
 
 // EffectOf is the effect of a failure of class c of webhook w.
@@ -35,6 +40,9 @@ func EffectOf(w callout.Webhook, c Class) Effect {
 	}
 	if w.IsAPIService() {
 		return APIUnavailable
+	}
+	if w.IsConversion() {
+		return ConversionFails
 	}
 	if w.FailurePolicy == "" || w.FailsClosed() {
 		return WritesRejected

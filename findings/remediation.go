@@ -19,6 +19,10 @@ func Remediation(c Class, w callout.Webhook) string {
 		return fix + "; until then requests to " + apiOf(w) + " fail, and namespaces cannot finish deleting while its discovery fails: to unblock them, back up and delete APIService " +
 			w.Ref.Name + " (kubectl get apiservice " + w.Ref.Name + " -o yaml > backup.yaml; kubectl delete apiservice " + w.Ref.Name + "), and apply the backup once its backend serves again"
 	}
+	if w.IsConversion() {
+		return fix + "; a conversion webhook has no failurePolicy: until it serves again, reads and writes of " + conversionOf(w) +
+			" at a version other than the stored one fail, and so do garbage collection and namespace deletion that touch them"
+	}
 	if w.FailsClosed() {
 		fix += "; until then writes it matches are rejected: set failurePolicy Ignore to let them through (hookscope remediate ignore " + w.Ref.Name + ")"
 	}
@@ -62,6 +66,9 @@ func RestoreFix(c Class, w callout.Webhook) string {
 	case CertExpiringSoon:
 		return "renew the serving certificate behind " + backend + " before it expires (cert-manager: check why renewal has not happened)"
 	case ServiceNotFound:
+		if w.IsConversion() {
+			return "restore " + backend + " (reinstall the chart that owns CRD " + w.Ref.Name + ", e.g. cert-manager's)"
+		}
 		if w.IsAPIService() {
 			return "restore " + backend + " (reinstall the aggregated API's chart, e.g. metrics-server)"
 		}
@@ -82,6 +89,14 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return fmt.Sprintf("find why the webhook pods behind %s do not answer within timeoutSeconds (%ds): restart them if they hang, check their CPU limits and their own dependencies", backend, w.TimeoutSeconds)
 	}
 	return "check the webhook pods behind " + backend
+}
+
+// conversionOf names what a conversion webhook converts.
+func conversionOf(w callout.Webhook) string {
+	if w.API != "" {
+		return w.API
+	}
+	return "CRD " + w.Ref.Name + "'s custom resources"
 }
 
 // apiOf names an aggregated API's group/version, or the APIService.

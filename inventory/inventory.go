@@ -53,6 +53,8 @@ type Inventory struct {
 	changed chan struct{}
 	// apis reads the aggregated APIs (WatchAPIServices); nil: none.
 	apis cache.SharedIndexInformer
+	// crds reads the CRDs' conversion webhooks (WatchConversions); nil: none.
+	crds cache.SharedIndexInformer
 	// watches is owned by Run's goroutine.
 	watches map[string]*namespaceWatch
 
@@ -152,6 +154,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 		}
 	}
 	inv.startAPIServices(ctx)
+	inv.startConversions(ctx)
 	inv.watchBackends(ctx, syncTimeout)
 	inv.resolve(onChange)
 	for {
@@ -177,7 +180,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 func (inv *Inventory) wantedBackends() map[string][]string {
 	vwcs, mwcs := inv.Configurations()
 	want := map[string][]string{}
-	for _, h := range callout.CallOuts(vwcs, mwcs, inv.APIServices()) {
+	for _, h := range callout.CallOuts(vwcs, mwcs, inv.APIServices(), inv.Conversions()...) {
 		s := h.ClientConfig.Service
 		if s == nil || !validService(s) || slices.Contains(want[s.Namespace], s.Name) {
 			continue
@@ -220,8 +223,10 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		}
 		svcs, eps = w.list(svcs, eps)
 	}
-	ws := ResolveCallOuts(callout.CallOuts(vwcs, mwcs, apis), svcs, eps)
+	convs := inv.Conversions()
+	ws := ResolveCallOuts(callout.CallOuts(vwcs, mwcs, apis, convs...), svcs, eps)
 	describeAPIs(ws, apis)
+	describeConversions(ws, convs)
 	want := inv.wantedBackends()
 	for i := range ws {
 		s := ws[i].Service

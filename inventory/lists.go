@@ -22,7 +22,7 @@ type Listed struct {
 
 // FromLists resolves the webhooks of listed objects, as the informers would.
 func FromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissionv1.MutatingWebhookConfiguration,
-	apis []callout.APIService, svcs []corev1.Service, slices []discoveryv1.EndpointSlice) Listed {
+	apis []callout.APIService, convs []callout.Conversion, svcs []corev1.Service, slices []discoveryv1.EndpointSlice) Listed {
 	var out Listed
 	for i := range vwcs {
 		out.Validating = append(out.Validating, &vwcs[i])
@@ -38,8 +38,9 @@ func FromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissi
 	for i := range slices {
 		ep[i] = &slices[i]
 	}
-	out.Webhooks = ResolveCallOuts(callout.CallOuts(out.Validating, out.Mutating, apis), sp, ep)
+	out.Webhooks = ResolveCallOuts(callout.CallOuts(out.Validating, out.Mutating, apis, convs...), sp, ep)
 	describeAPIs(out.Webhooks, apis)
+	describeConversions(out.Webhooks, convs)
 	return out
 }
 
@@ -56,6 +57,26 @@ func ListAPIServices(ctx context.Context, client dynamic.Interface) ([]callout.A
 			return nil, err
 		}
 		out = append(out, a)
+	}
+	return out, nil
+}
+
+// ListConversions reads the CRDs' conversion webhooks through the dynamic
+// client.
+func ListConversions(ctx context.Context, client dynamic.Interface) ([]callout.Conversion, error) {
+	list, err := client.Resource(crdsGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing CustomResourceDefinitions: %w", err)
+	}
+	var out []callout.Conversion
+	for i := range list.Items {
+		c, ok, err := conversionOf(&list.Items[i])
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, c)
+		}
 	}
 	return out, nil
 }

@@ -86,6 +86,20 @@ func resolveOne(h callout.Hook) callout.Webhook {
 	return w
 }
 
+// describeConversions gives the conversion webhooks among ws the kind and
+// versions they convert.
+func describeConversions(ws []callout.Webhook, convs []callout.Conversion) {
+	byCRD := map[string]callout.Conversion{}
+	for _, c := range convs {
+		byCRD[c.CRD] = c
+	}
+	for i := range ws {
+		if c, ok := byCRD[ws[i].Ref.Name]; ok && ws[i].IsConversion() {
+			ws[i].API = fmt.Sprintf("%s.%s (versions %s)", c.Kind, c.Group, strings.Join(c.Versions, ", "))
+		}
+	}
+}
+
 // describeAPIs gives the aggregated APIs among ws their group/version.
 func describeAPIs(ws []callout.Webhook, apis []callout.APIService) {
 	byName := map[string]callout.APIService{}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/hookscope/hookscope/chaos"
 )
@@ -49,5 +50,43 @@ func TestAggregatedAPIUnknownAuthority(t *testing.T) {
 		effect:      "requests to the API fail",
 		remediation: "serve a certificate the caBundle's CA signed",
 		remediate:   serveValidCertificate,
+	}.feature())
+}
+
+// TestConversionServiceNotFound: a CRD converts its custom resources with a
+// webhook whose Service was deleted (cert-manager's CRDs while its webhook
+// is uninstalled): every write of a Widget at a version other than the
+// stored one fails, and a conversion webhook has no failurePolicy to
+// relax. The agent names the CRD, the reason and what fails.
+func TestConversionServiceNotFound(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:            "conversion webhook: Service not found",
+		expectedClass:   "ServiceNotFound",
+		spec:            chaos.WebhookSpec{Name: "conv-no-svc", FailurePolicy: admissionv1.Fail, Conversion: true},
+		inject:          func(ctx context.Context, wh *chaos.Webhook) (any, error) { return wh.DeleteService(ctx) },
+		firstWriteDelay: time.Second,
+		wantError:       `service "conv-no-svc-webhook" not found`,
+		effect:          "custom resources cannot be converted",
+		remediation:     "restore the Service from its backup",
+		remediate: func(ctx context.Context, wh *chaos.Webhook, backup any) error {
+			return wh.RestoreService(ctx, backup.(*corev1.Service))
+		},
+	}.feature())
+}
+
+// TestConversionExpiredCertificate: a CRD's conversion webhook serves an
+// expired certificate (cert-manager's own webhook, when its CA injection
+// lagged): the API server rejects the handshake, seen on the wire.
+func TestConversionExpiredCertificate(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "conversion webhook: expired serving certificate",
+		callOutcome:   "rejected",
+		expectedClass: "CertExpired",
+		spec:          chaos.WebhookSpec{Name: "conv-expired", FailurePolicy: admissionv1.Fail, Conversion: true},
+		inject:        serveExpiredCertificate,
+		wantError:     x509Expired,
+		effect:        "custom resources cannot be converted",
+		remediation:   "serve a renewed, valid certificate",
+		remediate:     serveValidCertificate,
 	}.feature())
 }

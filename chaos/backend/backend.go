@@ -194,6 +194,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 		s.discovery(w, r)
 		return
 	}
+	if r.URL.Path == "/convert" {
+		s.convert(w, r)
+		return
+	}
 	var review admissionv1.AdmissionReview
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err == nil {
@@ -236,4 +240,49 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIResourceList", "apiVersion": "v1",
 		"groupVersion": parts[0] + "/" + parts[1], "resources": []any{}})
+}
+
+// conversionReview is the part of an apiextensions.k8s.io/v1
+// ConversionReview the backend reads and writes.
+type conversionReview struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		UID               string           `json:"uid"`
+		DesiredAPIVersion string           `json:"desiredAPIVersion"`
+		Objects           []map[string]any `json:"objects"`
+	} `json:"request,omitempty"`
+	Response *conversionResponse `json:"response,omitempty"`
+}
+
+type conversionResponse struct {
+	UID              string           `json:"uid"`
+	ConvertedObjects []map[string]any `json:"convertedObjects"`
+	Result           map[string]any   `json:"result"`
+}
+
+// convert answers a CRD's conversion webhook: the versions share one
+// schema, so converting is setting apiVersion.
+func (s *Server) convert(w http.ResponseWriter, r *http.Request) {
+	var review conversionReview
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &review)
+	}
+	if err == nil && review.Request == nil {
+		err = errors.New("conversion review has no request")
+	}
+	if err != nil {
+		http.Error(w, fmt.Sprintf("decoding conversion review: %v", err), http.StatusBadRequest)
+		return
+	}
+	s.requests.Add(1)
+	resp := &conversionResponse{UID: review.Request.UID, Result: map[string]any{"status": "Success"}}
+	for _, o := range review.Request.Objects {
+		o["apiVersion"] = review.Request.DesiredAPIVersion
+		resp.ConvertedObjects = append(resp.ConvertedObjects, o)
+	}
+	review.Request, review.Response = nil, resp
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(&review)
 }

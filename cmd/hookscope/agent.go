@@ -142,9 +142,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	inv := inventory.New(client, log)
 	if dyn, err := dynamic.NewForConfig(cfg); err == nil {
-		inv.WatchAPIServices(dyn) // the aggregated APIs are call-outs too
+		inv.WatchAPIServices(dyn) // the aggregated APIs are call-outs too,
+		inv.WatchConversions(dyn) // and the CRDs' conversion webhooks
 	} else {
-		log.Warn("not watching the aggregated APIs (APIServices)", "err", err)
+		log.Warn("not watching the aggregated APIs and conversion webhooks", "err", err)
 	}
 	parts := agent.Parts{Inventory: inv, Store: store, Own: own, Assembler: asm}
 	if kernel != nil {

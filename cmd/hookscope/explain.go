@@ -68,7 +68,9 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dyn
 	if row == nil {
 		return fmt.Errorf("no webhook %q in any webhook configuration", name)
 	}
-	if row.Kind == callout.KindAPIService {
+	if row.Kind == callout.KindConversion {
+		fmt.Fprintf(out, "conversion webhook of CRD %s (%s): the API server calls it to convert the custom resources between versions; it cannot fail open\n", row.Name, row.API)
+	} else if row.Kind == callout.KindAPIService {
 		fmt.Fprintf(out, "aggregated API %s (APIService %s): the API server proxies its requests and discovery; it cannot fail open\n", row.API, row.Name)
 	} else {
 		fmt.Fprintf(out, "%s webhook %s (configuration %s), failurePolicy %s\n", row.Kind, row.Name, row.Configuration, row.FailurePolicy)
@@ -84,6 +86,8 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dyn
 	} else {
 		effect := "the API server rejects every write it matches"
 		switch {
+		case row.Kind == callout.KindConversion:
+			effect = "reads and writes of " + row.API + " at a version other than the stored one fail, and so do garbage collection and namespace deletion that touch them"
 		case row.Kind == callout.KindAPIService:
 			effect = "requests to " + row.API + " fail, and so does the discovery that namespace deletion and garbage collection need"
 		case row.FailurePolicy == "Ignore":
@@ -121,6 +125,10 @@ func rankFixes(class findings.Class, r WebhookStatus) []string {
 	remove := "Option 3: remove it after a backup: hookscope remediate remove " + r.Name + " --yes (undo: hookscope restore FILE --yes)"
 	var fixes []string
 	switch {
+	case r.Kind == callout.KindConversion:
+		// No failurePolicy, and no safe way around it: restoring the
+		// backend is the fix.
+		fixes = append(fixes, restore)
 	case r.Kind == callout.KindAPIService:
 		// No failurePolicy to relax: deleting the APIService (after a
 		// backup) is what unblocks namespaces while its backend is down.

@@ -109,13 +109,19 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	if err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
 	}
-	var apis []callout.APIService
+	var (
+		apis  []callout.APIService
+		convs []callout.Conversion
+	)
 	if dyn != nil {
 		if apis, err = inventory.ListAPIServices(ctx, dyn); err != nil {
 			return nil, err
 		}
+		if convs, err = inventory.ListConversions(ctx, dyn); err != nil {
+			return nil, err
+		}
 	}
-	inv := inventory.FromLists(vwcs.Items, mwcs.Items, apis, svcs.Items, slices.Items)
+	inv := inventory.FromLists(vwcs.Items, mwcs.Items, apis, convs, svcs.Items, slices.Items)
 	risks := map[callout.Ref][]string{}
 	backends := map[callout.Ref][]callout.Backend{}
 	for _, w := range inv.Webhooks {

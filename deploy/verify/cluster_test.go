@@ -125,6 +125,8 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"watch", "endpointslices.discovery.k8s.io", "-A"}, true},
 					{[]string{"watch", "networkpolicies.networking.k8s.io", "-A"}, true},
 					{[]string{"watch", "apiservices.apiregistration.k8s.io"}, true},
+					{[]string{"watch", "customresourcedefinitions.apiextensions.k8s.io"}, true},
+					{[]string{"update", "customresourcedefinitions.apiextensions.k8s.io"}, false},
 					{[]string{"delete", "apiservices.apiregistration.k8s.io"}, false},
 					{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "default"}, false},
 					{[]string{"watch", "nodes"}, true},

@@ -61,3 +61,35 @@ func (a APIService) Hook() Hook {
 	h.InsecureSkipTLSVerify = a.InsecureSkipTLSVerify
 	return h
 }
+
+// KindConversion is a CRD's conversion webhook: the API server calls it to
+// convert the custom resources between the CRD's versions.
+const KindConversion = "Conversion"
+
+// conversionTimeout is the API server's fixed wait for a conversion
+// webhook (apiextensions-apiserver: 30 s).
+const conversionTimeout = 30
+
+// Conversion is a CRD whose conversion strategy is Webhook.
+type Conversion struct {
+	CRD      string // <plural>.<group>
+	Group    string
+	Kind     string
+	Versions []string // served
+	// ClientConfig is the webhook's (apiextensions' WebhookClientConfig
+	// has the same fields as admission's).
+	ClientConfig admissionv1.WebhookClientConfig
+}
+
+// Hook is the conversion webhook as the one view of call-outs: no way to
+// fail open, the API server's fixed timeout.
+func (c Conversion) Hook() Hook {
+	fail, timeout := admissionv1.Fail, int32(conversionTimeout)
+	h := Hook{Ref: Ref{Kind: KindConversion, Configuration: c.CRD, Name: c.CRD}, FailurePolicy: &fail, TimeoutSeconds: &timeout,
+		ClientConfig: c.ClientConfig}
+	if s := h.ClientConfig.Service; s != nil && s.Port == nil {
+		port := int32(443)
+		s.Port = &port
+	}
+	return h
+}
