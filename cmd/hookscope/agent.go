@@ -140,14 +140,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if exp != nil {
 		store.AddSink(exp)
 	}
-	inv := inventory.New(client, log)
-	if dyn, err := dynamic.NewForConfig(cfg); err == nil {
-		inv.WatchAPIServices(dyn) // the aggregated APIs are call-outs too,
-		inv.WatchConversions(dyn) // and the CRDs' conversion webhooks
-	} else {
-		log.Warn("not watching the aggregated APIs and conversion webhooks", "err", err)
-	}
-	parts := agent.Parts{Inventory: inv, Store: store, Own: own, Assembler: asm}
+	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm}
 	if kernel != nil {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's
@@ -285,4 +278,18 @@ func serve(o agentOptions, a *agent.Agent, metrics *otel.Metrics, log *slog.Logg
 	}
 	log.Info("serving the SYN ledger to the other agents", "addr", paddr)
 	return addr, func() { srv.Close(); peer.Close() }, nil
+}
+
+// newInventory watches every call-out: the webhooks, the aggregated APIs
+// and the CRDs' conversion webhooks.
+func newInventory(client kubernetes.Interface, cfg *rest.Config, log *slog.Logger) *inventory.Inventory {
+	inv := inventory.New(client, log)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		log.Warn("not watching the aggregated APIs and conversion webhooks", "err", err)
+		return inv
+	}
+	inv.WatchAPIServices(dyn)
+	inv.WatchConversions(dyn)
+	return inv
 }

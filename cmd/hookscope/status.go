@@ -93,35 +93,10 @@ IPs are reachable (a node, a pod). It only reads.`,
 // collectStatus lists every call-out (dyn nil: the webhooks only) with its
 // health and risks.
 func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
-	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	inv, err := listCallOuts(ctx, c, dyn)
 	if err != nil {
-		return nil, fmt.Errorf("listing validating webhook configurations: %w", err)
+		return nil, err
 	}
-	mwcs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing mutating webhook configurations: %w", err)
-	}
-	svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing Services: %w", err)
-	}
-	slices, err := c.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
-	}
-	var (
-		apis  []callout.APIService
-		convs []callout.Conversion
-	)
-	if dyn != nil {
-		if apis, err = inventory.ListAPIServices(ctx, dyn); err != nil {
-			return nil, err
-		}
-		if convs, err = inventory.ListConversions(ctx, dyn); err != nil {
-			return nil, err
-		}
-	}
-	inv := inventory.FromLists(vwcs.Items, mwcs.Items, apis, convs, svcs.Items, slices.Items)
 	risks := map[callout.Ref][]string{}
 	backends := map[callout.Ref][]callout.Backend{}
 	for _, w := range inv.Webhooks {
@@ -228,4 +203,38 @@ func agentNodesOf(ctx context.Context, c kubernetes.Interface) map[string]bool {
 		}
 	}
 	return nodes
+}
+
+// listCallOuts lists and resolves every call-out once (dyn nil: the
+// webhooks only).
+func listCallOuts(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface) (inventory.Listed, error) {
+	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return inventory.Listed{}, fmt.Errorf("listing validating webhook configurations: %w", err)
+	}
+	mwcs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return inventory.Listed{}, fmt.Errorf("listing mutating webhook configurations: %w", err)
+	}
+	svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return inventory.Listed{}, fmt.Errorf("listing Services: %w", err)
+	}
+	slices, err := c.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return inventory.Listed{}, fmt.Errorf("listing EndpointSlices: %w", err)
+	}
+	var (
+		apis  []callout.APIService
+		convs []callout.Conversion
+	)
+	if dyn != nil {
+		if apis, err = inventory.ListAPIServices(ctx, dyn); err != nil {
+			return inventory.Listed{}, err
+		}
+		if convs, err = inventory.ListConversions(ctx, dyn); err != nil {
+			return inventory.Listed{}, err
+		}
+	}
+	return inventory.FromLists(vwcs.Items, mwcs.Items, apis, convs, svcs.Items, slices.Items), nil
 }
