@@ -38,7 +38,7 @@
 //
 // Span attributes, hookscope.* (no semantic convention covers them):
 //
-//	hookscope.webhook.kind             "Validating" or "Mutating"
+//	hookscope.webhook.kind             "Validating", "Mutating", "APIService" or "Conversion"
 //	hookscope.webhook.configuration    the {Validating,Mutating}WebhookConfiguration
 //	hookscope.webhook.name             the webhook's name in it
 //	hookscope.webhook.failure_policy   "Fail" or "Ignore"
@@ -121,7 +121,7 @@ const (
 
 // Attributes in hookscope's own namespace, hookscope.*.
 const (
-	// WebhookKind is "Validating" or "Mutating".
+	// WebhookKind is "Validating", "Mutating", "APIService" or "Conversion".
 	WebhookKind = attribute.Key("hookscope.webhook.kind")
 	// WebhookConfiguration is the webhook configuration object's name.
 	WebhookConfiguration = attribute.Key("hookscope.webhook.configuration")
