@@ -235,6 +235,12 @@ func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFind
 // WaitForImpact polls until an open correlation finding of the webhook with
 // the impact kind (and node, if not empty) exists, and returns it.
 func (p *AgentProcess) WaitForImpact(ctx context.Context, webhook, kind, node string, timeout time.Duration) (AgentFinding, error) {
+	return p.WaitForImpactOn(ctx, webhook, kind, node, "", timeout)
+}
+
+// WaitForImpactOn is WaitForImpact on one object ("Namespace team-a"; empty:
+// any).
+func (p *AgentProcess) WaitForImpactOn(ctx context.Context, webhook, kind, node, object string, timeout time.Duration) (AgentFinding, error) {
 	var found AgentFinding
 	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		open, _, err := p.Findings(ctx)
@@ -242,7 +248,8 @@ func (p *AgentProcess) WaitForImpact(ctx context.Context, webhook, kind, node st
 			return false, nil
 		}
 		for _, f := range open {
-			if f.Webhook.Name == webhook && f.Impact != nil && f.Impact.Kind == kind && (node == "" || f.Impact.Node == node) {
+			if f.Webhook.Name == webhook && f.Impact != nil && f.Impact.Kind == kind && (node == "" || f.Impact.Node == node) &&
+				(object == "" || f.Impact.Object == object) {
 				found = f
 				return true, nil
 			}
@@ -250,7 +257,7 @@ func (p *AgentProcess) WaitForImpact(ctx context.Context, webhook, kind, node st
 		return false, nil
 	})
 	if err != nil {
-		return found, fmt.Errorf("no open %s impact of webhook %s (node %q) within %s", kind, webhook, node, timeout)
+		return found, fmt.Errorf("no open %s impact of webhook %s (node %q, object %q) within %s", kind, webhook, node, object, timeout)
 	}
 	return found, nil
 }

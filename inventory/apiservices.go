@@ -2,7 +2,8 @@ package inventory
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -19,52 +20,49 @@ import (
 // scheme.
 var apiServicesGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 
-// apiServiceObject is the part of an APIService hookscope reads.
-type apiServiceObject struct {
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
-	Spec struct {
-		Service *struct {
-			Namespace string `json:"namespace"`
-			Name      string `json:"name"`
-			Port      *int32 `json:"port"`
-		} `json:"service"`
-		Group                 string `json:"group"`
-		Version               string `json:"version"`
-		CABundle              []byte `json:"caBundle"`
-		InsecureSkipTLSVerify bool   `json:"insecureSkipTLSVerify"`
-	} `json:"spec"`
-	Status struct {
-		Conditions []struct {
-			Type string `json:"type"`
-			callout.Condition
-		} `json:"conditions"`
-	} `json:"status"`
-}
-
-// apiServiceOf reads an APIService from its unstructured form.
+// apiServiceOf reads an APIService from its unstructured form, field by
+// field: every resolution reads them all, so no JSON round trip.
 func apiServiceOf(u *unstructured.Unstructured) (callout.APIService, error) {
-	raw, err := json.Marshal(u.Object)
+	o := u.Object
+	a := callout.APIService{Name: u.GetName()}
+	var err error
+	str := func(fields ...string) string {
+		v, _, e := unstructured.NestedString(o, fields...)
+		err = errors.Join(err, e)
+		return v
+	}
+	a.Group, a.Version = str("spec", "group"), str("spec", "version")
+	a.InsecureSkipTLSVerify, _, _ = unstructured.NestedBool(o, "spec", "insecureSkipTLSVerify")
+	if ca := str("spec", "caBundle"); ca != "" {
+		b, e := base64.StdEncoding.DecodeString(ca)
+		err = errors.Join(err, e)
+		a.CABundle = b
+	}
+	if svc, ok, _ := unstructured.NestedMap(o, "spec", "service"); ok {
+		a.Service = &callout.ServiceRef{Namespace: str("spec", "service", "namespace"), Name: str("spec", "service", "name"), Port: 443}
+		switch p := svc["port"].(type) {
+		case nil:
+		case int64: // as the API server's decoder gives numbers
+			a.Service.Port = int32(p)
+		case float64: // as encoding/json gives them
+			a.Service.Port = int32(p)
+		default:
+			err = errors.Join(err, fmt.Errorf("spec.service.port is %T, not a number", p))
+		}
+	}
+	conds, _, e := unstructured.NestedSlice(o, "status", "conditions")
+	err = errors.Join(err, e)
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != "Available" {
+			continue
+		}
+		a.Available.Status, _ = m["status"].(string)
+		a.Available.Reason, _ = m["reason"].(string)
+		a.Available.Message, _ = m["message"].(string)
+	}
 	if err != nil {
-		return callout.APIService{}, err
-	}
-	var o apiServiceObject
-	if err := json.Unmarshal(raw, &o); err != nil {
 		return callout.APIService{}, fmt.Errorf("APIService %s: %w", u.GetName(), err)
-	}
-	a := callout.APIService{Name: o.Metadata.Name, Group: o.Spec.Group, Version: o.Spec.Version,
-		CABundle: o.Spec.CABundle, InsecureSkipTLSVerify: o.Spec.InsecureSkipTLSVerify}
-	if s := o.Spec.Service; s != nil {
-		a.Service = &callout.ServiceRef{Namespace: s.Namespace, Name: s.Name, Port: 443}
-		if s.Port != nil {
-			a.Service.Port = *s.Port
-		}
-	}
-	for _, c := range o.Status.Conditions {
-		if c.Type == "Available" {
-			a.Available = c.Condition
-		}
 	}
 	return a, nil
 }

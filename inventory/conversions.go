@@ -46,6 +46,9 @@ type crdObject struct {
 // conversionOf reads a CRD's conversion webhook; ok is false when it has
 // none.
 func conversionOf(u *unstructured.Unstructured) (callout.Conversion, bool, error) {
+	if strategy, _, _ := unstructured.NestedString(u.Object, "spec", "conversion", "strategy"); strategy != "Webhook" {
+		return callout.Conversion{}, false, nil // most CRDs: nothing to read
+	}
 	raw, err := json.Marshal(u.Object)
 	if err != nil {
 		return callout.Conversion{}, false, err

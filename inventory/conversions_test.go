@@ -53,7 +53,7 @@ func TestConversionOf(t *testing.T) {
 	if _, ok, err := conversionOf(unstructuredOf(t, `{"metadata": {"name": "widgets.example.com"}, "spec": {"conversion": {"strategy": "None"}}}`)); ok || err != nil {
 		t.Errorf("a CRD without a conversion webhook: %v, %v", ok, err)
 	}
-	if _, _, err := conversionOf(unstructuredOf(t, `{"metadata": {"name": "bad"}, "spec": {"versions": "not a list"}}`)); err == nil {
+	if _, _, err := conversionOf(unstructuredOf(t, `{"metadata": {"name": "bad"}, "spec": {"versions": "not a list", "conversion": {"strategy": "Webhook"}}}`)); err == nil {
 		t.Error("a CRD whose versions are not a list was read")
 	}
 }
