@@ -188,6 +188,16 @@ func (a *Agent) APIServiceFor(gv string) (callout.Webhook, bool) {
 	return callout.Webhook{}, false
 }
 
+// HasAPIServices reports whether any aggregated API is a call-out.
+func (a *Agent) HasAPIServices() bool {
+	for _, w := range a.view.Load().webhooks {
+		if w.IsAPIService() {
+			return true
+		}
+	}
+	return false
+}
+
 // WebhookByName finds a webhook of the inventory by its name: the API
 // server's texts name the webhook but not its configuration. Unknown names
 // give a Webhook with only the name.

@@ -19,10 +19,11 @@ import (
 )
 
 // cluster is the correlation's read of the cluster: informers, each
-// started the first time a failure needs it (nodes and namespaces at once; controllers
+// started the first time a failure needs it (nodes at once; namespaces
+// once an aggregated API is known; controllers
 // when one is blocked; ReplicaSets and Deployments when a webhook rejects
-// DELETEs), slimmed to what is read. An idle cluster costs the Nodes and
-// Namespaces only.
+// DELETEs), slimmed to what is read. An idle cluster costs the Nodes
+// (and, with an aggregated API, the Namespaces) only.
 type cluster struct {
 	client kubernetes.Interface
 	wake   func()
@@ -46,7 +47,6 @@ func (c *cluster) start(ctx context.Context) {
 	c.ctx = ctx
 	c.mu.Unlock()
 	c.informer("Node")
-	c.informer("Namespace") // a few hundred small objects: a Terminating one is found at once
 }
 
 // informer returns the informer of kind, starting it the first time. It

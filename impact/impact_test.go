@@ -34,6 +34,8 @@ func (webhooks) APIServiceFor(gv string) (callout.Webhook, bool) {
 	return metricsAPI, gv == metricsAPI.API
 }
 
+func (webhooks) HasAPIServices() bool { return true }
+
 func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	if name == awsHook.Ref.Name {
 		return awsHook, true

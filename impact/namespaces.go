@@ -22,6 +22,9 @@ import (
 type APIs interface {
 	// APIServiceFor is the APIService call-out serving group/version gv.
 	APIServiceFor(gv string) (callout.Webhook, bool)
+	// HasAPIServices reports whether any aggregated API is a call-out:
+	// until one is, the Namespaces are not watched.
+	HasAPIServices() bool
 }
 
 // terminating is one namespace a failing aggregated API keeps Terminating.
@@ -34,8 +37,11 @@ type terminating struct {
 // stuckNamespaces lists the Terminating namespaces whose deletion waits on
 // the discovery of an aggregated API hookscope knows.
 func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
-	i := c.informer("Namespace")
-	if i == nil || !i.HasSynced() || apis == nil {
+	if apis == nil || !apis.HasAPIServices() {
+		return nil
+	}
+	i := c.informer("Namespace") // started here, the first time
+	if i == nil || !i.HasSynced() {
 		return nil
 	}
 	var out []terminating

@@ -39,7 +39,10 @@ type LedgerEntry struct {
 // Ledger reads the SYN ledger.
 func (t *Tracer) Ledger() ([]LedgerEntry, error) {
 	var out []LedgerEntry
-	err := mapscan.Each(t.objs.SynLedger, func(k *handshakeLedgerKey, v *handshakeLedgerEntry) {
+	// Read when a call fails, a few times a second at most; a node has a
+	// few entries per backend: a small batch keeps each read's buffers
+	// small (4,096 entries would be 400 KB).
+	err := mapscan.Each(t.objs.SynLedger, 64, func(k *handshakeLedgerKey, v *handshakeLedgerEntry) {
 		port := binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, k.ServerPort))
 		e := LedgerEntry{
 			Server: netip.AddrPortFrom(netip.AddrFrom16(k.ServerAddr).Unmap(), port),

@@ -31,12 +31,18 @@ func DeleteWhere[K, V any](m *ebpf.Map, match func(*K, *V) bool) (int, error) {
 	return len(stale), Delete(m, stale)
 }
 
-// Each calls fn with every entry of m, in batches where the kernel has them.
-func Each[K, V any](m *ebpf.Map, fn func(*K, *V)) error { return each(m, fn) }
+// Each calls fn with every entry of m, read batch entries at a time where
+// the kernel has batches: a map read often wants a small batch (its
+// buffers are allocated per call).
+func Each[K, V any](m *ebpf.Map, batch int, fn func(*K, *V)) error {
+	return eachBatch(m, max(batch, 1), fn)
+}
 
 // each calls fn with every entry of m.
-func each[K, V any](m *ebpf.Map, fn func(*K, *V)) error {
-	keys, values := make([]K, Batch), make([]V, Batch)
+func each[K, V any](m *ebpf.Map, fn func(*K, *V)) error { return eachBatch(m, Batch, fn) }
+
+func eachBatch[K, V any](m *ebpf.Map, batch int, fn func(*K, *V)) error {
+	keys, values := make([]K, batch), make([]V, batch)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := m.BatchLookup(&cursor, keys, values, nil)
