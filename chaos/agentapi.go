@@ -85,6 +85,9 @@ func (p *AgentProcess) Risks(ctx context.Context) ([]AgentRisk, error) {
 type Usage struct {
 	CPU      time.Duration
 	RSS, HWM int64 // bytes
+	// Anon is the resident memory that is not the binary's or a file's
+	// pages (RssAnon): the heap and stacks, what a workload can grow.
+	Anon int64
 }
 
 // Usage reads the agent process's CPU time and memory from /proc.
@@ -111,13 +114,17 @@ func (p *AgentProcess) Usage() (Usage, error) {
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			if f[0] == "VmRSS:" {
-				u.RSS = kb << 10
-			} else {
-				u.HWM = kb << 10
-			}
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			u.RSS = kb << 10
+		case "VmHWM:":
+			u.HWM = kb << 10
+		case "RssAnon:":
+			u.Anon = kb << 10
 		}
 	}
 	return u, nil

@@ -164,8 +164,8 @@ func TestManyConfigurations(t *testing.T) {
 			}
 			time.Sleep(10 * time.Second) // the findings of the failure resolve and settle
 			busy := usageOver(t, 20*time.Second)
-			t.Logf("agent, chart settings: idle %.2f%% of a core, RSS %.1f MiB (peak %.1f MiB); with 200 configurations %.2f%%, RSS %.1f MiB (peak %.1f MiB)",
-				100*idle.Share, mib(idle.RSS), mib(idle.HWM), 100*busy.Share, mib(busy.RSS), mib(busy.HWM))
+			t.Logf("agent, chart settings: idle %.2f%% of a core, RSS %.1f MiB (%.1f MiB anonymous, peak %.1f MiB); with 200 configurations %.2f%%, RSS %.1f MiB (%.1f MiB anonymous, peak %.1f MiB)",
+				100*idle.Share, mib(idle.RSS), mib(idle.Anon), mib(idle.HWM), 100*busy.Share, mib(busy.RSS), mib(busy.Anon), mib(busy.HWM))
 			// The 200 configurations must not make the agent busy: the
 			// 9.8% of a core once seen here came from them. An idle agent's
 			// own cost (0.6-1.0% here, from /proc) and its RSS (mostly the
@@ -173,8 +173,15 @@ func TestManyConfigurations(t *testing.T) {
 			if busy.Share > idle.Share+0.005 || busy.Share > 0.02 {
 				t.Errorf("the agent used %.2f%% of a core with 200 configurations, %.2f%% without", 100*busy.Share, 100*idle.Share)
 			}
-			if busy.RSS > idle.RSS+16<<20 {
-				t.Errorf("the agent's RSS grew from %.1f to %.1f MiB with 200 configurations, want at most 16 MiB more", mib(idle.RSS), mib(busy.RSS))
+			// What the configurations can grow is the anonymous memory (the
+			// heap): the binary's resident pages come and go with the page
+			// cache, by several MiB between runs of the same binary. The
+			// configurations cost 15-16 MiB of it (2026-12-06; most of it the
+			// 540 KB selectors, held and parsed): the bound catches a
+			// per-configuration blowup, not that drift, which the log and
+			// the performance work follow.
+			if busy.Anon > idle.Anon+24<<20 {
+				t.Errorf("the agent's anonymous memory grew from %.1f to %.1f MiB with 200 configurations, want at most 24 MiB more", mib(idle.Anon), mib(busy.Anon))
 			}
 			return ctx
 		}).
