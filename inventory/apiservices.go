@@ -71,23 +71,33 @@ func apiServiceOf(u *unstructured.Unstructured) (callout.APIService, error) {
 // (call it before Run). Nothing waits for them: an agent that may not list
 // APIServices resolves the webhooks all the same, and says so.
 func (inv *Inventory) WatchAPIServices(client dynamic.Interface) {
-	i := dynamicinformer.NewFilteredDynamicInformer(client, apiServicesGVR, "", 0, cache.Indexers{}, nil).Informer()
-	_ = i.SetTransform(slimObject)
-	_, _ = i.AddEventHandler(inv.pokeOnChange())
-	inv.apis = i
+	inv.apis = inv.dynamicInformer(client, apiServicesGVR, slimObject)
 }
 
-// startAPIServices runs the APIService informer until ctx ends.
-func (inv *Inventory) startAPIServices(ctx context.Context) {
-	if inv.apis == nil {
-		return
-	}
-	go inv.apis.RunWithContext(ctx)
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inv.apis.HasSynced) {
-			inv.poke()
+// dynamicInformer is an informer of gvr through the dynamic client, its
+// objects slimmed by transform, poking the inventory on changes. Run
+// starts it (startCallOutInformers).
+func (inv *Inventory) dynamicInformer(client dynamic.Interface, gvr schema.GroupVersionResource, transform cache.TransformFunc) cache.SharedIndexInformer {
+	i := dynamicinformer.NewFilteredDynamicInformer(client, gvr, "", 0, cache.Indexers{}, nil).Informer()
+	_ = i.SetTransform(transform)
+	_, _ = i.AddEventHandler(inv.pokeOnChange())
+	return i
+}
+
+// startCallOutInformers runs the APIService and CRD informers, those there
+// are, until ctx ends; each pokes the inventory once it has listed.
+func (inv *Inventory) startCallOutInformers(ctx context.Context) {
+	for _, i := range []cache.SharedIndexInformer{inv.apis, inv.crds} {
+		if i == nil {
+			continue
 		}
-	}()
+		go i.RunWithContext(ctx)
+		go func() {
+			if cache.WaitForCacheSync(ctx.Done(), i.HasSynced) {
+				inv.poke()
+			}
+		}()
+	}
 }
 
 // APIServices are the aggregated APIs as the informer holds them; one that

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
@@ -9,8 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/callout"
 )
@@ -99,23 +96,7 @@ func slimCRD(obj any) (any, error) {
 // WatchConversions makes the inventory read the CRDs' conversion webhooks
 // too (call it before Run). Nothing waits for them.
 func (inv *Inventory) WatchConversions(client dynamic.Interface) {
-	i := dynamicinformer.NewFilteredDynamicInformer(client, crdsGVR, "", 0, cache.Indexers{}, nil).Informer()
-	_ = i.SetTransform(slimCRD)
-	_, _ = i.AddEventHandler(inv.pokeOnChange())
-	inv.crds = i
-}
-
-// startConversions runs the CRD informer until ctx ends.
-func (inv *Inventory) startConversions(ctx context.Context) {
-	if inv.crds == nil {
-		return
-	}
-	go inv.crds.RunWithContext(ctx)
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inv.crds.HasSynced) {
-			inv.poke()
-		}
-	}()
+	inv.crds = inv.dynamicInformer(client, crdsGVR, slimCRD)
 }
 
 // Conversions are the CRDs' conversion webhooks as the informer holds them.

@@ -153,8 +153,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 			return fmt.Errorf("syncing the %v informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", typ, syncTimeout)
 		}
 	}
-	inv.startAPIServices(ctx)
-	inv.startConversions(ctx)
+	inv.startCallOutInformers(ctx)
 	inv.watchBackends(ctx, syncTimeout)
 	inv.resolve(onChange)
 	for {
