@@ -102,9 +102,8 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 // API server reaches the backend again and is answered: a probe from the
 // node never speaks for the API server's path.
 func (a *Agent) pathRecovered() {
-	open, _ := a.store.Findings()
-	for _, f := range open {
-		if f.Class != findings.BlockedBeforeNode || !f.Backend.IsValid() {
+	for _, f := range a.store.OpenOfClass(findings.BlockedBeforeNode) {
+		if !f.Backend.IsValid() {
 			continue
 		}
 		w, ok := a.Webhook(f.Webhook)

@@ -88,8 +88,11 @@ func (c Conversion) Hook() Hook {
 	h := Hook{Ref: Ref{Kind: KindConversion, Configuration: c.CRD, Name: c.CRD}, FailurePolicy: &fail, TimeoutSeconds: &timeout,
 		ClientConfig: c.ClientConfig}
 	if s := h.ClientConfig.Service; s != nil && s.Port == nil {
-		port := int32(443)
-		s.Port = &port
+		withPort := *s // c's own ServiceReference stays as read
+		withPort.Port = ptrTo(int32(443))
+		h.ClientConfig.Service = &withPort
 	}
 	return h
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -109,10 +109,10 @@ func apiOf(w callout.Webhook) string {
 
 // targetPort is the port the API server dials on the webhook's pods.
 func targetPort(w callout.Webhook) string {
-	for _, b := range w.Backends {
-		return fmt.Sprint(b.Addr.Port())
+	if len(w.Backends) == 0 {
+		return "<targetPort>"
 	}
-	return "<targetPort>"
+	return fmt.Sprint(w.Backends[0].Addr.Port())
 }
 
 func serverName(w callout.Webhook) string {

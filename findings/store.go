@@ -251,6 +251,20 @@ func (s *Store) Findings() (open, resolved []Finding) {
 	return open, slices.Clone(s.resolved)
 }
 
+// OpenOfClass returns the open findings of class c, unsorted: what a
+// check that runs every second reads, without cloning every finding.
+func (s *Store) OpenOfClass(c Class) []Finding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Finding
+	for _, e := range s.open {
+		if e.Class == c {
+			out = append(out, cloneFinding(e.Finding))
+		}
+	}
+	return out
+}
+
 // HasOpen reports whether a finding is open about backend.
 func (s *Store) HasOpen(backend netip.AddrPort) bool {
 	s.mu.Lock()

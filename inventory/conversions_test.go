@@ -50,6 +50,9 @@ func TestConversionOf(t *testing.T) {
 	if h.Ref != (callout.Ref{Kind: callout.KindConversion, Configuration: c.CRD, Name: c.CRD}) || *h.ClientConfig.Service.Port != 443 || *h.TimeoutSeconds != 30 {
 		t.Errorf("hook %+v", h)
 	}
+	if c.ClientConfig.Service.Port != nil {
+		t.Errorf("Hook gave the CRD's own clientConfig a port: %d", *c.ClientConfig.Service.Port)
+	}
 	if _, ok, err := conversionOf(unstructuredOf(t, `{"metadata": {"name": "widgets.example.com"}, "spec": {"conversion": {"strategy": "None"}}}`)); ok || err != nil {
 		t.Errorf("a CRD without a conversion webhook: %v, %v", ok, err)
 	}

@@ -173,13 +173,20 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 	}
 }
 
-// wantedBackends is, per namespace, the sorted names of the Services the
-// webhook configurations call; names that cannot be a Service are left
-// out (the webhook says why: callout.Webhook.Invalid).
-func (inv *Inventory) wantedBackends() map[string][]string {
+// callOuts reads every call-out the informers hold: the webhooks, the
+// aggregated APIs and the conversion webhooks.
+func (inv *Inventory) callOuts() ([]callout.Hook, []callout.APIService, []callout.Conversion) {
 	vwcs, mwcs := inv.Configurations()
+	apis, convs := inv.APIServices(), inv.Conversions()
+	return callout.CallOuts(vwcs, mwcs, apis, convs...), apis, convs
+}
+
+// wantedBackends is, per namespace, the sorted names of the Services the
+// call-outs call; names that cannot be a Service are left
+// out (the webhook says why: callout.Webhook.Invalid).
+func wantedBackends(hooks []callout.Hook) map[string][]string {
 	want := map[string][]string{}
-	for _, h := range callout.CallOuts(vwcs, mwcs, inv.APIServices(), inv.Conversions()...) {
+	for _, h := range hooks {
 		s := h.ClientConfig.Service
 		if s == nil || !validService(s) || slices.Contains(want[s.Namespace], s.Name) {
 			continue
@@ -213,8 +220,7 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		eps      []*discoveryv1.EndpointSlice
 		unsynced = map[string]string{}
 	)
-	vwcs, mwcs := inv.Configurations()
-	apis := inv.APIServices()
+	hooks, apis, convs := inv.callOuts()
 	for ns, w := range inv.watches {
 		if !w.synced() {
 			unsynced[ns] = w.why()
@@ -222,11 +228,10 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		}
 		svcs, eps = w.list(svcs, eps)
 	}
-	convs := inv.Conversions()
-	ws := ResolveCallOuts(callout.CallOuts(vwcs, mwcs, apis, convs...), svcs, eps)
+	ws := ResolveCallOuts(hooks, svcs, eps)
 	describeAPIs(ws, apis)
 	describeConversions(ws, convs)
-	want := inv.wantedBackends()
+	want := wantedBackends(hooks)
 	for i := range ws {
 		s := ws[i].Service
 		if s == nil || !validService(&admissionv1.ServiceReference{Namespace: s.Namespace, Name: s.Name, Port: &s.Port}) {
@@ -241,7 +246,7 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 	inv.mu.Lock()
 	inv.webhooks = ws
 	inv.stats = Stats{
-		WebhookConfigurations: len(vwcs) + len(mwcs),
+		WebhookConfigurations: len(inv.vwc.GetStore().List()) + len(inv.mwc.GetStore().List()),
 		Services:              len(svcs),
 		EndpointSlices:        len(eps),
 		NetworkPolicies:       len(inv.NetworkPolicies()),

@@ -76,7 +76,8 @@ func (w *namespaceWatch) list(svcs []*corev1.Service, eps []*discoveryv1.Endpoin
 // fails: a watch that has not listed leaves only its namespace's webhooks
 // unresolved, and resolves them (a poke) when it has.
 func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
-	want := inv.wantedBackends()
+	hooks, _, _ := inv.callOuts()
+	want := wantedBackends(hooks)
 	for ns, w := range inv.watches {
 		if _, ok := want[ns]; !ok {
 			w.stop()
