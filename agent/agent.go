@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,8 @@ type DataPlane interface {
 	// Arrivals is what reached a traced backend's interface: the kernel's
 	// SYN ledger.
 	Arrivals(addr netip.AddrPort) (dataplane.Arrivals, error)
+	// OnNode reports whether ip is on this node: its own, or a pod's.
+	OnNode(ip netip.Addr) bool
 }
 
 // Config tunes the agent.
@@ -110,6 +113,11 @@ type Agent struct {
 	own   *probe.Own
 	queue workqueue.TypedRateLimitingInterface[task]
 	view  atomic.Pointer[view]
+	// viewMu orders the view's rebuilds: the inventory's, and the URL
+	// loop's when a URL's name resolves elsewhere.
+	viewMu sync.Mutex
+	// urlNames are the addresses of the URLs webhooks call by name.
+	urlNames atomic.Pointer[map[string]netip.AddrPort]
 	// leading: this agent runs the cluster-wide checks (object checks,
 	// risks) now.
 	leading atomic.Bool

@@ -8,9 +8,11 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,6 +61,13 @@ const (
 
 func startKernelAgent(t *testing.T, name string, interval time.Duration) *kernelAgent {
 	t.Helper()
+	return startKernelAgentWith(t, name, interval, kernelObjects)
+}
+
+// startKernelAgentWith is startKernelAgent with objects (given the CA's
+// PEM) in its API server.
+func startKernelAgentWith(t *testing.T, name string, interval time.Duration, objects func(caPEM []byte) []runtime.Object) *kernelAgent {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: eBPF programs and network namespaces")
 	}
@@ -91,7 +100,7 @@ func startKernelAgent(t *testing.T, name string, interval time.Duration) *kernel
 		return own
 	}})
 	kernel := dataplane.NewKernel(tracer, nil, asm, log)
-	client := fake.NewClientset(kernelObjects(ca.PEM)...)
+	client := fake.NewClientset(objects(ca.PEM)...)
 	k.agent = New(Config{ProbeInterval: interval, ProbeTimeout: time.Second, Logger: log},
 		Parts{Inventory: inventory.New(client, log), Store: k.store, DataPlane: kernel, Assembler: asm, Own: k.own})
 	asm.SetOutput(k.agent.WireOutput(dataplane.Output{Event: func(kind string) {
@@ -227,5 +236,62 @@ func TestExpiredCertificateOnAKeptAliveConnection(t *testing.T) {
 	})
 	if g.ID != f.ID || g.Wire() == nil || g.Wire().TLSVersion == "" {
 		t.Errorf("finding %+v: want the same finding, with the kernel's facts of the rejected handshake", g)
+	}
+}
+
+// TestURLWebhookServedOnTheNode: a webhook that calls a URL naming a pod's
+// address on this node is traced and probed here, as a Service's backend
+// is: the data plane sees the API server's handshakes to it, and a
+// certificate that expires under it is a finding that names the URL and
+// the address, with the wire's evidence once a new connection is refused.
+func TestURLWebhookServedOnTheNode(t *testing.T) {
+	url := "https://" + kernelPodIP + ":8443/validate"
+	k := startKernelAgentWith(t, "urlhook", time.Second, func(caPEM []byte) []runtime.Object {
+		return []runtime.Object{&admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "ext"}, Webhooks: []admissionv1.ValidatingWebhook{{
+			Name: "v.url.hookscope.dev", FailurePolicy: ptr.To(admissionv1.Fail),
+			ClientConfig: admissionv1.WebhookClientConfig{CABundle: caPEM, URL: &url},
+		}}}}
+	})
+	ip := netip.MustParseAddr(kernelPodIP)
+	valid, err := k.ca.Serving(nil, []net.IP{ip.AsSlice()}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := k.ca.Serving(nil, []net.IP{ip.AsSlice()}, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := k.pod.Listen(kernelPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := backend.Serve(ln, valid)
+	defer srv.Close()
+	addr := netip.AddrPortFrom(ip, kernelPort)
+	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return k.agent.dp.Traced(addr), nil
+	})
+	if err != nil {
+		t.Fatalf("the URL's address %s on this node is not traced", addr)
+	}
+	srv.SwapCertificate(expired)
+	dial := func() error {
+		c, err := tls.Dial("tcp", addr.String(), &tls.Config{RootCAs: k.ca.Pool(), ServerName: kernelPodIP})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err == nil {
+		t.Fatal("a handshake with the expired certificate passed")
+	}
+	f := k.waitFor(t, "CertExpired from the wire", 10*time.Second, func(open []findings.Finding) bool {
+		return len(open) == 1 && open[0].Class == findings.CertExpired && open[0].Wire() != nil
+	})
+	if f.URL != url || f.Backend != addr {
+		t.Errorf("finding names URL %q and backend %q, want %q and %s", f.URL, f.Backend, url, addr)
+	}
+	if !strings.Contains(f.Remediation, "URL "+url) {
+		t.Errorf("remediation %q does not name the URL", f.Remediation)
 	}
 }

@@ -33,6 +33,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		// quick rechecks of webhooks without endpoints.
 		probeURLs := changed || next == a.cfg.ProbeInterval
 		next = a.cfg.ProbeInterval
+		if probeURLs {
+			a.resolveURLs(ctx, a.view.Load())
+		}
 		if !a.leading.Load() {
 			continue
 		}
@@ -42,9 +45,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		v := a.view.Load()
 		for _, w := range v.webhooks {
 			if callsURL(w) {
-				// Not on a node: the Lease holder probes it, as the API
-				// server calls it.
-				if probeURLs {
+				// The Lease holder probes it, as the API server calls it,
+				// unless this node serves it (then it is a local target).
+				if _, probed := v.targets[probeTarget{url: w.Ref}]; probed && probeURLs {
 					a.queue.Add(task{target: probeTarget{url: w.Ref}})
 				}
 				continue
@@ -109,10 +112,6 @@ func (a *Agent) analyzeRisks(v *view) {
 		a.cfg.Logger.Warn("risk", "webhook", r.Webhook.String(), "kind", r.Kind, "severity", r.Severity, "detail", r.Detail, "fix", r.Fix)
 	}
 }
-
-// callsURL reports whether w calls a URL (no Service): nothing to trace on a
-// node, and no objects to check; the Lease holder probes the URL.
-func callsURL(w callout.Webhook) bool { return w.Service == nil && w.URL != "" && w.Invalid == "" }
 
 // probeRemote queues the probes of backends on nodes no agent runs on.
 func (a *Agent) probeRemote(v *view) {

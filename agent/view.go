@@ -16,6 +16,7 @@ import (
 // resolution and never changed after: readers load it without a lock.
 type view struct {
 	synced   bool
+	list     []callout.Webhook // as the inventory resolved them
 	webhooks map[callout.Ref]callout.Webhook
 	byName   map[string]callout.Ref
 	// local are the backends this agent traces and probes, per webhook.
@@ -71,7 +72,7 @@ func (a *Agent) isLocal(b callout.Backend) bool {
 
 // newView builds the view of ws.
 func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
-	v := &view{synced: true, webhooks: map[callout.Ref]callout.Webhook{}, byName: map[string]callout.Ref{},
+	v := &view{synced: true, list: ws, webhooks: map[callout.Ref]callout.Webhook{}, byName: map[string]callout.Ref{},
 		local: map[probeKey]bool{}, targets: map[probeTarget][]callout.Ref{}, logged: map[callout.Ref]string{},
 		remote: map[probeTarget][]callout.Ref{}, remoteNode: map[probeTarget]string{}}
 	byAddr := map[netip.AddrPort]*dataplane.Backend{}
@@ -83,11 +84,14 @@ func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 		if said, ok := prev.logged[w.Ref]; ok {
 			v.logged[w.Ref] = said
 		}
-		if callsURL(w) {
+		backends, onNode := w.Backends, false
+		if addr, ok := a.urlOnNode(w); ok {
+			backends, onNode = []callout.Backend{{Addr: addr}}, true
+		} else if callsURL(w) {
 			v.targets[probeTarget{url: w.Ref}] = []callout.Ref{w.Ref}
 		}
-		for _, b := range w.Backends {
-			if !a.isLocal(b) {
+		for _, b := range backends {
+			if !onNode && !a.isLocal(b) {
 				if w.Service != nil && w.Invalid == "" {
 					t := a.targetOf(w, b.Addr)
 					v.remote[t] = append(v.remote[t], w.Ref)
@@ -98,7 +102,7 @@ func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 				continue
 			}
 			v.local[probeKey{w.Ref, b.Addr}] = true
-			if w.Service != nil && w.Invalid == "" {
+			if w.Invalid == "" {
 				t := a.targetOf(w, b.Addr)
 				v.targets[t] = append(v.targets[t], w.Ref)
 			}
@@ -121,6 +125,8 @@ func (a *Agent) newView(ws []callout.Webhook, prev *view) *view {
 // probes the new ones, resolves the findings of what is gone and wakes the
 // object checks.
 func (a *Agent) setWebhooks(ws []callout.Webhook) {
+	a.viewMu.Lock()
+	defer a.viewMu.Unlock()
 	prev := a.view.Load()
 	v := a.newView(ws, prev)
 	a.view.Store(v)
@@ -150,14 +156,16 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 	a.wakeObjects()
 }
 
-// sayOnce logs, once per change, why a webhook is neither traced nor probed.
+// sayOnce logs, once per change, why a webhook is not probed, or how a
+// webhook that calls a URL is.
 func (a *Agent) sayOnce(v *view, w callout.Webhook) {
 	var said string
 	switch {
 	case w.Invalid != "":
 		said = "invalid|" + w.Invalid
 	case w.Service == nil && w.URL != "":
-		said = "url|" + w.URL
+		addr, _ := a.urlOnNode(w)
+		said = "url|" + w.URL + "|" + addr.String()
 	default:
 		return
 	}
@@ -169,7 +177,11 @@ func (a *Agent) sayOnce(v *view, w callout.Webhook) {
 		a.cfg.Logger.Warn("webhook configuration cannot be called as written: not probed", "webhook", w.Ref.String(), "problem", w.Invalid)
 		return
 	}
-	a.cfg.Logger.Info("webhook calls a URL, not a Service: it is neither traced nor probed, only the API server's signals cover it", "webhook", w.Ref.String(), "url", w.URL)
+	if addr, ok := a.urlOnNode(w); ok {
+		a.cfg.Logger.Info("webhook calls a URL served on this node: traced and probed here", "webhook", w.Ref.String(), "url", w.URL, "address", addr)
+		return
+	}
+	a.cfg.Logger.Info("webhook calls a URL, not a Service: the agent holding the Lease probes it; the agent of the node that holds its address, if any, traces it", "webhook", w.Ref.String(), "url", w.URL)
 }
 
 // Webhook returns the webhook ref names, as the inventory resolved it.

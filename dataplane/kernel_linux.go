@@ -278,6 +278,32 @@ func attachPoints(ip netip.Addr) ([]attachPoint, error) {
 	return slices.Compact(points), nil
 }
 
+// OnNode reports whether the API server reaches ip on this node: the
+// node's own address (a hostNetwork server), or a pod's, whose route goes
+// through the host side of a veth pair with its peer in another network
+// namespace (every CNI that gives pods a veth: the VPC CNI, kindnet,
+// Calico). It is how a webhook that calls a URL holding an address, not a
+// Service, is found on the node that serves it. A pod behind another kind
+// of interface (a VLAN branch ENI, ipvlan) is not recognised: such a URL
+// is probed, not traced.
+func (*Kernel) OnNode(ip netip.Addr) bool {
+	routes, err := netlink.RouteGet(ip.AsSlice())
+	if err != nil || len(routes) == 0 || routes[0].LinkIndex == 0 {
+		return false
+	}
+	if routes[0].Type == unix.RTN_LOCAL {
+		return true
+	}
+	if routes[0].Gw != nil {
+		return false
+	}
+	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return false
+	}
+	return link.Type() == "veth" && link.Attrs().NetNsID >= 0
+}
+
 // describePoints names the interfaces for the log.
 func describePoints(points []attachPoint) string {
 	var out []string

@@ -43,3 +43,6 @@ func (*Kernel) MarkProbePort(uint16) error { return nil }
 
 // UnmarkProbePort does nothing.
 func (*Kernel) UnmarkProbePort(uint16) error { return nil }
+
+// OnNode finds nothing off Linux.
+func (*Kernel) OnNode(netip.Addr) bool { return false }

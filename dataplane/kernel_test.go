@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +207,33 @@ func TestHostNetworkBackend(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d calls for one handshake (%+v): loopback must be read once per packet", n, calls)
+	}
+}
+
+// TestOnNode: a pod's address behind its veth and the host's own address
+// are on this node; an address routed elsewhere is not.
+func TestOnNode(t *testing.T) {
+	needKernel(t)
+	pod, err := podnet.New("onnode", netip.MustParseAddr("10.0.77.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pod.Close()
+	host, err := podnet.NewHost("onnodehost", netip.MustParseAddr("10.0.77.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	// Addresses behind the pod, as a node's routes send other nodes' pods
+	// through a gateway.
+	if out, err := exec.Command("ip", "route", "add", "10.0.76.0/24", "via", "10.0.77.5").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "route", "del", "10.0.76.0/24").Run()
+	var k Kernel
+	for ip, want := range map[string]bool{"10.0.77.5": true, "10.0.77.9": true, "127.0.0.1": true, "10.0.76.3": false} {
+		if got := k.OnNode(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("OnNode(%s) = %v, want %v", ip, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package findings
 
 import (
 	"fmt"
+	"net/url"
 
 	"github.com/hookscope/hookscope/callout"
 )
@@ -32,6 +33,11 @@ func Remediation(c Class, w callout.Webhook) string {
 // RestoreFix is what makes webhook w work again after a failure of class
 // c: the first of the fixes "hookscope explain" ranks.
 func RestoreFix(c Class, w callout.Webhook) string {
+	if w.Service == nil && w.URL != "" {
+		if fix := urlFix(c, w); fix != "" {
+			return fix
+		}
+	}
 	backend := "the webhook's Service"
 	if w.Service != nil {
 		backend = "Service " + w.Service.Namespace + "/" + w.Service.Name
@@ -88,7 +94,49 @@ func RestoreFix(c Class, w callout.Webhook) string {
 	case WebhookTimeout:
 		return fmt.Sprintf("find why the webhook pods behind %s do not answer within timeoutSeconds (%ds): restart them if they hang, check their CPU limits and their own dependencies", backend, w.TimeoutSeconds)
 	}
+	if w.Service == nil && w.URL != "" {
+		return "check the webhook server behind " + backend
+	}
 	return "check the webhook pods behind " + backend
+}
+
+// urlFix is the fix of a failure of class c for a webhook that calls a
+// URL: no Service, endpoints or pods of its own to point at, a host and a
+// port the control plane must reach. Empty: the generic fix fits.
+func urlFix(c Class, w callout.Webhook) string {
+	host, port := urlHostPort(w.URL)
+	switch c {
+	case ConnectionRefused:
+		return "nothing listens on " + host + ":" + port + " (URL " + w.URL + "): start the webhook server there, or point the webhook's url at where it serves now"
+	case Unreachable:
+		return "make " + host + " resolvable and routable from the control plane (URL " + w.URL + "), or point the webhook's url at an address it can reach"
+	case ConnectTimeout, BlockedBeforeNode, DroppedAtPod:
+		return "let the control plane reach " + host + " on TCP " + port + " (URL " + w.URL + "): security groups, NACLs, host firewalls and NetworkPolicies on the way must admit the API server's connections"
+	case HandshakeTimeout, WebhookTimeout:
+		return fmt.Sprintf("the server at %s accepts connections but does not answer within timeoutSeconds (%ds): restart it, and check its CPU and its own dependencies", w.URL, w.TimeoutSeconds)
+	case HostnameMismatch:
+		return "reissue the serving certificate at " + w.URL + " with " + host + " among its names (an IP SAN for an address)"
+	case UnknownAuthority:
+		return "update the caBundle of webhook " + w.Ref.Name + " in " + w.Ref.Configuration + " to the CA that signs the certificate served at " + w.URL
+	case SlowResponse:
+		return fmt.Sprintf("find why the server at %s answers slowly (CPU, its own dependencies): every write it matches waits, and calls over timeoutSeconds (%ds) fail; narrow its rules or selectors so fewer writes wait", w.URL, w.TimeoutSeconds)
+	case NotTheWebhook:
+		return "something other than the webhook answers at " + w.URL + " (a proxy or a plaintext server): point the url at the webhook's TLS port"
+	}
+	return ""
+}
+
+// urlHostPort are a webhook URL's host and port (443 when it names none).
+func urlHostPort(raw string) (host, port string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw, "443"
+	}
+	port = u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return u.Hostname(), port
 }
 
 // conversionOf names what a conversion webhook converts.
