@@ -255,6 +255,12 @@ func (a *Agent) Webhooks() []WebhookStatus {
 		if c, d := inventory.Problem(w); c != findings.Healthy {
 			st.Problem, st.ProblemDetail = c, d
 		}
+		if addr, ok := a.urlOnNode(w); ok { // a URL served on this node
+			st.Local = append(st.Local, addr)
+			if a.dp.Traced(addr) {
+				st.Traced = append(st.Traced, addr)
+			}
+		}
 		for _, b := range w.Backends {
 			if !a.isLocal(b) {
 				if b.Pod == nil || !covered[b.Pod.Node] {

@@ -67,6 +67,10 @@ type WebhookSpec struct {
 	// the node's address, where the agent sees its connections on the
 	// node's own interfaces (loopback for a client on the same host).
 	HostNetwork bool
+	// URL registers the admission webhook with clientConfig.url naming its
+	// pod's address (https://<pod IP>:8443/validate), not a Service, as a
+	// webhook served at a fixed address is; its certificates name that IP.
+	URL bool
 }
 
 // Webhook is a deployed webhook: a backend pod whose IP is a real network

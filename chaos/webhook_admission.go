@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,10 @@ func (w *Webhook) admissionWebhook() admissionv1.ValidatingWebhook {
 		hook.ObjectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 			Key: "app", Operator: metav1.LabelSelectorOpNotIn, Values: []string{w.Service}}}}
 	}
+	if spec.URL {
+		hook.ClientConfig.Service = nil
+		hook.ClientConfig.URL = ptr.To(w.URL())
+	}
 	return hook
 }
 
@@ -79,7 +84,9 @@ func (w *Webhook) register(ctx context.Context) error {
 			ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name},
 			Webhooks:   []admissionv1.MutatingWebhook{mutatingWebhook(hook)},
 		}
-		mcfg.Webhooks[0].ClientConfig.Service.Path = ptr.To("/mutate")
+		if !w.Spec.URL {
+			mcfg.Webhooks[0].ClientConfig.Service.Path = ptr.To("/mutate")
+		}
 		if _, err := configs.MutatingWebhookConfigurations().Create(ctx, mcfg, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("deploying webhook %s: creating MutatingWebhookConfiguration: %w", w.Spec.Name, err)
 		}
@@ -101,6 +108,16 @@ func mutatingWebhook(hook admissionv1.ValidatingWebhook) admissionv1.MutatingWeb
 		ObjectSelector: hook.ObjectSelector, FailurePolicy: hook.FailurePolicy, SideEffects: hook.SideEffects,
 		AdmissionReviewVersions: hook.AdmissionReviewVersions, TimeoutSeconds: hook.TimeoutSeconds,
 	}
+}
+
+// URL is the address a webhook with Spec.URL calls: its pod's IP, on the
+// port its server listens on, with no Service in between.
+func (w *Webhook) URL() string {
+	path := "/validate"
+	if w.Spec.Mutating {
+		path = "/mutate"
+	}
+	return "https://" + netip.AddrPortFrom(w.PodIP, backendPort).String() + path
 }
 
 // SetWebhookPort points the webhook's clientConfig at another Service port.

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"crypto/tls"
+	"net"
 	"time"
 
 	"github.com/hookscope/hookscope/internal/certs"
@@ -13,38 +14,60 @@ import (
 // and one broken in each way a game day injects (expired, not yet valid,
 // expiring soon, for another name, from another CA).
 
-// ServerName is the name the API server verifies: <service>.<namespace>.svc.
-func (w *Webhook) ServerName() string { return w.Service + "." + w.Namespace + ".svc" }
+// ServerName is the name the API server verifies: <service>.<namespace>.svc,
+// or the pod's IP for a webhook that calls a URL holding it.
+func (w *Webhook) ServerName() string {
+	if w.Spec.URL {
+		return w.PodIP.String()
+	}
+	return w.Service + "." + w.Namespace + ".svc"
+}
+
+// serving is a serving certificate for names, valid from notBefore to
+// notAfter; for a webhook that calls a URL, a name that is an IP address
+// goes in as one.
+func (w *Webhook) serving(ca *certs.CA, names []string, notBefore, notAfter time.Time) (tls.Certificate, error) {
+	var dns []string
+	var ips []net.IP
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	return ca.Serving(dns, ips, notBefore, notAfter)
+}
 
 // ValidCertificate is a serving certificate valid for a year, as
 // cert-manager issues them: beyond the agent's expiring-soon horizon.
 func (w *Webhook) ValidCertificate() (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	return w.serving(w.CA, []string{w.ServerName()}, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 }
 
 // ExpiredCertificate is a serving certificate that expired an hour ago.
 func (w *Webhook) ExpiredCertificate() (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-90*24*time.Hour), now.Add(-time.Hour))
+	return w.serving(w.CA, []string{w.ServerName()}, now.Add(-90*24*time.Hour), now.Add(-time.Hour))
 }
 
 // NotYetValidCertificate is a serving certificate valid from tomorrow.
 func (w *Webhook) NotYetValidCertificate() (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(24*time.Hour), now.Add(365*24*time.Hour))
+	return w.serving(w.CA, []string{w.ServerName()}, now.Add(24*time.Hour), now.Add(365*24*time.Hour))
 }
 
 // ExpiringCertificate is a serving certificate that expires in d.
 func (w *Webhook) ExpiringCertificate(d time.Duration) (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{w.ServerName()}, nil, now.Add(-30*24*time.Hour), now.Add(d))
+	return w.serving(w.CA, []string{w.ServerName()}, now.Add(-30*24*time.Hour), now.Add(d))
 }
 
 // WrongNameCertificate is a valid certificate for another Service's name.
 func (w *Webhook) WrongNameCertificate() (tls.Certificate, error) {
 	now := time.Now()
-	return w.CA.Serving([]string{"other-webhook." + w.Namespace + ".svc"}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	return w.serving(w.CA, []string{"other-webhook." + w.Namespace + ".svc"}, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 }
 
 // OtherCACertificate is a valid certificate for the right name, signed by
@@ -55,5 +78,5 @@ func (w *Webhook) OtherCACertificate() (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	now := time.Now()
-	return other.Serving([]string{w.ServerName()}, nil, now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	return w.serving(other, []string{w.ServerName()}, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 }

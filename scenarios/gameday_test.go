@@ -48,6 +48,8 @@ type gameDay struct {
 	// evidence, when set, is a substring one of the finding's pieces of
 	// evidence must hold.
 	evidence string
+	// fix, when set, is a substring the finding's remediation must hold.
+	fix string
 	// beforeFailure: the agent must name the failure before the API
 	// server fails the write (a stall, named while it stalls).
 	beforeFailure bool
@@ -115,6 +117,9 @@ func (g gameDay) feature() types.Feature {
 			if g.evidence != "" && !slices.ContainsFunc(finding.Evidence, func(e chaos.AgentEvidence) bool { return strings.Contains(e.Detail, g.evidence) }) {
 				fail(t, "no evidence of the finding says %q: %+v", g.evidence, finding.Evidence)
 			}
+			if g.fix != "" && !strings.Contains(finding.Remediation, g.fix) {
+				fail(t, "the finding's remediation %q does not say %q", finding.Remediation, g.fix)
+			}
 			return ctx
 		}).
 		Assess("detect: the agent's metrics show the webhook's class", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
@@ -145,6 +150,11 @@ func (g gameDay) feature() types.Feature {
 				"hookscope.service.name":           wh.Service,
 				"hookscope.service.namespace":      wh.Namespace,
 				"error.type":                       g.expectedClass,
+			}
+			if g.spec.URL { // no Service: the URL it calls
+				delete(want, "hookscope.service.name")
+				delete(want, "hookscope.service.namespace")
+				want["url.full"] = wh.URL()
 			}
 			for k, v := range want {
 				if span.Tags[k] != v {
@@ -180,7 +190,9 @@ func (g gameDay) feature() types.Feature {
 				steps = append(steps, e.Name)
 			}
 			want := "hookscope.call." + map[string]string{"rejected": "handshake_rejected", "refused": "refused"}[g.callOutcome]
-			if !slices.Contains(steps, want) || span.Tags["k8s.pod.name"] == "" {
+			// A URL's address names no pod: the span names the address.
+			located := span.Tags["k8s.pod.name"] != "" || (g.spec.URL && span.Tags["server.address"] == wh.PodIP.String())
+			if !slices.Contains(steps, want) || !located {
 				fail(t, "call span steps %v (want %s), tags %v", steps, want, span.Tags)
 			}
 			return ctx
