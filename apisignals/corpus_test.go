@@ -37,6 +37,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		write("FuzzParseWebhookFailure", slug(c.name), fmt.Sprintf("string(%q)", c.msg))
 	}
 	write("FuzzParseWebhookMetrics", "apiserver-sample", fmt.Sprintf("[]byte(%q)", metricsSample))
+	write("FuzzParseWebhookMetrics", "callouts-v1.34", fmt.Sprintf("[]byte(%q)", callOutSample))
 	write("FuzzParseWebhookMetrics", "untyped-fail-open", fmt.Sprintf("[]byte(%q)", "apiserver_admission_webhook_fail_open_count{name=\"a\",type=\"admit\"} 1\n"))
 	write("FuzzParseWebhookMetrics", "html", fmt.Sprintf("[]byte(%q)", "<html><body>Forbidden</body></html>\n"))
 }

@@ -34,6 +34,15 @@ type WebhookCallCounts struct {
 	// DurationCount and DurationSum are the count and sum (seconds) of
 	// apiserver_admission_webhook_admission_duration_seconds.
 	DurationCount, DurationSum float64
+	// ConversionFailures, for a CRD (label crd_name), is the count of
+	// apiserver_crd_conversion_webhook_duration_seconds with
+	// succeeded="false": conversions its webhook failed, whoever asked
+	// (a client, the garbage collector, the namespace controller).
+	ConversionFailures float64
+	// Unavailable, for an APIService (label name), is
+	// aggregator_unavailable_apiservice at 1: the API server's own
+	// availability check fails, and requests to the API fail.
+	Unavailable bool
 }
 
 // The metric families ParseWebhookMetrics reads (k8s.io/apiserver/pkg/admission/metrics).
@@ -43,6 +52,10 @@ const (
 	metricRequests   = "apiserver_admission_webhook_request_total"
 	metricFailOpen   = "apiserver_admission_webhook_fail_open_count"
 	metricDuration   = "apiserver_admission_webhook_admission_duration_seconds"
+	// The other call-outs' families (k8s.io/apiextensions-apiserver's
+	// conversion metrics, k8s.io/kube-aggregator's availability).
+	metricConversions = "apiserver_crd_conversion_webhook_duration_seconds"
+	metricUnavailable = "aggregator_unavailable_apiservice"
 	// maxMetricLine caps one line of the exposition.
 	maxMetricLine = 1 << 20
 )
@@ -101,13 +114,13 @@ func keepWebhookFamilies(r io.Reader) (kept *bytes.Buffer, keptLines []int, line
 // sumWebhookFamilies sums the webhook families' samples per webhook name.
 func sumWebhookFamilies(families map[string]*dto.MetricFamily) map[string]WebhookCallCounts {
 	out := map[string]WebhookCallCounts{}
-	add := func(family string, f func(c *WebhookCallCounts, m *dto.Metric)) {
+	addBy := func(family, key string, f func(c *WebhookCallCounts, m *dto.Metric)) {
 		mf := families[family]
 		if mf == nil {
 			return
 		}
 		for _, m := range mf.GetMetric() {
-			name := label(m, "name")
+			name := label(m, key)
 			if name == "" {
 				continue
 			}
@@ -116,6 +129,7 @@ func sumWebhookFamilies(families map[string]*dto.MetricFamily) map[string]Webhoo
 			out[name] = c
 		}
 	}
+	add := func(family string, f func(c *WebhookCallCounts, m *dto.Metric)) { addBy(family, "name", f) }
 	add(metricRejections, func(c *WebhookCallCounts, m *dto.Metric) {
 		v := value(m)
 		c.Rejections += v
@@ -152,6 +166,19 @@ func sumWebhookFamilies(families map[string]*dto.MetricFamily) map[string]Webhoo
 			c.DurationSum += value(m)
 		}
 	})
+	conversions := func(c *WebhookCallCounts, m *dto.Metric) {
+		if label(m, "succeeded") != "false" {
+			return
+		}
+		if h := m.GetHistogram(); h != nil {
+			c.ConversionFailures += float64(h.GetSampleCount())
+		} else {
+			c.ConversionFailures += value(m)
+		}
+	}
+	addBy(metricConversions, "crd_name", conversions)
+	addBy(metricConversions+"_count", "crd_name", conversions)
+	add(metricUnavailable, func(c *WebhookCallCounts, m *dto.Metric) { c.Unavailable = c.Unavailable || value(m) >= 1 })
 	return out
 }
 
@@ -170,6 +197,12 @@ var keepPrefixes = [][]byte{
 	[]byte(metricPrefix),
 	[]byte("# HELP " + metricPrefix),
 	[]byte("# TYPE " + metricPrefix),
+	[]byte(metricConversions + "_count"),
+	[]byte("# HELP " + metricConversions + " "),
+	[]byte("# TYPE " + metricConversions + " "),
+	[]byte(metricUnavailable + "{"),
+	[]byte("# HELP " + metricUnavailable + " "),
+	[]byte("# TYPE " + metricUnavailable + " "),
 }
 
 // checkMetricLine is the cheap check of a line the parser does not see:

@@ -95,6 +95,60 @@ func TestParseWebhookMetrics(t *testing.T) {
 	}
 }
 
+// callOutSample is what a v1.34 API server served (buckets trimmed) with
+// a CRD whose conversion webhook's Service was gone (reads at v2 by a
+// client and by the garbage collector), a CRD whose conversions pass, and
+// an APIService whose Service was gone.
+const callOutSample = `# TYPE aggregator_unavailable_apiservice gauge
+aggregator_unavailable_apiservice{name="v1.apps"} 0
+aggregator_unavailable_apiservice{name="v1.p.hookscope.dev"} 0
+aggregator_unavailable_apiservice{name="v1alpha1.q.hookscope.dev"} 1
+# TYPE apiserver_conversion_webhook_request_total counter
+apiserver_conversion_webhook_request_total{failure_type="",result="success"} 4
+apiserver_conversion_webhook_request_total{failure_type="conversion_webhook_call_failure",result="failure"} 63
+# TYPE apiserver_crd_conversion_webhook_duration_seconds histogram
+apiserver_crd_conversion_webhook_duration_seconds_bucket{crd_name="widgets.p.hookscope.dev",from_version="v1",succeeded="false",to_version="v2",le="0.001"} 60
+apiserver_crd_conversion_webhook_duration_seconds_bucket{crd_name="widgets.p.hookscope.dev",from_version="v1",succeeded="false",to_version="v2",le="+Inf"} 61
+apiserver_crd_conversion_webhook_duration_seconds_sum{crd_name="widgets.p.hookscope.dev",from_version="v1",succeeded="false",to_version="v2"} 0.044490061000000004
+apiserver_crd_conversion_webhook_duration_seconds_count{crd_name="widgets.p.hookscope.dev",from_version="v1",succeeded="false",to_version="v2"} 61
+apiserver_crd_conversion_webhook_duration_seconds_sum{crd_name="widgets.p.hookscope.dev",from_version="v2",succeeded="false",to_version="v1"} 0.00069919
+apiserver_crd_conversion_webhook_duration_seconds_count{crd_name="widgets.p.hookscope.dev",from_version="v2",succeeded="false",to_version="v1"} 1
+apiserver_crd_conversion_webhook_duration_seconds_count{crd_name="gadgets.p.hookscope.dev",from_version="v1",succeeded="true",to_version="v2"} 7
+`
+
+// TestParseCallOutMetrics: a CRD's failed conversions (over every pair of
+// versions, passed ones not counted) and an APIService the API server
+// marks unavailable are read per name; the others stay out.
+func TestParseCallOutMetrics(t *testing.T) {
+	got, err := ParseWebhookMetrics(strings.NewReader(callOutSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]WebhookCallCounts{
+		"widgets.p.hookscope.dev":  {ConversionFailures: 62},
+		"gadgets.p.hookscope.dev":  {},
+		"v1alpha1.q.hookscope.dev": {Unavailable: true},
+		"v1.apps":                  {},
+		"v1.p.hookscope.dev":       {},
+	}
+	for name, w := range want {
+		if g := got[name]; g != w {
+			t.Errorf("%s: got %+v, want %+v", name, g, w)
+		}
+	}
+	// The same without TYPE lines: untyped families.
+	var untyped []string
+	for _, l := range strings.Split(callOutSample, "\n") {
+		if !strings.HasPrefix(l, "# TYPE") {
+			untyped = append(untyped, l)
+		}
+	}
+	got, err = ParseWebhookMetrics(strings.NewReader(strings.Join(untyped, "\n")))
+	if err != nil || got["widgets.p.hookscope.dev"].ConversionFailures != 62 || !got["v1alpha1.q.hookscope.dev"].Unavailable {
+		t.Errorf("untyped: %+v, %v", got, err)
+	}
+}
+
 func TestParseWebhookMetricsErrors(t *testing.T) {
 	cases := []struct{ name, body, errHas string }{
 		{"html", "<html><body>Forbidden</body></html>\n", "line 1: not a comment or a metric sample"},
@@ -141,6 +195,7 @@ func BenchmarkParseWebhookMetrics(b *testing.B) {
 
 func FuzzParseWebhookMetrics(f *testing.F) {
 	f.Add([]byte(metricsSample))
+	f.Add([]byte(callOutSample))
 	f.Add([]byte("apiserver_admission_webhook_fail_open_count{name=\"a\",type=\"admit\"} 1\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := ParseWebhookMetrics(bytes.NewReader(body))

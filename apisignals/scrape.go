@@ -80,6 +80,7 @@ func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Fa
 	var out []Failure
 	for name, c := range counts {
 		p := prev[name]
+		out = append(out, callOutFailures(name, c, p, now)...)
 		closed, open := c.CallingErrors-p.CallingErrors, c.FailOpen-p.FailOpen
 		// A counter that went down is an API server restart or another
 		// API server: a new baseline, not failures.
@@ -104,6 +105,29 @@ func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Fa
 			At:      now,
 			Count:   callCount(closed + open),
 			Deletes: c.DeleteErrors > p.DeleteErrors,
+		})
+	}
+	return out
+}
+
+// callOutFailures are the failures the API server's metrics report for
+// the call-outs that are not admission webhooks: a CRD whose conversions
+// failed since the previous scrape, and an APIService the API server
+// marks unavailable now (a gauge: said on every scrape while it lasts).
+func callOutFailures(name string, c, p WebhookCallCounts, now time.Time) []Failure {
+	var out []Failure
+	if failed := c.ConversionFailures - p.ConversionFailures; failed > 0 {
+		out = append(out, Failure{
+			WebhookFailure: WebhookFailure{Webhook: name,
+				Detail: fmt.Sprintf("%g conversions of CRD %s's custom resources failed since the previous scrape (apiserver_crd_conversion_webhook_duration_seconds{succeeded=\"false\"})", failed, name)},
+			Source: FromMetrics, At: now, Count: callCount(failed),
+		})
+	}
+	if c.Unavailable {
+		out = append(out, Failure{
+			WebhookFailure: WebhookFailure{Webhook: name,
+				Detail: fmt.Sprintf("the API server marks APIService %s unavailable: its availability check fails (aggregator_unavailable_apiservice)", name)},
+			Source: FromMetrics, At: now, Count: 1,
 		})
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +128,44 @@ func TestWatcherMetrics(t *testing.T) {
 	}
 	if n := logs.count(slog.LevelInfo); n != 2 {
 		t.Errorf("%d infos, want 2 (first scrape, recovery)", n)
+	}
+}
+
+// TestWatcherCallOutMetrics: a CRD's failed conversions are reported when
+// they rise (not on a restart's drop), and an unavailable APIService on
+// every scrape while the API server marks it so, and not after.
+func TestWatcherCallOutMetrics(t *testing.T) {
+	const conv = `apiserver_crd_conversion_webhook_duration_seconds_count{crd_name="widgets.x",from_version="v1",succeeded="false",to_version="v2"} %d` + "\n"
+	const down = `aggregator_unavailable_apiservice{name="v1beta1.metrics.k8s.io"} %d` + "\n"
+	bodies := []string{
+		fmt.Sprintf(conv, 3) + fmt.Sprintf(down, 0), // baseline
+		fmt.Sprintf(conv, 3) + fmt.Sprintf(down, 1), // the APIService goes down
+		fmt.Sprintf(conv, 9) + fmt.Sprintf(down, 1), // 6 conversions fail; still down
+		fmt.Sprintf(conv, 2) + fmt.Sprintf(down, 0), // restart: a new baseline; back up
+	}
+	want := []string{"", "v1beta1.metrics.k8s.io:1", "v1beta1.metrics.k8s.io:1 widgets.x:6", ""}
+	rec := newRecorder()
+	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
+	i := 0
+	w.fetch = func(context.Context) (io.ReadCloser, error) {
+		b := bodies[i]
+		i++
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
+	for step := range bodies {
+		before := len(rec.all())
+		w.scrape(context.Background())
+		var got []string
+		for _, f := range rec.all()[before:] {
+			if f.Source != FromMetrics || f.Class != "" || f.Detail == "" {
+				t.Errorf("step %d: bad report %+v", step, f)
+			}
+			got = append(got, fmt.Sprintf("%s:%d", f.Webhook, f.Count))
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != want[step] {
+			t.Errorf("step %d: reports %v, want %q", step, got, want[step])
+		}
 	}
 }
 
