@@ -132,8 +132,8 @@ func rankFixes(class findings.Class, r WebhookStatus) []string {
 	case r.Kind == callout.KindAPIService:
 		// No failurePolicy to relax: deleting the APIService (after a
 		// backup) is what unblocks namespaces while its backend is down.
-		fixes = append(fixes, restore, "Option 2: unblock namespace deletion while it is down: back up and delete it (kubectl get apiservice "+r.Name+
-			" -o yaml > "+r.Name+".yaml; kubectl delete apiservice "+r.Name+"); apply the backup once its backend serves again")
+		fixes = append(fixes, restore, "Option 2: unblock namespace deletion while it is down: back up and delete it: hookscope remediate remove "+r.Name+
+			" (a dry run), then again with --yes; once its backend serves again: hookscope restore FILE --yes (FILE: the backup remove names)")
 	case r.FailurePolicy == "Ignore":
 		// Writes already go through: fixing the backend is all there is.
 		fixes = append(fixes, restore)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +16,9 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
@@ -25,15 +29,27 @@ import (
 //	Option 3: hookscope remediate remove NAME             delete the webhook after a backup
 //	          hookscope restore FILE                      put a backup back
 //
-// Every write is a dry run unless --yes is given, backs the configuration up
-// to a file first, and prints what changed and how to undo it.
+// and, for an aggregated API whose backend is down (namespaces stuck
+// Terminating behind it), remove NAME deletes its APIService after a
+// backup, and restore FILE creates it again (remediate_apiservice.go).
+//
+// Every write is a dry run unless --yes is given, backs the object up to a
+// file first, and prints what changed and how to undo it.
 
 type writeOptions struct {
 	kubeconfig    string
 	configuration string
 	backupDir     string
 	yes           bool
+	kind          string // remove only: "", kindWebhook or kindAPIService
 }
+
+// The values of remove's --kind, when NAME names both a webhook and an
+// APIService.
+const (
+	kindWebhook    = "webhook"
+	kindAPIService = "apiservice"
+)
 
 func (o *writeOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
@@ -55,8 +71,20 @@ func (o *writeOptions) client() (kubernetes.Interface, error) {
 	return c, nil
 }
 
+func (o *writeOptions) dynamicClient() (dynamic.Interface, error) {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	return c, nil
+}
+
 func remediateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "remediate", Short: "Apply one of the documented fixes to a failing webhook (dry run unless --yes)"}
+	cmd := &cobra.Command{Use: "remediate", Short: "Apply one of the documented fixes to a failing webhook or aggregated API (dry run unless --yes)"}
 	var revert bool
 	ignore := &cobra.Command{
 		Use:   "ignore NAME",
@@ -74,17 +102,18 @@ func remediateCommand() *cobra.Command {
 		return setFailurePolicy(cmd.Context(), cmd.OutOrStdout(), iopts, args[0], to)
 	}
 
-	remove := &cobra.Command{
+	removeCmd := &cobra.Command{
 		Use:   "remove NAME",
-		Short: "Delete webhook NAME from its configuration after writing a backup",
+		Short: "Delete webhook NAME from its configuration, or APIService NAME (e.g. v1beta1.metrics.k8s.io), after writing a backup",
 		Args:  cobra.ExactArgs(1),
 	}
 	ro := &writeOptions{}
-	ro.flags(remove)
-	remove.RunE = func(cmd *cobra.Command, args []string) error {
-		return removeWebhook(cmd.Context(), cmd.OutOrStdout(), ro, args[0])
+	ro.flags(removeCmd)
+	removeCmd.Flags().StringVar(&ro.kind, "kind", "", "webhook or apiservice, when NAME names both")
+	removeCmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return removeCallOut(cmd.Context(), cmd.OutOrStdout(), ro, args[0])
 	}
-	cmd.AddCommand(ignore, remove)
+	cmd.AddCommand(ignore, removeCmd)
 	return cmd
 }
 
@@ -92,7 +121,7 @@ func restoreCommand() *cobra.Command {
 	o := &writeOptions{}
 	cmd := &cobra.Command{
 		Use:   "restore FILE",
-		Short: "Put a webhook configuration back from a backup that remediate wrote",
+		Short: "Put a webhook configuration or an APIService back from a backup that remediate wrote",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return restore(cmd.Context(), cmd.OutOrStdout(), o, args[0])
@@ -112,11 +141,12 @@ type located struct {
 	object any // the configuration, for the backup
 }
 
-func locate(ctx context.Context, c kubernetes.Interface, name, configuration string) (located, error) {
+// findWebhooks is every webhook called name, in configuration if given.
+func findWebhooks(ctx context.Context, c kubernetes.Interface, name, configuration string) ([]located, error) {
 	var found []located
 	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return located{}, fmt.Errorf("listing validating webhook configurations: %w", err)
+		return nil, fmt.Errorf("listing validating webhook configurations: %w", err)
 	}
 	for i := range vwcs.Items {
 		cfg := &vwcs.Items[i]
@@ -129,7 +159,7 @@ func locate(ctx context.Context, c kubernetes.Interface, name, configuration str
 	}
 	mwcs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return located{}, fmt.Errorf("listing mutating webhook configurations: %w", err)
+		return nil, fmt.Errorf("listing mutating webhook configurations: %w", err)
 	}
 	for i := range mwcs.Items {
 		cfg := &mwcs.Items[i]
@@ -140,17 +170,27 @@ func locate(ctx context.Context, c kubernetes.Interface, name, configuration str
 			}
 		}
 	}
+	return found, nil
+}
+
+// onlyOne is the one webhook found, or an error that says where the
+// several are.
+func onlyOne(found []located, name string) (located, error) {
 	switch len(found) {
 	case 0:
 		return located{}, fmt.Errorf("no webhook %q in any webhook configuration", name)
 	case 1:
 		return found[0], nil
 	}
+	return located{}, fmt.Errorf("webhook %q is in %s: choose one with --configuration", name, whereAre(found))
+}
+
+func whereAre(found []located) string {
 	var where []string
 	for _, f := range found {
 		where = append(where, f.kind+"/"+f.config)
 	}
-	return located{}, fmt.Errorf("webhook %q is in %s: choose one with --configuration", name, strings.Join(where, ", "))
+	return strings.Join(where, ", ")
 }
 
 func policyOf(p *admissionv1.FailurePolicyType) admissionv1.FailurePolicyType {
@@ -167,15 +207,40 @@ func backup(dir string, l located) (string, error) {
 	}); ok {
 		m.SetManagedFields(nil)
 	}
-	b, err := yaml.Marshal(l.object)
+	path, err := writeBackup(dir, l.config, l.object)
 	if err != nil {
 		return "", fmt.Errorf("backing up %s/%s: %w", l.kind, l.config, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("hookscope-backup-%s-%s.yaml", l.config, time.Now().UTC().Format("20060102T150405Z")))
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return "", fmt.Errorf("backing up %s/%s: %w", l.kind, l.config, err)
-	}
 	return path, nil
+}
+
+// writeBackup writes object as YAML to a new file named after name and the
+// time, and returns its path. It never overwrites an earlier backup: two
+// writes in one second get two files.
+func writeBackup(dir, name string, object any) (string, error) {
+	b, err := yaml.Marshal(object)
+	if err != nil {
+		return "", err
+	}
+	stem := filepath.Join(dir, fmt.Sprintf("hookscope-backup-%s-%s", name, time.Now().UTC().Format("20060102T150405Z")))
+	for n := 1; ; n++ {
+		path := stem + ".yaml"
+		if n > 1 {
+			path = fmt.Sprintf("%s-%d.yaml", stem, n)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return path, err
+	}
 }
 
 // patch applies a JSON patch that first tests the webhook's name at its
@@ -202,7 +267,21 @@ func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name 
 	if err != nil {
 		return err
 	}
-	l, err := locate(ctx, c, name, o.configuration)
+	found, err := findWebhooks(ctx, c, name, o.configuration)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 && o.configuration == "" {
+		// Say so when NAME is a call-out that has no failurePolicy.
+		dyn, err := o.dynamicClient()
+		if err != nil {
+			return err
+		}
+		if err := noFailurePolicy(ctx, dyn, name); err != nil {
+			return err
+		}
+	}
+	l, err := onlyOne(found, name)
 	if err != nil {
 		return err
 	}
@@ -230,15 +309,66 @@ func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name 
 	return nil
 }
 
-func removeWebhook(ctx context.Context, out io.Writer, o *writeOptions, name string) error {
+// removeCallOut takes the call-out called name out after a backup: a
+// webhook, or an APIService (an aggregated API). One verb for both rather
+// than a remove-apiservice: the operator's step is the same (delete it
+// after a backup, put it back with restore FILE), and status and explain
+// show both by name alone, so the name they print is the name remove
+// takes. An APIService is named <version>.<group> and a webhook by a DNS
+// name, so one name can be both; then nothing is guessed, and --kind
+// chooses.
+func removeCallOut(ctx context.Context, out io.Writer, o *writeOptions, name string) error {
+	kind := o.kind
+	switch {
+	case kind != "" && kind != kindWebhook && kind != kindAPIService:
+		return fmt.Errorf("--kind %q: want %s or %s", kind, kindWebhook, kindAPIService)
+	case kind == kindAPIService && o.configuration != "":
+		return fmt.Errorf("--configuration is for webhooks; an APIService is not in a webhook configuration")
+	case o.configuration != "":
+		kind = kindWebhook
+	}
 	c, err := o.client()
 	if err != nil {
 		return err
 	}
-	l, err := locate(ctx, c, name, o.configuration)
+	dyn, err := o.dynamicClient()
 	if err != nil {
 		return err
 	}
+	var hooks []located
+	if kind != kindAPIService {
+		if hooks, err = findWebhooks(ctx, c, name, o.configuration); err != nil {
+			return err
+		}
+	}
+	var api *unstructured.Unstructured
+	if kind != kindWebhook {
+		if api, err = getAPIService(ctx, dyn, name); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(hooks) > 0 && api != nil:
+		return fmt.Errorf("%q names both a webhook (in %s) and an APIService: choose one with --kind %s or --kind %s",
+			name, whereAre(hooks), kindWebhook, kindAPIService)
+	case api != nil:
+		return removeAPIService(ctx, out, o, dyn, api)
+	case kind == kindAPIService:
+		return fmt.Errorf("no APIService %q (hookscope status lists the aggregated APIs)", name)
+	case kind == "" && len(hooks) == 0:
+		if err := notRemovable(ctx, dyn, name); err != nil {
+			return err
+		}
+		return fmt.Errorf("no webhook or APIService %q (hookscope status lists them)", name)
+	}
+	l, err := onlyOne(hooks, name)
+	if err != nil {
+		return err
+	}
+	return removeWebhook(ctx, out, o, c, l, name)
+}
+
+func removeWebhook(ctx context.Context, out io.Writer, o *writeOptions, c kubernetes.Interface, l located, name string) error {
 	whole := l.count == 1
 	if whole {
 		fmt.Fprintf(out, "%s/%s holds only webhook %s: the configuration will be deleted\n", l.kind, l.config, name)
@@ -282,6 +412,12 @@ func restore(ctx context.Context, out io.Writer, o *writeOptions, path string) e
 		return err
 	}
 	switch head.Kind {
+	case "APIService":
+		dyn, err := o.dynamicClient()
+		if err != nil {
+			return err
+		}
+		return restoreAPIService(ctx, out, o.yes, dyn, b, path)
 	case "ValidatingWebhookConfiguration":
 		var cfg admissionv1.ValidatingWebhookConfiguration
 		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
@@ -295,7 +431,7 @@ func restore(ctx context.Context, out io.Writer, o *writeOptions, path string) e
 		}
 		return restoreConfig(ctx, out, o.yes, head.Kind, c.AdmissionregistrationV1().MutatingWebhookConfigurations(), &cfg, len(cfg.Webhooks))
 	}
-	return fmt.Errorf("reading backup %s: kind %q is not a webhook configuration", path, head.Kind)
+	return fmt.Errorf("reading backup %s: kind %q is neither a webhook configuration nor an APIService", path, head.Kind)
 }
 
 // configClient is what restore needs of the typed client of either kind of

@@ -77,7 +77,7 @@ func TestRemediateRoundTrip(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := removeWebhook(ctx, &out, o, "b.example.com"); err != nil {
+	if err := removeCallOut(ctx, &out, o, "b.example.com"); err != nil {
 		t.Fatal(err)
 	}
 	if p := policyOfB(); p != "absent" {
