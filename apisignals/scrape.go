@@ -120,14 +120,14 @@ func callOutFailures(name string, c, p WebhookCallCounts, now time.Time) []Failu
 		out = append(out, Failure{
 			WebhookFailure: WebhookFailure{Webhook: name,
 				Detail: fmt.Sprintf("%g conversions of CRD %s's custom resources failed since the previous scrape (apiserver_crd_conversion_webhook_duration_seconds{succeeded=\"false\"})", failed, name)},
-			Source: FromMetrics, At: now, Count: callCount(failed),
+			Source: FromMetrics, At: now, Count: callCount(failed), CallOut: true,
 		})
 	}
 	if c.Unavailable {
 		out = append(out, Failure{
 			WebhookFailure: WebhookFailure{Webhook: name,
 				Detail: fmt.Sprintf("the API server marks APIService %s unavailable: its availability check fails (aggregator_unavailable_apiservice)", name)},
-			Source: FromMetrics, At: now, Count: 1,
+			Source: FromMetrics, At: now, Count: 1, CallOut: true,
 		})
 	}
 	return out

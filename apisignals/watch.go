@@ -66,6 +66,9 @@ type Failure struct {
 	// metrics only): objects, a Deployment's dependents among them, cannot
 	// be deleted.
 	Deletes bool
+	// CallOut: the failure is a conversion webhook's or an APIService's,
+	// and Detail says it whole.
+	CallOut bool
 }
 
 const (

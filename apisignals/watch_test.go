@@ -157,7 +157,7 @@ func TestWatcherCallOutMetrics(t *testing.T) {
 		w.scrape(context.Background())
 		var got []string
 		for _, f := range rec.all()[before:] {
-			if f.Source != FromMetrics || f.Class != "" || f.Detail == "" {
+			if f.Source != FromMetrics || f.Class != "" || f.Detail == "" || !f.CallOut {
 				t.Errorf("step %d: bad report %+v", step, f)
 			}
 			got = append(got, fmt.Sprintf("%s:%d", f.Webhook, f.Count))

@@ -18,7 +18,7 @@ func Remediation(c Class, w callout.Webhook) string {
 	}
 	if w.IsAPIService() {
 		return fix + "; until then requests to " + apiOf(w) + " fail, and namespaces cannot finish deleting while its discovery fails: to unblock them, back up and delete APIService " +
-			w.Ref.Name + " (kubectl get apiservice " + w.Ref.Name + " -o yaml > backup.yaml; kubectl delete apiservice " + w.Ref.Name + "), and apply the backup once its backend serves again"
+			w.Ref.Name + " (hookscope remediate remove " + w.Ref.Name + ", a dry run until --yes), and restore the backup once its backend serves again (hookscope restore FILE --yes)"
 	}
 	if w.IsConversion() {
 		return fix + "; a conversion webhook has no failurePolicy: until it serves again, reads and writes of " + conversionOf(w) +

@@ -107,6 +107,9 @@ type Signal struct {
 	Latency time.Duration
 	// Deletes: DELETEs failed closed among them.
 	Deletes bool
+	// CallOut: a conversion webhook's or an APIService's failure, which
+	// Detail says whole.
+	CallOut bool
 }
 
 // Run watches the cluster objects until ctx ends, and evaluates the
@@ -195,6 +198,8 @@ func evidence(sf Signal) findings.Evidence {
 	}
 	detail := fmt.Sprintf("API server metrics: %d more calls to %s failed", sf.Count, sf.Webhook)
 	switch {
+	case sf.CallOut:
+		detail = "API server metrics: " + sf.Detail
 	case sf.Class == findings.SlowResponse:
 		detail = fmt.Sprintf("API server metrics: %d calls to %s took %s on average", sf.Count, sf.Webhook, sf.Latency.Round(time.Millisecond))
 	case sf.FailOpen:

@@ -90,3 +90,31 @@ func TestConversionExpiredCertificate(t *testing.T) {
 		remediate:     serveValidCertificate,
 	}.feature())
 }
+
+// TestAggregatedAPIBlockedBeforeNode: the API server's packets to an
+// aggregated API's pod are dropped before its node (on EKS, the node
+// security group admits metrics-server's port only from the nodes, not
+// from the cluster security group): the API server marks the APIService
+// unavailable and its reads fail, while the pod and its endpoints look
+// healthy. The agent says where the packets stop.
+func TestAggregatedAPIBlockedBeforeNode(t *testing.T) {
+	testenv.Test(t, gameDay{
+		name:          "aggregated API: API server's packets dropped before the node (security group)",
+		expectedClass: "BlockedBeforeNode",
+		spec:          chaos.WebhookSpec{Name: "agg-blocked", FailurePolicy: admissionv1.Fail, APIService: true},
+		inject: func(ctx context.Context, wh *chaos.Webhook) (any, error) {
+			return lab.BlockAPIServer(ctx, wh)
+		},
+		// The proxy's dial gives up: a 503, in the API server's words.
+		wantError: "the server is currently unable to handle the request",
+		effect:    "requests to the API fail",
+		evidence:  "no SYN from the API server reached pod",
+		// Only the API server's availability check (every 30 s, 5 s to
+		// time out) says it tried: the packets never reach a node.
+		namedWithin: 60 * time.Second,
+		remediation: "admit the API server's packets again (remove the firewall rule)",
+		remediate: func(ctx context.Context, _ *chaos.Webhook, restore any) error {
+			return restore.(func(context.Context) error)(ctx)
+		},
+	}.feature())
+}

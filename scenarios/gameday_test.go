@@ -3,6 +3,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -50,6 +51,9 @@ type gameDay struct {
 	evidence string
 	// fix, when set, is a substring the finding's remediation must hold.
 	fix string
+	// namedWithin is how long the agent has to name the failure (15 s when
+	// zero): longer only where the API server itself learns late.
+	namedWithin time.Duration
 	// beforeFailure: the agent must name the failure before the API
 	// server fails the write (a stall, named while it stalls).
 	beforeFailure bool
@@ -104,7 +108,7 @@ func (g gameDay) feature() types.Feature {
 		}).
 		Assess("detect: the agent names the webhook, the reason and the effect", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			var err error
-			if finding, err = lab.Agent.WaitForFinding(ctx, wh.WebhookName, g.expectedClass, 15*time.Second); err != nil {
+			if finding, err = lab.Agent.WaitForFinding(ctx, wh.WebhookName, g.expectedClass, cmp.Or(g.namedWithin, 15*time.Second)); err != nil {
 				fail(t, "%v", err)
 			}
 			recordDetection(result, finding)
