@@ -104,6 +104,7 @@ func (a *Agent) analyzeRisks(v *view) {
 	risks := risk.Analyze(vwcs, mwcs, nil, backends)
 	risks = append(risks, a.policyRisks(v)...)
 	risks = append(risks, risk.AggregatedAPIs(slices.Collect(maps.Values(v.webhooks)))...)
+	risks = append(risks, a.calloutRisks(v)...)
 	prev := a.risks.Swap(&risks)
 	for _, r := range risks {
 		if prev != nil && slices.ContainsFunc(*prev, func(p risk.Risk) bool { return p.Webhook == r.Webhook && p.Kind == r.Kind }) {

@@ -64,6 +64,9 @@ type Inventory struct {
 	// policies is the cluster's NetworkPolicies, watched only by the
 	// agent that holds the Lease (WatchNetworkPolicies); nil until then.
 	policies atomic.Pointer[informer]
+	// budgets is the cluster's PodDisruptionBudgets, likewise
+	// (WatchPodDisruptionBudgets).
+	budgets atomic.Pointer[informer]
 }
 
 // Stats is what the inventory holds: the objects its informers cache, by
@@ -73,6 +76,7 @@ type Stats struct {
 	Services              int `json:"services"`
 	EndpointSlices        int `json:"endpoint_slices"`
 	NetworkPolicies       int `json:"network_policies"`
+	PodDisruptionBudgets  int `json:"pod_disruption_budgets"`
 	// Namespaces are those watched for Services and EndpointSlices.
 	Namespaces int `json:"namespaces"`
 	Watches    int `json:"watches"`
@@ -243,6 +247,7 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 			ws[i].Unresolved = fmt.Sprintf("namespace %s is not watched: more than %d namespaces hold webhook Services", s.Namespace, maxNamespaces)
 		}
 	}
+	budgets, _ := inv.PodDisruptionBudgets()
 	inv.mu.Lock()
 	inv.webhooks = ws
 	inv.stats = Stats{
@@ -250,8 +255,9 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 		Services:              len(svcs),
 		EndpointSlices:        len(eps),
 		NetworkPolicies:       len(inv.NetworkPolicies()),
+		PodDisruptionBudgets:  len(budgets),
 		Namespaces:            len(inv.watches),
-		Watches:               2 + 2*len(inv.watches) + inv.policyWatches(),
+		Watches:               2 + 2*len(inv.watches) + inv.policyWatches() + inv.budgetWatches(),
 	}
 	inv.mu.Unlock()
 	if len(unsynced) > 0 {

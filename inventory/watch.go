@@ -133,9 +133,15 @@ func (inv *Inventory) sliceInformer(ns string, names []string) cache.SharedIndex
 // runInformer slims what i caches, pokes the inventory on its changes and
 // when it has listed, and runs it until its cancel or ctx ends.
 func (inv *Inventory) runInformer(ctx context.Context, i cache.SharedIndexInformer) informer {
+	return inv.runInformerWith(ctx, i, inv.pokeOnChange())
+}
+
+// runInformerWith is runInformer with the handler that pokes the
+// inventory on i's changes.
+func (inv *Inventory) runInformerWith(ctx context.Context, i cache.SharedIndexInformer, onChange cache.ResourceEventHandler) informer {
 	ictx, cancel := context.WithCancel(ctx)
 	_ = i.SetTransform(slimObject)
-	_, _ = i.AddEventHandler(inv.pokeOnChange())
+	_, _ = i.AddEventHandler(onChange)
 	go i.RunWithContext(ictx)
 	go func() {
 		if cache.WaitForCacheSync(ictx.Done(), i.HasSynced) {

@@ -25,8 +25,18 @@ type CA struct {
 	PEM  []byte // the caBundle
 }
 
-// NewCA makes a CA valid from an hour ago for two years.
-func NewCA(name string) (*CA, error) {
+// CAOption changes the CA certificate NewCA makes.
+type CAOption func(*x509.Certificate)
+
+// Validity makes the CA valid from notBefore to notAfter: a CA that has
+// expired, or expires soon, for the caBundle checks.
+func Validity(notBefore, notAfter time.Time) CAOption {
+	return func(c *x509.Certificate) { c.NotBefore, c.NotAfter = notBefore, notAfter }
+}
+
+// NewCA makes a CA valid from an hour ago for two years, unless an option
+// says otherwise.
+func NewCA(name string, opts ...CAOption) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
@@ -40,6 +50,9 @@ func NewCA(name string) (*CA, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	}
+	for _, o := range opts {
+		o(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
