@@ -135,6 +135,12 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 		a.cfg.Logger.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", inventory.Describe(w.Backends))
 		a.sayOnce(v, w)
 	}
+	path := map[probeKey]bool{}
+	for _, c := range []findings.Class{findings.BlockedBeforeNode, findings.DroppedAtPod} {
+		for _, f := range a.store.OpenOfClass(c) {
+			path[probeKey{f.Webhook, f.Backend}] = true
+		}
+	}
 	a.store.Retain(func(k findings.Key) bool {
 		switch k.Scope {
 		case findings.ScopeObjects:
@@ -145,7 +151,14 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 			_, has := w.Backend(k.Backend)
 			return ok && has
 		}
-		return v.local[probeKey{k.Webhook, k.Backend}]
+		if v.local[probeKey{k.Webhook, k.Backend}] {
+			return true
+		}
+		// The Lease holder's verdicts on where the packets stop are
+		// about backends on other nodes: kept while the backend is.
+		w, ok := v.webhooks[k.Webhook]
+		_, has := w.Backend(k.Backend)
+		return ok && has && path[probeKey{k.Webhook, k.Backend}]
 	})
 	a.queue.Add(task{sync: true})
 	for t := range v.targets {
