@@ -123,6 +123,9 @@ type Agent struct {
 	leading atomic.Bool
 	objects chan struct{} // wakes the object checks
 	risks   atomic.Pointer[[]risk.Risk]
+	// riskMem is what the risk analyses keep between them: backend pods
+	// read for their budgets, the wake for the next CA expiry.
+	riskMem riskMemory
 }
 
 // Parts are what an agent is built from.

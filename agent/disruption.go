@@ -39,7 +39,7 @@ func (a *Agent) calloutRisks(v *view) []risk.Risk {
 	for _, w := range v.webhooks {
 		ws = append(ws, w)
 	}
-	m := a.riskMemory()
+	m := &a.riskMem
 	cas, next := risk.CABundles(ws, a.cfg.CertHorizon, time.Now())
 	// The analysis follows object changes, and a CA expires with none.
 	m.wakeAt(next, a.wakeObjects)
@@ -49,9 +49,6 @@ func (a *Agent) calloutRisks(v *view) []risk.Risk {
 // budgetRisks judges the PodDisruptionBudgets of the call-outs' backend
 // pods, once the cluster's budgets are listed.
 func (a *Agent) budgetRisks(m *riskMemory, ws []callout.Webhook) []risk.Risk {
-	// Started by the Lease holder and kept, as the NetworkPolicies' watch
-	// is: it ends with the process.
-	a.inv.WatchPodDisruptionBudgets(context.Background())
 	budgets, listed := a.inv.PodDisruptionBudgets()
 	if !listed {
 		return nil // not yet, or not allowed: a pod no budget selects may have one
@@ -61,7 +58,8 @@ func (a *Agent) budgetRisks(m *riskMemory, ws []callout.Webhook) []risk.Risk {
 	return risk.DisruptionBudgets(ws, budgets, m.podReader(ctx, a.inv, a.cfg.Logger, ws))
 }
 
-// riskMemory is what one agent's risk analyses keep between them.
+// riskMemory is what one agent's risk analyses keep between them (its
+// zero value is ready).
 type riskMemory struct {
 	mu   sync.Mutex
 	wake *time.Timer
@@ -72,15 +70,6 @@ type riskMemory struct {
 type readPod struct {
 	pod *corev1.Pod
 	at  time.Time
-}
-
-// riskMemories holds each agent's riskMemory; an agent lives as long as
-// its process.
-var riskMemories sync.Map // *Agent -> *riskMemory
-
-func (a *Agent) riskMemory() *riskMemory {
-	m, _ := riskMemories.LoadOrStore(a, &riskMemory{pods: map[string]readPod{}})
-	return m.(*riskMemory)
 }
 
 // wakeAt calls wake once, shortly after next (within caWakeAtMost),
@@ -112,6 +101,9 @@ func (m *riskMemory) podReader(ctx context.Context, inv *inventory.Inventory, lo
 				backends[b.Pod.Namespace+"/"+b.Pod.Name] = true
 			}
 		}
+	}
+	if m.pods == nil {
+		m.pods = map[string]readPod{}
 	}
 	for k, r := range m.pods {
 		if !backends[k] || now.Sub(r.at) > podMemory {

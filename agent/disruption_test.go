@@ -77,11 +77,12 @@ func TestCalloutRisksJudgeBudgetsOnlyOnceListed(t *testing.T) {
 	w.CABundle = ca.PEM
 	v := viewOf(w)
 
-	// The first analysis starts the budgets' watch and cannot know them
-	// yet: a pod no budget is known to select may have one.
+	// Before the budgets' watch has listed, an analysis cannot know them:
+	// a pod no budget is known to select may have one.
 	if got := kinds(a.calloutRisks(v)); got[risk.CABundleExpiring] != 1 || got[risk.NoPodDisruptionBudget] != 0 {
 		t.Fatalf("first analysis: %v, want the caBundle only", got)
 	}
+	inv.WatchPodDisruptionBudgets(t.Context()) // the Lease holder's object loop starts it
 	err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		_, listed := inv.PodDisruptionBudgets()
 		return listed, nil
@@ -98,7 +99,7 @@ func TestCalloutRisksFollowANewBudget(t *testing.T) {
 	inv, client, _ := disruptionCluster(2)
 	a := New(Config{}, Parts{Inventory: inv})
 	v := viewOf(servedBy("v.example.com", podName(0), podName(1)))
-	a.calloutRisks(v) // starts the watch
+	inv.WatchPodDisruptionBudgets(t.Context())
 	ctx := context.Background()
 	budget := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "webhooks", Name: "hook"},
 		Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "hook"}}}}

@@ -39,8 +39,9 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		if !a.leading.Load() {
 			continue
 		}
-		if a.inv != nil {
-			a.inv.WatchNetworkPolicies(ctx) // for the risks; once, and kept
+		if a.inv != nil { // for the risks; once, and kept
+			a.inv.WatchNetworkPolicies(ctx)
+			a.inv.WatchPodDisruptionBudgets(ctx)
 		}
 		v := a.view.Load()
 		for _, w := range v.webhooks {
@@ -59,7 +60,7 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		if probeURLs {
 			a.probeRemote(v)
 		}
-		if changed { // risks depend on the objects only, not on time
+		if changed { // risks follow the objects; a CA's expiry wakes the loop (calloutRisks)
 			a.analyzeRisks(v)
 		}
 	}

@@ -90,6 +90,10 @@ IPs are reachable (a node, a pod). It only reads.`,
 	return cmd
 }
 
+// statusCertHorizon is how soon a caBundle's CA must expire for status to
+// call it a risk: the agent's default horizon.
+const statusCertHorizon = 7 * 24 * time.Hour
+
 // collectStatus lists every call-out (dyn nil: the webhooks only) with its
 // health and risks.
 func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
@@ -102,7 +106,9 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	for _, w := range inv.Webhooks {
 		backends[w.Ref] = w.Backends
 	}
-	for _, r := range append(risk.Analyze(inv.Validating, inv.Mutating, nil, backends), risk.AggregatedAPIs(inv.Webhooks)...) {
+	cas, _ := risk.CABundles(inv.Webhooks, statusCertHorizon, time.Now())
+	all := append(risk.Analyze(inv.Validating, inv.Mutating, nil, backends), risk.AggregatedAPIs(inv.Webhooks)...)
+	for _, r := range append(all, cas...) {
 		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+string(r.Severity)+")")
 	}
 	pods := inventory.APIPodLister{Client: c}

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/hookscope/hookscope/internal/certs"
 )
 
 // TestStatusOnARealAPIServer: the article's mpod webhook, failing closed on
@@ -23,6 +25,10 @@ import (
 func TestStatusOnARealAPIServer(t *testing.T) {
 	ctx, _, c := localCluster(t, "status")
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
+	expiring, err := certs.NewCA("expiring-ca", certs.Validity(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	mwc := &admissionv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "aws-load-balancer-webhook"},
 		Webhooks: []admissionv1.MutatingWebhook{{
@@ -32,7 +38,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 				Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
 		}, {
 			Name: "url.example.com", FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
-			ClientConfig: admissionv1.WebhookClientConfig{URL: ptrTo("https://127.0.0.1:1/mutate")},
+			ClientConfig: admissionv1.WebhookClientConfig{URL: ptrTo("https://127.0.0.1:1/mutate"), CABundle: expiring.PEM},
 			Rules: []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create},
 				Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}}},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"hookscope.dev/none": "x"}},
@@ -57,6 +63,9 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	}
 	if rows[1].Health != "Healthy" || rows[1].URL == "" {
 		t.Errorf("url webhook %+v", rows[1])
+	}
+	if !slices.Contains(rows[1].Risks, "CABundleExpiring(critical)") {
+		t.Errorf("url webhook risks %v, want CABundleExpiring(critical): its only CA expires within the hour", rows[1].Risks)
 	}
 
 	var table, js bytes.Buffer
