@@ -93,6 +93,20 @@ func (w *Webhook) ErrorName() string {
 	return w.WebhookName
 }
 
+// Kind is the call-out's kind as the agent names it: Validating,
+// Mutating, APIService or Conversion.
+func (w *Webhook) Kind() string {
+	switch {
+	case w.Spec.APIService:
+		return "APIService"
+	case w.Spec.Conversion:
+		return "Conversion"
+	case w.Spec.Mutating:
+		return "Mutating"
+	}
+	return "Validating"
+}
+
 // Configuration is what the agent names the call-out's configuration: the
 // webhook configuration (named after the spec), or the APIService.
 func (w *Webhook) Configuration() string {

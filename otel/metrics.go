@@ -42,8 +42,10 @@ import (
 //	hookscope.inventory.watches    gauge   watches the inventory keeps open on the API server
 //	hookscope.bpf.program          gauge   1 per TCP tracepoint and the program loaded on it (this kernel's variant), 0 when none could be
 //
-// Labels are bounded: webhook configuration and name, class, effect, kind,
-// outcome, backend (local backends only).
+// Labels are bounded: webhook configuration and name, webhook_kind (the
+// call-out's kind: Validating, Mutating, APIService, Conversion; for an
+// APIService or a CRD, configuration and webhook are its name), class,
+// effect, kind (a risk's), outcome, backend (local backends only).
 //
 // The same instruments go to the Prometheus endpoint (Handler) and, with
 // WithOTLPMetrics, to an OTLP collector: one MeterProvider, two readers.
@@ -75,6 +77,7 @@ const (
 	labelBackend            = attribute.Key("backend")
 	labelWebhookName        = attribute.Key("webhook")
 	labelWebhookConfigation = attribute.Key("configuration")
+	labelWebhookKind        = attribute.Key("webhook_kind")
 	labelTracepoint         = attribute.Key("tracepoint")
 	labelProgram            = attribute.Key("program")
 )
@@ -260,7 +263,7 @@ func (m *Metrics) syncInstruments(meter metric.Meter) error {
 }
 
 func webhookLabels(r callout.Ref, extra ...attribute.KeyValue) []attribute.KeyValue {
-	return append([]attribute.KeyValue{labelWebhookConfigation.String(r.Configuration), labelWebhookName.String(r.Name)}, extra...)
+	return append([]attribute.KeyValue{labelWebhookConfigation.String(r.Configuration), labelWebhookName.String(r.Name), labelWebhookKind.String(r.Kind)}, extra...)
 }
 
 // Handler serves the Prometheus text format.

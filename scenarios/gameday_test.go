@@ -127,7 +127,7 @@ func (g gameDay) feature() types.Feature {
 			return ctx
 		}).
 		Assess("detect: the agent's metrics show the webhook's class", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-			want := fmt.Sprintf(`hookscope_webhook_health{class=%q,configuration=%q,effect=%q,webhook=%q} 1`, g.expectedClass, wh.Configuration(), g.effect, wh.WebhookName)
+			want := fmt.Sprintf(`hookscope_webhook_health{class=%q,configuration=%q,effect=%q,webhook=%q,webhook_kind=%q} 1`, g.expectedClass, wh.Configuration(), g.effect, wh.WebhookName, wh.Kind())
 			var scrape string
 			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 				scrape, _ = lab.Agent.Metrics(ctx)
