@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hookscope/hookscope/callout"
@@ -213,10 +214,22 @@ func (a *Agent) APIServiceFor(gv string) (callout.Webhook, bool) {
 	return callout.Webhook{}, false
 }
 
-// HasAPIServices reports whether any aggregated API is a call-out.
-func (a *Agent) HasAPIServices() bool {
+// ConversionFor is the conversion webhook of the CRD of kind in group.
+func (a *Agent) ConversionFor(group, kind string) (callout.Webhook, bool) {
 	for _, w := range a.view.Load().webhooks {
-		if w.IsAPIService() {
+		// A conversion's API reads "<Kind>.<group> (versions ...)".
+		if w.IsConversion() && strings.HasSuffix(w.Ref.Name, "."+group) && strings.HasPrefix(w.API, kind+"."+group+" ") {
+			return w, true
+		}
+	}
+	return callout.Webhook{}, false
+}
+
+// HasNamespaceBlockers reports whether any aggregated API or conversion
+// webhook is a call-out.
+func (a *Agent) HasNamespaceBlockers() bool {
+	for _, w := range a.view.Load().webhooks {
+		if w.IsAPIService() || w.IsConversion() {
 			return true
 		}
 	}

@@ -88,6 +88,21 @@ func (w *Webhook) removeConversion(ctx context.Context) error {
 
 // writeWidget creates a Widget at v2 (the API server converts it to v1 to
 // store it) and deletes it again; it returns when the write started.
+// CreateWidget creates Widget name in namespace at v2 (the conversion
+// webhook converts it to the stored v1) and leaves it there.
+func (w *Webhook) CreateWidget(ctx context.Context, namespace, name string) error {
+	body, err := json.Marshal(map[string]any{"apiVersion": w.apiGroup() + "/v2", "kind": "Widget",
+		"metadata": map[string]any{"name": name, "namespace": namespace}, "spec": map[string]any{"size": 1}})
+	if err != nil {
+		return err
+	}
+	path := "/apis/" + w.apiGroup() + "/v2/namespaces/" + namespace + "/widgets"
+	if err := w.client.Discovery().RESTClient().Post().AbsPath(path).SetHeader("Content-Type", "application/json").Body(body).Do(ctx).Error(); err != nil {
+		return fmt.Errorf("creating Widget %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
 func (w *Webhook) writeWidget(ctx context.Context) (time.Time, error) {
 	w.writes++
 	name := fmt.Sprintf("w-%d-%d", time.Now().UnixNano()%100000, w.writes)

@@ -34,7 +34,14 @@ func (webhooks) APIServiceFor(gv string) (callout.Webhook, bool) {
 	return metricsAPI, gv == metricsAPI.API
 }
 
-func (webhooks) HasAPIServices() bool { return true }
+var widgetsCRD = callout.Webhook{Ref: callout.Ref{Kind: callout.KindConversion, Configuration: "widgets.conv.example.com", Name: "widgets.conv.example.com"},
+	FailurePolicy: "Fail", API: "Widget.conv.example.com (versions v1, v2)", Service: &callout.ServiceRef{Namespace: "conv", Name: "conv-webhook", Port: 443}}
+
+func (webhooks) ConversionFor(group, kind string) (callout.Webhook, bool) {
+	return widgetsCRD, group == "conv.example.com" && kind == "Widget"
+}
+
+func (webhooks) HasNamespaceBlockers() bool { return true }
 
 func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	if name == awsHook.Ref.Name {
@@ -208,6 +215,61 @@ func TestNamespaceTerminating(t *testing.T) {
 	}
 	f.until("the impact resolves with the namespace gone", func(open []findings.Finding) bool {
 		return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 0
+	})
+}
+
+// contentFailure is the namespace controller's condition when a CRD's
+// conversion webhook's Service is gone, as on 1.34.
+const contentFailure = `Failed to delete all resource types, 1 remaining: conversion webhook for conv.example.com/v1, Kind=Widget failed: Post "https://conv-webhook.conv.svc:443/convert?timeout=30s": service "conv-webhook" not found`
+
+func TestFailingConversions(t *testing.T) {
+	for msg, want := range map[string]string{
+		contentFailure: "conv.example.com/Widget",
+		"Failed to delete all resource types, 2 remaining: conversion webhook for a.example.com/v1, Kind=Gadget failed: Post \"https://a:443/convert\": EOF, conversion webhook for a.example.com/v2, Kind=Gadget failed: EOF, conversion webhook for cert-manager.io/v1, Kind=Certificate failed: x509: certificate has expired or is not yet valid": "a.example.com/Gadget cert-manager.io/Certificate",
+		"Failed to delete all resource types, 1 remaining: the server could not find the requested resource": "",
+		"conversion webhook for nogroupversion, Kind=X failed: EOF":                                          "",
+		"conversion webhook for a.example.com/v1, Kind= failed: EOF":                                         "",
+	} {
+		var got []string
+		for _, gk := range failingConversions(msg) {
+			got = append(got, gk.group+"/"+gk.kind)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("failingConversions(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestNamespaceTerminatingOnConversion: a namespace holding custom
+// resources whose conversion webhook fails is an impact of that CRD's
+// conversion webhook.
+func TestNamespaceTerminatingOnConversion(t *testing.T) {
+	deleted := metav1.NewTime(time.Date(2026, 12, 5, 9, 55, 0, 0, time.UTC))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-w", DeletionTimestamp: &deleted, Finalizers: []string{"kubernetes"}},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating, Conditions: []corev1.NamespaceCondition{{
+			Type: corev1.NamespaceDeletionContentFailure, Status: corev1.ConditionTrue, Reason: "ContentDeletionFailed", Message: contentFailure}}}}
+	f := newFixture(t, ns)
+	open := f.until("the namespace is an impact", func(open []findings.Finding) bool {
+		return len(impactsOf(open, findings.ImpactNamespaceTerminating)) == 1
+	})
+	imp := impactsOf(open, findings.ImpactNamespaceTerminating)[0]
+	if imp.Webhook != widgetsCRD.Ref || imp.Impact.Object != "Namespace team-w" ||
+		!strings.Contains(imp.Impact.Detail, "cannot delete its Widget custom resources: the conversion webhook of CRD widgets.conv.example.com fails") {
+		t.Errorf("impact %+v", imp)
+	}
+}
+
+// FuzzFailingConversions: any condition message reads without a panic,
+// and each group and kind it names is in the message as the API server
+// writes them.
+func FuzzFailingConversions(f *testing.F) {
+	f.Add(contentFailure)
+	f.Fuzz(func(t *testing.T, msg string) {
+		for _, gk := range failingConversions(msg) {
+			if gk.group == "" || gk.kind == "" || !strings.Contains(msg, "conversion webhook for "+gk.group+"/") || !strings.Contains(msg, ", Kind="+gk.kind+" failed") {
+				t.Fatalf("%+v read from %q", gk, msg)
+			}
+		}
 	})
 }
 

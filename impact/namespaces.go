@@ -2,6 +2,7 @@ package impact
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,23 +12,30 @@ import (
 	"github.com/hookscope/hookscope/findings"
 )
 
-// A namespace whose deletion needs the discovery of an aggregated API that
-// is down stays Terminating: the namespace controller sets the condition
-// NamespaceDeletionDiscoveryFailure, whose message names the group/version
-// ("Discovery failed for some groups, 1 failing: unable to retrieve the
-// complete list of server APIs: metrics.k8s.io/v1beta1: stale
-// GroupVersion discovery: metrics.k8s.io/v1beta1").
+// A namespace whose deletion needs a call-out that is down stays
+// Terminating, and the namespace controller says why in a condition:
+//   - an aggregated API: NamespaceDeletionDiscoveryFailure names its
+//     group/version ("Discovery failed for some groups, 1 failing: unable
+//     to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1:
+//     stale GroupVersion discovery: metrics.k8s.io/v1beta1");
+//   - a CRD's conversion webhook: NamespaceDeletionContentFailure names
+//     its group and kind ("Failed to delete all resource types, 1
+//     remaining: conversion webhook for stable.example.com/v1,
+//     Kind=CronTab failed: Post ...: service "..." not found").
 
-// APIs finds the aggregated APIs by the group/version they serve.
+// APIs finds the call-outs a namespace's deletion needs.
 type APIs interface {
 	// APIServiceFor is the APIService call-out serving group/version gv.
 	APIServiceFor(gv string) (callout.Webhook, bool)
-	// HasAPIServices reports whether any aggregated API is a call-out:
-	// until one is, the Namespaces are not watched.
-	HasAPIServices() bool
+	// ConversionFor is the conversion webhook of the CRD of kind in group.
+	ConversionFor(group, kind string) (callout.Webhook, bool)
+	// HasNamespaceBlockers reports whether any aggregated API or
+	// conversion webhook is a call-out: until one is, the Namespaces are
+	// not watched.
+	HasNamespaceBlockers() bool
 }
 
-// terminating is one namespace a failing aggregated API keeps Terminating.
+// terminating is one namespace a failing call-out keeps Terminating.
 type terminating struct {
 	api   callout.Webhook
 	imp   findings.Impact
@@ -37,7 +45,7 @@ type terminating struct {
 // stuckNamespaces lists the Terminating namespaces whose deletion waits on
 // the discovery of an aggregated API hookscope knows.
 func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
-	if apis == nil || !apis.HasAPIServices() {
+	if apis == nil || !apis.HasNamespaceBlockers() {
 		return nil
 	}
 	i := c.informer("Namespace") // started here, the first time
@@ -51,23 +59,69 @@ func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
 			continue
 		}
 		for _, cond := range ns.Status.Conditions {
-			if cond.Type != corev1.NamespaceDeletionDiscoveryFailure || cond.Status != corev1.ConditionTrue {
-				continue
-			}
-			for _, gv := range failingGroupVersions(cond.Message) {
-				api, ok := apis.APIServiceFor(gv)
-				if !ok {
-					continue
-				}
-				since := ns.DeletionTimestamp.Time
-				out = append(out, terminating{api: api, cause: cond.Message, imp: findings.Impact{
-					Kind: findings.ImpactNamespaceTerminating, Object: "Namespace " + ns.Name, Since: since,
-					Detail: fmt.Sprintf("namespace %s has been Terminating since %s (%s when found): the namespace controller cannot discover %s, which APIService %s serves, so it cannot delete what the namespace holds",
-						ns.Name, since.UTC().Format(time.RFC3339), now.Sub(since).Round(time.Second), gv, api.Ref.Name)}})
+			if cond.Status == corev1.ConditionTrue {
+				out = append(out, blockedBy(apis, ns, cond, now)...)
 			}
 		}
 	}
 	return out
+}
+
+// blockedBy are the call-outs a Terminating namespace's condition names.
+func blockedBy(apis APIs, ns *corev1.Namespace, cond corev1.NamespaceCondition, now time.Time) []terminating {
+	since := ns.DeletionTimestamp.Time
+	stuck := func(w callout.Webhook, why string) terminating {
+		return terminating{api: w, cause: cond.Message, imp: findings.Impact{
+			Kind: findings.ImpactNamespaceTerminating, Object: "Namespace " + ns.Name, Since: since,
+			Detail: fmt.Sprintf("namespace %s has been Terminating since %s (%s when found): %s",
+				ns.Name, since.UTC().Format(time.RFC3339), now.Sub(since).Round(time.Second), why)}}
+	}
+	var out []terminating
+	switch cond.Type {
+	case corev1.NamespaceDeletionDiscoveryFailure:
+		for _, gv := range failingGroupVersions(cond.Message) {
+			if api, ok := apis.APIServiceFor(gv); ok {
+				out = append(out, stuck(api, fmt.Sprintf("the namespace controller cannot discover %s, which APIService %s serves, so it cannot delete what the namespace holds", gv, api.Ref.Name)))
+			}
+		}
+	case corev1.NamespaceDeletionContentFailure:
+		for _, gk := range failingConversions(cond.Message) {
+			if crd, ok := apis.ConversionFor(gk.group, gk.kind); ok {
+				out = append(out, stuck(crd, fmt.Sprintf("the namespace controller cannot delete its %s custom resources: the conversion webhook of CRD %s fails", gk.kind, crd.Ref.Name)))
+			}
+		}
+	}
+	return out
+}
+
+// groupKind is a custom resource's group and kind.
+type groupKind struct{ group, kind string }
+
+// failingConversions reads the group and kind of each failed conversion a
+// content failure names: "...: conversion webhook for g/v, Kind=K failed:
+// ...", once each.
+func failingConversions(msg string) []groupKind {
+	const mark, kindMark = "conversion webhook for ", ", Kind="
+	var out []groupKind
+	for rest := msg; ; {
+		_, after, ok := strings.Cut(rest, mark)
+		if !ok {
+			return out
+		}
+		rest = after
+		gv, tail, ok := strings.Cut(after, kindMark)
+		if !ok {
+			continue
+		}
+		kind, _, ok := strings.Cut(tail, " failed")
+		group, _, hasVersion := strings.Cut(gv, "/")
+		if !ok || !hasVersion || group == "" || kind == "" || strings.ContainsAny(gv+kind, " \t,:") {
+			continue
+		}
+		if gk := (groupKind{group, kind}); !slices.Contains(out, gk) {
+			out = append(out, gk)
+		}
+	}
 }
 
 // failingGroupVersions reads the group/versions a discovery failure names:
