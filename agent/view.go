@@ -214,6 +214,16 @@ func (a *Agent) APIServiceFor(gv string) (callout.Webhook, bool) {
 	return callout.Webhook{}, false
 }
 
+// APIServiceOfGroup is an aggregated API that serves group.
+func (a *Agent) APIServiceOfGroup(group string) (callout.Webhook, bool) {
+	for _, w := range a.view.Load().webhooks {
+		if w.IsAPIService() && strings.HasPrefix(w.API, group+"/") {
+			return w, true
+		}
+	}
+	return callout.Webhook{}, false
+}
+
 // ConversionFor is the conversion webhook of the CRD of kind in group.
 func (a *Agent) ConversionFor(group, kind string) (callout.Webhook, bool) {
 	for _, w := range a.view.Load().webhooks {

@@ -20,8 +20,22 @@ import (
 
 const apiServicesPath = "/apis/apiregistration.k8s.io/v1/apiservices"
 
-// apiGroup is the aggregated API's group.
-func (w *Webhook) apiGroup() string { return w.Spec.Name + ".hookscope.dev" }
+// apiGroup is the aggregated API's group: metrics.k8s.io for a metrics
+// API, else the lab's own.
+func (w *Webhook) apiGroup() string {
+	if w.Spec.MetricsAPI {
+		return "metrics.k8s.io"
+	}
+	return w.Spec.Name + ".hookscope.dev"
+}
+
+// apiVersion is the aggregated API's version.
+func (w *Webhook) apiVersion() string {
+	if w.Spec.MetricsAPI {
+		return "v1beta1"
+	}
+	return "v1alpha1"
+}
 
 // registerAPIService creates the APIService.
 func (w *Webhook) registerAPIService(ctx context.Context) error {
@@ -29,7 +43,7 @@ func (w *Webhook) registerAPIService(ctx context.Context) error {
 		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
 		"metadata": map[string]any{"name": w.WebhookName},
 		"spec": map[string]any{
-			"group": w.apiGroup(), "version": "v1alpha1", "groupPriorityMinimum": 1000, "versionPriority": 15,
+			"group": w.apiGroup(), "version": w.apiVersion(), "groupPriorityMinimum": 1000, "versionPriority": 15,
 			"service":  map[string]any{"namespace": w.Namespace, "name": w.Service, "port": 443},
 			"caBundle": w.CA.PEM,
 		},
@@ -86,7 +100,7 @@ func (w *Webhook) readAPI(ctx context.Context) (time.Time, error) {
 func (w *Webhook) ErrorName() string {
 	switch {
 	case w.Spec.APIService:
-		return w.apiGroup() + "/v1alpha1"
+		return w.apiGroup() + "/" + w.apiVersion()
 	case w.Spec.Conversion:
 		return "conversion webhook for " + w.apiGroup() + "/v2, Kind=Widget" // the write is at v2
 	}

@@ -63,6 +63,10 @@ type WebhookSpec struct {
 	// (Widget, group <name>.hookscope.dev, v1 stored and v2) instead of
 	// an admission webhook; its writes create Widgets at v2.
 	Conversion bool
+	// MetricsAPI, with APIService, registers the backend as
+	// metrics-server's API (v1beta1.metrics.k8s.io), which HPAs read: one
+	// scenario at a time, the name is the cluster's.
+	MetricsAPI bool
 	// HostNetwork runs the backend pod on its node's network: it serves on
 	// the node's address, where the agent sees its connections on the
 	// node's own interfaces (loopback for a client on the same host).
@@ -159,7 +163,7 @@ func (l *Lab) newWebhook(spec WebhookSpec) *Webhook {
 	case spec.Mutating:
 		w.WebhookName = "mpod." + spec.Name + ".hookscope.dev"
 	case spec.APIService:
-		w.WebhookName = "v1alpha1." + w.apiGroup() // the APIService's name
+		w.WebhookName = w.apiVersion() + "." + w.apiGroup() // the APIService's name
 	case spec.Conversion:
 		w.WebhookName = w.crdName()
 	}

@@ -62,8 +62,14 @@ const (
 	ImpactDeletionBlocked = "DeletionBlocked"
 	// ImpactNamespaceTerminating: a namespace stays Terminating because
 	// the namespace controller cannot discover an aggregated API's
-	// group/version (NamespaceDeletionDiscoveryFailure).
+	// group/version (NamespaceDeletionDiscoveryFailure), or cannot delete
+	// custom resources a conversion webhook converts
+	// (NamespaceDeletionContentFailure).
 	ImpactNamespaceTerminating = "NamespaceTerminating"
+	// ImpactAutoscalingStopped: a HorizontalPodAutoscaler cannot compute
+	// its replica count because the metrics API it reads (metrics-server's
+	// metrics.k8s.io, a custom or external metrics adapter) fails.
+	ImpactAutoscalingStopped = "AutoscalingStopped"
 )
 
 // Impact links a failing webhook to what it breaks.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,6 +73,8 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 		i = f.Batch().V1().Jobs().Informer()
 	case "Namespace":
 		i = f.Core().V1().Namespaces().Informer()
+	case "HorizontalPodAutoscaler":
+		i = f.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
 	default:
 		return nil
 	}
@@ -278,6 +281,10 @@ func slim(obj any) (any, error) {
 		return &appsv1.ReplicaSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.ReplicaSetSpec{Replicas: o.Spec.Replicas}, Status: appsv1.ReplicaSetStatus{Replicas: o.Status.Replicas}}, nil
 	case *appsv1.Deployment:
 		return &appsv1.Deployment{ObjectMeta: meta(o.ObjectMeta)}, nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: meta(o.ObjectMeta),
+			Spec:   autoscalingv2.HorizontalPodAutoscalerSpec{ScaleTargetRef: o.Spec.ScaleTargetRef},
+			Status: autoscalingv2.HorizontalPodAutoscalerStatus{Conditions: o.Status.Conditions}}, nil
 	case *batchv1.Job:
 		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Status: batchv1.JobStatus{Active: o.Status.Active, Succeeded: o.Status.Succeeded, Failed: o.Status.Failed}}, nil
 	}

@@ -53,13 +53,13 @@ func (c *Correlator) Evaluate() {
 		}
 	}
 	if apis, ok := c.webhooks.(APIs); ok {
-		for _, st := range c.cluster.stuckNamespaces(apis, now) {
+		for _, st := range append(c.cluster.stuckNamespaces(apis, now), c.cluster.stoppedAutoscalers(apis, now)...) {
 			holding[findings.ImpactKey(st.api.Ref, st.imp)] = true
 			class := c.store.OpenClass(st.api.Ref)
 			if class == "" {
 				class = findings.CallsFailing
 			}
-			c.store.OpenImpact(st.api, class, st.imp, findings.Evidence{Source: findings.Objects, At: now, Detail: "the namespace controller: " + st.cause},
+			c.store.OpenImpact(st.api, class, st.imp, findings.Evidence{Source: findings.Objects, At: now, Detail: st.cause},
 				findings.Evidence{Source: findings.Objects, At: now, Detail: st.imp.Detail})
 		}
 	}

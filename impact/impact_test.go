@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,6 +43,10 @@ func (webhooks) ConversionFor(group, kind string) (callout.Webhook, bool) {
 }
 
 func (webhooks) HasNamespaceBlockers() bool { return true }
+
+func (webhooks) APIServiceOfGroup(group string) (callout.Webhook, bool) {
+	return metricsAPI, group == "metrics.k8s.io"
+}
 
 func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	if name == awsHook.Ref.Name {
@@ -269,6 +274,61 @@ func FuzzFailingConversions(f *testing.F) {
 			if gk.group == "" || gk.kind == "" || !strings.Contains(msg, "conversion webhook for "+gk.group+"/") || !strings.Contains(msg, ", Kind="+gk.kind+" failed") {
 				t.Fatalf("%+v read from %q", gk, msg)
 			}
+		}
+	})
+}
+
+// metricsDown is the HPA controller's ScalingActive message when
+// metrics-server's backend is gone, as on 1.34.
+const metricsDown = "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server is currently unable to handle the request (get pods.metrics.k8s.io)"
+
+func TestFailingMetricsRead(t *testing.T) {
+	for msg, want := range map[string]string{
+		metricsDown: "pods metrics.k8s.io",
+		"the HPA was unable to compute the replica count: unable to get external metric default/queue_depth/nil: unable to fetch metrics from external metrics API: the server could not find the requested resource (get queue_depth.external.metrics.k8s.io)": "queue_depth external.metrics.k8s.io",
+		"the HPA was unable to compute the replica count: failed to get cpu utilization: did not receive metrics for targeted pods (pods might be unready)":                                                                                                     "",
+		"the HPA controller was able to get the target's current scale": "",
+	} {
+		resource, group, ok := failingMetricsRead(msg)
+		got := ""
+		if ok {
+			got = resource + " " + group
+		}
+		if got != want {
+			t.Errorf("failingMetricsRead(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestAutoscalingStopped: an HPA that cannot read metrics-server's API is
+// an impact of its APIService, from when it stopped; one that reads it
+// but got no metrics is not.
+func TestAutoscalingStopped(t *testing.T) {
+	stopped := metav1.NewTime(time.Date(2026, 12, 5, 9, 58, 0, 0, time.UTC))
+	hpa := func(name, msg string) *autoscalingv2.HorizontalPodAutoscaler {
+		return &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{Kind: "Deployment", Name: name}},
+			Status: autoscalingv2.HorizontalPodAutoscalerStatus{Conditions: []autoscalingv2.HorizontalPodAutoscalerCondition{{
+				Type: autoscalingv2.ScalingActive, Status: corev1.ConditionFalse, Reason: "FailedGetResourceMetric", Message: msg, LastTransitionTime: stopped}}}}
+	}
+	f := newFixture(t, hpa("web", metricsDown), hpa("idle", "the HPA was unable to compute the replica count: failed to get cpu utilization: did not receive metrics for targeted pods (pods might be unready)"))
+	open := f.until("the HPA is an impact", func(open []findings.Finding) bool {
+		return len(impactsOf(open, findings.ImpactAutoscalingStopped)) == 1
+	})
+	imp := impactsOf(open, findings.ImpactAutoscalingStopped)[0]
+	if imp.Webhook != metricsAPI.Ref || imp.Impact.Object != "HorizontalPodAutoscaler shop/web" || !imp.Impact.Since.Equal(stopped.Time) ||
+		!strings.Contains(imp.Impact.Detail, "HPA shop/web has not scaled Deployment web since 2026-12-05T09:58:00Z (2m0s when found): the HPA controller cannot read pods.metrics.k8s.io, which APIService v1beta1.metrics.k8s.io serves") {
+		t.Errorf("impact %+v", imp)
+	}
+}
+
+// FuzzFailingMetricsRead: any condition message reads without a panic, and
+// what it names is in the message as the client writes it.
+func FuzzFailingMetricsRead(f *testing.F) {
+	f.Add(metricsDown)
+	f.Fuzz(func(t *testing.T, msg string) {
+		if resource, group, ok := failingMetricsRead(msg); ok && !strings.Contains(msg, "(get "+resource+"."+group+")") {
+			t.Fatalf("%q %q read from %q", resource, group, msg)
 		}
 	})
 }

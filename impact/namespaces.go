@@ -29,22 +29,26 @@ type APIs interface {
 	APIServiceFor(gv string) (callout.Webhook, bool)
 	// ConversionFor is the conversion webhook of the CRD of kind in group.
 	ConversionFor(group, kind string) (callout.Webhook, bool)
+	// APIServiceOfGroup is an APIService call-out serving group (any
+	// version): the metrics APIs HPAs read.
+	APIServiceOfGroup(group string) (callout.Webhook, bool)
 	// HasNamespaceBlockers reports whether any aggregated API or
 	// conversion webhook is a call-out: until one is, the Namespaces are
 	// not watched.
 	HasNamespaceBlockers() bool
 }
 
-// terminating is one namespace a failing call-out keeps Terminating.
-type terminating struct {
+// calloutImpact is one thing a failing call-out breaks: a namespace it
+// keeps Terminating, an HPA it keeps from scaling.
+type calloutImpact struct {
 	api   callout.Webhook
 	imp   findings.Impact
-	cause string // the namespace controller's message
+	cause string // the controller's message
 }
 
 // stuckNamespaces lists the Terminating namespaces whose deletion waits on
 // the discovery of an aggregated API hookscope knows.
-func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
+func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []calloutImpact {
 	if apis == nil || !apis.HasNamespaceBlockers() {
 		return nil
 	}
@@ -52,7 +56,7 @@ func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
 	if i == nil || !i.HasSynced() {
 		return nil
 	}
-	var out []terminating
+	var out []calloutImpact
 	for _, o := range i.GetStore().List() {
 		ns, ok := o.(*corev1.Namespace)
 		if !ok || ns.DeletionTimestamp == nil {
@@ -68,15 +72,15 @@ func (c *cluster) stuckNamespaces(apis APIs, now time.Time) []terminating {
 }
 
 // blockedBy are the call-outs a Terminating namespace's condition names.
-func blockedBy(apis APIs, ns *corev1.Namespace, cond corev1.NamespaceCondition, now time.Time) []terminating {
+func blockedBy(apis APIs, ns *corev1.Namespace, cond corev1.NamespaceCondition, now time.Time) []calloutImpact {
 	since := ns.DeletionTimestamp.Time
-	stuck := func(w callout.Webhook, why string) terminating {
-		return terminating{api: w, cause: cond.Message, imp: findings.Impact{
+	stuck := func(w callout.Webhook, why string) calloutImpact {
+		return calloutImpact{api: w, cause: "the namespace controller: " + cond.Message, imp: findings.Impact{
 			Kind: findings.ImpactNamespaceTerminating, Object: "Namespace " + ns.Name, Since: since,
 			Detail: fmt.Sprintf("namespace %s has been Terminating since %s (%s when found): %s",
 				ns.Name, since.UTC().Format(time.RFC3339), now.Sub(since).Round(time.Second), why)}}
 	}
-	var out []terminating
+	var out []calloutImpact
 	switch cond.Type {
 	case corev1.NamespaceDeletionDiscoveryFailure:
 		for _, gv := range failingGroupVersions(cond.Message) {

@@ -227,20 +227,40 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 // discovery answers an aggregated API's discovery (GET /apis/<group> and
 // /apis/<group>/<version>), as an extension API server does: the API
 // server's availability check asks for it, and so does every client's
-// discovery. The API has no resources.
+// discovery. The API has no resources, except as metrics.k8s.io (the
+// metrics-server's API, at v1beta1), whose pods and nodes lists it
+// answers empty, as a metrics-server with nothing scraped yet does.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/apis/"), "/"), "/")
 	w.Header().Set("Content-Type", "application/json")
-	if len(parts) == 1 {
-		gv := map[string]string{"groupVersion": parts[0] + "/v1alpha1", "version": "v1alpha1"}
-		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIGroup", "apiVersion": "v1", "name": parts[0],
-			"versions": []any{gv}, "preferredVersion": gv})
-		return
+	group, version, resources := parts[0], "v1alpha1", []any{}
+	if group == metricsGroup {
+		version = "v1beta1"
+		resources = []any{
+			map[string]any{"name": "pods", "namespaced": true, "kind": "PodMetrics", "verbs": []string{"get", "list"}},
+			map[string]any{"name": "nodes", "namespaced": false, "kind": "NodeMetrics", "verbs": []string{"get", "list"}},
+		}
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIResourceList", "apiVersion": "v1",
-		"groupVersion": parts[0] + "/" + parts[1], "resources": []any{}})
+	switch {
+	case len(parts) == 1:
+		gv := map[string]string{"groupVersion": group + "/" + version, "version": version}
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIGroup", "apiVersion": "v1", "name": group,
+			"versions": []any{gv}, "preferredVersion": gv})
+	case len(parts) == 2:
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "APIResourceList", "apiVersion": "v1",
+			"groupVersion": group + "/" + parts[1], "resources": resources})
+	case group == metricsGroup && (parts[len(parts)-1] == "pods" || parts[len(parts)-1] == "nodes"):
+		kind := map[string]string{"pods": "PodMetricsList", "nodes": "NodeMetricsList"}[parts[len(parts)-1]]
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": kind, "apiVersion": metricsGroup + "/" + version,
+			"metadata": map[string]any{}, "items": []any{}})
+	default:
+		http.NotFound(w, r)
+	}
 }
+
+// metricsGroup is metrics-server's API group.
+const metricsGroup = "metrics.k8s.io"
 
 // conversionReview is the part of an apiextensions.k8s.io/v1
 // ConversionReview the backend reads and writes.
