@@ -68,6 +68,55 @@ var failureCases = []struct {
 		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.UnknownAuthority},
 		detailHas: "x509: certificate signed by unknown authority",
 	},
+	// Certificates rejected for their quality (v1.34.4, Go 1.26.8, game
+	// days TestSHA1ServingCertificate, TestSHA1RSAFromIntermediate,
+	// TestCommonNameOnlyCertificate, TestURLWebhookCommonNameOnly).
+	{
+		name:      "SHA-1 serving certificate (ECDSA-SHA1)",
+		msg:       `Internal error occurred: failed calling webhook "vpod.sha1-cert.hookscope.dev": failed to call webhook: Post "https://sha1-cert-webhook.chaos-sha1-cert.svc:443/validate?timeout=5s": tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm ECDSA-SHA1" while trying to verify candidate authority certificate "hookscope-chaos-sha1-cert")`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.sha1-cert.hookscope.dev", URL: "https://sha1-cert-webhook.chaos-sha1-cert.svc:443/validate?timeout=5s", Class: findings.InsecureSignature},
+		detailHas: "signed with SHA-1",
+	},
+	{
+		name:      "apiserver log, SHA1-RSA from an intermediate",
+		msg:       `W1206 04:48:23.144966   22844 dispatcher.go:217] Failed calling webhook, failing closed vpod.sha1-rsa.hookscope.dev: failed calling webhook "vpod.sha1-rsa.hookscope.dev": failed to call webhook: Post "https://sha1-rsa-webhook.chaos-sha1-rsa.svc:443/validate?timeout=5s": tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm SHA1-RSA" while trying to verify candidate authority certificate "hookscope-chaos-rsa-intermediate-sha1-rsa")`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.sha1-rsa.hookscope.dev", URL: "https://sha1-rsa-webhook.chaos-sha1-rsa.svc:443/validate?timeout=5s", Class: findings.InsecureSignature},
+		detailHas: `insecure algorithm SHA1-RSA`,
+	},
+	{
+		// Go's text (probe tests) for a CA reissued under its old name: a
+		// hint, but no insecure algorithm: the caBundle is what is wrong.
+		name:      "unknown authority with a signature hint",
+		msg:       callFailed(`tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "probe-ec-ca")`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.UnknownAuthority},
+		detailHas: "the caBundle does not verify",
+	},
+	{
+		name:      "Common Name only",
+		msg:       `Internal error occurred: failed calling webhook "vpod.cn-only.hookscope.dev": failed to call webhook: Post "https://cn-only-webhook.chaos-cn-only.svc:443/validate?timeout=5s": tls: failed to verify certificate: x509: certificate relies on legacy Common Name field, use SANs instead`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.cn-only.hookscope.dev", URL: "https://cn-only-webhook.chaos-cn-only.svc:443/validate?timeout=5s", Class: findings.LegacyCommonName},
+		detailHas: "only in its Common Name",
+	},
+	{
+		name:      "apiserver log, Common Name only at a URL",
+		msg:       `W1206 04:48:27.543791   22844 dispatcher.go:217] Failed calling webhook, failing closed vpod.url-cn-only.hookscope.dev: failed calling webhook "vpod.url-cn-only.hookscope.dev": failed to call webhook: Post "https://10.0.0.4:8443/validate?timeout=5s": tls: failed to verify certificate: x509: certificate relies on legacy Common Name field, use SANs instead`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.url-cn-only.hookscope.dev", URL: "https://10.0.0.4:8443/validate?timeout=5s", Class: findings.LegacyCommonName},
+		detailHas: "no subjectAltName",
+	},
+	{
+		// Go's text (probe tests): no SAN, and the Common Name is another
+		// name: the name is wrong.
+		name:      "no names at all",
+		msg:       callFailed(`tls: failed to verify certificate: x509: certificate is not valid for any names, but wanted to match hook.webhooks.svc`),
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.HostnameMismatch},
+		detailHas: "for another name",
+	},
 	{
 		name:      "hostname mismatch",
 		msg:       callFailed(`tls: failed to verify certificate: x509: certificate is valid for a.b.svc, not c.d.svc`),

@@ -24,11 +24,23 @@ const (
 	// certificate, a URL that does not parse).
 	InvalidConfiguration Class = "InvalidConfiguration"
 
-	CertExpired       Class = "CertExpired"
-	CertNotYetValid   Class = "CertNotYetValid"
-	CertExpiringSoon  Class = "CertExpiringSoon" // still valid, expires within the horizon
-	UnknownAuthority  Class = "UnknownAuthority" // the caBundle does not verify the served chain
-	HostnameMismatch  Class = "HostnameMismatch"
+	CertExpired      Class = "CertExpired"
+	CertNotYetValid  Class = "CertNotYetValid"
+	CertExpiringSoon Class = "CertExpiringSoon" // still valid, expires within the horizon
+	UnknownAuthority Class = "UnknownAuthority" // the caBundle does not verify the served chain
+	HostnameMismatch Class = "HostnameMismatch"
+	// InsecureSignature: a certificate of the served chain (the leaf or an
+	// intermediate) is signed with SHA-1, which Go, and so the API server
+	// since Kubernetes 1.24, refuses to verify. The API server words it as
+	// an unknown authority ("possibly because of ... insecure algorithm
+	// SHA1-RSA"), but the caBundle is right: the certificate must be
+	// reissued.
+	InsecureSignature Class = "InsecureSignature"
+	// LegacyCommonName: the serving certificate names the host only in its
+	// Common Name, with no subjectAltName; Go ignores the Common Name
+	// ("certificate relies on legacy Common Name field"). The name is
+	// right, the field is not.
+	LegacyCommonName  Class = "LegacyCommonName"
 	ConnectionRefused Class = "ConnectionRefused"
 	// Unreachable: no route to the backend, or its name does not resolve
 	// (a URL webhook's host): the packets never reach it.
@@ -96,7 +108,7 @@ func (c Class) Aspect() Aspect {
 // may go on carrying writes.
 func (c Class) FailsNewConnections() bool {
 	switch c {
-	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout,
+	case CertExpired, CertNotYetValid, UnknownAuthority, HostnameMismatch, InsecureSignature, LegacyCommonName, TLSHandshakeFailed, ConnectionRefused, HandshakeTimeout,
 		Unreachable, ConnectTimeout, DroppedAtPod, PodNetworkNotRoutable, NotTheWebhook:
 		return true
 	}

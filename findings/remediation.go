@@ -53,6 +53,10 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		return "update the caBundle of " + w.Ref.Configuration + " to the CA that signs the serving certificate behind " + backend
 	case HostnameMismatch:
 		return "reissue the serving certificate with the name " + serverName(w)
+	case InsecureSignature:
+		return "reissue the serving certificate behind " + backend + " (or the intermediate CA that signs it, when that one is SHA-1 signed) with a SHA-256 signature: Go, and so the API server since Kubernetes 1.24, rejects SHA-1; the caBundle stays as it is unless the root CA is replaced"
+	case LegacyCommonName:
+		return "reissue the serving certificate behind " + backend + " with the name " + serverName(w) + " in subjectAltName (cert-manager: dnsNames), not only in the Common Name: Go, and so the API server since Kubernetes 1.19, ignores the Common Name"
 	case ConnectionRefused:
 		return "check that the webhook pods behind " + backend + " listen on the target port"
 	case Unreachable:
@@ -116,6 +120,10 @@ func urlFix(c Class, w callout.Webhook) string {
 		return fmt.Sprintf("the server at %s accepts connections but does not answer within timeoutSeconds (%ds): restart it, and check its CPU and its own dependencies", w.URL, w.TimeoutSeconds)
 	case HostnameMismatch:
 		return "reissue the serving certificate at " + w.URL + " with " + host + " among its names (an IP SAN for an address)"
+	case InsecureSignature:
+		return "reissue the certificate served at " + w.URL + " (or the intermediate CA that signs it) with a SHA-256 signature: Go, and so the API server since Kubernetes 1.24, rejects SHA-1"
+	case LegacyCommonName:
+		return "reissue the certificate served at " + w.URL + " with " + host + " in subjectAltName (an IP SAN for an address), not only in the Common Name: the API server ignores the Common Name"
 	case UnknownAuthority:
 		return "update the caBundle of webhook " + w.Ref.Name + " in " + w.Ref.Configuration + " to the CA that signs the certificate served at " + w.URL
 	case SlowResponse:

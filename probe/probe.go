@@ -88,10 +88,12 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 		}
 	}
 	var verifyErr error
+	var served []*x509.Certificate
 	cfg := &tls.Config{
 		ServerName:         o.ServerName,
 		InsecureSkipVerify: true, // verified below, with the chain in hand
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			served = cs.PeerCertificates
 			r.Leaf, verifyErr = verifyChain(cs, o.ServerName, roots)
 			return nil
 		},
@@ -118,7 +120,7 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 	}
 	if verifyErr != nil && !o.SkipVerify {
 		_ = conn.Close()
-		r.Class, r.Detail = classifyVerify(verifyErr, time.Now()), "tls: failed to verify certificate: "+verifyErr.Error()
+		r.Class, r.Detail = explainVerify(verifyErr, served, o.CABundle, roots, time.Now())
 		return r
 	}
 	r.Class = findings.Healthy
