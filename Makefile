@@ -62,11 +62,16 @@ test: tools build
 ## (PROVIDER=kind: the same game day on a kind cluster built here, with Docker started and stopped around it)
 PROVIDER ?= local
 export PROVIDER
-chaos: tools build $(if $(filter kind,$(PROVIDER)),kind-image)
-	@status=0; HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
+# With PROVIDER=kind, the Docker daemon this run starts is stopped on every
+# way out (a failed image build, a failed test, an interrupt).
+chaos: tools build
+	@if [ "$(PROVIDER)" = kind ]; then \
+		trap 'bash tools/kind/docker.sh down' EXIT; trap 'exit 130' INT TERM; \
+		bash tools/kind/docker.sh up && KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) bash tools/kind/build-node-image.sh || exit $$?; \
+	fi; \
+	status=0; HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
 		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)' || status=$$?; \
-		if [ "$(PROVIDER)" = kind ]; then bash tools/kind/docker.sh down; fi; \
-		echo; cat chaos-report/report.md; exit $$status
+	echo; cat chaos-report/report.md; exit $$status
 
 SCALE ?= small
 ## bench: benchmarks, measured side by side in one run; writes bench-report/report.{json,md}

@@ -88,9 +88,18 @@ up() {
 	fi
 	# dockerd hands runtime flags through; the wrapper finds the real runc by env.
 	log "starting dockerd (log $log)"
-	HOOKSCOPE_REAL_RUNC="$real_runc" setsid dockerd \
-		--add-runtime "$runtime=$wrapper" --default-runtime "$runtime" \
-		--pidfile "$state/dockerd.daemon.pid" >>"$log" 2>&1 </dev/null &
+	# With only stdin, stdout and stderr: a descriptor inherited from the
+	# caller (a lock, a pipe to a test runner) would be held for as long as
+	# dockerd runs.
+	(
+		for fd in /proc/self/fd/*; do
+			fd=${fd##*/}
+			if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+		done
+		HOOKSCOPE_REAL_RUNC="$real_runc" exec setsid dockerd \
+			--add-runtime "$runtime=$wrapper" --default-runtime "$runtime" \
+			--pidfile "$state/dockerd.daemon.pid"
+	) >>"$log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
 	local i
 	for i in $(seq 1 60); do
