@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds hookscope's offline toolchain from the Go module proxy into a cache:
 #   $HOOKSCOPE_CACHE/bin/<tool>-<version>   (default cache: ~/.cache/hookscope)
-# and prints one line per tool with its build time. Idempotent: a tool already
+# and prints one line per tool (n of all, built or cached, its build time),
+# and a line before each build, which can take minutes. Idempotent: a tool already
 # in the cache is not rebuilt. Prints the bin directory on the last line.
 #
 # Versions are pinned here and in the small modules beside this script
@@ -26,21 +27,27 @@ mkdir -p "$bin"
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/open-telemetry/opentelemetry-collector-contrib,go.opentelemetry.io/collector"
 export CGO_ENABLED=0
 
+# Progress: tools counts every tool below, the collector included.
+tools=11 n=0 at=
+step() { n=$((n + 1)); at="[$n/$tools]"; }
+
 # build NAME VERSION DIR PACKAGE [LDFLAGS]: go build PACKAGE inside module DIR.
 build() {
 	local name=$1 version=$2 dir=$3 pkg=$4 ldflags=${5:-}
 	local out="$bin/$name-$version"
+	step
 	if [[ -x "$out" ]]; then
-		echo "tools: $name $version cached ($out)" >&2
+		echo "tools: $at $name $version cached ($out)" >&2
 		return
 	fi
+	echo "tools: $at building $name $version (Go module proxy; minutes when cold)" >&2
 	local start=$SECONDS
 	(cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg") || {
 		echo "tools: building $name $version failed (needs the Go module proxy; see above)" >&2
 		exit 1
 	}
 	mv "$out.tmp" "$out"
-	echo "tools: $name $version built in $((SECONDS - start))s" >&2
+	echo "tools: $at $name $version built in $((SECONDS - start))s" >&2
 }
 
 kube_ld="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34"
@@ -54,10 +61,12 @@ build jaeger "$JAEGER_VERSION" "$here/jaeger" github.com/jaegertracing/jaeger/cm
 install() {
 	local name=$1 version=$2 pkg=$3
 	local out="$bin/$name-$version"
+	step
 	if [[ -x "$out" ]]; then
-		echo "tools: $name $version cached ($out)" >&2
+		echo "tools: $at $name $version cached ($out)" >&2
 		return
 	fi
+	echo "tools: $at building $name $version (Go module proxy)" >&2
 	local start=$SECONDS tmp
 	tmp="$(mktemp -d)"
 	GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "$pkg@$version" || {
@@ -66,7 +75,7 @@ install() {
 	}
 	mv "$tmp/$name" "$out"
 	rmdir "$tmp"
-	echo "tools: $name $version built in $((SECONDS - start))s" >&2
+	echo "tools: $at $name $version built in $((SECONDS - start))s" >&2
 }
 
 install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
@@ -77,7 +86,8 @@ install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 
 # The OpenTelemetry Collector that checks deploy/collector (its own module).
-bash "$here/collector/build.sh"
+step
+HOOKSCOPE_TOOLS_STEP="$at" bash "$here/collector/build.sh"
 
 # Stable names for the harness: bin/current/<tool> -> the pinned version.
 mkdir -p "$bin/current"

@@ -23,14 +23,14 @@ export CGO_ENABLED=0
 
 out="$bin/otelcol-hookscope-$COLLECTOR_VERSION"
 if [[ -x "$out" ]]; then
-	echo "tools: otelcol-hookscope $COLLECTOR_VERSION cached ($out)" >&2
+	echo "tools: ${HOOKSCOPE_TOOLS_STEP:+$HOOKSCOPE_TOOLS_STEP }otelcol-hookscope $COLLECTOR_VERSION cached ($out)" >&2
 else
 	start=$SECONDS
 	(cd "$here" && go build -trimpath -ldflags "-s -w -X main.version=$COLLECTOR_VERSION" -o "$out.tmp" .) || {
-		echo "tools: building otelcol-hookscope $COLLECTOR_VERSION failed (needs the Go module proxy; see above)" >&2
+		echo "tools: ${HOOKSCOPE_TOOLS_STEP:+$HOOKSCOPE_TOOLS_STEP }building otelcol-hookscope $COLLECTOR_VERSION failed (needs the Go module proxy; see above)" >&2
 		exit 1
 	}
 	mv "$out.tmp" "$out"
-	echo "tools: otelcol-hookscope $COLLECTOR_VERSION built in $((SECONDS - start))s" >&2
+	echo "tools: ${HOOKSCOPE_TOOLS_STEP:+$HOOKSCOPE_TOOLS_STEP }otelcol-hookscope $COLLECTOR_VERSION built in $((SECONDS - start))s" >&2
 fi
 ln -sfn "../otelcol-hookscope-$COLLECTOR_VERSION" "$bin/current/otelcol-hookscope"
