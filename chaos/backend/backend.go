@@ -30,6 +30,8 @@ type Server struct {
 	delay    atomic.Int64 // nanoseconds each review waits before its answer
 	// maxVersion caps the TLS version the server negotiates (0: none).
 	maxVersion atomic.Uint32
+	// denial is a policy's denial (deny.go); nil: none.
+	denial atomic.Pointer[Denial]
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -217,6 +219,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+	if s.deny(w, &review) {
+		return
 	}
 	review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
 	review.Request = nil

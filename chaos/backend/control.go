@@ -71,6 +71,7 @@ func (l Local) Requests() (int64, error) { return l.Server.Requests(), nil }
 //	PUT  /closing?on=1  accept and close without a word (the client sees EOF)
 //	PUT  /serving?on=0  close the webhook port (connections refused); on=1 listens again
 //	PUT  /ready?on=0    fail the pod's readiness probe (GET /readyz)
+//	PUT  /denial        body: a JSON Denial; deny the reviews it matches (empty body: none)
 //	POST /close         close open connections
 //	GET  /requests      reviews answered, as a number
 //	GET  /readyz        200 once serving and ready
@@ -87,6 +88,8 @@ type Agent struct {
 	closing bool
 	tlsMax  uint16
 	served  int64 // reviews answered by servers closed since
+	// denial is the policy denial in force (deny.go); nil: none.
+	denial *Denial
 }
 
 // NewAgent returns an Agent whose webhook server will listen on addr
@@ -108,6 +111,7 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /certificate", a.putCertificate)
 	mux.HandleFunc("PUT /delay", a.putDelay)
+	mux.HandleFunc("PUT /denial", a.putDenial)
 	mux.HandleFunc("PUT /tls-max-version", a.putTLSMaxVersion)
 	mux.HandleFunc("PUT /silent", a.putSilent)
 	mux.HandleFunc("PUT /closing", a.putClosing)
@@ -319,6 +323,7 @@ func (a *Agent) listen() error {
 	a.srv = Serve(ln, *a.cert)
 	a.srv.SetDelay(a.delay)
 	a.srv.SetTLSMaxVersion(a.tlsMax)
+	a.srv.SetDenial(a.denial)
 	if a.silent {
 		a.srv.SetSilent(true)
 	}
