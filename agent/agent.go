@@ -18,6 +18,7 @@ import (
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/guard"
 	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/probe"
 	"github.com/hookscope/hookscope/risk"
@@ -108,6 +109,7 @@ type Agent struct {
 	cfg   Config
 	inv   *inventory.Inventory
 	dp    DataPlane            // nil: probes and the API only
+	guard *guard.Guard         // nil unless opted in
 	asm   *dataplane.Assembler // the wire's calls and latency (open connections)
 	store *findings.Store
 	own   *probe.Own
@@ -137,6 +139,9 @@ type Parts struct {
 	Assembler *dataplane.Assembler
 	// Own is the probes' connection registry the Assembler consults.
 	Own *probe.Own
+	// Guard, when set (opt-in), acts on the findings while this agent
+	// holds the Lease.
+	Guard *guard.Guard
 }
 
 // New makes an agent from its parts.
@@ -150,7 +155,7 @@ func New(cfg Config, p Parts) *Agent {
 	}
 	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[task](5*time.Millisecond, cfg.ProbeInterval)
 	a := &Agent{
-		cfg: cfg, inv: p.Inventory, dp: p.DataPlane, asm: p.Assembler, store: p.Store, own: p.Own,
+		cfg: cfg, inv: p.Inventory, dp: p.DataPlane, asm: p.Assembler, store: p.Store, own: p.Own, guard: p.Guard,
 		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[task]{Name: "probes"}),
 		objects: make(chan struct{}, 1),
 	}
@@ -200,8 +205,20 @@ func (a *Agent) tick(ctx context.Context) {
 		case <-t.C:
 			a.store.Tick()
 			a.pathRecovered()
+			a.runGuard(ctx)
 		}
 	}
+}
+
+// runGuard lets the opt-in guard act on the open findings, on the agent
+// that holds the Lease only: two agents never act twice.
+func (a *Agent) runGuard(ctx context.Context) {
+	if a.guard == nil || a.inv == nil || !a.leading.Load() {
+		return
+	}
+	vwcs, mwcs := a.inv.Configurations()
+	open, _ := a.store.Findings()
+	a.guard.Tick(ctx, open, guard.Configurations{Validating: vwcs, Mutating: mwcs}, time.Now())
 }
 
 // InventoryStats is what the inventory caches and watches now.

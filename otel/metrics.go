@@ -40,6 +40,7 @@ import (
 //	hookscope.exporter.queue.capacity gauge what the queue holds before it drops
 //	hookscope.inventory.objects    gauge   objects the inventory caches, by kind (webhookconfiguration, service, endpointslice)
 //	hookscope.inventory.watches    gauge   watches the inventory keeps open on the API server
+//	hookscope.guard.actions        counter changes the opt-in guard made to webhook configurations, by action (exclude, revert)
 //	hookscope.bpf.program          gauge   1 per TCP tracepoint and the program loaded on it (this kernel's variant), 0 when none could be
 //
 // Labels are bounded: webhook configuration and name, webhook_kind (the
@@ -68,7 +69,9 @@ const (
 	MetricInventoryObjects  = "hookscope.inventory.objects"
 	MetricInventoryWatches  = "hookscope.inventory.watches"
 	MetricBPFProgram        = "hookscope.bpf.program"
+	MetricGuardActions      = "hookscope.guard.actions"
 	labelOutcome            = attribute.Key("outcome")
+	labelAction             = attribute.Key("action")
 	labelReason             = attribute.Key("reason")
 	labelSeverity           = attribute.Key("severity")
 	labelClass              = attribute.Key("class")
@@ -149,6 +152,7 @@ type Metrics struct {
 	calls     metric.Int64Counter
 	handshake metric.Float64Histogram
 	response  metric.Float64Histogram
+	guard     metric.Int64Counter
 
 	mu     sync.Mutex
 	expiry map[expiryKey]time.Time
@@ -257,6 +261,8 @@ func (m *Metrics) syncInstruments(meter metric.Meter) error {
 		metric.WithDescription("Time from a request to the backend's answer, as the kernel sees it on the wire (the webhook's own latency), by webhook."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	wrap(MetricResponseDuration, e)
+	m.guard, e = meter.Int64Counter(MetricGuardActions, metric.WithDescription("Changes the opt-in guard made to webhook configurations, by action (exclude, revert)."))
+	wrap(MetricGuardActions, e)
 	m.wire, e = meter.Int64ObservableCounter(MetricWireEvents, metric.WithDescription("Events the kernel reported on webhook backend connections, by kind."))
 	wrap(MetricWireEvents, e)
 	return errors.Join(errs...)
@@ -326,6 +332,11 @@ const maxCallLabelSets = 4096
 // kernel saw it on the wire.
 func (m *Metrics) ObserveResponse(ref callout.Ref, d time.Duration) {
 	m.response.Record(context.Background(), d.Seconds(), metric.WithAttributes(webhookLabels(ref)...))
+}
+
+// ObserveGuard counts one action of the guard ("exclude", "revert").
+func (m *Metrics) ObserveGuard(action string) {
+	m.guard.Add(context.Background(), 1, metric.WithAttributes(labelAction.String(action)))
 }
 
 // ObserveWire counts one kernel event of kind.

@@ -54,6 +54,7 @@ type agentOptions struct {
 	reviewProbe     bool
 	stateFile       string
 	agentSelector   string
+	guard           guardOptions
 }
 
 func agentCommand() *cobra.Command {
@@ -94,6 +95,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.agentSelector, "agent-selector", "app.kubernetes.io/name=hookscope-agent", "labels of the agents' pods in $POD_NAMESPACE: the backends on nodes without one are probed by the agent holding the Lease")
 	f.StringVar(&o.stateFile, "state-file", "", "file that keeps the open findings, so a restarted agent goes on with them and their IDs (empty: none)")
 	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send one dryRun AdmissionReview and time the answer (the webhook sees it; off: probes send nothing)")
+	o.guard.flags(f)
 	return cmd
 }
 
@@ -140,7 +142,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if exp != nil {
 		store.AddSink(exp)
 	}
-	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm}
+	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm,
+		Guard: newGuard(ctx, o.guard, client, metrics, log)}
 	if kernel != nil {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's
