@@ -78,6 +78,9 @@ type Webhook struct {
 	// Available its Available condition.
 	API       string     `json:"api,omitempty"`
 	Available *Condition `json:"available,omitempty"`
+	// CAInjection is what the configuration asks cert-manager's
+	// cainjector to write into its caBundle (cainjector.go); nil: nothing.
+	CAInjection *CAInjection `json:"caInjection,omitempty"`
 }
 
 // IsAPIService reports whether w is an aggregated API, not a webhook.

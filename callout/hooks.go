@@ -25,6 +25,9 @@ type Hook struct {
 	// InsecureSkipTLSVerify: the API server does not verify the serving
 	// certificate (an APIService may say so; a webhook cannot).
 	InsecureSkipTLSVerify bool
+	// CAInjection is what the configuration's annotations ask
+	// cert-manager's cainjector to write into the caBundle; nil: nothing.
+	CAInjection *CAInjection
 }
 
 // Hooks views every webhook of the configurations, validating first, in
@@ -42,6 +45,7 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 				Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+				CAInjection: CAInjectionOf(c.Annotations),
 			})
 		}
 	}
@@ -56,6 +60,7 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 				ClientConfig: w.ClientConfig, Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+				CAInjection: CAInjectionOf(c.Annotations),
 			})
 		}
 	}

@@ -28,6 +28,9 @@ type APIService struct {
 	// Available is its Available condition as the API server's
 	// availability check last set it.
 	Available Condition
+	// CAInjection is what its annotations ask cert-manager's cainjector
+	// to write into its caBundle; nil: nothing.
+	CAInjection *CAInjection
 }
 
 // Condition is a status condition.
@@ -59,6 +62,7 @@ func (a APIService) Hook() Hook {
 		h.ClientConfig.Service = &admissionv1.ServiceReference{Namespace: a.Service.Namespace, Name: a.Service.Name, Port: &port}
 	}
 	h.InsecureSkipTLSVerify = a.InsecureSkipTLSVerify
+	h.CAInjection = a.CAInjection
 	return h
 }
 
@@ -79,6 +83,9 @@ type Conversion struct {
 	// ClientConfig is the webhook's (apiextensions' WebhookClientConfig
 	// has the same fields as admission's).
 	ClientConfig admissionv1.WebhookClientConfig
+	// CAInjection is what the CRD's annotations ask cert-manager's
+	// cainjector to write into the webhook's caBundle; nil: nothing.
+	CAInjection *CAInjection
 }
 
 // Hook is the conversion webhook as the one view of call-outs: no way to
@@ -86,7 +93,7 @@ type Conversion struct {
 func (c Conversion) Hook() Hook {
 	fail, timeout := admissionv1.Fail, int32(conversionTimeout)
 	h := Hook{Ref: Ref{Kind: KindConversion, Configuration: c.CRD, Name: c.CRD}, FailurePolicy: &fail, TimeoutSeconds: &timeout,
-		ClientConfig: c.ClientConfig}
+		ClientConfig: c.ClientConfig, CAInjection: c.CAInjection}
 	if s := h.ClientConfig.Service; s != nil && s.Port == nil {
 		withPort := *s // c's own ServiceReference stays as read
 		withPort.Port = ptrTo(int32(443))

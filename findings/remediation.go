@@ -16,6 +16,9 @@ func Remediation(c Class, w callout.Webhook) string {
 	case CertExpiringSoon, SlowResponse:
 		return fix
 	}
+	if c == DeniesCriticalPods {
+		return fix + deniesMeanwhile
+	}
 	if w.IsAPIService() {
 		return fix + "; until then requests to " + apiOf(w) + " fail, and namespaces cannot finish deleting while its discovery fails: to unblock them, back up and delete APIService " +
 			w.Ref.Name + " (hookscope remediate remove " + w.Ref.Name + ", a dry run until --yes), and restore the backup once its backend serves again (hookscope restore FILE --yes)"
@@ -33,6 +36,12 @@ func Remediation(c Class, w callout.Webhook) string {
 // RestoreFix is what makes webhook w work again after a failure of class
 // c: the first of the fixes "hookscope explain" ranks.
 func RestoreFix(c Class, w callout.Webhook) string {
+	switch {
+	case c == DeniesCriticalPods:
+		return deniesFix(w)
+	case c == UnknownAuthority && w.CAInjection != nil:
+		return caInjectionFix(w)
+	}
 	if w.Service == nil && w.URL != "" {
 		if fix := urlFix(c, w); fix != "" {
 			return fix

@@ -24,7 +24,7 @@ var apiServicesGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io"
 // field: every resolution reads them all, so no JSON round trip.
 func apiServiceOf(u *unstructured.Unstructured) (callout.APIService, error) {
 	o := u.Object
-	a := callout.APIService{Name: u.GetName()}
+	a := callout.APIService{Name: u.GetName(), CAInjection: callout.CAInjectionOf(u.GetAnnotations())}
 	var err error
 	str := func(fields ...string) string {
 		v, _, e := unstructured.NestedString(o, fields...)

@@ -58,7 +58,8 @@ func conversionOf(u *unstructured.Unstructured) (callout.Conversion, bool, error
 	if cv == nil || cv.Strategy != "Webhook" || cv.Webhook == nil || cv.Webhook.ClientConfig == nil {
 		return callout.Conversion{}, false, nil
 	}
-	c := callout.Conversion{CRD: o.Metadata.Name, Group: o.Spec.Group, Kind: o.Spec.Names.Kind, ClientConfig: *cv.Webhook.ClientConfig}
+	c := callout.Conversion{CRD: o.Metadata.Name, Group: o.Spec.Group, Kind: o.Spec.Names.Kind, ClientConfig: *cv.Webhook.ClientConfig,
+		CAInjection: callout.CAInjectionOf(u.GetAnnotations())}
 	for _, v := range o.Spec.Versions {
 		if v.Served {
 			c.Versions = append(c.Versions, v.Name)

@@ -67,6 +67,9 @@ type Inventory struct {
 	// budgets is the cluster's PodDisruptionBudgets, likewise
 	// (WatchPodDisruptionBudgets).
 	budgets atomic.Pointer[informer]
+	// certs is cert-manager's Certificates, likewise, once the cluster has
+	// their CRD (certificates.go).
+	certs certificates
 }
 
 // Stats is what the inventory holds: the objects its informers cache, by
