@@ -35,8 +35,9 @@ type Lab struct {
 	Dir      string
 
 	// JoiningNode is the node the blocked-CNI game day joins: it has no
-	// aws-node pod until JoinNode.
-	JoiningNode string
+	// aws-node pod until JoinNode. GuardNode joins the same way in the
+	// guard's game day.
+	JoiningNode, GuardNode string
 
 	// stopCNI stops the stand-in CNI that DeployCNI starts and waits for it.
 	stopCNI func()
@@ -59,7 +60,7 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("starting lab: %w", err)
 	}
-	l := &Lab{Dir: o.Dir, Node: "hookscope-node-0", JoiningNode: "hookscope-node-joining"}
+	l := &Lab{Dir: o.Dir, Node: "hookscope-node-0", JoiningNode: "hookscope-node-joining", GuardNode: "hookscope-node-joining-guard"}
 	defer func() {
 		if err != nil {
 			l.Stop(context.Background())
@@ -101,11 +102,11 @@ func (l *Lab) chooseProvider() error {
 	case "", "local":
 		l.Provider = NewLocal("hookscope", filepath.Join(l.Dir, "cluster"))
 	case "kind":
-		// A worker for the backends and the agent, and one that joins
-		// without aws-node for the blocked-CNI game day.
-		k := NewKind("hookscope", filepath.Join(l.Dir, "cluster"), 2)
-		k.Joining = 1
-		l.Provider, l.Node, l.JoiningNode = k, k.WorkerNames()[0], k.WorkerNames()[1]
+		// A worker for the backends and the agent, and two that join
+		// without aws-node: the blocked-CNI game day's and the guard's.
+		k := NewKind("hookscope", filepath.Join(l.Dir, "cluster"), 3)
+		k.Joining = 2
+		l.Provider, l.Node, l.JoiningNode, l.GuardNode = k, k.WorkerNames()[0], k.WorkerNames()[1], k.WorkerNames()[2]
 	default:
 		return fmt.Errorf("PROVIDER=%s: the game day runs on local (kwok, the default) or kind", provider)
 	}
@@ -158,12 +159,25 @@ func (l *Lab) startLocal(ctx context.Context) error {
 		// One agent: it wins the election and runs the cluster-wide checks.
 		// HOOKSCOPE_AGENT_EXTRA_ARGS adds flags, e.g. to switch a detector
 		// off and watch its scenarios fail.
-		ExtraArgs: append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s",
-			"--state-file", filepath.Join(l.Dir, "findings.json")},
+		ExtraArgs: append(append([]string{"--lease-namespace", "default", "--apiserver-metrics-interval", "1s", "--probe-interval", "2s",
+			"--state-file", filepath.Join(l.Dir, "findings.json")}, guardArgs...),
 			strings.Fields(os.Getenv("HOOKSCOPE_AGENT_EXTRA_ARGS"))...),
 	})
 	return err
 }
+
+// GuardedConfiguration is the one webhook configuration the lab's guard
+// may change (its game day's, which also opts in by annotation); the
+// guard acts after guardGrace and puts it back guardRevertAfter after it
+// is healthy, in the game day.
+const (
+	GuardedConfiguration = "guarded-aws-node"
+	guardGrace           = "3s"
+	guardRevertAfter     = "5s"
+)
+
+// guardArgs turn the local agent's guard on, on the game day's terms.
+var guardArgs = []string{"--guard", "--guard-grace=" + guardGrace, "--guard-revert-after=" + guardRevertAfter, "--guard-window=1m"}
 
 // Stop stops the agent, Jaeger and the cluster, keeping their logs in Dir.
 func (l *Lab) Stop(ctx context.Context) error {

@@ -63,6 +63,10 @@ type WebhookSpec struct {
 	// (Widget, group <name>.hookscope.dev, v1 stored and v2) instead of
 	// an admission webhook; its writes create Widgets at v2.
 	Conversion bool
+	// Guard opts the webhook's configuration in to the agent's guard
+	// (the annotation guard.hookscope.dev/enabled=true); the lab's guard
+	// may change only GuardedConfiguration, so Name must be that.
+	Guard bool
 	// MetricsAPI, with APIService, registers the backend as
 	// metrics-server's API (v1beta1.metrics.k8s.io), which HPAs read: one
 	// scenario at a time, the name is the cluster's.

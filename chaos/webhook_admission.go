@@ -79,9 +79,13 @@ func (w *Webhook) register(ctx context.Context) error {
 	}
 	hook := w.admissionWebhook()
 	configs := w.client.AdmissionregistrationV1()
+	var annotations map[string]string
+	if w.Spec.Guard {
+		annotations = map[string]string{"guard.hookscope.dev/enabled": "true"}
+	}
 	if w.Spec.Mutating {
 		mcfg := &admissionv1.MutatingWebhookConfiguration{
-			ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name},
+			ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name, Annotations: annotations},
 			Webhooks:   []admissionv1.MutatingWebhook{mutatingWebhook(hook)},
 		}
 		if !w.Spec.URL {
@@ -92,7 +96,7 @@ func (w *Webhook) register(ctx context.Context) error {
 		}
 		return nil
 	}
-	cfg := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name}, Webhooks: []admissionv1.ValidatingWebhook{hook}}
+	cfg := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name, Annotations: annotations}, Webhooks: []admissionv1.ValidatingWebhook{hook}}
 	if _, err := configs.ValidatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", w.Spec.Name, err)
 	}

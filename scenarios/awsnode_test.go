@@ -160,6 +160,17 @@ func TestBlockedAWSNode(t *testing.T) {
 			if err := wh.WaitServing(ctx); err != nil {
 				fail(t, "writes after the revert: %v", err)
 			}
+			// The lab's agent runs its guard, but this configuration did
+			// not opt in: the guard wrote nothing to it.
+			evs, err := lab.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + wh.Configuration()})
+			for _, e := range evs.Items {
+				if strings.HasPrefix(e.Reason, "Guard") {
+					fail(t, "the guard acted on a configuration that did not opt in: %s %s", e.Reason, e.Message)
+				}
+			}
+			if err != nil {
+				fail(t, "listing the configuration's Events: %v", err)
+			}
 			result.Recovered = true
 			return ctx
 		}).
