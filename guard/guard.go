@@ -95,6 +95,8 @@ type Records struct {
 	Event func(ctx context.Context, cfg metav1.Object, kind string, warning bool, reason, message string)
 	// Count counts an action (hookscope_guard_actions_total{action}).
 	Count func(action string)
+	// Span records the action as a span linked to the webhook's finding.
+	Span func(ref callout.Ref, action, detail string, at time.Time)
 }
 
 // Guard acts on the findings of the agent that holds the Lease.

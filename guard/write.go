@@ -223,6 +223,9 @@ func (g *Guard) record(ctx context.Context, cfg metav1.Object, ref callout.Ref, 
 	if g.records.Count != nil {
 		g.records.Count(action)
 	}
+	if g.records.Span != nil {
+		g.records.Span(ref, action, msg, time.Now())
+	}
 	if g.records.Event != nil && cfg != nil {
 		g.records.Event(ctx, cfg, ref.Kind, warning, reason, msg)
 	}

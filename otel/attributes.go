@@ -74,6 +74,7 @@
 // the webhook's failure, and from a resolution to its finding:
 //
 //	hookscope.link.reason              "webhook finding" or "opened by"
+//	hookscope.guard.action             the guard's change: "exclude" or "revert" (its span links to the finding)
 //
 // Span events, one per evidence entry, named "hookscope.evidence.<source>"
 // (source is "ebpf", "probe" or "apiserver"), at the time it was observed:
@@ -191,6 +192,9 @@ const (
 	// names the webhook's failure, "opened by" from a resolution to its
 	// finding.
 	LinkReason = attribute.Key("hookscope.link.reason")
+	// GuardAction is what the opt-in guard did to a webhook: "exclude"
+	// (a protected namespace left out of it) or "revert" (put back).
+	GuardAction = attribute.Key("hookscope.guard.action")
 )
 
 // Values of FindingState.

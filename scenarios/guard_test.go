@@ -83,6 +83,16 @@ func TestGuardUnblocksAWSNode(t *testing.T) {
 				return ctx
 			}
 			t.Logf("guard: %s", ev)
+			// Its span links to the finding that made it act.
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			traces, err := lab.Jaeger.WaitForTraces(wctx, chaos.AgentServiceName,
+				map[string]string{"hookscope.guard.action": "exclude", "hookscope.webhook.name": wh.WebhookName}, 1)
+			if err != nil {
+				fail(t, "reading the guard's span from Jaeger: %v", err)
+			} else if refs := traces[0].Spans[0].References; len(refs) != 1 || refs[0].RefType != "FOLLOWS_FROM" {
+				fail(t, "the guard's span references %+v, want one link to the webhook's finding", refs)
+			}
 			result.Remediation = "the guard excluded kube-system from the webhook (no human); the Service restored; the guard put the webhook back once healthy"
 			return ctx
 		}).

@@ -143,7 +143,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		store.AddSink(exp)
 	}
 	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm,
-		Guard: newGuard(ctx, o.guard, client, metrics, log)}
+		Guard: newGuard(ctx, o.guard, client, metrics, exp, log)}
 	if kernel != nil {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's

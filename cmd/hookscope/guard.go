@@ -38,7 +38,7 @@ func (o *guardOptions) flags(f *pflag.FlagSet) {
 
 // newGuard is the guard, recording each action as an Event on the
 // configuration, in the metrics and the log; nil when off.
-func newGuard(ctx context.Context, o guardOptions, client kubernetes.Interface, metrics *otel.Metrics, log *slog.Logger) *guard.Guard {
+func newGuard(ctx context.Context, o guardOptions, client kubernetes.Interface, metrics *otel.Metrics, exp *otel.Exporter, log *slog.Logger) *guard.Guard {
 	if !o.on {
 		return nil
 	}
@@ -58,6 +58,9 @@ func newGuard(ctx context.Context, o guardOptions, client kubernetes.Interface, 
 			}
 			recorder.Event(obj, kind, reason, msg)
 		},
+	}
+	if exp != nil {
+		records.Span = exp.ReportGuard
 	}
 	log.Warn("guard on: the agent holding the Lease may exclude a protected namespace from webhooks that opt in", "annotation", guard.OptIn+"=true",
 		"grace", o.grace, "revert_after", o.revertAfter, "ttl", o.ttl, "window", o.window, "max", o.max)
