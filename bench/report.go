@@ -51,12 +51,17 @@ type Report struct {
 
 // ScaleSize is one agent measured against one cluster size.
 type ScaleSize struct {
-	Nodes          int    `json:"nodes"`
-	Pods           int    `json:"pods"`
-	Webhooks       int    `json:"webhooks"`
-	Services       int    `json:"services"`
-	EndpointSlices int    `json:"endpoint_slices"`
-	Role           string `json:"role"` // "leader" or "follower"
+	Nodes          int `json:"nodes"`
+	Pods           int `json:"pods"`
+	Webhooks       int `json:"webhooks"`
+	Services       int `json:"services"`
+	EndpointSlices int `json:"endpoint_slices"`
+	// CRDs, ConversionWebhooks (CRDs that convert through a webhook) and
+	// APIServices (backed by a Service) are the step's other call-outs.
+	CRDs               int    `json:"crds"`
+	ConversionWebhooks int    `json:"conversion_webhooks"`
+	APIServices        int    `json:"apiservices"`
+	Role               string `json:"role"` // "leader" or "follower"
 	// AgentRSSBytes is VmRSS after the agent settled; AgentPeakRSSBytes is
 	// VmHWM, the most it ever held (usually during the initial lists).
 	AgentRSSBytes     int64 `json:"agent_rss_bytes"`
@@ -66,6 +71,10 @@ type ScaleSize struct {
 	AgentRSSAnonBytes  int64 `json:"agent_rss_anon_bytes"`
 	AgentRSSFileBytes  int64 `json:"agent_rss_file_bytes"`
 	AgentRSSShmemBytes int64 `json:"agent_rss_shmem_bytes"`
+	// AgentLiveHeapBytes is the Go heap the agent still held right after
+	// a GC the bench made it run, after the RSS window: what its caches
+	// and state cost, without the GC cycle's garbage in the RSS.
+	AgentLiveHeapBytes int64 `json:"agent_live_heap_bytes"`
 	// AgentCPUCores is the settled agent's CPU over the measuring window.
 	AgentCPUCores float64 `json:"agent_cpu_cores"`
 	// StartupSeconds runs from the process's start until /readyz is ok and
@@ -74,12 +83,21 @@ type ScaleSize struct {
 	StartupCPUSeconds float64 `json:"startup_cpu_seconds"`
 	// Watches is how many WATCH requests the API server gained with the
 	// agent (apiserver_longrunning_requests), ObjectsCached the objects its
-	// informers hold: the inventory's own count (hookscope_inventory_objects)
-	// and, for the leader, every Node and Warning Event. Services and
-	// EndpointSlices are the cluster's, cached or not.
+	// informers hold. Services and EndpointSlices are the cluster's, cached
+	// or not.
+	// ObjectsCached is the sum of InventoryObjects and ListedObjects.
 	Watches       int `json:"watches"`
 	ObjectsCached int `json:"objects_cached"`
 	LocalBackends int `json:"local_backends"`
+	// InventoryObjects is the agent's own hookscope_inventory_objects by
+	// kind. ListedObjects is what its informers cache that it does not
+	// count, by kind, from listing the cluster: every CRD and APIService
+	// (the built-in ones and those the aggregator registers for each CRD
+	// version too) and, for the leader, every Node and Warning Event.
+	InventoryObjects map[string]int `json:"inventory_objects_by_kind,omitempty"`
+	ListedObjects    map[string]int `json:"listed_objects_by_kind,omitempty"`
+	// CallOuts is what the agent's /webhooks lists, by kind.
+	CallOuts map[string]int `json:"call_outs_by_kind,omitempty"`
 	// InventoryUpdates is how often the agent re-resolved its inventory
 	// during the CPU window: the cluster's churn it still follows.
 	InventoryUpdates int `json:"inventory_updates_in_window"`
@@ -156,12 +174,29 @@ type ScaleGrowth struct {
 	Pods     int `json:"pods"`
 	Services int `json:"services"`
 	Webhooks int `json:"webhooks"`
+	// The step's other call-outs, as in ScaleSize.
+	CRDs               int `json:"crds"`
+	ConversionWebhooks int `json:"conversion_webhooks"`
+	APIServices        int `json:"apiservices"`
 	// CreateSeconds is the time to create the step's objects (16 workers);
 	// SettledSeconds adds the wait until kwok ran every pod and the
-	// EndpointSlice controller wrote every Service's slice.
+	// EndpointSlice controller wrote every Service's slice (and every CRD
+	// was Established, every APIService had an Available condition and the
+	// API server's WATCH count held still, for the call-out step).
 	CreateSeconds  float64 `json:"create_seconds"`
 	SettledSeconds float64 `json:"settled_seconds"`
 	ObjectsPerSec  float64 `json:"objects_per_second"`
+}
+
+// HasCallOuts reports whether the row's cluster held the other call-outs.
+func (z ScaleSize) HasCallOuts() bool { return z.CRDs > 0 || z.APIServices > 0 }
+
+// callOutsCell is the row's CRDs / conversion webhooks / APIServices.
+func callOutsCell(crds, conversions, apis int) string {
+	if crds == 0 && apis == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d / %d / %d", crds, conversions, apis)
 }
 
 // CostFit is a least-squares line: cost = intercept + sum(slope * x).
@@ -361,19 +396,21 @@ func (r *Report) clusterScaleMarkdown(s *strings.Builder) {
 		fmt.Fprintf(s, " (SCALE=%s)", run.Scale)
 	}
 	s.WriteString("\n\nOne agent per row against a real API server with kwok nodes and pods; eBPF on. " +
-		"RSS and CPU after it settled; startup is process start to /readyz ok and every webhook in /webhooks. " +
-		"Ratio is measured / goal (<= 1 meets it).\n\n")
-	s.WriteString("| nodes | pods | services | webhooks | role | RSS | anon / file / shared | peak RSS | CPU (cores) | startup | watches | objects cached | RSS / 64 MiB | startup / 5 s |\n")
-	s.WriteString("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+		"RSS and CPU after it settled; live heap is the Go heap right after a GC the bench made it run, after the RSS window; " +
+		"startup is process start to /readyz ok and every call-out in /webhooks. " +
+		"Call-outs are CRDs / of them with a conversion webhook / APIServices; the step that adds them changes nothing else, " +
+		"so its difference from the row before is their cost. Ratio is measured / goal (<= 1 meets it).\n\n")
+	s.WriteString("| nodes | pods | services | webhooks | call-outs | role | RSS | anon / file / shared | peak RSS | live heap | CPU (cores) | startup | watches | objects cached | RSS / 64 MiB | startup / 5 s |\n")
+	s.WriteString("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, z := range r.Scale {
 		startup := fmt.Sprintf("%.2f", z.StartupSeconds/GoalStartupSeconds)
 		if z.Nodes == maxNodes && z.Pods == maxPods {
 			startup += " " + verdict(z.StartupSeconds < GoalStartupSeconds)
 		}
-		fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %s | %.1f / %.1f / %.1f | %s | %.4f | %.2f s | %d | %d | %.2f %s | %s |\n",
-			z.Nodes, z.Pods, z.Services, z.Webhooks, z.Role, mib(z.AgentRSSBytes),
+		fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %s | %s | %.1f / %.1f / %.1f | %s | %s | %.4f | %.2f s | %d | %d | %.2f %s | %s |\n",
+			z.Nodes, z.Pods, z.Services, z.Webhooks, callOutsCell(z.CRDs, z.ConversionWebhooks, z.APIServices), z.Role, mib(z.AgentRSSBytes),
 			float64(z.AgentRSSAnonBytes)/(1<<20), float64(z.AgentRSSFileBytes)/(1<<20), float64(z.AgentRSSShmemBytes)/(1<<20),
-			mib(z.AgentPeakRSSBytes), z.AgentCPUCores,
+			mib(z.AgentPeakRSSBytes), mib(z.AgentLiveHeapBytes), z.AgentCPUCores,
 			z.StartupSeconds, z.Watches, z.ObjectsCached, float64(z.AgentRSSBytes)/GoalAgentRSSBytes,
 			verdict(z.AgentRSSBytes < GoalAgentRSSBytes), startup)
 	}
@@ -387,10 +424,11 @@ func (run *ScaleRun) growthMarkdown(s *strings.Builder) {
 	if len(run.Growth) == 0 {
 		return
 	}
-	s.WriteString("\nGrowing the cluster through its API (objects are nodes, pods, Services and webhook objects of the step):\n\n")
-	s.WriteString("| nodes | pods | pod Services | webhooks | create | settled | objects/s |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	s.WriteString("\nGrowing the cluster through its API (objects are nodes, pods, Services, webhook and call-out objects of the step):\n\n")
+	s.WriteString("| nodes | pods | pod Services | webhooks | call-outs | create | settled | objects/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, g := range run.Growth {
-		fmt.Fprintf(s, "| %d | %d | %d | %d | %.1f s | %.1f s | %.0f |\n", g.Nodes, g.Pods, g.Services, g.Webhooks, g.CreateSeconds, g.SettledSeconds, g.ObjectsPerSec)
+		fmt.Fprintf(s, "| %d | %d | %d | %d | %s | %.1f s | %.1f s | %.0f |\n", g.Nodes, g.Pods, g.Services, g.Webhooks,
+			callOutsCell(g.CRDs, g.ConversionWebhooks, g.APIServices), g.CreateSeconds, g.SettledSeconds, g.ObjectsPerSec)
 	}
 }
 
@@ -439,7 +477,8 @@ func (run *ScaleRun) costCurvesMarkdown(s *strings.Builder) {
 		return
 	}
 	s.WriteString("\n## Cost curves\n\nLeast-squares lines over the rows above: cost = intercept + slope x size. " +
-		"Pods come with their Services and EndpointSlices (one each per 10 pods), so the pod slope includes them.\n\n")
+		"Pods come with their Services and EndpointSlices (one each per 10 pods), so the pod slope includes them. " +
+		"The call-out step is left out of the fits (it repeats the size before with one more dimension); the scale goals say its difference.\n\n")
 	s.WriteString("| cost | of | intercept | slopes | R² | points | note |\n|---|---|---:|---|---:|---:|---|\n")
 	for _, f := range run.Fits {
 		of := f.Role + f.Mode

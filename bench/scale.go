@@ -18,7 +18,10 @@ import (
 // measures at each step. Steps are cumulative: the cluster only grows,
 // except that webhooks beyond the base set are removed again once their
 // step is measured, so each step changes one dimension of the one before
-// and the cost curves can tell nodes, pods and webhooks apart.
+// and the cost curves can tell nodes, pods and webhooks apart. The last
+// step adds the other call-outs (CRDs, conversion webhooks, APIServices)
+// to the largest size and changes nothing else: their cost is its
+// difference from the step before, measured in the same run.
 type ScalePlan struct {
 	Name  string
 	Steps []ScaleStep
@@ -38,6 +41,34 @@ type ScalePlan struct {
 // ScaleStep is one cluster size.
 type ScaleStep struct {
 	Nodes, Pods, Webhooks int
+	// CRDs are CustomResourceDefinitions with a realistic schema;
+	// Conversions of them convert between two versions through a webhook.
+	// APIServices are aggregated APIs backed by a Service. No custom
+	// resource is created, so no conversion is ever called.
+	CRDs, Conversions, APIServices int
+}
+
+// HasCallOuts reports whether the step holds CRDs or APIServices.
+func (s ScaleStep) HasCallOuts() bool { return s.CRDs > 0 || s.APIServices > 0 }
+
+// withCallOuts is step plus 200 CRDs (20 of them with a conversion
+// webhook) and 30 APIServices.
+func withCallOuts(step ScaleStep) ScaleStep {
+	step.CRDs, step.Conversions, step.APIServices = 200, 20, 30
+	return step
+}
+
+// LoadStep is the index of the step the call rate and detection runs are
+// measured at: the largest one without the other call-outs, so that those
+// figures stay comparable from run to run and no APIService's failing
+// availability check runs beside them.
+func (p ScalePlan) LoadStep() int {
+	for i := len(p.Steps) - 1; i > 0; i-- {
+		if !p.Steps[i].HasCallOuts() {
+			return i
+		}
+	}
+	return 0
 }
 
 // PodsPerService is how many bulk pods each bulk Service selects: a
@@ -57,6 +88,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 				{Nodes: 10, Pods: 300, Webhooks: 200},
 				{Nodes: 100, Pods: 300, Webhooks: 50},
 				{Nodes: 100, Pods: 3000, Webhooks: 50},
+				withCallOuts(ScaleStep{Nodes: 100, Pods: 3000, Webhooks: 50}),
 			},
 			Rates: []int{100, 1000}, RateWindow: 5 * time.Second,
 			Settle: 3 * time.Second, Window: 5 * time.Second,
@@ -70,6 +102,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 				{Nodes: 100, Pods: 3000, Webhooks: 200},
 				{Nodes: 1000, Pods: 3000, Webhooks: 50},
 				{Nodes: 1000, Pods: 30000, Webhooks: 50},
+				withCallOuts(ScaleStep{Nodes: 1000, Pods: 30000, Webhooks: 50}),
 			},
 			Rates: []int{100, 1000, 5000}, RateWindow: 10 * time.Second,
 			Settle: 5 * time.Second, Window: 10 * time.Second,
@@ -231,6 +264,48 @@ func MetricSum(text, name string, match ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// ParseHeapAlloc reads HeapAlloc from a Go heap profile in text form
+// (/debug/pprof/heap?debug=1): its "# runtime.MemStats" section.
+func ParseHeapAlloc(profile []byte) (int64, error) {
+	for _, line := range strings.Split(string(profile), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing the heap profile's HeapAlloc: %w", err)
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("the heap profile has no HeapAlloc (not debug=1?)")
+}
+
+// MetricByLabel adds up the samples of name by the value of their label
+// (e.g. hookscope_inventory_objects by kind); samples without the label
+// are left out. Label values are read up to the next quote: no escapes.
+func MetricByLabel(text, name, label string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		end := strings.LastIndexByte(rest, '}')
+		if end < 0 {
+			continue
+		}
+		labels, value := ","+rest[:end], strings.Fields(rest[end+1:])
+		_, v, ok := strings.Cut(labels, ","+label+`="`)
+		if !ok || len(value) == 0 {
+			continue
+		}
+		v, _, _ = strings.Cut(v, `"`)
+		if n, err := strconv.ParseFloat(value[0], 64); err == nil {
+			out[v] += n
+		}
+	}
+	return out
 }
 
 // Percentile is the p-th percentile (0..100) of xs, nearest rank.
