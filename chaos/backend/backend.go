@@ -1,7 +1,8 @@
 // Package backend is the game day's admission webhook server: a real HTTPS
 // server that admits every AdmissionReview it gets, whose serving
 // certificate a scenario can swap while it runs (to inject an expired
-// certificate and to remediate it).
+// certificate and to remediate it), and which can be told to answer
+// wrongly (answer.go).
 package backend
 
 import (
@@ -28,6 +29,7 @@ type Server struct {
 	requests atomic.Int64
 	ln       *silentListener
 	delay    atomic.Int64 // nanoseconds each review waits before its answer
+	mode     atomic.Value // Answer: how reviews are answered (answer.go)
 	// maxVersion caps the TLS version the server negotiates (0: none).
 	maxVersion atomic.Uint32
 	// denial is a policy's denial (deny.go); nil: none.
@@ -40,6 +42,7 @@ type Server struct {
 // Serve starts serving on ln with cert. It returns at once.
 func Serve(ln net.Listener, cert tls.Certificate) *Server {
 	s := &Server{conns: map[net.Conn]bool{}}
+	s.mode.Store(AnswerAdmit)
 	s.cert.Store(&cert)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", s.admit)
@@ -223,10 +226,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) {
 	if s.deny(w, &review) {
 		return
 	}
-	review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
-	review.Request = nil
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(&review)
+	s.answerReview(w, r, &review, &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true})
 }
 
 // discovery answers an aggregated API's discovery (GET /apis/<group> and

@@ -34,6 +34,9 @@ type Control interface {
 	CloseConnections() error
 	// SetTLSMaxVersion caps the TLS version of later handshakes (0: none).
 	SetTLSMaxVersion(v uint16) error
+	// SetAnswer makes the server answer each review with a (on), or admit
+	// again (off).
+	SetAnswer(a Answer, on bool) error
 	// Requests is how many admission reviews were answered.
 	Requests() (int64, error)
 }
@@ -56,6 +59,9 @@ func (l Local) SetClosing(closing bool) error { l.Server.SetClosing(closing); re
 // SetTLSMaxVersion implements Control.
 func (l Local) SetTLSMaxVersion(v uint16) error { l.Server.SetTLSMaxVersion(v); return nil }
 
+// SetAnswer implements Control.
+func (l Local) SetAnswer(a Answer, on bool) error { l.Server.SetAnswer(a, on); return nil }
+
 // CloseConnections implements Control.
 func (l Local) CloseConnections() error { l.Server.CloseConnections(); return nil }
 
@@ -71,6 +77,12 @@ func (l Local) Requests() (int64, error) { return l.Server.Requests(), nil }
 //	PUT  /closing?on=1  accept and close without a word (the client sees EOF)
 //	PUT  /serving?on=0  close the webhook port (connections refused); on=1 listens again
 //	PUT  /ready?on=0    fail the pod's readiness probe (GET /readyz)
+//	PUT  /invalid-response?on=1  answer a response that is not an AdmissionReview
+//	PUT  /wrong-uid?on=1         answer without the request's uid
+//	PUT  /bad-patch?on=1         answer a JSONPatch that does not apply (BadPatch)
+//	PUT  /not-found?on=1         answer HTTP 404 for the review's path
+//	PUT  /server-error?on=1      answer HTTP 500
+//	                             (on=0: admit again, if that answer was on)
 //	PUT  /denial        body: a JSON Denial; deny the reviews it matches (empty body: none)
 //	POST /close         close open connections
 //	GET  /requests      reviews answered, as a number
@@ -87,14 +99,17 @@ type Agent struct {
 	silent  bool
 	closing bool
 	tlsMax  uint16
-	served  int64 // reviews answered by servers closed since
+	mode    Answer // how reviews are answered
+	served  int64  // reviews answered by servers closed since
 	// denial is the policy denial in force (deny.go); nil: none.
 	denial *Denial
 }
 
 // NewAgent returns an Agent whose webhook server will listen on addr
 // (":8443" in a pod).
-func NewAgent(addr string) *Agent { return &Agent{addr: addr, serving: true, ready: true} }
+func NewAgent(addr string) *Agent {
+	return &Agent{addr: addr, serving: true, ready: true, mode: AnswerAdmit}
+}
 
 // Addr is where the webhook server listens now ("" when it does not).
 func (a *Agent) Addr() string {
@@ -117,6 +132,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("PUT /closing", a.putClosing)
 	mux.HandleFunc("PUT /serving", a.putServing)
 	mux.HandleFunc("PUT /ready", a.putReady)
+	for _, ans := range WrongAnswers {
+		mux.HandleFunc("PUT /"+string(ans), a.putAnswer(ans))
+	}
 	mux.HandleFunc("POST /close", a.postClose)
 	mux.HandleFunc("GET /requests", a.getRequests)
 	mux.HandleFunc("GET /readyz", a.getReadyz)
@@ -213,6 +231,24 @@ func (a *Agent) putClosing(w http.ResponseWriter, r *http.Request) {
 			a.srv.SetClosing(on)
 		}
 	})
+}
+
+// putAnswer switches answer ans on (?on=1) or off (?on=0: admit again, if
+// ans is how the server answers), now and in every server started later.
+func (a *Agent) putAnswer(ans Answer) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a.toggle(w, r, func(on bool) {
+			switch {
+			case on:
+				a.mode = ans
+			case a.mode == ans:
+				a.mode = AnswerAdmit
+			}
+			if a.srv != nil {
+				a.srv.SetAnswer(ans, on)
+			}
+		})
+	}
 }
 
 // putServing closes the webhook port (?on=0) or listens again (?on=1).
@@ -330,6 +366,7 @@ func (a *Agent) listen() error {
 	if a.closing {
 		a.srv.SetClosing(true)
 	}
+	a.srv.SetAnswer(a.mode, true)
 	return nil
 }
 
@@ -404,6 +441,12 @@ func (r Remote) SetTLSMaxVersion(v uint16) error {
 		name = "1.3"
 	}
 	_, err := r.do(http.MethodPut, "/tls-max-version?v="+name, nil)
+	return err
+}
+
+// SetAnswer implements Control.
+func (r Remote) SetAnswer(a Answer, on bool) error {
+	_, err := r.do(http.MethodPut, "/"+string(a)+"?on="+strconv.FormatBool(on), nil)
 	return err
 }
 
