@@ -102,8 +102,8 @@ func (a *Agent) probe(ctx context.Context, t task) {
 	}
 	o := probe.Options{ServerName: t.target.serverName, CABundle: w.CABundle, Timeout: a.cfg.ProbeTimeout, Own: a.own, CertHorizon: a.cfg.CertHorizon,
 		SkipVerify: t.target.skipVerify}
-	if a.cfg.ReviewProbe && !w.IsAPIService() { // an aggregated API takes no AdmissionReview
-		o.Review = &probe.Review{Path: t.target.path, SlowAfter: a.asm.SlowAfter(w)}
+	if w.ReviewProbed(a.cfg.ReviewProbe) { // --review-probe, or its configuration's annotation
+		o.Review = probe.ReviewOf(w, t.target.path, a.asm.SlowAfter(w))
 	}
 	r := probe.Run(ctx, t.target.backend, o)
 	if ctx.Err() != nil {

@@ -57,7 +57,7 @@ type probeTarget struct {
 // targetOf is the probe of webhook w's backend at addr.
 func (a *Agent) targetOf(w callout.Webhook, addr netip.AddrPort) probeTarget {
 	t := probeTarget{backend: addr, serverName: w.ServerName(), ca: sha256.Sum256(w.CABundle), skipVerify: w.InsecureSkipTLSVerify}
-	if a.cfg.ReviewProbe && w.Service != nil {
+	if w.ReviewProbed(a.cfg.ReviewProbe) && w.Service != nil {
 		t.path = w.Service.Path
 	}
 	return t

@@ -14,7 +14,7 @@ type WebhookFailure struct {
 	// URL is the URL the API server posted to, when the text has it.
 	URL string
 	// Class is why the call failed; empty when the text names no cause
-	// hookscope knows (e.g. "received invalid webhook response").
+	// hookscope knows (e.g. "; no further details available").
 	Class findings.Class
 	// Detail is the API server's cause, after the URL, prefixed with what
 	// it means when the class is known.
@@ -90,6 +90,50 @@ var causes = []struct {
 	{[]string{"EOF"}, findings.NotTheWebhook, "the backend closed the connection without an answer (a sidecar or proxy in front of the webhook)"},
 	{[]string{"tls: "}, findings.TLSHandshakeFailed, "the TLS handshake failed"},
 	{[]string{"x509: "}, findings.TLSHandshakeFailed, "the serving certificate does not verify"},
+}
+
+// answers maps the API server's texts for a webhook that answered, but
+// wrongly, to a failure class: the cause starts with the prefix (matched
+// before causes, as what follows may quote the webhook's own answer, which
+// may hold any text). Texts of a v1.34.4 API server.
+var answers = []struct {
+	prefix  string
+	class   findings.Class
+	meaning string
+}{
+	{"received invalid webhook response: expected response.uid=", findings.InvalidResponse, "the webhook answered with another uid than the request's (response.uid must be request.uid)"},
+	{"received invalid webhook response: ", findings.InvalidResponse, "the webhook's answer is not an AdmissionReview the API server accepts"},
+	{"the server could not find the requested resource", findings.WrongPath, "the webhook's server answered HTTP 404: the configuration's path is not one it serves"},
+	{"an error on the server (", findings.ServerError, "the webhook's server answered HTTP 5xx"},
+}
+
+// RejectionClass is the class the labels of one series of
+// apiserver_admission_webhook_rejection_count name, when they name one
+// (as a v1.34.4 API server writes them):
+//   - error_type="calling_webhook_error" with the webhook's own HTTP status
+//     as rejection_code: "404" is WrongPath, "500" ServerError (also
+//     recorded, rarely, when the API server cannot build its client for
+//     the webhook: an InvalidConfiguration the object checks name; "503" is
+//     also what the API server records for every call that got no usable
+//     answer: a timeout, no endpoints, an invalid response, so it names
+//     none);
+//   - error_type="apiserver_internal_error" with type="admit" (a mutating
+//     webhook) and rejection_code "0": the API server could not use the
+//     webhook's answer itself, its patch (PatchDoesNotApply; the same
+//     label set also counts a dryRun write refused for a webhook with side
+//     effects, which hookscope's review probe never sends).
+//
+// Empty: the labels say only that calls fail, or are no failure.
+func RejectionClass(errorType, rejectionCode, webhookType string) findings.Class {
+	switch {
+	case errorType == "calling_webhook_error" && rejectionCode == "404":
+		return findings.WrongPath
+	case errorType == "calling_webhook_error" && rejectionCode == "500":
+		return findings.ServerError
+	case errorType == "apiserver_internal_error" && rejectionCode == "0" && webhookType == "admit":
+		return findings.PatchDoesNotApply
+	}
+	return ""
 }
 
 // ParseWebhookFailure finds the API server's report of a failed webhook
@@ -173,18 +217,14 @@ func findCall(msg string) (tail string, failOpen, ok bool) {
 	return tail, failOpen, true
 }
 
-// classify returns the class of the first entry of causes that cause
-// matches, and the detail: cause, prefixed with the class's meaning when
-// one matched, cut to maxDetail bytes on a rune boundary.
+// classify returns the class of cause (classOf) and the detail: cause,
+// prefixed with the class's meaning when one matched, cut to maxDetail
+// bytes on a rune boundary.
 func classify(cause string) (findings.Class, string) {
-	var class findings.Class
+	class, meaning := classOf(cause)
 	detail := cause
-	for _, c := range causes {
-		if containsAll(cause, c.all) {
-			class = c.class
-			detail = c.meaning + ": " + cause
-			break
-		}
+	if class != "" {
+		detail = meaning + ": " + cause
 	}
 	if len(detail) > maxDetail {
 		cut := maxDetail
@@ -194,6 +234,23 @@ func classify(cause string) (findings.Class, string) {
 		detail = detail[:cut]
 	}
 	return class, detail
+}
+
+// classOf is the class and meaning of the first entry of answers whose
+// prefix cause starts with, else of the first entry of causes that cause
+// matches; empty when none does.
+func classOf(cause string) (findings.Class, string) {
+	for _, a := range answers {
+		if strings.HasPrefix(cause, a.prefix) {
+			return a.class, a.meaning
+		}
+	}
+	for _, c := range causes {
+		if containsAll(cause, c.all) {
+			return c.class, c.meaning
+		}
+	}
+	return "", ""
 }
 
 func containsAll(s string, subs []string) bool {

@@ -229,12 +229,59 @@ var failureCases = []struct {
 		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev", URL: testURL, Class: findings.TLSHandshakeFailed},
 		detailHas: "bad certificate",
 	},
+	// A webhook that answers, but wrongly (v1.34.4; game days
+	// TestInvalidResponse, TestWrongPath, TestServerError and the same
+	// answers of a mutating, a fail-open and a wrong-uid webhook).
 	{
-		name:      "invalid response: no class",
-		msg:       `Internal error occurred: failed calling webhook "vpod.x.hookscope.dev": received invalid webhook response: expected response.uid="1", got ""`,
+		name:      "invalid response: not an AdmissionReview",
+		msg:       `Internal error occurred: failed calling webhook "vpod.invalid-response.hookscope.dev": received invalid webhook response: expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /, Kind=`,
 		ok:        true,
-		want:      WebhookFailure{Webhook: "vpod.x.hookscope.dev"},
-		detailHas: "received invalid webhook response",
+		want:      WebhookFailure{Webhook: "vpod.invalid-response.hookscope.dev", Class: findings.InvalidResponse},
+		detailHas: "not an AdmissionReview the API server accepts: received invalid webhook response: expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /, Kind=",
+	},
+	{
+		name:      "invalid response: another uid",
+		msg:       `Internal error occurred: failed calling webhook "vpod.x-uid.hookscope.dev": received invalid webhook response: expected response.uid="396a0939-be53-44b5-9ea4-86f8dbb1b776", got ""`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x-uid.hookscope.dev", Class: findings.InvalidResponse},
+		detailHas: `another uid than the request's (response.uid must be request.uid): received invalid webhook response: expected response.uid="396a0939-be53-44b5-9ea4-86f8dbb1b776", got ""`,
+	},
+	{
+		name:      "apiserver log: a mutating webhook's invalid response, failing closed",
+		msg:       `W1206 05:07:31.388550   18490 dispatcher.go:225] Failed calling webhook, failing closed mpod.x-mut-invalid.hookscope.dev: failed calling webhook "mpod.x-mut-invalid.hookscope.dev": received invalid webhook response: expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /, Kind=`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "mpod.x-mut-invalid.hookscope.dev", Class: findings.InvalidResponse},
+		detailHas: "got /, Kind=",
+	},
+	{
+		name:      "apiserver log: an invalid response, fail open's Unhandled Error line",
+		msg:       `E1206 05:07:28.982094   18490 dispatcher.go:213] "Unhandled Error" err="failed calling webhook \"vpod.x-invalid-ignore.hookscope.dev\": received invalid webhook response: expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /, Kind=" logger="UnhandledError"`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.x-invalid-ignore.hookscope.dev", Class: findings.InvalidResponse, FailOpen: true},
+		detailHas: "got /, Kind=",
+	},
+	{
+		name:      "wrong path: HTTP 404",
+		msg:       `Internal error occurred: failed calling webhook "vpod.wrong-path.hookscope.dev": failed to call webhook: the server could not find the requested resource`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.wrong-path.hookscope.dev", Class: findings.WrongPath},
+		detailHas: "HTTP 404: the configuration's path is not one it serves: the server could not find the requested resource",
+	},
+	{
+		// The webhook's body quotes its own call's x509 error: the
+		// webhook's certificate is not the cause.
+		name:      "HTTP 500 quoting the webhook's own x509 error",
+		msg:       `Internal error occurred: failed calling webhook "vpod.server-error.hookscope.dev": failed to call webhook: an error on the server ("checking the policy store: Post \"https://policy-store.webhooks.svc:8443/check\": tls: failed to verify certificate: x509: certificate signed by unknown authority") has prevented the request from succeeding`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.server-error.hookscope.dev", Class: findings.ServerError},
+		detailHas: "HTTP 5xx: an error on the server (",
+	},
+	{
+		name:      "apiserver log: HTTP 500, failing closed",
+		msg:       `W1206 05:17:16.771779    6814 dispatcher.go:217] Failed calling webhook, failing closed vpod.server-error.hookscope.dev: failed calling webhook "vpod.server-error.hookscope.dev": failed to call webhook: an error on the server ("checking the policy store: Post \"https://policy-store.webhooks.svc:8443/check\": tls: failed to verify certificate: x509: certificate signed by unknown authority") has prevented the request from succeeding`,
+		ok:        true,
+		want:      WebhookFailure{Webhook: "vpod.server-error.hookscope.dev", Class: findings.ServerError},
+		detailHas: "has prevented the request from succeeding",
 	},
 	{
 		name:      "no further details",
@@ -308,6 +355,10 @@ var failureCases = []struct {
 	{name: "empty name", msg: `failed calling webhook "": Post "https://a": connection refused`},
 	{name: "name with a space", msg: `failed calling webhook "a b": context deadline exceeded`},
 	{name: "unrelated warning", msg: `Back-off restarting failed container webhook in pod webhook-7d9c_hooks(5b1e)`},
+	// A patch that does not apply: the API server rejects the write
+	// whatever the failurePolicy, without naming the webhook and without a
+	// log line (its metrics name it: RejectionClass).
+	{name: "a patch that does not apply names no webhook", msg: `Internal error occurred: add operation does not apply: doc is missing path: "/spec/containers/0/env/0": missing value`},
 	{name: "panic fail open has no call", msg: `W1125 02:45:05.657908 23852 dispatcher.go:150] Panic calling webhook, failing open vpod.x.hookscope.dev: runtime error`},
 }
 
@@ -345,6 +396,33 @@ func TestParseWebhookFailure(t *testing.T) {
 				t.Errorf("Detail %q does not contain %q", detail, c.detailHas)
 			}
 		})
+	}
+}
+
+// TestRejectionClass: the rejection counter's labels, as a v1.34.4 API
+// server wrote them for the game days' wrong answers.
+func TestRejectionClass(t *testing.T) {
+	for _, c := range []struct {
+		series                 string // as /metrics showed it
+		errorType, code, hType string
+		want                   findings.Class
+	}{
+		{`{error_type="calling_webhook_error",name="vpod.x-404.hookscope.dev",operation="CREATE",rejection_code="404",type="validating"} 1`,
+			"calling_webhook_error", "404", "validating", findings.WrongPath},
+		{`{error_type="calling_webhook_error",name="vpod.x-500.hookscope.dev",operation="CREATE",rejection_code="500",type="validating"} 1`,
+			"calling_webhook_error", "500", "validating", findings.ServerError},
+		{`{error_type="apiserver_internal_error",name="mpod.x-patch.hookscope.dev",operation="CREATE",rejection_code="0",type="admit"} 1`,
+			"apiserver_internal_error", "0", "admit", findings.PatchDoesNotApply},
+		// An invalid response is a 503, as is every call that got no
+		// usable answer.
+		{`{error_type="calling_webhook_error",name="vpod.x-invalid.hookscope.dev",operation="CREATE",rejection_code="503",type="validating"} 1`,
+			"calling_webhook_error", "503", "validating", ""},
+		{`{error_type="calling_webhook_error",name="mpod.x-mut-invalid.hookscope.dev",operation="CREATE",rejection_code="503",type="admit"} 1`,
+			"calling_webhook_error", "503", "admit", ""},
+	} {
+		if got := RejectionClass(c.errorType, c.code, c.hType); got != c.want {
+			t.Errorf("%s: %q, want %q", c.series, got, c.want)
+		}
 	}
 }
 

@@ -78,6 +78,10 @@ type Webhook struct {
 	// Available its Available condition.
 	API       string     `json:"api,omitempty"`
 	Available *Condition `json:"available,omitempty"`
+	// Admission is, for an admission webhook, its rules, side effects and
+	// whether it opts in to review probes (Hook.Admission); nil for the
+	// other call-outs.
+	Admission *Admission `json:"-"`
 	// CAInjection is what the configuration asks cert-manager's
 	// cainjector to write into its caBundle (cainjector.go); nil: nothing.
 	CAInjection *CAInjection `json:"caInjection,omitempty"`

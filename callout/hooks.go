@@ -25,6 +25,9 @@ type Hook struct {
 	// InsecureSkipTLSVerify: the API server does not verify the serving
 	// certificate (an APIService may say so; a webhook cannot).
 	InsecureSkipTLSVerify bool
+	// ReviewProbe: the configuration opts in to review probes
+	// (ReviewProbeAnnotation).
+	ReviewProbe bool
 	// CAInjection is what the configuration's annotations ask
 	// cert-manager's cainjector to write into the caBundle; nil: nothing.
 	CAInjection *CAInjection
@@ -45,6 +48,7 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 				Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+				ReviewProbe: reviewProbeOptIn(c.Annotations),
 				CAInjection: CAInjectionOf(c.Annotations),
 			})
 		}
@@ -60,6 +64,7 @@ func Hooks(vwcs []*admissionv1.ValidatingWebhookConfiguration, mwcs []*admission
 				ClientConfig: w.ClientConfig, Rules: w.Rules, FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy,
 				NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 				TimeoutSeconds: w.TimeoutSeconds, MatchConditions: w.MatchConditions,
+				ReviewProbe: reviewProbeOptIn(c.Annotations),
 				CAInjection: CAInjectionOf(c.Annotations),
 			})
 		}

@@ -67,6 +67,10 @@ type WebhookSpec struct {
 	// (the annotation guard.hookscope.dev/enabled=true); the lab's guard
 	// may change only GuardedConfiguration, so Name must be that.
 	Guard bool
+	// ReviewProbe opts the webhook's configuration in to the agent's
+	// review probe (the annotation hookscope.dev/review-probe=true): the
+	// agent sends it dryRun AdmissionReviews and judges the answers.
+	ReviewProbe bool
 	// MetricsAPI, with APIService, registers the backend as
 	// metrics-server's API (v1beta1.metrics.k8s.io), which HPAs read: one
 	// scenario at a time, the name is the cluster's.

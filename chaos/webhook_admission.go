@@ -83,6 +83,9 @@ func (w *Webhook) register(ctx context.Context) error {
 	if w.Spec.Guard {
 		annotations = map[string]string{"guard.hookscope.dev/enabled": "true"}
 	}
+	if w.Spec.ReviewProbe {
+		annotations = withReviewProbe(annotations)
+	}
 	if w.Spec.Mutating {
 		mcfg := &admissionv1.MutatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: w.Spec.Name, Annotations: annotations},
@@ -101,6 +104,16 @@ func (w *Webhook) register(ctx context.Context) error {
 		return fmt.Errorf("deploying webhook %s: creating ValidatingWebhookConfiguration: %w", w.Spec.Name, err)
 	}
 	return nil
+}
+
+// withReviewProbe adds to annotations the one that opts a configuration
+// in to the agent's review probe (callout.ReviewProbeAnnotation).
+func withReviewProbe(annotations map[string]string) map[string]string {
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations["hookscope.dev/review-probe"] = "true"
+	return annotations
 }
 
 // mutatingWebhook is hook as a mutating webhook: the same client config,

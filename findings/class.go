@@ -76,6 +76,28 @@ const (
 	// SlowResponse: calls succeed, but the webhook takes so long to answer
 	// that every matched write waits, and a little more load times it out.
 	SlowResponse Class = "SlowResponse"
+
+	// The webhook answers, but wrongly: the handshake and the HTTP
+	// exchange work, what comes back fails the write.
+
+	// InvalidResponse: the answer is not an AdmissionReview the API server
+	// accepts ("received invalid webhook response: ..."): no apiVersion or
+	// kind, no response, a response.uid other than the request's, a patch
+	// without its patchType or one a validating webhook may not send, or
+	// a patch that is not JSONPatch.
+	InvalidResponse Class = "InvalidResponse"
+	// PatchDoesNotApply: a mutating webhook's JSONPatch does not apply to
+	// the object ("add operation does not apply: doc is missing path:
+	// ..."). The API server rejects the write whatever the failurePolicy.
+	PatchDoesNotApply Class = "PatchDoesNotApply"
+	// WrongPath: the webhook's server answers HTTP 404 for the path its
+	// configuration names ("the server could not find the requested
+	// resource"): the path is not one it serves.
+	WrongPath Class = "WrongPath"
+	// ServerError: the webhook's server answers HTTP 5xx ("an error on the
+	// server ("...") has prevented the request from succeeding"): its
+	// handler fails.
+	ServerError Class = "ServerError"
 )
 
 // Aspect is what of a webhook an observation speaks for: whether a new

@@ -37,6 +37,8 @@ func EffectOf(w callout.Webhook, c Class) Effect {
 		return NoneYet
 	case SlowResponse:
 		return WritesSlowed
+	case PatchDoesNotApply:
+		return WritesRejected // whatever the failurePolicy: the API server rejects the patch, not the call
 	}
 	if w.IsAPIService() {
 		return APIUnavailable

@@ -27,6 +27,10 @@ func Remediation(c Class, w callout.Webhook) string {
 		return fix + "; a conversion webhook has no failurePolicy: until it serves again, reads and writes of " + conversionOf(w) +
 			" at a version other than the stored one fail, and so do garbage collection and namespace deletion that touch them"
 	}
+	if c == PatchDoesNotApply {
+		return fix + "; until then the writes it patches are rejected whatever its failurePolicy (Ignore does not help: the API server rejects a patch that does not apply): narrow its rules, or remove " +
+			w.Ref.Configuration + " after a backup (hookscope remediate remove " + w.Ref.Name + ")"
+	}
 	if w.FailsClosed() {
 		fix += "; until then writes it matches are rejected: set failurePolicy Ignore to let them through (hookscope remediate ignore " + w.Ref.Name + ")"
 	}
@@ -52,6 +56,9 @@ func RestoreFix(c Class, w callout.Webhook) string {
 		backend = "Service " + w.Service.Namespace + "/" + w.Service.Name
 	} else if w.URL != "" {
 		backend = "URL " + w.URL
+	}
+	if fix := answerFix(c, w, backend); fix != "" {
+		return fix
 	}
 	switch c {
 	case CertExpired:
@@ -113,6 +120,22 @@ func RestoreFix(c Class, w callout.Webhook) string {
 	return "check the webhook pods behind " + backend
 }
 
+// answerFix is the fix of a webhook behind backend that answers, but
+// wrongly (class c); empty for the other classes.
+func answerFix(c Class, w callout.Webhook, backend string) string {
+	switch c {
+	case InvalidResponse:
+		return "make the webhook behind " + backend + " answer a valid AdmissionReview: apiVersion admission.k8s.io/v1 and kind AdmissionReview, response.uid copied from request.uid, a patch only from a mutating webhook and only with patchType JSONPatch; if it began with an upgrade of the webhook, roll it back"
+	case PatchDoesNotApply:
+		return "fix the JSONPatch the webhook behind " + backend + " answers: each path must exist in the object it patches (an add to a list or map the object lacks fails: add the whole list first); if it began with an upgrade of the webhook, roll it back"
+	case WrongPath:
+		return "point the webhook's path (clientConfig.service.path, now " + servicePath(w) + ") at the path the server behind " + backend + " serves (its chart or its flags name it), or roll back the server that stopped serving it"
+	case ServerError:
+		return "read the logs of the webhook pods behind " + backend + ": its handler answers HTTP 5xx (the API server quotes its body); fix or roll back the webhook"
+	}
+	return ""
+}
+
 // urlFix is the fix of a failure of class c for a webhook that calls a
 // URL: no Service, endpoints or pods of its own to point at, a host and a
 // port the control plane must reach. Empty: the generic fix fits.
@@ -139,6 +162,10 @@ func urlFix(c Class, w callout.Webhook) string {
 		return fmt.Sprintf("find why the server at %s answers slowly (CPU, its own dependencies): every write it matches waits, and calls over timeoutSeconds (%ds) fail; narrow its rules or selectors so fewer writes wait", w.URL, w.TimeoutSeconds)
 	case NotTheWebhook:
 		return "something other than the webhook answers at " + w.URL + " (a proxy or a plaintext server): point the url at the webhook's TLS port"
+	case WrongPath:
+		return "the server at " + host + ":" + port + " answers HTTP 404 for the path of URL " + w.URL + ": point the webhook's url at the path it serves"
+	case ServerError:
+		return "the server at " + w.URL + " answers HTTP 5xx (the API server quotes its body): read its logs, fix or roll it back"
 	}
 	return ""
 }
@@ -178,6 +205,15 @@ func targetPort(w callout.Webhook) string {
 		return "<targetPort>"
 	}
 	return fmt.Sprint(w.Backends[0].Addr.Port())
+}
+
+// servicePath is the path the API server posts to on a webhook's
+// Service ("/" when none is set).
+func servicePath(w callout.Webhook) string {
+	if w.Service == nil || w.Service.Path == "" {
+		return "/"
+	}
+	return w.Service.Path
 }
 
 func serverName(w callout.Webhook) string {

@@ -157,7 +157,7 @@ func TestReviewProbeTimesTheAnswer(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv.SetDelay(c.delay)
 			before := srv.Requests()
-			r := Run(context.Background(), target, Options{ServerName: name, CABundle: ca.PEM, Timeout: time.Second, Review: &Review{Path: "/validate", SlowAfter: 200 * time.Millisecond}})
+			r := Run(context.Background(), target, Options{ServerName: name, CABundle: ca.PEM, Timeout: time.Second, Review: &Review{Path: "/validate", SlowAfter: 200 * time.Millisecond, SideEffects: "None"}})
 			if r.Class != c.want {
 				t.Fatalf("class %s (%s), want %s", r.Class, r.Detail, c.want)
 			}

@@ -94,7 +94,7 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&o.slowThreshold, "slow-threshold", time.Second, "a webhook whose calls take this long on average (or half its timeoutSeconds, if less) is SlowResponse")
 	f.StringVar(&o.agentSelector, "agent-selector", "app.kubernetes.io/name=hookscope-agent", "labels of the agents' pods in $POD_NAMESPACE: the backends on nodes without one are probed by the agent holding the Lease")
 	f.StringVar(&o.stateFile, "state-file", "", "file that keeps the open findings, so a restarted agent goes on with them and their IDs (empty: none)")
-	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send one dryRun AdmissionReview and time the answer (the webhook sees it; off: probes send nothing)")
+	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send every admission webhook whose sideEffects is None or NoneOnDryRun one dryRun AdmissionReview and judge the answer as the API server would (the webhook sees it; off: only webhooks whose configuration is annotated hookscope.dev/review-probe=true)")
 	o.guard.flags(f)
 	return cmd
 }
