@@ -83,6 +83,7 @@ func resolveOne(h callout.Hook) callout.Webhook {
 	}
 	w.Invalid = invalid(cc)
 	w.InsecureSkipTLSVerify = h.InsecureSkipTLSVerify
+	w.Admission = h.Admission()
 	w.CAInjection = h.CAInjection
 	return w
 }

@@ -126,3 +126,17 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveCarriesTheReviewProbeOptIn: a resolved admission webhook
+// carries its rules, side effects and its configuration's review-probe
+// opt-in, which the agent's review probe reads; without them it sends
+// nothing.
+func TestResolveCarriesTheReviewProbeOptIn(t *testing.T) {
+	cfg := webhookConfig("hook-svc", ptr.To[int32](443), admissionv1.Fail)
+	cfg.Annotations = map[string]string{callout.ReviewProbeAnnotation: "true"}
+	cfg.Webhooks[0].SideEffects = ptr.To(admissionv1.SideEffectClassNone)
+	ws := Resolve([]*admissionv1.ValidatingWebhookConfiguration{cfg}, nil, nil, nil)
+	if len(ws) != 1 || ws[0].Admission == nil || !ws[0].Admission.ReviewProbe || ws[0].Admission.SideEffects != "None" || !ws[0].ReviewProbed(false) {
+		t.Fatalf("resolved %+v (admission %+v): want the opt-in and side effects carried", ws, ws[0].Admission)
+	}
+}
