@@ -10,6 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/hookscope/hookscope/findings"
 )
 
 // WebhookCallCounts are one webhook's admission counters on the API
@@ -28,6 +30,10 @@ type WebhookCallCounts struct {
 	// CallingErrors is the part of Rejections with
 	// error_type="calling_webhook_error": calls that failed closed.
 	CallingErrors float64
+	// CallingErrorClasses are the parts of CallingErrors whose
+	// rejection_code names a class (RejectionClass: 404 WrongPath, 500
+	// ServerError).
+	WrongPaths, ServerErrors float64
 	// DeleteErrors is the part of CallingErrors with operation="DELETE":
 	// deletions the webhook blocked (the garbage collector's among them).
 	DeleteErrors float64
@@ -135,6 +141,12 @@ func sumWebhookFamilies(families map[string]*dto.MetricFamily) map[string]Webhoo
 		c.Rejections += v
 		if label(m, "error_type") == "calling_webhook_error" {
 			c.CallingErrors += v
+			switch RejectionClass("calling_webhook_error", label(m, "rejection_code"), label(m, "type")) {
+			case findings.WrongPath:
+				c.WrongPaths += v
+			case findings.ServerError:
+				c.ServerErrors += v
+			}
 			if label(m, "operation") == "DELETE" {
 				c.DeleteErrors += v
 			}

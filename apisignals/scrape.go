@@ -97,6 +97,7 @@ func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Fa
 		out = append(out, Failure{
 			WebhookFailure: WebhookFailure{
 				Webhook:  name,
+				Class:    codeClass(c, p),
 				FailOpen: closed == 0,
 				Detail: fmt.Sprintf("%g calls failed closed and %g failed open since the previous scrape (apiserver_admission_webhook_rejection_count{error_type=\"calling_webhook_error\"}, apiserver_admission_webhook_fail_open_count)",
 					closed, open),
@@ -108,6 +109,20 @@ func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Fa
 		})
 	}
 	return out
+}
+
+// codeClass is the class the rejection codes of the calls that failed
+// since p name, when they name one: the webhook answered 404 (a wrong
+// path) or 500. Empty: only that calls fail.
+func codeClass(c, p WebhookCallCounts) findings.Class {
+	notFound, server := c.WrongPaths-p.WrongPaths, c.ServerErrors-p.ServerErrors
+	switch {
+	case notFound > 0 && notFound >= server:
+		return findings.WrongPath
+	case server > 0:
+		return findings.ServerError
+	}
+	return ""
 }
 
 // callOutFailures are the failures the API server's metrics report for

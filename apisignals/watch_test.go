@@ -131,6 +131,36 @@ func TestWatcherMetrics(t *testing.T) {
 	}
 }
 
+// TestWatcherClassesFromRejectionCodes: calls that failed closed with the
+// webhook's 404 or 500 (the rejection_code the API server counts) are
+// WrongPath and ServerError from the metrics alone; other codes say only
+// that calls fail.
+func TestWatcherClassesFromRejectionCodes(t *testing.T) {
+	const line = `apiserver_admission_webhook_rejection_count{error_type="calling_webhook_error",name="%s",operation="CREATE",rejection_code="%s",type="validating"} %d` + "\n"
+	bodies := []string{
+		fmt.Sprintf(line, "path", "404", 1) + fmt.Sprintf(line, "boom", "500", 1) + fmt.Sprintf(line, "down", "503", 1),
+		fmt.Sprintf(line, "path", "404", 3) + fmt.Sprintf(line, "boom", "500", 2) + fmt.Sprintf(line, "down", "503", 4),
+	}
+	rec := newRecorder()
+	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
+	i := 0
+	w.fetch = func(context.Context) (io.ReadCloser, error) {
+		b := bodies[i]
+		i++
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
+	w.scrape(context.Background())
+	w.scrape(context.Background())
+	got := map[string]findings.Class{}
+	for _, f := range rec.all() {
+		got[f.Webhook] = f.Class
+	}
+	want := map[string]findings.Class{"path": findings.WrongPath, "boom": findings.ServerError, "down": ""}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("classes %v, want %v", got, want)
+	}
+}
+
 // TestWatcherCallOutMetrics: a CRD's failed conversions are reported when
 // they rise (not on a restart's drop), and an unavailable APIService on
 // every scrape while the API server marks it so, and not after.
