@@ -153,6 +153,12 @@ func (c *Correlator) OnSignal(sf Signal) {
 	if sf.Source != findings.Event || sf.Reason != "FailedCreate" || sf.Object == "" {
 		return
 	}
+	c.block(w, sf)
+}
+
+// block marks the controller a FailedCreate names blocked by webhook w,
+// and opens that impact: its pods cannot be created.
+func (c *Correlator) block(w callout.Webhook, sf Signal) {
 	c.mu.Lock()
 	b, ok := c.blocked[sf.Object]
 	if !ok || b.webhook.Ref.Name != sf.Webhook {
@@ -200,6 +206,10 @@ func evidence(sf Signal) findings.Evidence {
 	switch {
 	case sf.CallOut:
 		detail = "API server metrics: " + sf.Detail
+	case sf.Class == findings.WrongPath:
+		detail += " (rejection_code 404: the webhook answered HTTP 404 at its path)"
+	case sf.Class == findings.ServerError:
+		detail += " (rejection_code 500: the webhook answered HTTP 500)"
 	case sf.Class == findings.SlowResponse:
 		detail = fmt.Sprintf("API server metrics: %d calls to %s took %s on average", sf.Count, sf.Webhook, sf.Latency.Round(time.Millisecond))
 	case sf.FailOpen:
