@@ -17,9 +17,14 @@ GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 
 all: build
 
+# VERSION is what `hookscope version` prints: the commit's tag, else its short hash
+# (-dirty for a modified tree). Nothing else varies, so one commit builds the same bytes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
 ## build: the hookscope binary (agent and CLI) into bin/
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/hookscope ./cmd/hookscope
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/hookscope ./cmd/hookscope
 	ln -sf hookscope bin/kubectl-hookscope # on the PATH: `kubectl hookscope`
 
 IMAGE ?= hookscope:dev

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -14,44 +13,66 @@ import (
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/risk"
 )
 
-func explainCommand() *cobra.Command {
+func explainCommand(kube *kubeFlags) *cobra.Command {
 	var (
-		kubeconfig string
+		outputFlag string
 		probe      bool
 		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "explain NAME",
-		Short: "Why webhook NAME fails (or could), the evidence, and the fixes ranked for this case",
-		Args:  cobra.ExactArgs(1),
+		Short: "Why call-out NAME fails (or could), the evidence, and the fixes ranked for this case",
+		Long: `explain follows one call-out (a webhook, an APIService, or a CRD with a conversion
+webhook, by the name status prints) from its configuration to its backends, says what
+its failure breaks, and ranks the fixes for this case. -o wide adds each risk's
+detail and fix; -o table prints its row as status does.`,
+		Example: `  hookscope explain mpod.elbv2.k8s.aws
+  # every risk in full, with its fix
+  hookscope explain v1beta1.metrics.k8s.io -o wide
+  # the fixes alone
+  hookscope explain validate.kyverno.svc-fail -o jsonpath='{range .fixes[*]}{@}{"\n"}{end}'`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeCallOuts(kube, anyCallOut),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := restConfig(kubeconfig)
+			out, err := parseOutput(outputFlag, "text", "wide", "table")
 			if err != nil {
 				return err
 			}
-			client, err := kubernetes.NewForConfig(cfg)
+			client, dyn, err := kube.clients()
 			if err != nil {
-				return fmt.Errorf("building the Kubernetes client: %w", err)
+				return err
 			}
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return fmt.Errorf("building the Kubernetes client: %w", err)
-			}
-			return explain(cmd.Context(), cmd.OutOrStdout(), client, dyn, args[0], probe, timeout)
+			return explainAs(cmd.Context(), cmd.OutOrStdout(), out, client, dyn, args[0], probe, timeout)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
+	f.StringVarP(&outputFlag, "output", "o", "text", outputHelp("text", "wide", "table", "json", "yaml"))
 	f.BoolVar(&probe, "probe", false, "also probe each endpoint as the API server would (needs pod IPs reachable)")
 	f.DurationVar(&timeout, "probe-timeout", 3*time.Second, "bound on one probe")
 	return cmd
 }
 
-// explain prints the evidence chain of one webhook and the fixes, most
+// Explanation is explain's -o json and -o yaml: the call-out as status
+// sees it, what its failure breaks, its risks whole, and the fixes, most
+// fitting first.
+type Explanation struct {
+	CallOut WebhookStatus `json:"callOut"`
+	// Effect is what its failure breaks; empty while it is healthy.
+	Effect string      `json:"effect,omitempty"`
+	Risks  []risk.Risk `json:"risks,omitempty"`
+	Fixes  []string    `json:"fixes,omitempty"`
+}
+
+// explain prints the evidence chain of one call-out and the fixes, most
 // fitting first.
 func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dynamic.Interface, name string, probe bool, timeout time.Duration) error {
+	return explainAs(ctx, out, &output{format: "text"}, c, dyn, name, probe, timeout)
+}
+
+func explainAs(ctx context.Context, w io.Writer, out *output, c kubernetes.Interface, dyn dynamic.Interface, name string, probe bool, timeout time.Duration) error {
 	rows, err := collectStatus(ctx, c, dyn, probe, timeout)
 	if err != nil {
 		return err
@@ -60,19 +81,52 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dyn
 	for i := range rows {
 		if rows[i].Name == name {
 			if row != nil {
-				return fmt.Errorf("webhook %q is in more than one configuration (%s, %s): hookscope status lists both", name, row.Configuration, rows[i].Configuration)
+				return fmt.Errorf("%q names more than one call-out (%s/%s, %s/%s): hookscope status lists them", name, row.Kind, row.Configuration, rows[i].Kind, rows[i].Configuration)
 			}
 			row = &rows[i]
 		}
 	}
 	if row == nil {
-		return fmt.Errorf("no webhook %q in any webhook configuration", name)
+		return fmt.Errorf("no webhook, APIService or conversion webhook %q (hookscope status lists them)", name)
 	}
-	if row.Kind == callout.KindConversion {
+	e := Explanation{CallOut: *row, Risks: row.risks}
+	if row.Health != string(findings.Healthy) {
+		e.Effect = effectOf(*row)
+		e.Fixes = rankFixes(findings.Class(row.Health), *row)
+	}
+	switch {
+	case out.structured():
+		return out.printObject(w, "Explanation", e)
+	case out.format == "table":
+		return printTable(w, statusTable([]WebhookStatus{*row}), false)
+	}
+	printExplanation(w, e, out.format == "wide")
+	return nil
+}
+
+// effectOf is what the call-out's failure breaks.
+func effectOf(row WebhookStatus) string {
+	switch {
+	case row.Kind == callout.KindConversion:
+		return "reads and writes of " + row.API + " at a version other than the stored one fail, and so do garbage collection and namespace deletion that touch them"
+	case row.Kind == callout.KindAPIService:
+		return "requests to " + row.API + " fail, and so does the discovery that namespace deletion and garbage collection need"
+	case row.FailurePolicy == "Ignore":
+		return "the API server lets the writes it matches through unchecked (fails open)"
+	}
+	return "the API server rejects every write it matches"
+}
+
+// printExplanation writes the explanation as prose; wide adds each risk's
+// detail and fix.
+func printExplanation(out io.Writer, e Explanation, wide bool) {
+	row := e.CallOut
+	switch row.Kind {
+	case callout.KindConversion:
 		fmt.Fprintf(out, "conversion webhook of CRD %s (%s): the API server calls it to convert the custom resources between versions; it cannot fail open\n", row.Name, row.API)
-	} else if row.Kind == callout.KindAPIService {
+	case callout.KindAPIService:
 		fmt.Fprintf(out, "aggregated API %s (APIService %s): the API server proxies its requests and discovery; it cannot fail open\n", row.API, row.Name)
-	} else {
+	default:
 		fmt.Fprintf(out, "%s webhook %s (configuration %s), failurePolicy %s\n", row.Kind, row.Name, row.Configuration, row.FailurePolicy)
 	}
 	if row.Service != "" {
@@ -80,35 +134,27 @@ func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dyn
 	} else {
 		fmt.Fprintf(out, "  calls URL %s\n", row.URL)
 	}
-	healthy := row.Health == string(findings.Healthy)
-	if healthy {
+	if e.Effect == "" {
 		fmt.Fprintf(out, "  health: Healthy (%s)\n", row.Detail)
 	} else {
-		effect := "the API server rejects every write it matches"
-		switch {
-		case row.Kind == callout.KindConversion:
-			effect = "reads and writes of " + row.API + " at a version other than the stored one fail, and so do garbage collection and namespace deletion that touch them"
-		case row.Kind == callout.KindAPIService:
-			effect = "requests to " + row.API + " fail, and so does the discovery that namespace deletion and garbage collection need"
-		case row.FailurePolicy == "Ignore":
-			effect = "the API server lets the writes it matches through unchecked (fails open)"
-		}
-		fmt.Fprintf(out, "  health: %s: %s\n  effect: %s\n", row.Health, row.Detail, effect)
+		fmt.Fprintf(out, "  health: %s: %s\n  effect: %s\n", row.Health, row.Detail, e.Effect)
 	}
 	if row.CertNotAfter != "" {
 		fmt.Fprintf(out, "  serving certificate valid until %s\n", row.CertNotAfter)
 	}
-	for _, r := range row.Risks {
-		fmt.Fprintf(out, "  risk: %s\n", r)
+	for _, r := range e.Risks {
+		fmt.Fprintf(out, "  risk: %s(%s)\n", r.Kind, r.Severity)
+		if wide {
+			fmt.Fprintf(out, "    %s\n    fix: %s\n", r.Detail, r.Fix)
+		}
 	}
-	if healthy {
-		return nil
+	if len(e.Fixes) == 0 {
+		return
 	}
 	fmt.Fprintln(out, "fixes, most fitting first:")
-	for i, fix := range rankFixes(findings.Class(row.Health), *row) {
+	for i, fix := range e.Fixes {
 		fmt.Fprintf(out, "  %d. %s\n", i+1, fix)
 	}
-	return nil
 }
 
 // rankFixes orders the fixes for the failure: restoring the backend

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,10 +14,33 @@ import (
 
 func main() {
 	root := rootCommand(filepath.Base(os.Args[0]))
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	var exit *exitError
+	switch {
+	case errors.As(err, &exit):
+		if exit.msg != "" {
+			fmt.Fprintln(os.Stderr, "hookscope:", exit.msg)
+		}
+		os.Exit(exit.code)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "hookscope:", err)
 		os.Exit(1)
 	}
+}
+
+// exitError ends the command with code, having printed what it had to
+// (lint's verdict for CI: 1 for risks at or above --fail-on, 2 for input
+// it could not read).
+type exitError struct {
+	code int
+	msg  string // printed to stderr when not empty
+}
+
+func (e *exitError) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return fmt.Sprintf("exit status %d", e.code)
 }
 
 // rootCommand is the CLI. Installed on the PATH as kubectl-hookscope (make
@@ -24,14 +48,46 @@ func main() {
 // `kubectl hookscope`, and its help says so.
 func rootCommand(invokedAs string) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "hookscope",
-		Short:         "Find the admission webhook that is breaking API writes, and why",
+		Use:   "hookscope",
+		Short: "Find the admission webhook that is breaking API writes, and why",
+		Long: `hookscope finds the call-out that is breaking the API server's writes and reads (an
+admission webhook, a CRD's conversion webhook, an aggregated API), says why, and applies
+the documented fixes. The commands reach the cluster as kubectl does: $KUBECONFIG (a
+list of files), else ~/.kube/config, else the pod's ServiceAccount; --context, --as and
+the other connection flags work as they do for kubectl.`,
+		Example: `  # every call-out, broken first
+  hookscope status
+  # why one fails, and the fixes for this case
+  hookscope explain mpod.elbv2.k8s.aws --context prod`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	kube := newKubeFlags()
+	kube.AddFlags(root.PersistentFlags())
+	completeContexts(root, kube)
+	agent := agentCommand()
+	agentIgnoresKubeFlags(agent)
+	agent.Example = `  # what the DaemonSet runs (deploy/ has the chart), on each node
+  hookscope agent --node-name $NODE_NAME --otlp-endpoint otel-collector.observability:4317
+  # on a machine outside the cluster, without eBPF: probes and the API server's signals only
+  hookscope agent --kubeconfig ~/.kube/config --no-ebpf --listen 127.0.0.1:9477`
+	root.AddCommand(agent, statusCommand(kube), explainCommand(kube), remediateCommand(kube), restoreCommand(kube),
+		versionCommand())
 	if strings.HasPrefix(invokedAs, "kubectl-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hookscope"}
+		asPlugin(root)
 	}
-	root.AddCommand(agentCommand(), statusCommand(), explainCommand(), remediateCommand(), restoreCommand())
 	return root
 }
+
+// asPlugin makes the examples of cmd and its subcommands read as the
+// kubectl plugin is typed: kubectl hookscope status.
+func asPlugin(cmd *cobra.Command) {
+	cmd.Example = strings.NewReplacer("  hookscope ", "  kubectl hookscope ", "| hookscope ", "| kubectl hookscope ").Replace(cmd.Example)
+	for _, c := range cmd.Commands() {
+		asPlugin(c)
+	}
+}
+
+// ptrTo is a pointer to a copy of v.
+func ptrTo[T any](v T) *T { return &v }

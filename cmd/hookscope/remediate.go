@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The article's fixes, as explicit and reversible writes:
+// The documented fixes, as explicit and reversible writes:
 //
 //	Option 2: hookscope remediate ignore NAME [--revert]  failurePolicy Ignore (and back to Fail)
 //	Option 3: hookscope remediate remove NAME             delete the webhook after a backup
@@ -33,14 +32,18 @@ import (
 // Terminating behind it), remove NAME deletes its APIService after a
 // backup, and restore FILE creates it again (remediate_apiservice.go).
 //
-// Every write is a dry run unless --yes is given, backs the object up to a
-// file first, and prints what changed and how to undo it.
+// Every write shows what it would change and changes nothing unless it is
+// applied (--yes, or --dry-run=none); --dry-run=server sends it to the API
+// server as a dry run, which validates and admits it and stores nothing.
+// An applied write backs the object up to a file first, and prints what
+// changed and how to undo it.
 
 type writeOptions struct {
-	kubeconfig    string
+	kube          *kubeFlags
 	configuration string
 	backupDir     string
 	yes           bool
+	dryRun        string // --dry-run as given: "", none, client or server
 	kind          string // remove only: "", kindWebhook or kindAPIService
 }
 
@@ -51,83 +54,166 @@ const (
 	kindAPIService = "apiservice"
 )
 
+// The --dry-run modes, as kubectl names them.
+const (
+	dryRunNone   = "none"   // apply
+	dryRunClient = "client" // show the change, send nothing
+	dryRunServer = "server" // send it as a dry run: the API server validates and admits it, stores nothing
+)
+
+// dryRunHelp says how --dry-run and --yes combine, in every write's help.
+const dryRunHelp = `Nothing changes unless the write is applied: without --yes (or --dry-run=none) it is
+shown only (--dry-run=client, the default); --dry-run=server sends it to the API server
+as a dry run, so the API server validates and admits it, and stores nothing: a change
+the API server would refuse (an invalid object, RBAC, an admission policy) fails there.`
+
 func (o *writeOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
 	f.StringVar(&o.configuration, "configuration", "", "the webhook configuration, when NAME is in more than one")
 	f.StringVar(&o.backupDir, "backup-dir", ".", "where backups are written")
-	f.BoolVar(&o.yes, "yes", false, "apply the change (without it, only show it)")
+	f.BoolVar(&o.yes, "yes", false, "apply the change (the same as --dry-run=none)")
+	f.StringVar(&o.dryRun, "dry-run", "", `"client" (the default without --yes): only show the change; "server": the API server validates it and stores nothing; "none": apply it`)
+}
+
+// mode is the dry-run mode --dry-run and --yes make: --yes applies, and
+// contradicts a --dry-run other than none.
+func (o *writeOptions) mode() (string, error) {
+	switch o.dryRun {
+	case "":
+		if o.yes {
+			return dryRunNone, nil
+		}
+		return dryRunClient, nil
+	case dryRunNone:
+		return dryRunNone, nil
+	case dryRunClient, dryRunServer:
+		if o.yes {
+			return "", fmt.Errorf("--yes applies the change and --dry-run=%s does not: give one of them", o.dryRun)
+		}
+		return o.dryRun, nil
+	}
+	return "", fmt.Errorf("--dry-run %q: want none, client or server", o.dryRun)
+}
+
+// serverDryRun is the dryRun option of a write: DryRunAll in mode server.
+func serverDryRun(mode string) []string {
+	if mode == dryRunServer {
+		return []string{metav1.DryRunAll}
+	}
+	return nil
+}
+
+// notApplied is the line that ends a write that changed nothing.
+func notApplied(out io.Writer, mode string) {
+	if mode == dryRunServer {
+		fmt.Fprintln(out, "server dry run: the API server accepted the change; nothing changed (--yes applies it)")
+		return
+	}
+	fmt.Fprintln(out, "dry run: nothing changed; --yes applies it, --dry-run=server has the API server check it first")
 }
 
 func (o *writeOptions) client() (kubernetes.Interface, error) {
-	cfg, err := restConfig(o.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
-	}
-	return c, nil
+	c, _, err := o.kube.clients()
+	return c, err
 }
 
 func (o *writeOptions) dynamicClient() (dynamic.Interface, error) {
-	cfg, err := restConfig(o.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	c, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
-	}
-	return c, nil
+	_, dyn, err := o.kube.clients()
+	return dyn, err
 }
 
-func remediateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "remediate", Short: "Apply one of the documented fixes to a failing webhook or aggregated API (dry run unless --yes)"}
-	var revert bool
-	ignore := &cobra.Command{
-		Use:   "ignore NAME",
-		Short: "Set failurePolicy Ignore on webhook NAME so writes go through while it is down (--revert: back to Fail)",
-		Args:  cobra.ExactArgs(1),
+func remediateCommand(kube *kubeFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remediate",
+		Short: "Apply one of the documented fixes to a failing webhook or aggregated API (shown only unless --yes)",
+		Long:  "remediate applies the fixes explain ranks, each a reversible write.\n\n" + dryRunHelp,
+		Example: `  # let writes through while the webhook is down, and back
+  hookscope remediate ignore mpod.elbv2.k8s.aws --yes
+  hookscope remediate ignore mpod.elbv2.k8s.aws --revert --yes
+  # remove an aggregated API whose backend is down; check with the API server first
+  hookscope remediate remove v1beta1.metrics.k8s.io --dry-run=server`,
 	}
-	iopts := &writeOptions{}
-	iopts.flags(ignore)
-	ignore.Flags().BoolVar(&revert, "revert", false, "set failurePolicy back to Fail")
-	ignore.RunE = func(cmd *cobra.Command, args []string) error {
-		to := admissionv1.Ignore
-		if revert {
-			to = admissionv1.Fail
-		}
-		return setFailurePolicy(cmd.Context(), cmd.OutOrStdout(), iopts, args[0], to)
-	}
-
-	removeCmd := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Delete webhook NAME from its configuration, or APIService NAME (e.g. v1beta1.metrics.k8s.io), after writing a backup",
-		Args:  cobra.ExactArgs(1),
-	}
-	ro := &writeOptions{}
-	ro.flags(removeCmd)
-	removeCmd.Flags().StringVar(&ro.kind, "kind", "", "webhook or apiservice, when NAME names both")
-	removeCmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return removeCallOut(cmd.Context(), cmd.OutOrStdout(), ro, args[0])
-	}
-	cmd.AddCommand(ignore, removeCmd)
+	cmd.AddCommand(ignoreCommand(kube), removeCommand(kube))
 	return cmd
 }
 
-func restoreCommand() *cobra.Command {
-	o := &writeOptions{}
+func ignoreCommand(kube *kubeFlags) *cobra.Command {
+	o := &writeOptions{kube: kube}
+	var revert bool
+	cmd := &cobra.Command{
+		Use:   "ignore NAME",
+		Short: "Set failurePolicy Ignore on webhook NAME so writes go through while it is down (--revert: back to Fail)",
+		Long: `ignore sets failurePolicy Ignore on admission webhook NAME: while it is down, the API
+server lets the writes it matches through unchecked instead of rejecting them.
+--revert sets failurePolicy Fail again. The configuration is backed up first.
+
+` + dryRunHelp,
+		Example: `  # show the change
+  hookscope remediate ignore mpod.elbv2.k8s.aws
+  # have the API server validate it (and check that you may make it)
+  hookscope remediate ignore mpod.elbv2.k8s.aws --dry-run=server
+  # apply it, then undo it once the backend serves again
+  hookscope remediate ignore mpod.elbv2.k8s.aws --yes
+  hookscope remediate ignore mpod.elbv2.k8s.aws --revert --yes`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeCallOuts(kube, webhooksOnly),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			to := admissionv1.Ignore
+			if revert {
+				to = admissionv1.Fail
+			}
+			return setFailurePolicy(cmd.Context(), cmd.OutOrStdout(), o, args[0], to)
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().BoolVar(&revert, "revert", false, "set failurePolicy back to Fail")
+	return cmd
+}
+
+func removeCommand(kube *kubeFlags) *cobra.Command {
+	o := &writeOptions{kube: kube}
+	cmd := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Delete webhook NAME from its configuration, or APIService NAME (e.g. v1beta1.metrics.k8s.io), after writing a backup",
+		Long: `remove takes admission webhook NAME out of its configuration (the whole configuration
+when it is the only one there), or deletes APIService NAME, after writing a backup that
+restore puts back. When NAME names both, --kind chooses.
+
+` + dryRunHelp,
+		Example: `  hookscope remediate remove mpod.elbv2.k8s.aws --dry-run=server
+  hookscope remediate remove mpod.elbv2.k8s.aws --yes --backup-dir ~/backups
+  # namespaces stuck Terminating behind a down aggregated API
+  hookscope remediate remove v1beta1.metrics.k8s.io --yes`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeCallOuts(kube, removable),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return removeCallOut(cmd.Context(), cmd.OutOrStdout(), o, args[0])
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().StringVar(&o.kind, "kind", "", "webhook or apiservice, when NAME names both")
+	return cmd
+}
+
+func restoreCommand(kube *kubeFlags) *cobra.Command {
+	o := &writeOptions{kube: kube}
 	cmd := &cobra.Command{
 		Use:   "restore FILE",
 		Short: "Put a webhook configuration or an APIService back from a backup that remediate wrote",
-		Args:  cobra.ExactArgs(1),
+		Long: `restore puts back the webhook configuration or APIService a backup holds: it replaces
+the one there, or creates it when there is none.
+
+` + dryRunHelp,
+		Example: `  hookscope restore hookscope-backup-aws-load-balancer-webhook-20260101T120000Z.yaml --dry-run=server
+  hookscope restore hookscope-backup-aws-load-balancer-webhook-20260101T120000Z.yaml --yes`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: backupFiles,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return restore(cmd.Context(), cmd.OutOrStdout(), o, args[0])
 		},
 	}
 	o.flags(cmd)
+	cmd.Flags().Lookup("backup-dir").Hidden = true // restore writes no backup
 	return cmd
 }
 
@@ -245,16 +331,17 @@ func writeBackup(dir, name string, object any) (string, error) {
 
 // patch applies a JSON patch that first tests the webhook's name at its
 // index, so a configuration changed meanwhile is never edited blindly.
-func patch(ctx context.Context, c kubernetes.Interface, l located, name string, ops ...map[string]any) error {
+func patch(ctx context.Context, c kubernetes.Interface, l located, name, mode string, ops ...map[string]any) error {
 	all := append([]map[string]any{{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", l.index), "value": name}}, ops...)
 	body, err := json.Marshal(all)
 	if err != nil {
 		return err
 	}
+	opts := metav1.PatchOptions{DryRun: serverDryRun(mode)}
 	if l.kind == "ValidatingWebhookConfiguration" {
-		_, err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, metav1.PatchOptions{})
+		_, err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, opts)
 	} else {
-		_, err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, metav1.PatchOptions{})
+		_, err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, l.config, types.JSONPatchType, body, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("patching %s/%s: %w", l.kind, l.config, err)
@@ -263,6 +350,10 @@ func patch(ctx context.Context, c kubernetes.Interface, l located, name string, 
 }
 
 func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name string, to admissionv1.FailurePolicyType) error {
+	mode, err := o.mode()
+	if err != nil {
+		return err
+	}
 	c, err := o.client()
 	if err != nil {
 		return err
@@ -290,15 +381,22 @@ func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name 
 		return nil
 	}
 	fmt.Fprintf(out, "%s/%s webhook %s: failurePolicy %s -> %s\n", l.kind, l.config, name, l.policy, to)
-	if !o.yes {
-		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+	set := map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/failurePolicy", l.index), "value": string(to)}
+	switch mode {
+	case dryRunServer:
+		if err := patch(ctx, c, l, name, mode, set); err != nil {
+			return err
+		}
+		fallthrough
+	case dryRunClient:
+		notApplied(out, mode)
 		return nil
 	}
 	path, err := backup(o.backupDir, l)
 	if err != nil {
 		return err
 	}
-	if err := patch(ctx, c, l, name, map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/failurePolicy", l.index), "value": string(to)}); err != nil {
+	if err := patch(ctx, c, l, name, mode, set); err != nil {
 		return err
 	}
 	undo := "hookscope remediate ignore " + name + " --revert --yes"
@@ -318,6 +416,9 @@ func setFailurePolicy(ctx context.Context, out io.Writer, o *writeOptions, name 
 // name, so one name can be both; then nothing is guessed, and --kind
 // chooses.
 func removeCallOut(ctx context.Context, out io.Writer, o *writeOptions, name string) error {
+	if _, err := o.mode(); err != nil {
+		return err
+	}
 	kind := o.kind
 	switch {
 	case kind != "" && kind != kindWebhook && kind != kindAPIService:
@@ -369,99 +470,44 @@ func removeCallOut(ctx context.Context, out io.Writer, o *writeOptions, name str
 }
 
 func removeWebhook(ctx context.Context, out io.Writer, o *writeOptions, c kubernetes.Interface, l located, name string) error {
+	mode, err := o.mode()
+	if err != nil {
+		return err
+	}
 	whole := l.count == 1
 	if whole {
 		fmt.Fprintf(out, "%s/%s holds only webhook %s: the configuration will be deleted\n", l.kind, l.config, name)
 	} else {
 		fmt.Fprintf(out, "%s/%s: webhook %s will be removed (%d others stay)\n", l.kind, l.config, name, l.count-1)
 	}
-	if !o.yes {
-		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply (a backup is written first)")
+	if mode == dryRunClient {
+		notApplied(out, mode)
 		return nil
 	}
-	path, err := backup(o.backupDir, l)
-	if err != nil {
-		return err
-	}
-	switch {
-	case whole && l.kind == "ValidatingWebhookConfiguration":
-		err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, l.config, metav1.DeleteOptions{})
-	case whole:
-		err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, l.config, metav1.DeleteOptions{})
-	default:
-		err = patch(ctx, c, l, name, map[string]any{"op": "remove", "path": fmt.Sprintf("/webhooks/%d", l.index)})
-	}
-	if err != nil {
-		return fmt.Errorf("removing webhook %s (backup kept at %s): %w", name, path, err)
-	}
-	fmt.Fprintf(out, "removed. backup: %s\nundo: hookscope restore %s --yes\n", path, path)
-	return nil
-}
-
-func restore(ctx context.Context, out io.Writer, o *writeOptions, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("reading backup: %w", err)
-	}
-	var head metav1.TypeMeta
-	if err := yaml.Unmarshal(b, &head); err != nil {
-		return fmt.Errorf("reading backup %s: %w", path, err)
-	}
-	c, err := o.client()
-	if err != nil {
-		return err
-	}
-	switch head.Kind {
-	case "APIService":
-		dyn, err := o.dynamicClient()
-		if err != nil {
+	path := ""
+	if mode == dryRunNone {
+		if path, err = backup(o.backupDir, l); err != nil {
 			return err
 		}
-		return restoreAPIService(ctx, out, o.yes, dyn, b, path)
-	case "ValidatingWebhookConfiguration":
-		var cfg admissionv1.ValidatingWebhookConfiguration
-		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-			return fmt.Errorf("reading backup %s: %w", path, err)
-		}
-		return restoreConfig(ctx, out, o.yes, head.Kind, c.AdmissionregistrationV1().ValidatingWebhookConfigurations(), &cfg, len(cfg.Webhooks))
-	case "MutatingWebhookConfiguration":
-		var cfg admissionv1.MutatingWebhookConfiguration
-		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-			return fmt.Errorf("reading backup %s: %w", path, err)
-		}
-		return restoreConfig(ctx, out, o.yes, head.Kind, c.AdmissionregistrationV1().MutatingWebhookConfigurations(), &cfg, len(cfg.Webhooks))
 	}
-	return fmt.Errorf("reading backup %s: kind %q is neither a webhook configuration nor an APIService", path, head.Kind)
-}
-
-// configClient is what restore needs of the typed client of either kind of
-// webhook configuration.
-type configClient[T metav1.Object] interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
-	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
-	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
-}
-
-// restoreConfig replaces the configuration if it exists, else creates it.
-func restoreConfig[T metav1.Object](ctx context.Context, out io.Writer, yes bool, kind string, api configClient[T], cfg T, webhooks int) error {
-	fmt.Fprintf(out, "%s/%s with %d webhooks will be put back as in the backup\n", kind, cfg.GetName(), webhooks)
-	if !yes {
-		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+	del := metav1.DeleteOptions{DryRun: serverDryRun(mode)}
+	switch {
+	case whole && l.kind == "ValidatingWebhookConfiguration":
+		err = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, l.config, del)
+	case whole:
+		err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, l.config, del)
+	default:
+		err = patch(ctx, c, l, name, mode, map[string]any{"op": "remove", "path": fmt.Sprintf("/webhooks/%d", l.index)})
+	}
+	switch {
+	case err != nil && path != "":
+		return fmt.Errorf("removing webhook %s (backup kept at %s): %w", name, path, err)
+	case err != nil:
+		return fmt.Errorf("removing webhook %s: %w", name, err)
+	case mode == dryRunServer:
+		notApplied(out, mode)
 		return nil
 	}
-	cur, err := api.Get(ctx, cfg.GetName(), metav1.GetOptions{})
-	switch {
-	case err == nil:
-		cfg.SetResourceVersion(cur.GetResourceVersion())
-		_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
-	case apierrors.IsNotFound(err):
-		cfg.SetResourceVersion("")
-		cfg.SetUID("")
-		_, err = api.Create(ctx, cfg, metav1.CreateOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("restoring %s/%s: %w", kind, cfg.GetName(), err)
-	}
-	fmt.Fprintf(out, "restored %s/%s\n", kind, cfg.GetName())
+	fmt.Fprintf(out, "removed. backup: %s\nundo: hookscope restore %s --yes\n", path, path)
 	return nil
 }

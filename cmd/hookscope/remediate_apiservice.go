@@ -85,6 +85,10 @@ func aggregatedAPIOf(u *unstructured.Unstructured) aggregatedAPI {
 // restore can create again. A local APIService is refused: the API server
 // serves it itself, so removing it unblocks nothing and breaks its API.
 func removeAPIService(ctx context.Context, out io.Writer, o *writeOptions, dyn dynamic.Interface, u *unstructured.Unstructured) error {
+	mode, err := o.mode()
+	if err != nil {
+		return err
+	}
 	a := aggregatedAPIOf(u)
 	if a.service == "" {
 		return fmt.Errorf("APIService %s is served by the API server itself (it has no Service): removing it unblocks nothing and breaks the %s API; nothing changed", a.name, a.api)
@@ -97,8 +101,18 @@ func removeAPIService(ctx context.Context, out io.Writer, o *writeOptions, dyn d
 	case "False":
 		fmt.Fprintf(out, "the API server reports it unavailable: %s: %s\n", a.reason, a.message)
 	}
-	if !o.yes {
-		fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply (a backup is written first)")
+	switch mode {
+	case dryRunClient:
+		notApplied(out, mode)
+		return nil
+	case dryRunServer:
+		uid, rv := u.GetUID(), u.GetResourceVersion()
+		err := dyn.Resource(apiServicesGVR).Delete(ctx, a.name, metav1.DeleteOptions{DryRun: serverDryRun(mode),
+			Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		if err != nil {
+			return fmt.Errorf("deleting APIService %s: %w", a.name, err)
+		}
+		notApplied(out, mode)
 		return nil
 	}
 	path, err := backupAndDelete(ctx, o.backupDir, dyn, u)
@@ -150,7 +164,7 @@ func stripServerFields(u *unstructured.Unstructured) {
 // restoreAPIService creates the APIService of backup b again. One that
 // exists as in the backup is left alone; one that differs is replaced by
 // the backup, as restore does for webhook configurations.
-func restoreAPIService(ctx context.Context, out io.Writer, yes bool, dyn dynamic.Interface, b []byte, path string) error {
+func restoreAPIService(ctx context.Context, out io.Writer, mode string, dyn dynamic.Interface, b []byte, path string) error {
 	j, err := yaml.YAMLToJSON(b)
 	if err != nil {
 		return fmt.Errorf("reading backup %s: %w", path, err)
@@ -172,11 +186,11 @@ func restoreAPIService(ctx context.Context, out io.Writer, yes bool, dyn dynamic
 	switch {
 	case apierrors.IsNotFound(err):
 		fmt.Fprintf(out, "APIService %s (the aggregated API %s, Service %s) will be created as in the backup\n", a.name, a.api, a.service)
-		if !yes {
-			fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+		if mode == dryRunClient {
+			notApplied(out, mode)
 			return nil
 		}
-		_, err = api.Create(ctx, u, metav1.CreateOptions{})
+		_, err = api.Create(ctx, u, metav1.CreateOptions{DryRun: serverDryRun(mode)})
 	case err != nil:
 		return fmt.Errorf("reading APIService %s: %w", a.name, err)
 	default:
@@ -186,8 +200,8 @@ func restoreAPIService(ctx context.Context, out io.Writer, yes bool, dyn dynamic
 			return nil
 		}
 		fmt.Fprintf(out, "APIService %s exists and differs from the backup in %s: it will be replaced by the backup\n", a.name, strings.Join(differ, ", "))
-		if !yes {
-			fmt.Fprintln(out, "dry run: nothing changed; add --yes to apply")
+		if mode == dryRunClient {
+			notApplied(out, mode)
 			return nil
 		}
 		// Replace whatever version is there now: the API server writes
@@ -197,12 +211,16 @@ func restoreAPIService(ctx context.Context, out io.Writer, yes bool, dyn dynamic
 				return err
 			}
 			u.SetResourceVersion(cur.GetResourceVersion())
-			_, err = api.Update(ctx, u, metav1.UpdateOptions{})
+			_, err = api.Update(ctx, u, metav1.UpdateOptions{DryRun: serverDryRun(mode)})
 			return err
 		})
 	}
 	if err != nil {
 		return fmt.Errorf("restoring APIService %s: %w", a.name, err)
+	}
+	if mode == dryRunServer {
+		notApplied(out, mode)
+		return nil
 	}
 	fmt.Fprintf(out, "restored APIService %s\n", a.name)
 	return nil

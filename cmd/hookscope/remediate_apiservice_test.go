@@ -64,7 +64,7 @@ func TestRemediateAggregatedAPI(t *testing.T) {
 		return err == nil
 	}
 	options := func(t *testing.T) *writeOptions {
-		return &writeOptions{kubeconfig: local.Kubeconfig(), backupDir: t.TempDir()}
+		return &writeOptions{kube: kubeFlagsFor(local.Kubeconfig()), backupDir: t.TempDir()}
 	}
 
 	t.Run("remove without --yes changes nothing and writes no backup", func(t *testing.T) {

@@ -35,7 +35,7 @@ func TestRemediateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	o := &writeOptions{kubeconfig: local.Kubeconfig(), backupDir: dir}
+	o := &writeOptions{kube: kubeFlagsFor(local.Kubeconfig()), backupDir: dir}
 	policyOfB := func() admissionv1.FailurePolicyType {
 		got, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "policy", metav1.GetOptions{})
 		if err != nil {

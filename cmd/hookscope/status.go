@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
@@ -42,52 +38,78 @@ type WebhookStatus struct {
 	// Untraced is how many backends run on nodes with no hookscope agent
 	// (no kernel sees their calls; the agent holding the Lease probes them).
 	Untraced int `json:"untracedBackends,omitempty"`
+
+	// risks are the risks whole, for explain.
+	risks []risk.Risk
 }
 
-func statusCommand() *cobra.Command {
+func statusCommand(kube *kubeFlags) *cobra.Command {
 	var (
-		kubeconfig string
-		output     string
+		outputFlag string
 		probe      bool
 		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Every webhook: health and why, failurePolicy, backends, certificate expiry, risks",
-		Long: `status reads the cluster as the API server sees it: each webhook's Service, endpoints
-and backend pods (service not found, no endpoints, Pending pods, a port the Service lacks)
-and the risks of its configuration. With --probe it also calls each endpoint the way the
-API server does (TLS, ServerName <svc>.<ns>.svc, the caBundle as roots): run it where pod
-IPs are reachable (a node, a pod). It only reads.`,
+		Short: "Every call-out: health and why, failurePolicy, backends, certificate expiry, risks",
+		Long: `status reads the cluster as the API server sees it: each admission webhook's, conversion
+webhook's and aggregated API's Service, endpoints and backend pods (service not found, no
+endpoints, Pending pods, a port the Service lacks) and the risks of its configuration.
+Broken call-outs come first. With --probe it also calls each endpoint the way the API
+server does (TLS, ServerName <svc>.<ns>.svc, the caBundle as roots): run it where pod IPs
+are reachable (a node, a pod). It only reads.
+
+Call-outs are cluster-scoped: -n NAMESPACE lists only those whose Service is in NAMESPACE.`,
+		Example: `  hookscope status
+  # more columns: the Service or URL, the API, the serving certificate's expiry
+  hookscope status -o wide --probe
+  # another cluster of the kubeconfig, as another user
+  hookscope status --context staging --as jane
+  # the call-outs served from one namespace, as JSON
+  hookscope status -n kyverno -o json
+  # the names of the broken ones
+  hookscope status -o jsonpath='{range .items[?(@.health!="Healthy")]}{.name}{"\n"}{end}'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" && output != "yaml" {
-				return fmt.Errorf("--output %q: want table, json or yaml", output)
-			}
-			cfg, err := restConfig(kubeconfig)
+			out, err := parseOutput(outputFlag, "table", "wide", "name")
 			if err != nil {
 				return err
 			}
-			client, err := kubernetes.NewForConfig(cfg)
+			client, dyn, err := kube.clients()
 			if err != nil {
-				return fmt.Errorf("building the Kubernetes client: %w", err)
-			}
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return fmt.Errorf("building the Kubernetes client: %w", err)
+				return err
 			}
 			rows, err := collectStatus(cmd.Context(), client, dyn, probe, timeout)
 			if err != nil {
 				return err
 			}
-			return printStatus(cmd.OutOrStdout(), output, rows)
+			rows = inNamespace(rows, namespaceFilter(cmd, kube))
+			if len(rows) == 0 && !out.structured() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "No call-outs found.")
+				return nil
+			}
+			return printStatus(cmd.OutOrStdout(), out, rows)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: $KUBECONFIG)")
-	f.StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	f.StringVarP(&outputFlag, "output", "o", "table", outputHelp("table", "wide", "name", "json", "yaml"))
 	f.BoolVar(&probe, "probe", false, "also probe each endpoint as the API server would (needs pod IPs reachable)")
 	f.DurationVar(&timeout, "probe-timeout", 3*time.Second, "bound on one probe")
 	return cmd
+}
+
+// inNamespace are the rows whose Service is in ns (all when ns is "").
+func inNamespace(rows []WebhookStatus, ns string) []WebhookStatus {
+	if ns == "" {
+		return rows
+	}
+	var out []WebhookStatus
+	for _, r := range rows {
+		if strings.HasPrefix(r.Service, ns+"/") {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // statusCertHorizon is how soon a caBundle's CA must expire for status to
@@ -101,7 +123,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	if err != nil {
 		return nil, err
 	}
-	risks := map[callout.Ref][]string{}
+	risks := map[callout.Ref][]risk.Risk{}
 	backends := map[callout.Ref][]callout.Backend{}
 	for _, w := range inv.Webhooks {
 		backends[w.Ref] = w.Backends
@@ -109,14 +131,17 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	cas, _ := risk.CABundles(inv.Webhooks, statusCertHorizon, time.Now())
 	all := append(risk.Analyze(inv.Validating, inv.Mutating, nil, backends), risk.AggregatedAPIs(inv.Webhooks)...)
 	for _, r := range append(all, cas...) {
-		risks[r.Webhook] = append(risks[r.Webhook], string(r.Kind)+"("+string(r.Severity)+")")
+		risks[r.Webhook] = append(risks[r.Webhook], r)
 	}
 	pods := inventory.APIPodLister{Client: c}
 	agentNodes := agentNodesOf(ctx, c)
 	var rows []WebhookStatus
 	for _, w := range inv.Webhooks {
 		row := WebhookStatus{Kind: w.Ref.Kind, Configuration: w.Ref.Configuration, Name: w.Ref.Name, FailurePolicy: w.FailurePolicy,
-			URL: w.URL, API: w.API, Backends: len(w.Backends), Health: string(findings.Healthy), Risks: risks[w.Ref]}
+			URL: w.URL, API: w.API, Backends: len(w.Backends), Health: string(findings.Healthy), risks: risks[w.Ref]}
+		for _, r := range row.risks {
+			row.Risks = append(row.Risks, string(r.Kind)+"("+string(r.Severity)+")")
+		}
 		if w.Service != nil {
 			row.Service = fmt.Sprintf("%s/%s:%d", w.Service.Namespace, w.Service.Name, w.Service.Port)
 		}
@@ -160,37 +185,57 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	return rows, nil
 }
 
-func printStatus(out io.Writer, format string, rows []WebhookStatus) error {
+// StatusList is status's -o json and -o yaml: the rows, as kubectl prints
+// a list.
+type StatusList struct {
+	Items []WebhookStatus `json:"items"`
+}
+
+func printStatus(w io.Writer, out *output, rows []WebhookStatus) error {
 	if rows == nil {
 		rows = []WebhookStatus{}
 	}
-	switch format {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		b, err := yaml.Marshal(rows)
-		if err != nil {
-			return err
+	switch {
+	case out.structured():
+		return out.printObject(w, "StatusList", StatusList{Items: rows})
+	case out.format == "name":
+		for _, r := range rows {
+			fmt.Fprintln(w, r.Name)
 		}
-		_, err = out.Write(b)
-		return err
+		return nil
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WEBHOOK\tKIND\tCONFIGURATION\tPOLICY\tBACKENDS\tHEALTH\tRISKS\tDETAIL")
-	for _, r := range rows {
-		risk := strings.Join(r.Risks, ",")
-		if risk == "" {
-			risk = "-"
+	return printTable(w, statusTable(rows), out.format == "wide")
+}
+
+// statusTable is the rows as a table: kubectl's columns of priority 1 are
+// shown by -o wide only.
+func statusTable(rows []WebhookStatus) *metav1.Table {
+	t := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
+		{Name: "Name", Type: "string"}, {Name: "Kind", Type: "string"}, {Name: "Configuration", Type: "string"},
+		{Name: "Policy", Type: "string"}, {Name: "Backends", Type: "string"}, {Name: "Health", Type: "string"},
+		{Name: "Risks", Type: "string"}, {Name: "Detail", Type: "string"},
+		{Name: "Calls", Type: "string", Priority: 1}, {Name: "API", Type: "string", Priority: 1},
+		{Name: "Cert-Not-After", Type: "string", Priority: 1},
+	}}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
 		}
+		return s
+	}
+	for _, r := range rows {
 		backends := fmt.Sprintf("%d/%d", r.Ready, r.Backends)
 		if r.Untraced > 0 {
 			backends += fmt.Sprintf(" (%d untraced)", r.Untraced)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Configuration, r.FailurePolicy, backends, r.Health, risk, r.Detail)
+		calls := r.Service
+		if calls == "" {
+			calls = r.URL
+		}
+		t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{r.Name, r.Kind, r.Configuration, dash(r.FailurePolicy), backends,
+			r.Health, dash(strings.Join(r.Risks, ",")), dash(r.Detail), dash(calls), dash(r.API), dash(r.CertNotAfter)}})
 	}
-	return tw.Flush()
+	return t
 }
 
 // agentNodes are the nodes hookscope's agents run on, from their pods

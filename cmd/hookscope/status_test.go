@@ -69,18 +69,22 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	}
 
 	var table, js bytes.Buffer
-	if err := printStatus(&table, "table", rows); err != nil {
+	if err := printStatus(&table, &output{format: "table"}, rows); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "mpod.elbv2.k8s.aws") || !strings.HasPrefix(table.String(), "WEBHOOK") {
+	if !strings.Contains(table.String(), "mpod.elbv2.k8s.aws") || !strings.HasPrefix(table.String(), "NAME") {
 		t.Errorf("table:\n%s", table.String())
 	}
-	if err := printStatus(&js, "json", rows); err != nil {
+	jsonOut, err := parseOutput("json")
+	if err != nil {
 		t.Fatal(err)
 	}
-	var back []WebhookStatus
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != 2 {
-		t.Errorf("json round trip: %v, %d rows", err, len(back))
+	if err := printStatus(&js, jsonOut, rows); err != nil {
+		t.Fatal(err)
+	}
+	var back StatusList
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Items) != 2 {
+		t.Errorf("json round trip: %v, %d rows", err, len(back.Items))
 	}
 	t.Logf("hookscope status:\n%s", table.String())
 
@@ -100,8 +104,6 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	}
 	t.Logf("hookscope explain:\n%s", text)
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // TestStatusShowsAggregatedAPIs: metrics-server's APIService with its
 // Service gone is listed, and explained, as an aggregated API, with fixes
