@@ -161,8 +161,7 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 		}
 	}
 	inv.startCallOutInformers(ctx)
-	inv.watchBackends(ctx, syncTimeout)
-	inv.resolve(onChange)
+	inv.round(ctx, syncTimeout, onChange)
 	for {
 		select {
 		case <-ctx.Done():
@@ -174,10 +173,28 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 			case <-ctx.Done():
 				return nil
 			}
-			inv.watchBackends(ctx, firstSyncWait)
-			inv.resolve(onChange)
+			inv.round(ctx, firstSyncWait, onChange)
 		}
 	}
+}
+
+// round makes the backend watches match the call-outs (waiting up to wait
+// for new ones to list), then resolves. It takes the pending poke first,
+// before anything reads a store: what poked before is in this round, what
+// pokes after makes another. Taken later (in resolve, as it once was), it
+// lost a call-out that arrived while watchBackends waited: resolve read
+// it, but its Service's name never reached its namespace's EndpointSlice
+// selector, so it said NoEndpoints until something else changed. (The
+// scale bench's Lease holder: the CRDs listed while the APIServices' new
+// EndpointSlice watch did, and 20 conversion webhooks stayed NoEndpoints.)
+// A new watch's own pokes while it lists cost one more round, no more.
+func (inv *Inventory) round(ctx context.Context, wait time.Duration, onChange func([]callout.Webhook)) {
+	select {
+	case <-inv.changed:
+	default:
+	}
+	inv.watchBackends(ctx, wait)
+	inv.resolve(onChange)
 }
 
 // callOuts reads every call-out the informers hold: the webhooks, the
@@ -217,11 +234,6 @@ func (inv *Inventory) stopWatches() {
 }
 
 func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
-	// What poked before the stores are read is in this resolution.
-	select {
-	case <-inv.changed:
-	default:
-	}
 	var (
 		svcs     []*corev1.Service
 		eps      []*discoveryv1.EndpointSlice
