@@ -260,6 +260,10 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 			ws[i].Unresolved = why
 		} else if _, watched := want[s.Namespace]; !watched {
 			ws[i].Unresolved = fmt.Sprintf("namespace %s is not watched: more than %d namespaces hold webhook Services", s.Namespace, maxNamespaces)
+		} else if w := inv.watches[s.Namespace]; w != nil && !w.selects(s.Name) {
+			// A call-out that arrived since the namespace's watch began:
+			// its EndpointSlices are being listed, not missing.
+			ws[i].Unresolved = "the EndpointSlices of Service " + s.Namespace + "/" + s.Name + " are being listed"
 		}
 	}
 	budgets, _ := inv.PodDisruptionBudgets()

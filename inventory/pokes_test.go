@@ -149,6 +149,17 @@ func TestCallOutsArrivingWhileBackendsListAreWatched(t *testing.T) {
 		t.Fatalf("%d of %d call-outs of %s resolve to their endpoint, %d say NoEndpoints; %d EndpointSlices cached, want %d (stats %+v)",
 			healthy(rec.last(), pokeNS), all, pokeNS, noEndpoints, inv.Stats().EndpointSlices, all, inv.Stats())
 	}
+	// A call-out whose EndpointSlices were still being listed was never
+	// said to have none: the agent would have opened a false finding.
+	rec.mu.Lock()
+	for i, ws := range rec.all {
+		for _, w := range ws {
+			if judged(w) == findings.NoEndpoints {
+				t.Errorf("resolution %d: %s said NoEndpoints while its EndpointSlices were being listed", i, w.Ref)
+			}
+		}
+	}
+	rec.mu.Unlock()
 	if w, ok := find(rec.last(), pokeCRDName(0)); !ok || !w.IsConversion() {
 		t.Errorf("conversion webhook %s: %+v", pokeCRDName(0), w)
 	}

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,13 @@ func (w *namespaceWatch) synced() bool {
 		w.eps, w.names, w.next = *w.next, w.nextNames, nil
 	}
 	return w.svc.HasSynced() && w.eps.HasSynced()
+}
+
+// selects reports whether the active EndpointSlice watch covers Service
+// name (more than maxSelectorNames names: it watches them all).
+func (w *namespaceWatch) selects(name string) bool {
+	names := strings.Split(w.names, ",")
+	return len(names) > maxSelectorNames || slices.Contains(names, name)
 }
 
 // why says why the watch has not listed yet.
