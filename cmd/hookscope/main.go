@@ -58,7 +58,9 @@ the other connection flags work as they do for kubectl.`,
 		Example: `  # every call-out, broken first
   hookscope status
   # why one fails, and the fixes for this case
-  hookscope explain mpod.elbv2.k8s.aws --context prod`,
+  hookscope explain mpod.elbv2.k8s.aws --context prod
+  # check a chart's webhooks before it is installed
+  helm template my-release ./chart | hookscope lint -f -`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -72,7 +74,7 @@ the other connection flags work as they do for kubectl.`,
   # on a machine outside the cluster, without eBPF: probes and the API server's signals only
   hookscope agent --kubeconfig ~/.kube/config --no-ebpf --listen 127.0.0.1:9477`
 	root.AddCommand(agent, statusCommand(kube), explainCommand(kube), remediateCommand(kube), restoreCommand(kube),
-		versionCommand())
+		lintCommand(kube), versionCommand())
 	if strings.HasPrefix(invokedAs, "kubectl-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hookscope"}
 		asPlugin(root)
