@@ -103,6 +103,11 @@ func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
 			w.eps = inv.runInformer(ctx, inv.sliceInformer(ns, names))
 			inv.watches[ns] = w
 			fresh = append(fresh, w.svc.HasSynced, w.eps.HasSynced)
+		case joined == w.names && w.next != nil:
+			// Back to the names the active watch serves: the pending
+			// replacement would take over with the wrong ones.
+			w.next.cancel()
+			w.next, w.nextNames = nil, ""
 		case joined != w.names && joined != w.nextNames:
 			if w.next != nil {
 				w.next.cancel()
