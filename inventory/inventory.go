@@ -80,6 +80,10 @@ type Stats struct {
 	EndpointSlices        int `json:"endpoint_slices"`
 	NetworkPolicies       int `json:"network_policies"`
 	PodDisruptionBudgets  int `json:"pod_disruption_budgets"`
+	// APIServices and CustomResourceDefinitions are what their informers
+	// hold (a CRD without a conversion webhook as little more than its name).
+	APIServices               int `json:"apiservices"`
+	CustomResourceDefinitions int `json:"customresourcedefinitions"`
 	// Namespaces are those watched for Services and EndpointSlices.
 	Namespaces int `json:"namespaces"`
 	Watches    int `json:"watches"`
@@ -270,13 +274,16 @@ func (inv *Inventory) resolve(onChange func([]callout.Webhook)) {
 	inv.mu.Lock()
 	inv.webhooks = ws
 	inv.stats = Stats{
-		WebhookConfigurations: len(inv.vwc.GetStore().List()) + len(inv.mwc.GetStore().List()),
-		Services:              len(svcs),
-		EndpointSlices:        len(eps),
-		NetworkPolicies:       len(inv.NetworkPolicies()),
-		PodDisruptionBudgets:  len(budgets),
-		Namespaces:            len(inv.watches),
-		Watches:               2 + 2*len(inv.watches) + inv.policyWatches() + inv.budgetWatches(),
+		WebhookConfigurations:     len(inv.vwc.GetStore().List()) + len(inv.mwc.GetStore().List()),
+		Services:                  len(svcs),
+		EndpointSlices:            len(eps),
+		NetworkPolicies:           len(inv.NetworkPolicies()),
+		PodDisruptionBudgets:      len(budgets),
+		Namespaces:                len(inv.watches),
+		APIServices:               storeLen(inv.apis),
+		CustomResourceDefinitions: storeLen(inv.crds),
+		Watches: 2 + 2*len(inv.watches) + inv.policyWatches() + inv.budgetWatches() +
+			boolInt(inv.apis != nil) + boolInt(inv.crds != nil),
 	}
 	inv.mu.Unlock()
 	if len(unsynced) > 0 {
@@ -311,6 +318,21 @@ func (inv *Inventory) WatchNetworkPolicies(ctx context.Context) {
 }
 
 // policyWatches is 1 while the NetworkPolicies are watched.
+// storeLen is how many objects informer i holds (0 without one).
+func storeLen(i cache.SharedIndexInformer) int {
+	if i == nil {
+		return 0
+	}
+	return len(i.GetStore().ListKeys())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (inv *Inventory) policyWatches() int {
 	if inv.policies.Load() == nil {
 		return 0

@@ -38,7 +38,7 @@ import (
 //	hookscope.exporter.spans       counter spans by outcome: exported, queue_full, export_failed (the last two were dropped)
 //	hookscope.exporter.queue.length   gauge spans waiting for the collector
 //	hookscope.exporter.queue.capacity gauge what the queue holds before it drops
-//	hookscope.inventory.objects    gauge   objects the inventory caches, by kind (webhookconfiguration, service, endpointslice)
+//	hookscope.inventory.objects    gauge   objects the inventory caches, by kind (webhookconfiguration, service, endpointslice, apiservice, customresourcedefinition, networkpolicy, poddisruptionbudget)
 //	hookscope.inventory.watches    gauge   watches the inventory keeps open on the API server
 //	hookscope.guard.actions        counter changes the opt-in guard made to webhook configurations, by action (exclude, revert)
 //	hookscope.bpf.program          gauge   1 per TCP tracepoint and the program loaded on it (this kernel's variant), 0 when none could be

@@ -183,6 +183,10 @@ func rankFixes(class findings.Class, r WebhookStatus) []string {
 	case r.FailurePolicy == "Ignore":
 		// Writes already go through: fixing the backend is all there is.
 		fixes = append(fixes, restore)
+	case class == findings.PatchDoesNotApply:
+		// The API server rejects a patch it cannot apply whatever the
+		// failurePolicy: Ignore changes nothing; removing the webhook does.
+		fixes = append(fixes, restore, remove)
 	case class == findings.ServiceNotFound && strings.Contains(strings.Join(r.Risks, ","), "BlocksSystemPods"):
 		// It blocks system pods (the CNI): unblock the cluster first.
 		fixes = append(fixes, ignore, restore, remove)

@@ -326,3 +326,15 @@ func TestExplainOffersRemediateCommandsForAnAggregatedAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainOffersNoIgnoreForAPatchThatDoesNotApply: the API server
+// rejects a mutating webhook's patch it cannot apply whatever the
+// failurePolicy, so explain does not offer Ignore.
+func TestExplainOffersNoIgnoreForAPatchThatDoesNotApply(t *testing.T) {
+	row := WebhookStatus{Kind: callout.KindMutating, Name: "mpod.example.com", Configuration: "pod-mutator", FailurePolicy: "Fail",
+		Service: "hooks/pod-mutator:443"}
+	fixes := strings.Join(rankFixes(findings.PatchDoesNotApply, row), "\n")
+	if strings.Contains(fixes, "remediate ignore") || !strings.Contains(fixes, "hookscope remediate remove mpod.example.com") {
+		t.Errorf("fixes for a patch that does not apply:\n%s", fixes)
+	}
+}

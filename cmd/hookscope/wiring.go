@@ -98,7 +98,9 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFPro
 		},
 		Inventory: func() otel.InventoryStats {
 			st := a().InventoryStats()
-			return otel.InventoryStats{Objects: map[string]int{"webhookconfiguration": st.WebhookConfigurations, "service": st.Services, "endpointslice": st.EndpointSlices}, Watches: st.Watches}
+			return otel.InventoryStats{Objects: map[string]int{"webhookconfiguration": st.WebhookConfigurations, "service": st.Services, "endpointslice": st.EndpointSlices,
+				"apiservice": st.APIServices, "customresourcedefinition": st.CustomResourceDefinitions,
+				"networkpolicy": st.NetworkPolicies, "poddisruptionbudget": st.PodDisruptionBudgets}, Watches: st.Watches}
 		},
 	}
 	if kernel != nil {
