@@ -42,6 +42,7 @@ func (a *Agent) objectLoop(ctx context.Context) {
 		if a.inv != nil { // for the risks; once, and kept
 			a.inv.WatchNetworkPolicies(ctx)
 			a.inv.WatchPodDisruptionBudgets(ctx)
+			a.inv.WatchCertificates(ctx)
 		}
 		v := a.view.Load()
 		for _, w := range v.webhooks {
@@ -106,6 +107,7 @@ func (a *Agent) analyzeRisks(v *view) {
 	risks = append(risks, a.policyRisks(v)...)
 	risks = append(risks, risk.AggregatedAPIs(slices.Collect(maps.Values(v.webhooks)))...)
 	risks = append(risks, a.calloutRisks(v)...)
+	risks = append(risks, a.caInjectionRisks(v)...)
 	prev := a.risks.Swap(&risks)
 	for _, r := range risks {
 		if prev != nil && slices.ContainsFunc(*prev, func(p risk.Risk) bool { return p.Webhook == r.Webhook && p.Kind == r.Kind }) {

@@ -29,6 +29,7 @@ func (a *Agent) RunClusterSignals(ctx context.Context, cs ClusterSignals) error 
 		corr.OnSignal(signalOf(f))
 	}, cs.Log)
 	w.SetSlowThreshold(a.SlowAfter)
+	w.OnDenial(func(d apisignals.DeniedCreate) { corr.OnDenial(denialOf(d)) })
 	go func() { _ = w.Run(ctx) }()
 	return corr.Run(ctx)
 }

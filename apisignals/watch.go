@@ -112,6 +112,8 @@ type Watcher struct {
 	scrapeOK *bool // the last scrape's outcome; nil before the first
 
 	synced atomic.Bool // the Event cache has synced
+
+	denied func(DeniedCreate) // OnDenial's report (denials.go); nil: none
 }
 
 // NewWatcher returns a Watcher that scrapes /metrics every interval (15 s
@@ -203,7 +205,7 @@ func slimEvent(obj any) (any, error) {
 		return obj, nil // a tombstone
 	}
 	msg := e.Message
-	if !strings.Contains(msg, "failed calling webhook") {
+	if !strings.Contains(msg, "failed calling webhook") && !mayBeDenial(msg) {
 		msg = ""
 	} else if len(msg) > maxScan {
 		msg = msg[:maxScan]
@@ -244,6 +246,7 @@ func (w *Watcher) onEvent(obj any) {
 	}
 	wf, ok := ParseWebhookFailure(e.Message)
 	if !ok {
+		w.onDenialEvent(e)
 		return
 	}
 	w.mu.Lock()

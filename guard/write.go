@@ -230,3 +230,17 @@ func (g *Guard) record(ctx context.Context, cfg metav1.Object, ref callout.Ref, 
 		g.records.Event(ctx, cfg, ref.Kind, warning, reason, msg)
 	}
 }
+
+// Changed says whether the guard changed webhook name of a configuration
+// with annotations, as a line for the operator ("" when it did not).
+func Changed(annotations map[string]string, name string) string {
+	backups, ok := readBackups(annotations)
+	if !ok {
+		return ""
+	}
+	o, ok := backups[name]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("the guard has excluded namespace %s since %s: %s", o.Excluded, o.Since.UTC().Format(time.RFC3339), o.Reason)
+}

@@ -36,8 +36,8 @@ func (c *Correlator) Evaluate() {
 				continue
 			}
 			imp := findings.Impact{Kind: findings.ImpactNodeNotReady, Node: n.Name, Object: b.object, Since: notReadySince(n),
-				Detail: fmt.Sprintf("node %s is NotReady (%s) and %s cannot create its pod there: webhook %s fails closed: %s",
-					n.Name, readyReason(n), b.object, b.webhook.Ref.Name, b.failure.Detail)}
+				Detail: fmt.Sprintf("node %s is NotReady (%s) and %s cannot create its pod there: %s",
+					n.Name, readyReason(n), b.object, blockCause(b))}
 			holding[findings.ImpactKey(b.webhook.Ref, imp)] = true
 			c.store.OpenImpact(b.webhook, b.failure.Class, imp, eventEvidence(b.failure),
 				findings.Evidence{Source: findings.Objects, At: now, Detail: imp.Detail})

@@ -294,5 +294,6 @@ func newInventory(client kubernetes.Interface, cfg *rest.Config, log *slog.Logge
 	}
 	inv.WatchAPIServices(dyn)
 	inv.WatchConversions(dyn)
+	inv.ReadCertificates(dyn)
 	return inv
 }

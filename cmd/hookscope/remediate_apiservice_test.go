@@ -21,6 +21,7 @@ import (
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
 )
 
 // aggregatedAPIForTest is an APIService of group/version served by a
@@ -336,5 +337,24 @@ func TestExplainOffersNoIgnoreForAPatchThatDoesNotApply(t *testing.T) {
 	fixes := strings.Join(rankFixes(findings.PatchDoesNotApply, row), "\n")
 	if strings.Contains(fixes, "remediate ignore") || !strings.Contains(fixes, "hookscope remediate remove mpod.example.com") {
 		t.Errorf("fixes for a patch that does not apply:\n%s", fixes)
+	}
+}
+
+// TestStatusSaysWhatTheGuardChanged: a webhook the agent's guard changed
+// says so in status, from its configuration's annotation.
+func TestStatusSaysWhatTheGuardChanged(t *testing.T) {
+	cfg := &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "lbc", Annotations: map[string]string{
+		"guard.hookscope.dev/original": `{"mpod.elbv2.k8s.aws":{"namespaceSelector":null,"excluded":"kube-system","since":"2026-12-06T05:00:00Z","reason":"mpod.elbv2.k8s.aws keeps DaemonSet kube-system/aws-node from running"}}`}}}
+	inv := inventory.Listed{Mutating: []*admissionv1.MutatingWebhookConfiguration{cfg}}
+	got := guardedLine(inv, callout.Ref{Kind: callout.KindMutating, Configuration: "lbc", Name: "mpod.elbv2.k8s.aws"})
+	if want := "the guard has excluded namespace kube-system since 2026-12-06T05:00:00Z: mpod.elbv2.k8s.aws keeps DaemonSet kube-system/aws-node from running"; got != want {
+		t.Errorf("guarded line %q, want %q", got, want)
+	}
+	if got := guardedLine(inv, callout.Ref{Kind: callout.KindMutating, Configuration: "lbc", Name: "other"}); got != "" {
+		t.Errorf("a webhook the guard did not change: %q", got)
+	}
+	table := statusTable([]WebhookStatus{{Name: "mpod.elbv2.k8s.aws", Health: "ServiceNotFound", Detail: "service gone", Guarded: "the guard has excluded namespace kube-system"}})
+	if cell := table.Rows[0].Cells[7]; cell != "service gone; the guard has excluded namespace kube-system" {
+		t.Errorf("detail cell %q", cell)
 	}
 }

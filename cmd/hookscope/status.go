@@ -15,6 +15,7 @@ import (
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/guard"
 	"github.com/hookscope/hookscope/inventory"
 	probepkg "github.com/hookscope/hookscope/probe"
 	"github.com/hookscope/hookscope/risk"
@@ -35,6 +36,9 @@ type WebhookStatus struct {
 	Detail        string   `json:"detail,omitempty"`
 	CertNotAfter  string   `json:"certNotAfter,omitempty"`
 	Risks         []string `json:"risks,omitempty"`
+	// Guarded says what the agent's guard changed in the webhook and since
+	// when ("" when nothing).
+	Guarded string `json:"guarded,omitempty"`
 	// Untraced is how many backends run on nodes with no hookscope agent
 	// (no kernel sees their calls; the agent holding the Lease probes them).
 	Untraced int `json:"untracedBackends,omitempty"`
@@ -142,6 +146,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 		for _, r := range row.risks {
 			row.Risks = append(row.Risks, string(r.Kind)+"("+string(r.Severity)+")")
 		}
+		row.Guarded = guardedLine(inv, w.Ref)
 		if w.Service != nil {
 			row.Service = fmt.Sprintf("%s/%s:%d", w.Service.Namespace, w.Service.Name, w.Service.Port)
 		}
@@ -232,8 +237,12 @@ func statusTable(rows []WebhookStatus) *metav1.Table {
 		if calls == "" {
 			calls = r.URL
 		}
+		detail := r.Detail
+		if r.Guarded != "" {
+			detail = strings.TrimPrefix(detail+"; "+r.Guarded, "; ")
+		}
 		t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{r.Name, r.Kind, r.Configuration, dash(r.FailurePolicy), backends,
-			r.Health, dash(strings.Join(r.Risks, ",")), dash(r.Detail), dash(calls), dash(r.API), dash(r.CertNotAfter)}})
+			r.Health, dash(strings.Join(r.Risks, ",")), dash(detail), dash(calls), dash(r.API), dash(r.CertNotAfter)}})
 	}
 	return t
 }
@@ -258,6 +267,22 @@ func agentNodesOf(ctx context.Context, c kubernetes.Interface) map[string]bool {
 
 // listCallOuts lists and resolves every call-out once (dyn nil: the
 // webhooks only).
+// guardedLine is what the guard changed in webhook ref, from its
+// configuration's annotation.
+func guardedLine(inv inventory.Listed, ref callout.Ref) string {
+	for _, c := range inv.Validating {
+		if ref.Kind == callout.KindValidating && c.Name == ref.Configuration {
+			return guard.Changed(c.Annotations, ref.Name)
+		}
+	}
+	for _, c := range inv.Mutating {
+		if ref.Kind == callout.KindMutating && c.Name == ref.Configuration {
+			return guard.Changed(c.Annotations, ref.Name)
+		}
+	}
+	return ""
+}
+
 func listCallOuts(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface) (inventory.Listed, error) {
 	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -106,6 +106,11 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 	})
 
 	step("each ServiceAccount may read what the agent needs and write only its Lease", func(t *testing.T) {
+		// kubectl asks about a resource only when the API server serves
+		// it: cert-manager's Certificates, as installing cert-manager does.
+		if _, err := kubectl([]byte(certificatesCRD), kc, "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
 		for _, sa := range []struct{ ns, name, other string }{
 			{baseNamespace, baseAccount, chartNamespace},
 			{chartNamespace, chartAccount, baseNamespace},
@@ -127,6 +132,9 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"watch", "apiservices.apiregistration.k8s.io"}, true},
 					{[]string{"watch", "customresourcedefinitions.apiextensions.k8s.io"}, true},
 					{[]string{"update", "customresourcedefinitions.apiextensions.k8s.io"}, false},
+					{[]string{"list", "certificates.cert-manager.io", "-A"}, true},
+					{[]string{"watch", "certificates.cert-manager.io", "-A"}, true},
+					{[]string{"update", "certificates.cert-manager.io", "-n", "default"}, false},
 					{[]string{"delete", "apiservices.apiregistration.k8s.io"}, false},
 					{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "default"}, false},
 					{[]string{"list", "poddisruptionbudgets.policy", "-A"}, true},
@@ -266,6 +274,22 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 		}
 	})
 }
+
+// certificatesCRD is cert-manager's Certificate CRD, its schema left out.
+const certificatesCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: certificates.cert-manager.io
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {plural: certificates, singular: certificate, kind: Certificate, listKind: CertificateList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
 
 // canI asks the API server, through kubectl auth can-i, whether the user
 // of the impersonation flag as may do what args say.
