@@ -27,7 +27,7 @@ var layer = map[string]int{
 	// Readers of findings: they never see a producer or the agent.
 	"otel": 2, "api": 2,
 	// The opt-in guard acts on findings; the agent runs it.
-	"guard": 2,
+	"guard":         2,
 	"agent":         3, // the orchestrator
 	"cmd/hookscope": 4,
 }
