@@ -20,7 +20,8 @@ var crdsGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version
 // crdObject is the part of a CRD hookscope reads.
 type crdObject struct {
 	Metadata struct {
-		Name string `json:"name"`
+		Name        string            `json:"name"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		Group string `json:"group"`
@@ -50,16 +51,27 @@ func conversionOf(u *unstructured.Unstructured) (callout.Conversion, bool, error
 	if err != nil {
 		return callout.Conversion{}, false, err
 	}
+	c, ok, err := ConversionFromJSON(raw)
+	if err != nil {
+		return callout.Conversion{}, false, fmt.Errorf("CRD %s: %w", u.GetName(), err)
+	}
+	return c, ok, nil
+}
+
+// ConversionFromJSON reads a CRD, as JSON, for its conversion webhook (the
+// inventory's informer and hookscope lint's manifests); ok is false when
+// it has none.
+func ConversionFromJSON(raw []byte) (callout.Conversion, bool, error) {
 	var o crdObject
 	if err := json.Unmarshal(raw, &o); err != nil {
-		return callout.Conversion{}, false, fmt.Errorf("CRD %s: %w", u.GetName(), err)
+		return callout.Conversion{}, false, err
 	}
 	cv := o.Spec.Conversion
 	if cv == nil || cv.Strategy != "Webhook" || cv.Webhook == nil || cv.Webhook.ClientConfig == nil {
 		return callout.Conversion{}, false, nil
 	}
 	c := callout.Conversion{CRD: o.Metadata.Name, Group: o.Spec.Group, Kind: o.Spec.Names.Kind, ClientConfig: *cv.Webhook.ClientConfig,
-		CAInjection: callout.CAInjectionOf(u.GetAnnotations())}
+		CAInjection: callout.CAInjectionOf(o.Metadata.Annotations)}
 	for _, v := range o.Spec.Versions {
 		if v.Served {
 			c.Versions = append(c.Versions, v.Name)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/inventory"
 )
 
 // manifestSet is what lint reads of the manifests: the call-outs, and the
@@ -191,42 +192,14 @@ func (s *manifestSet) addAPIService(o manifestObject) error {
 	return nil
 }
 
-// crdManifest is the part of a CRD lint reads: its conversion webhook.
-type crdManifest struct {
-	Metadata metav1.ObjectMeta `json:"metadata"`
-	Spec     struct {
-		Group string `json:"group"`
-		Names struct {
-			Kind string `json:"kind"`
-		} `json:"names"`
-		Versions []struct {
-			Name   string `json:"name"`
-			Served bool   `json:"served"`
-		} `json:"versions"`
-		Conversion *struct {
-			Strategy string `json:"strategy"`
-			Webhook  *struct {
-				ClientConfig *admissionv1.WebhookClientConfig `json:"clientConfig"`
-			} `json:"webhook"`
-		} `json:"conversion"`
-	} `json:"spec"`
-}
-
 func (s *manifestSet) addCRD(o manifestObject) error {
-	var m crdManifest
-	if err := json.Unmarshal(o.raw, &m); err != nil {
+	c, ok, err := inventory.ConversionFromJSON(o.raw)
+	if err != nil {
 		return err
 	}
-	cv := m.Spec.Conversion
-	if cv == nil || cv.Strategy != "Webhook" || cv.Webhook == nil || cv.Webhook.ClientConfig == nil {
+	if !ok {
 		s.skipped++ // no conversion webhook: no call-out
 		return nil
-	}
-	c := callout.Conversion{CRD: m.Metadata.Name, Group: m.Spec.Group, Kind: m.Spec.Names.Kind, ClientConfig: *cv.Webhook.ClientConfig}
-	for _, v := range m.Spec.Versions {
-		if v.Served {
-			c.Versions = append(c.Versions, v.Name)
-		}
 	}
 	s.convs = append(s.convs, c)
 	s.places[callout.KindConversion+"/"+c.CRD] = o.where
