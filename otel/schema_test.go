@@ -73,6 +73,7 @@ func everyPath(t *testing.T) (spans tracetest.SpanStubs, resource []attribute.Ke
 	e.Report(resolved)
 	e.ReportCall(callout.Call{Client: client, Server: backend, Webhooks: []callout.Ref{ref}, Pod: f.Pod, Start: now, End: now,
 		Outcome: "rejected", TLSVersion: "1.3", Events: []callout.CallEvent{{Name: "handshake_rejected", At: now, Detail: "rejected"}}})
+	e.ReportGuard(ref, "exclude", "excluded namespace kube-system", now)
 	return rec.GetSpans(), res.Attributes()
 }
 
