@@ -26,8 +26,25 @@ func serveExpiredCertificate(_ context.Context, wh *chaos.Webhook) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return nil, wh.Server.SetCertificate(cert)
+	return nil, swapCertificate(wh, cert)
 }
+
+// swapCertificate serves cert from now on. The server closes its open
+// connections, as a restart with a new certificate does; the API server
+// must see them closed before the game day's write, or the write races the
+// close on a kept-alive connection (a POST is not retried: "write: broken
+// pipe" instead of the certificate's error).
+func swapCertificate(wh *chaos.Webhook, cert tls.Certificate) error {
+	if err := wh.Server.SetCertificate(cert); err != nil {
+		return err
+	}
+	time.Sleep(closeSettle)
+	return nil
+}
+
+// closeSettle is how long the API server is given to read the close of a
+// kept-alive connection.
+const closeSettle = 300 * time.Millisecond
 
 func serveValidCertificate(_ context.Context, wh *chaos.Webhook, _ any) error {
 	cert, err := wh.ValidCertificate()
@@ -171,7 +188,7 @@ func serve(cert func(*chaos.Webhook) (tls.Certificate, error)) func(context.Cont
 		if err != nil {
 			return nil, err
 		}
-		return nil, wh.Server.SetCertificate(c)
+		return nil, swapCertificate(wh, c)
 	}
 }
 
