@@ -131,6 +131,20 @@ func TestWatcherMetrics(t *testing.T) {
 	}
 }
 
+// scriptedWatcher is a watcher whose scrapes read bodies, one each, and
+// the recorder of its reports.
+func scriptedWatcher(bodies []string) (*Watcher, *recorder) {
+	rec := newRecorder()
+	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
+	i := 0
+	w.fetch = func(context.Context) (io.ReadCloser, error) {
+		b := bodies[i]
+		i++
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
+	return w, rec
+}
+
 // TestWatcherClassesFromRejectionCodes: calls that failed closed with the
 // webhook's 404 or 500 (the rejection_code the API server counts) are
 // WrongPath and ServerError from the metrics alone; other codes say only
@@ -141,14 +155,7 @@ func TestWatcherClassesFromRejectionCodes(t *testing.T) {
 		fmt.Sprintf(line, "path", "404", 1) + fmt.Sprintf(line, "boom", "500", 1) + fmt.Sprintf(line, "down", "503", 1),
 		fmt.Sprintf(line, "path", "404", 3) + fmt.Sprintf(line, "boom", "500", 2) + fmt.Sprintf(line, "down", "503", 4),
 	}
-	rec := newRecorder()
-	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
-	i := 0
-	w.fetch = func(context.Context) (io.ReadCloser, error) {
-		b := bodies[i]
-		i++
-		return io.NopCloser(strings.NewReader(b)), nil
-	}
+	w, rec := scriptedWatcher(bodies)
 	w.scrape(context.Background())
 	w.scrape(context.Background())
 	got := map[string]findings.Class{}
@@ -174,14 +181,7 @@ func TestWatcherCallOutMetrics(t *testing.T) {
 		fmt.Sprintf(conv, 2) + fmt.Sprintf(down, 0), // restart: a new baseline; back up
 	}
 	want := []string{"", "v1beta1.metrics.k8s.io:1", "v1beta1.metrics.k8s.io:1 widgets.x:6", ""}
-	rec := newRecorder()
-	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
-	i := 0
-	w.fetch = func(context.Context) (io.ReadCloser, error) {
-		b := bodies[i]
-		i++
-		return io.NopCloser(strings.NewReader(b)), nil
-	}
+	w, rec := scriptedWatcher(bodies)
 	for step := range bodies {
 		before := len(rec.all())
 		w.scrape(context.Background())
@@ -357,14 +357,7 @@ func TestWatcherDeletes(t *testing.T) {
 		fmt.Sprintf(line, "CREATE", 3) + fmt.Sprintf(line, "DELETE", 4),
 	}
 	want := []string{"", "vdel deletes=false", "vdel deletes=true"}
-	rec := newRecorder()
-	w := NewWatcher(nil, time.Second, rec.report, slog.New(slog.DiscardHandler))
-	i := 0
-	w.fetch = func(context.Context) (io.ReadCloser, error) {
-		b := bodies[i]
-		i++
-		return io.NopCloser(strings.NewReader(b)), nil
-	}
+	w, rec := scriptedWatcher(bodies)
 	for step := range bodies {
 		before := len(rec.all())
 		w.scrape(context.Background())
