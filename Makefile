@@ -115,3 +115,4 @@ clean:
 include mk/kind.mk
 include mk/kernels.mk
 include mk/arm64.mk
+include mk/demo.mk

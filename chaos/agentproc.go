@@ -206,6 +206,10 @@ func (p *AgentProcess) Restart(ctx context.Context, sig syscall.Signal) error {
 // LogPath is the agent's log file.
 func (p *AgentProcess) LogPath() string { return p.logPath }
 
+// API is the base URL of the agent's HTTP API (/findings, /webhooks,
+// /metrics); for a DaemonSet's agents, the first one's.
+func (p *AgentProcess) API() string { return p.apis[0] }
+
 // Findings returns the agent's open and recently resolved findings (every
 // agent's, for a DaemonSet).
 func (p *AgentProcess) Findings(ctx context.Context) (open, resolved []AgentFinding, err error) {

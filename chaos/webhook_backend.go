@@ -227,6 +227,16 @@ func (w *Webhook) RemovePendingBackend(ctx context.Context) error {
 	return nil
 }
 
+// NetworkNamespace is the name of the network namespace that holds the
+// backend pod's IP on this machine (`ip netns list`); empty when the
+// backend is not a local one (kind, a hostNetwork pod) or is stopped.
+func (w *Webhook) NetworkNamespace() string {
+	if w.pod == nil {
+		return ""
+	}
+	return w.pod.Name
+}
+
 // closeNetwork stops the server and removes the backend's pod network.
 func (w *Webhook) closeNetwork() error {
 	var errs []error
