@@ -41,7 +41,7 @@
 // flight without sending its Finished.
 //
 // Failures (rejected, refused, reset, alert) wake the reader at once; the
-// other events are read at its next poll (the tracer polls every 50 ms).
+// other events within 50 ms (bpf/include/wake.h).
 //
 // Sample (decoded by the agent):
 //   handshake_rejected client=10.0.0.1:40312 server=10.0.0.7:8443 tls13 encrypted_alert
@@ -59,6 +59,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../include/backends.h"
+#include "../include/wake.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -340,14 +341,11 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 		return;
 	}
 	fill(e, p, st, kind, phase_before, alert_level, alert_desc, encrypted_alert);
-	// Waking the reader costs a self-IPI per event (about 9 us per packet
-	// measured in a VM, 8x the program's own cost): only failures wake it;
-	// routine events wait for its next poll or the next failure.
-	__u64 wake = BPF_RB_NO_WAKEUP;
-	if (kind == EVENT_HANDSHAKE_REJECTED || kind == EVENT_REFUSED || kind == EVENT_RESET ||
-	    kind == EVENT_ALERT)
-		wake = 0;
-	bpf_ringbuf_submit(e, wake);
+	// Failures wake the reader at once; routine events only after a quiet
+	// spell (wake.h).
+	int failure = kind == EVENT_HANDSHAKE_REJECTED || kind == EVENT_REFUSED ||
+		      kind == EVENT_RESET || kind == EVENT_ALERT;
+	bpf_ringbuf_submit(e, wake_flags(failure, e->ts_ns));
 }
 
 // emit_response reports the server's answer to the request seen at req.
@@ -360,7 +358,7 @@ static __always_inline void emit_response(struct packet *p, struct flow_state *s
 	}
 	fill(e, p, st, EVENT_RESPONSE, PHASE_DONE, 0, 0, 0);
 	e->latency_ns = e->ts_ns - req;
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, wake_flags(0, e->ts_ns));
 }
 
 // emit_hello sends a hello event with the handshake message's first bytes:
@@ -388,7 +386,8 @@ static __always_inline void emit_hello(struct __sk_buff *skb, struct packet *p,
 		n = bpf_skb_load_bytes(skb, pos + 5, h->data, m + 1) < 0 ? 0 : m + 1;
 	}
 	h->len = n;
-	if (bpf_ringbuf_output(&events, h, offsetof(struct hello_event, data) + n, BPF_RB_NO_WAKEUP) < 0)
+	if (bpf_ringbuf_output(&events, h, offsetof(struct hello_event, data) + n,
+			       wake_flags(0, h->ev.ts_ns)) < 0)
 		count(COUNTER_EVENTS_DROPPED);
 }
 

@@ -154,6 +154,7 @@ const (
 	handshakeMapSynLedger         = "syn_ledger"
 	handshakeProgHandshakeEgress  = "handshake_egress"
 	handshakeProgHandshakeIngress = "handshake_ingress"
+	handshakeVarLastWakeNs        = "last_wake_ns"
 	handshakeVarUnusedCounter     = "unused_counter"
 	handshakeVarUnusedEvent       = "unused_event"
 	handshakeVarUnusedEventKind   = "unused_event_kind"
@@ -228,6 +229,7 @@ type handshakeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeVariableSpecs struct {
+	LastWakeNs        *ebpf.VariableSpec `ebpf:"last_wake_ns"`
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -286,6 +288,7 @@ func (m *handshakeMaps) Close() error {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakeVariables struct {
+	LastWakeNs        *ebpf.Variable `ebpf:"last_wake_ns"`
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`

@@ -36,6 +36,7 @@ var ErrClosed = errors.New("handshake tracer closed")
 type Tracer struct {
 	objs   handshakeObjects
 	reader *ringbuf.Reader
+	ring   *ringread.Reader
 	clock  ringread.Clock
 
 	backends *backendset.Set
@@ -76,6 +77,7 @@ func Load() (*Tracer, error) {
 		return nil, fmt.Errorf("opening the events ring buffer: %w", err)
 	}
 	t.reader = r
+	t.ring = ringread.NewReader(r)
 	return t, nil
 }
 
@@ -242,12 +244,16 @@ func (t *Tracer) forgetFlows(ap netip.AddrPort) error {
 }
 
 // PollInterval bounds how long a routine event (one that does not wake the
-// reader) waits in the ring buffer.
+// reader at once) waits in the ring buffer.
 const PollInterval = ringread.PollInterval
+
+// ReaderPolls counts the event reader's returns from the ring buffer (a
+// record, or a poll that found none): an idle node's reader adds none.
+func (t *Tracer) ReaderPolls() uint64 { return t.ring.Polls() }
 
 // Read blocks until the next event and decodes it. After Close it returns ErrClosed.
 func (t *Tracer) Read() (Event, error) {
-	raw, err := ringread.Next(t.reader)
+	raw, err := t.ring.Next()
 	if errors.Is(err, ringread.ErrClosed) {
 		return Event{}, ErrClosed
 	}

@@ -443,3 +443,39 @@ func TestLegacyClsBPF(t *testing.T) {
 		t.Errorf("Detach left the filter: %q", in)
 	}
 }
+
+// TestQuietReaderSleeps: once the events stop, the reader stops polling
+// (an idle node's agent does not wake), and the routine events of the
+// next call, which only the first of wakes it, all still arrive.
+func TestQuietReaderSleeps(t *testing.T) {
+	r := newRig(t, "10.0.250.9")
+	now := time.Now()
+	r.serve(now.Add(-time.Hour), now.Add(time.Hour), 0)
+	for range 2 {
+		port, err := r.call()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor(port, handshake.KindClose)
+		r.drain(port, 300*time.Millisecond)
+		before := r.tracer.ReaderPolls()
+		time.Sleep(time.Second)
+		if n := r.tracer.ReaderPolls() - before; n > 0 {
+			t.Fatalf("the reader returned %d times in a quiet second: it should sleep until an event wakes it", n)
+		}
+	}
+	// A call after the quiet spell: its first event wakes the reader, the
+	// rest are read by its polls, each within a few poll intervals.
+	port, err := r.call()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []handshake.EventKind{handshake.KindConnect, handshake.KindClientHello, handshake.KindServerHello,
+		handshake.KindHandshakeDone, handshake.KindClose}
+	for _, k := range want {
+		e := r.waitFor(port, k)
+		if late := time.Since(e.Time); late > 6*handshake.PollInterval {
+			t.Errorf("%s read %s after the kernel saw it", k, late.Round(time.Millisecond))
+		}
+	}
+}

@@ -56,8 +56,8 @@
 // follows its close), retransmit (at the 1st, 2nd, 4th, 8th...
 // retransmission of a connection, TLPs included), close (at TCP_CLOSE:
 // duration, retransmissions, who closed first). Events of one socket share
-// its cookie. Failures (refused, resets) wake the reader; the rest wait for
-// its next poll. A full ring buffer is counted (COUNTER_EVENTS_DROPPED).
+// its cookie. Failures (refused, resets) wake the reader; the rest are read
+// within 50 ms (bpf/include/wake.h). A full ring buffer is counted (COUNTER_EVENTS_DROPPED).
 //
 // Sample (decoded by the agent):
 //   close side=client client=10.0.77.1:40312 server=10.0.77.2:8443
@@ -71,6 +71,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "../include/backends.h"
+#include "../include/wake.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -365,9 +366,9 @@ static __always_inline void emit(const struct sock *sk, struct endpoints *ep, st
 	e->closed_by = c ? c->closed_by : SIDE_UNKNOWN;
 	e->flags = c ? c->flags & ~FLAG_CLOSED : FLAG_NO_START;
 	e->pad = 0;
-	// Waking the reader costs a self-IPI per event (about 9 us measured in a
-	// VM): only failures wake it; the rest wait for its next poll.
-	bpf_ringbuf_submit(e, failure(kind) ? 0 : BPF_RB_NO_WAKEUP);
+	// Failures wake the reader; the rest only after a quiet spell
+	// (wake.h).
+	bpf_ringbuf_submit(e, wake_flags(failure(kind), e->ts_ns));
 }
 
 // conn_of returns the socket's state, creating it (start unknown) for a

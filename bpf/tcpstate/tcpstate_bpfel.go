@@ -140,6 +140,7 @@ const (
 	tcpstateProgTcpRetransmitSkbNoerr = "tcp_retransmit_skb_noerr"
 	tcpstateProgTcpSendReset          = "tcp_send_reset"
 	tcpstateProgTcpSendResetNoreason  = "tcp_send_reset_noreason"
+	tcpstateVarLastWakeNs             = "last_wake_ns"
 	tcpstateVarNoCast                 = "no_cast"
 	tcpstateVarUnusedConnFlag         = "unused_conn_flag"
 	tcpstateVarUnusedCounter          = "unused_counter"
@@ -215,6 +216,7 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	LastWakeNs      *ebpf.VariableSpec `ebpf:"last_wake_ns"`
 	NoCast          *ebpf.VariableSpec `ebpf:"no_cast"`
 	UnusedConnFlag  *ebpf.VariableSpec `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
@@ -267,6 +269,7 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	LastWakeNs      *ebpf.Variable `ebpf:"last_wake_ns"`
 	NoCast          *ebpf.Variable `ebpf:"no_cast"`
 	UnusedConnFlag  *ebpf.Variable `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`

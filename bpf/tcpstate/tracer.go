@@ -58,6 +58,7 @@ type Tracer struct {
 	features Features
 	links    []link.Link
 	reader   *ringbuf.Reader
+	ring     *ringread.Reader
 	clock    ringread.Clock
 	reasons  map[uint32]string // enum sk_rst_reason of this kernel
 	backends *backendset.Set
@@ -148,6 +149,7 @@ func load(edit func(*ebpf.CollectionSpec), opts *ebpf.CollectionOptions) (*Trace
 		return nil, fmt.Errorf("opening the events ring buffer: %w", err)
 	}
 	t.reader = r
+	t.ring = ringread.NewReader(r)
 	return t, nil
 }
 
@@ -193,12 +195,12 @@ func (t *Tracer) RemoveBackend(ap netip.AddrPort) error {
 }
 
 // PollInterval bounds how long a routine event (one that does not wake the
-// reader) waits in the ring buffer.
+// reader at once) waits in the ring buffer.
 const PollInterval = ringread.PollInterval
 
 // Read blocks until the next event and decodes it. After Close it returns ErrClosed.
 func (t *Tracer) Read() (Event, error) {
-	raw, err := ringread.Next(t.reader)
+	raw, err := t.ring.Next()
 	if errors.Is(err, ringread.ErrClosed) {
 		return Event{}, ErrClosed
 	}

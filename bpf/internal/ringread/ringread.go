@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -16,23 +17,55 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PollInterval bounds how long a routine record (one submitted with
-// BPF_RB_NO_WAKEUP) waits in the ring buffer: waking the reader on every
-// record costs a self-IPI per packet (measured 9-10 us in a VM), so the
-// programs wake it for failures only and the reader polls.
+// PollInterval bounds how long a routine record waits in the ring buffer.
+// Waking the reader on every record costs a self-IPI per packet (measured
+// 9-10 us in a VM), so the programs wake it for failures, and for a
+// routine record only when none woke it for PollInterval
+// (bpf/include/wake.h, WAKE_EVERY_NS). The records after such a wake-up
+// that do not wake it are found by polling: Reader polls every
+// PollInterval while records come, and blocks with no deadline once none
+// came for quietAfter, so an idle node's reader sleeps until the next
+// record wakes it.
 const PollInterval = 50 * time.Millisecond
+
+// quietAfter is how long after its last record the reader keeps polling.
+// Any record that did not wake it was submitted within PollInterval of one
+// that did, which the reader read; two empty polls after that are past it.
+const quietAfter = 2 * PollInterval
 
 // ErrClosed is Next's error once the reader is closed.
 var ErrClosed = errors.New("ring buffer reader closed")
 
-// Next returns the next record's bytes, polling every PollInterval.
-func Next(r *ringbuf.Reader) ([]byte, error) {
+// Reader reads records from a ring buffer the programs wake as wake.h says.
+// Not safe for concurrent use.
+type Reader struct {
+	r        *ringbuf.Reader
+	rec      ringbuf.Record
+	lastRead time.Time
+	polls    atomic.Uint64
+}
+
+// NewReader reads r. It polls for quietAfter first: records may be there
+// already.
+func NewReader(r *ringbuf.Reader) *Reader {
+	return &Reader{r: r, lastRead: time.Now()}
+}
+
+// Next returns the next record's bytes, valid until the next call.
+func (rd *Reader) Next() ([]byte, error) {
 	for {
-		r.SetDeadline(time.Now().Add(PollInterval))
-		rec, err := r.Read()
+		now := time.Now()
+		if now.Sub(rd.lastRead) < quietAfter {
+			rd.r.SetDeadline(now.Add(PollInterval))
+		} else {
+			rd.r.SetDeadline(time.Time{}) // until a record wakes it
+		}
+		err := rd.r.ReadInto(&rd.rec)
+		rd.polls.Add(1)
 		switch {
 		case err == nil:
-			return rec.RawSample, nil
+			rd.lastRead = time.Now()
+			return rd.rec.RawSample, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue // drained of the records that did not wake us
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
@@ -42,6 +75,10 @@ func Next(r *ringbuf.Reader) ([]byte, error) {
 		}
 	}
 }
+
+// Polls counts the reader's returns from the ring buffer: one per record
+// and one per poll that found none. An idle reader adds none.
+func (rd *Reader) Polls() uint64 { return rd.polls.Load() }
 
 // Clock turns bpf_ktime_get_ns() values (CLOCK_MONOTONIC) into wall time.
 type Clock struct {
