@@ -35,6 +35,10 @@ type Finding struct {
 	// agent on its node: Fargate, a node the DaemonSet leaves out); the
 	// agent holding the Lease probes it. Empty for a traced backend.
 	Untraced string `json:"untraced,omitempty"`
+	// Superseded is the class of the finding that took this one's place
+	// when the failure changed reason: the webhook did not recover, it
+	// fails otherwise. Empty for a finding that ended.
+	Superseded Class `json:"superseded,omitempty"`
 }
 
 // Wire is the kernel's facts of the finding's latest kernel evidence, or

@@ -76,6 +76,7 @@ func (s *Store) observeLocked(o Observation, c *change) {
 		return
 	}
 	if cur != nil { // the reason changed: close the old finding, open a new one
+		cur.Superseded = o.Class
 		s.resolveLocked(cur, Evidence{Source: o.Evidence.Source, At: o.Evidence.At, Detail: "now " + string(o.Class) + ": " + o.Evidence.Detail}, c)
 	}
 	f := s.newFinding(o)

@@ -60,6 +60,9 @@ type gameDay struct {
 	// beforeFailure: the agent must name the failure before the API
 	// server fails the write (a stall, named while it stalls).
 	beforeFailure bool
+	// events: the agent's Events on the configuration are checked, a
+	// Warning once it names the failure and a Normal one after the fix.
+	events bool
 }
 
 func (g gameDay) feature() types.Feature {
@@ -179,7 +182,17 @@ func (g gameDay) feature() types.Feature {
 			return ctx
 		})
 	}
-	return b.
+	if g.events {
+		b = b.Assess("detect: a Warning Event on the configuration names the failure", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			ev, err := failingEvent(ctx, wh, g.expectedClass, result.InjectedAt)
+			if err != nil {
+				fail(t, "%v", err)
+			}
+			t.Log(ev)
+			return ctx
+		})
+	}
+	b = b.
 		Assess("detect: the failed handshake's call span is in Jaeger", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			if g.callOutcome == "" {
 				t.Skip("the failure sends no packet, or no handshake fails")
@@ -237,7 +250,18 @@ func (g gameDay) feature() types.Feature {
 			result.ResolvedAt = *resolved.Resolved
 			result.Recovered = true
 			return ctx
-		}).
+		})
+	if g.events {
+		b = b.Assess("recover: a Normal Event on the configuration says it recovered", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			ev, err := recoveredEvent(ctx, wh, g.expectedClass, result.InjectedAt)
+			if err != nil {
+				fail(t, "%v", err)
+			}
+			t.Log(ev)
+			return ctx
+		})
+	}
+	return b.
 		Teardown(func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			finish(t, result, wh)
 			return ctx

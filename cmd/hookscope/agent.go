@@ -54,6 +54,7 @@ type agentOptions struct {
 	reviewProbe     bool
 	stateFile       string
 	agentSelector   string
+	recordEvents    bool
 	guard           guardOptions
 }
 
@@ -95,6 +96,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&o.agentSelector, "agent-selector", "app.kubernetes.io/name=hookscope-agent", "labels of the agents' pods in $POD_NAMESPACE: the backends on nodes without one are probed by the agent holding the Lease")
 	f.StringVar(&o.stateFile, "state-file", "", "file that keeps the open findings, so a restarted agent goes on with them and their IDs (empty: none)")
 	f.BoolVar(&o.reviewProbe, "review-probe", false, "probes also send every admission webhook whose sideEffects is None or NoneOnDryRun one dryRun AdmissionReview and judge the answer as the API server would (the webhook sees it; off: only webhooks whose configuration is annotated hookscope.dev/review-probe=true)")
+	f.BoolVar(&o.recordEvents, "record-events", true, "record a Kubernetes Event on the webhook configuration (the CRD of a conversion webhook, the APIService) when a finding opens (Warning WebhookFailing) and when it ends (Normal WebhookRecovered); the agent's only write besides its Lease, needs create and patch on events")
 	o.guard.flags(f)
 	return cmd
 }
@@ -144,6 +146,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm,
 		Guard: newGuard(ctx, o.guard, client, metrics, exp, log)}
+	recordEvents(ctx, o, client, parts.Inventory, store, log)
 	if kernel != nil {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's

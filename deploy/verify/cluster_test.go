@@ -105,7 +105,7 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 		}
 	})
 
-	step("each ServiceAccount may read what the agent needs and write only its Lease", func(t *testing.T) {
+	step("each ServiceAccount may read what the agent needs and write only its Lease and Events", func(t *testing.T) {
 		// kubectl asks about a resource only when the API server serves
 		// it: cert-manager's Certificates, as installing cert-manager does.
 		if _, err := kubectl([]byte(certificatesCRD), kc, "apply", "-f", "-"); err != nil {
@@ -180,7 +180,14 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 					{[]string{"update", "services", "-A"}, false},
 					{[]string{"patch", "nodes"}, false},
 					{[]string{"delete", "nodes"}, false},
-					{[]string{"create", "events", "-n", sa.ns}, false},
+					// Its Events, on the call-outs that fail (cluster-scoped
+					// objects: their Events are in default); no other verb.
+					{[]string{"create", "events", "-n", "default"}, true},
+					{[]string{"patch", "events", "-n", "default"}, true},
+					{[]string{"update", "events", "-n", "default"}, false},
+					{[]string{"delete", "events", "-A"}, false},
+					{[]string{"deletecollection", "events", "-n", "default"}, false},
+					{[]string{"create", "events.events.k8s.io", "-n", "default"}, false},
 					{[]string{"patch", "daemonsets.apps", "-n", sa.ns}, false},
 					{[]string{"create", "serviceaccounts", "--subresource=token", "-n", sa.ns}, false},
 					{[]string{"bind", "clusterroles.rbac.authorization.k8s.io"}, false},

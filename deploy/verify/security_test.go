@@ -29,10 +29,16 @@ func TestAgentIsLeastPrivileged(t *testing.T) {
 		{"chart", chart},
 	} {
 		t.Run(src.name, func(t *testing.T) {
-			t.Run("the ClusterRole only reads, and never Secrets", func(t *testing.T) {
+			t.Run("the ClusterRole only reads, but for Events, and never Secrets", func(t *testing.T) {
 				var role rbacv1.ClusterRole
 				fromUnstructured(t, mustFind(t, src.objs, "ClusterRole", "hookscope-agent"), &role)
 				for _, r := range role.Rules {
+					if isEventsRule(r) {
+						if !slices.Equal(r.Verbs, []string{"create", "patch"}) {
+							t.Errorf("rule %v: want create and patch on core Events only", r)
+						}
+						continue
+					}
 					if bad := without(r.Verbs, "get", "list", "watch"); len(bad) > 0 {
 						t.Errorf("rule %v grants %v", r, bad)
 					}
@@ -178,4 +184,10 @@ func writeFile(t *testing.T, path string, b []byte) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// isEventsRule is the ClusterRole's one rule that may write: core Events,
+// and nothing else in the same rule.
+func isEventsRule(r rbacv1.PolicyRule) bool {
+	return slices.Equal(r.APIGroups, []string{""}) && slices.Equal(r.Resources, []string{"events"}) && len(r.ResourceNames) == 0 && len(r.NonResourceURLs) == 0
 }

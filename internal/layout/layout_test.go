@@ -25,7 +25,7 @@ var layer = map[string]int{
 	// Producers: each turns one source into observations.
 	"probe": 2, "inventory": 2, "dataplane": 2, "apisignals": 2, "risk": 2, "impact": 2,
 	// Readers of findings: they never see a producer or the agent.
-	"otel": 2, "api": 2,
+	"otel": 2, "api": 2, "events": 2,
 	// The opt-in guard acts on findings; the agent runs it.
 	"guard":         2,
 	"agent":         3, // the orchestrator

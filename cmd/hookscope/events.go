@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hookscope/hookscope/events"
+	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/inventory"
+)
+
+// recordEvents makes the store's findings Kubernetes Events on the objects
+// of the call-outs that fail, unless --record-events=false. Each agent
+// records the findings it opened, with its node as the source host.
+func recordEvents(ctx context.Context, o agentOptions, client kubernetes.Interface, inv *inventory.Inventory, store *findings.Store, log *slog.Logger) {
+	if !o.recordEvents {
+		log.Info("not recording Events for findings (--record-events=false)")
+		return
+	}
+	node := o.nodeName
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	store.AddSink(events.New(ctx, events.Config{Events: client.CoreV1(), Node: node, UID: inv.UID, Log: log}))
+}
