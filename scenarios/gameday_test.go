@@ -60,9 +60,18 @@ type gameDay struct {
 	// beforeFailure: the agent must name the failure before the API
 	// server fails the write (a stall, named while it stalls).
 	beforeFailure bool
+	// whileOpen, when set, is one more step while the failure is open,
+	// before the fix.
+	whileOpen *openStep
 	// events: the agent's Events on the configuration are checked, a
 	// Warning once it names the failure and a Normal one after the fix.
 	events bool
+}
+
+// openStep is a step a game day runs while its failure is open.
+type openStep struct {
+	name string
+	fn   func(ctx context.Context, t *testing.T, wh *chaos.Webhook, finding chaos.AgentFinding)
 }
 
 func (g gameDay) feature() types.Feature {
@@ -179,6 +188,12 @@ func (g gameDay) feature() types.Feature {
 			if err := kernelFactsOnSpan(ctx, finding.ID, g.spanTags); err != nil {
 				fail(t, "%v", err)
 			}
+			return ctx
+		})
+	}
+	if g.whileOpen != nil {
+		b = b.Assess(g.whileOpen.name, func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			g.whileOpen.fn(ctx, t, wh, finding)
 			return ctx
 		})
 	}

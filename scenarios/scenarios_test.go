@@ -66,6 +66,7 @@ func TestExpiredServingCertificate(t *testing.T) {
 		remediation:   "serve a renewed, valid certificate",
 		remediate:     serveValidCertificate,
 		spanTags:      map[string]string{"tls.protocol.version": "1.3", "hookscope.handshake.phase": "server_hello", "hookscope.tls.encrypted_alert": "true"},
+		whileOpen:     &findingsOfTwoNodes,
 		events:        true,
 	}.feature())
 }

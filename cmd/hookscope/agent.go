@@ -40,6 +40,7 @@ type agentOptions struct {
 	xrayTraceIDs    bool
 	listen          string
 	peerListen      string
+	peerFindings    bool
 	pprof           bool
 	probeInterval   time.Duration
 	probeTimeout    time.Duration
@@ -82,6 +83,7 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&o.xrayTraceIDs, "xray-trace-ids", false, "trace IDs that start with the time, as AWS X-Ray requires (for a collector with the awsxray exporter)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9477", "address of the read-only HTTP API (/findings, /webhooks, /metrics, /healthz, /readyz)")
 	f.StringVar(&o.peerListen, "peer-listen", "", "address where the other agents read what this node's kernel saw of the API server's connections (GET /ledger), e.g. $(POD_IP):9478; empty: the Lease holder judges only its own node's backends")
+	f.BoolVar(&o.peerFindings, "peer-findings", false, "also serve this agent's findings (GET /findings, read-only) on the peer port, where `hookscope findings` reads them through the API server's pod proxy")
 	f.BoolVar(&o.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the API address (to see where the agent's CPU and memory go; keep the address private)")
 	f.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "probe every local backend this often, even when no call fails")
 	f.DurationVar(&o.probeTimeout, "probe-timeout", 3*time.Second, "bound on one probe")
@@ -277,12 +279,12 @@ func serve(o agentOptions, a *agent.Agent, metrics *otel.Metrics, log *slog.Logg
 	if o.peerListen == "" {
 		return addr, func() { srv.Close() }, nil
 	}
-	peer, paddr, err := servePeer(o.peerListen, a)
+	peer, paddr, err := servePeer(o.peerListen, a, o.peerFindings)
 	if err != nil {
 		srv.Close()
 		return "", nil, err
 	}
-	log.Info("serving the SYN ledger to the other agents", "addr", paddr)
+	log.Info("serving the SYN ledger to the other agents", "addr", paddr, "findings", o.peerFindings)
 	return addr, func() { srv.Close(); peer.Close() }, nil
 }
 
