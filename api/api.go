@@ -33,10 +33,7 @@ type FindingsResponse struct {
 //	GET /readyz    200 once the inventory has synced
 func Handler[W, R any](src Source[W, R]) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /findings", func(w http.ResponseWriter, _ *http.Request) {
-		open, resolved := src.Findings()
-		writeJSON(w, FindingsResponse{Open: nonNil(open), Resolved: nonNil(resolved)})
-	})
+	mux.HandleFunc("GET /findings", FindingsHandler(src))
 	mux.HandleFunc("GET /webhooks", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, nonNil(src.Webhooks()))
 	})
@@ -54,6 +51,21 @@ func Handler[W, R any](src Source[W, R]) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// FindingsSource is what GET /findings reads.
+type FindingsSource interface {
+	Findings() (open, resolved []findings.Finding)
+}
+
+// FindingsHandler serves GET /findings alone: the agents' peer port serves
+// it too when asked to (--peer-findings), for `hookscope findings` through
+// the API server's pod proxy.
+func FindingsHandler(src FindingsSource) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		open, resolved := src.Findings()
+		writeJSON(w, FindingsResponse{Open: nonNil(open), Resolved: nonNil(resolved)})
+	}
 }
 
 func nonNil[T any](s []T) []T {

@@ -194,7 +194,7 @@ func (l *Lab) deployKindAgent(ctx context.Context) error {
 		"--namespace", kindAgentNS, "--kube-version", l.Report.KubernetesVersion, "--set", "namespace.create=true",
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
 		"--set", "agent.probeInterval=2s", "--set", "agent.apiserverMetricsInterval=1s", "--set", "agent.logLevel=debug",
-		"--set", "guard.enabled=true", "--set-json", `guard.configurations=["`+GuardedConfiguration+`"]`,
+		"--set", "agent.peerFindings=true", "--set", "guard.enabled=true", "--set-json", `guard.configurations=["`+GuardedConfiguration+`"]`,
 		"--set", "guard.grace="+guardGrace, "--set", "guard.revertAfter="+guardRevertAfter, "--set", "guard.window=1m",
 		"--set-json", "agent.extraArgs="+string(extra))
 	var stderr bytes.Buffer

@@ -124,4 +124,29 @@ func completeContexts(root *cobra.Command, kube *kubeFlags) {
 	_ = root.RegisterFlagCompletionFunc("context", names(func(raw clientcmdapi.Config) []string { return slices.Collect(maps.Keys(raw.Contexts)) }))
 	_ = root.RegisterFlagCompletionFunc("cluster", names(func(raw clientcmdapi.Config) []string { return slices.Collect(maps.Keys(raw.Clusters)) }))
 	_ = root.RegisterFlagCompletionFunc("user", names(func(raw clientcmdapi.Config) []string { return slices.Collect(maps.Keys(raw.AuthInfos)) }))
+	_ = root.RegisterFlagCompletionFunc("namespace", completeNamespaces(kube))
+}
+
+// completeNamespaces completes -n with the cluster's namespaces.
+func completeNamespaces(kube *kubeFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		c, _, err := kube.clients()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+		}
+		list, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			cobra.CompDebugln("listing namespaces: "+err.Error(), true)
+			return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+		}
+		var out []cobra.Completion
+		for _, ns := range list.Items {
+			if strings.HasPrefix(ns.Name, toComplete) {
+				out = append(out, ns.Name)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

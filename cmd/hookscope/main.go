@@ -59,6 +59,8 @@ the other connection flags work as they do for kubectl.`,
   hookscope status
   # why one fails, and the fixes for this case
   hookscope explain mpod.elbv2.k8s.aws --context prod
+  # what every node's agent reports, open and recently resolved
+  hookscope findings
   # check a chart's webhooks before it is installed
   helm template my-release ./chart | hookscope lint -f -`,
 		SilenceUsage:  true,
@@ -73,8 +75,8 @@ the other connection flags work as they do for kubectl.`,
   hookscope agent --node-name $NODE_NAME --otlp-endpoint otel-collector.observability:4317
   # on a machine outside the cluster, without eBPF: probes and the API server's signals only
   hookscope agent --kubeconfig ~/.kube/config --no-ebpf --listen 127.0.0.1:9477`
-	root.AddCommand(agent, statusCommand(kube), explainCommand(kube), remediateCommand(kube), restoreCommand(kube),
-		lintCommand(kube), versionCommand())
+	root.AddCommand(agent, statusCommand(kube), explainCommand(kube), findingsCommand(kube), remediateCommand(kube),
+		restoreCommand(kube), lintCommand(kube), versionCommand())
 	if strings.HasPrefix(invokedAs, "kubectl-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hookscope"}
 		asPlugin(root)

@@ -15,17 +15,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/hookscope/hookscope/agent"
+	"github.com/hookscope/hookscope/api"
 	"github.com/hookscope/hookscope/dataplane"
 )
 
 // The agents' peer port: the agent that holds the Lease reads there what
 // another node's kernel saw of the API server's connections to a backend
 // (its SYN ledger), to say whether the API server's packets reach that
-// node. It serves only GET /ledger: counts and times of SYNs, nothing of
-// the webhooks' requests.
+// node. It serves GET /ledger: counts and times of SYNs, nothing of the
+// webhooks' requests; with --peer-findings also GET /findings, this
+// agent's findings, which `hookscope findings` reads through the API
+// server's pod proxy (the API port stays on loopback).
 
-// servePeer serves GET /ledger?backend=IP:PORT on addr.
-func servePeer(addr string, a *agent.Agent) (*http.Server, string, error) {
+// servePeer serves GET /ledger?backend=IP:PORT on addr and, when
+// withFindings, GET /findings.
+func servePeer(addr string, a *agent.Agent, withFindings bool) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listening on %s for the agents' peer port: %w", addr, err)
@@ -45,6 +49,9 @@ func servePeer(addr string, a *agent.Agent) (*http.Server, string, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(l)
 	})
+	if withFindings {
+		mux.HandleFunc("GET /findings", api.FindingsHandler(a))
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr().String(), nil

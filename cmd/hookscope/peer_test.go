@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hookscope/hookscope/agent"
 	"github.com/hookscope/hookscope/dataplane"
+	"github.com/hookscope/hookscope/findings"
 )
 
 // podSetWith is an agent pod set that knows one agent pod: on node at ip.
@@ -76,29 +78,41 @@ func TestPeerLedgerReadsTheAgentOnTheBackendsNode(t *testing.T) {
 	}
 }
 
-func TestPeerPortServesOnlyTheLedger(t *testing.T) {
-	a := agent.New(agent.Config{}, agent.Parts{}) // no data plane: it traces nothing
-	srv, addr, err := servePeer("127.0.0.1:0", a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for path, want := range map[string]int{
-		"/ledger?backend=10.0.1.7:8443": http.StatusNotFound, // not traced here
-		"/ledger?backend=nonsense":      http.StatusBadRequest,
-		"/findings":                     http.StatusNotFound,
-		"/metrics":                      http.StatusNotFound,
-	} {
-		resp, err := http.Get("http://" + addr + path)
+func TestPeerPortServesTheLedgerAndOptInFindings(t *testing.T) {
+	a := agent.New(agent.Config{}, agent.Parts{Store: findings.NewStore(findings.Config{})}) // no data plane: it traces nothing
+	for _, withFindings := range []bool{false, true} {
+		srv, addr, err := servePeer("127.0.0.1:0", a, withFindings)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		findingsCode := http.StatusNotFound
+		if withFindings { // --peer-findings: the findings too, nothing more
+			findingsCode = http.StatusOK
 		}
+		for path, want := range map[string]int{
+			"/ledger?backend=10.0.1.7:8443": http.StatusNotFound, // not traced here
+			"/ledger?backend=nonsense":      http.StatusBadRequest,
+			"/findings":                     findingsCode,
+			"/webhooks":                     http.StatusNotFound,
+			"/risks":                        http.StatusNotFound,
+			"/metrics":                      http.StatusNotFound,
+		} {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("--peer-findings=%v: GET %s: %d, want %d", withFindings, path, resp.StatusCode, want)
+			}
+			if want == http.StatusOK && !strings.Contains(string(body), `"open": []`) {
+				t.Errorf("GET %s: %s", path, body)
+			}
+		}
+		srv.Close()
 	}
-	if _, _, err := servePeer("256.0.0.1:1", a); err == nil || !strings.Contains(err.Error(), "peer port") {
+	if _, _, err := servePeer("256.0.0.1:1", a, false); err == nil || !strings.Contains(err.Error(), "peer port") {
 		t.Errorf("a bad address: %v", err)
 	}
 	if port, ok := peerPort("$(POD_IP):9478"); !ok || port != 9478 {

@@ -137,6 +137,7 @@ func TestChartValuesReachTheAgent(t *testing.T) {
 			"leaderElect":              false,
 			"logLevel":                 "debug",
 			"peerPort":                 19478,
+			"peerFindings":             true,
 			"extraArgs":                []any{"--no-ebpf", "--probe-timeout=5s"},
 		},
 		"resources":         map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "100Mi"}, "limits": map[string]any{"cpu": "1", "memory": "300Mi"}},
@@ -163,6 +164,7 @@ func TestChartValuesReachTheAgent(t *testing.T) {
 		"--log-level=debug",
 		"--state-file=/var/run/hookscope/findings.json",
 		"--peer-listen=$(POD_IP):19478",
+		"--peer-findings",
 		"--no-ebpf",
 		"--probe-timeout=5s",
 	}
