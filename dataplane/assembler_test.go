@@ -58,11 +58,12 @@ func handshakeTo(a *Assembler, c netip.AddrPort, t0 time.Time, tls13 bool, last 
 	ev := func(k handshake.EventKind, dt time.Duration) handshake.Event {
 		return handshake.Event{Kind: k, Client: c, Server: server, Time: t0.Add(dt), FlowStart: t0}
 	}
-	a.HandleTLS(ev(handshake.KindConnect, 0))
+	// As the kernel sends them: no event for the SYN (the others carry
+	// its time), and a TLS 1.2 ServerHello whose bytes were copied for an
+	// earlier connection: its version is what the program read.
 	a.HandleTLS(ev(handshake.KindClientHello, time.Millisecond))
 	sh := ev(handshake.KindServerHello, 2*time.Millisecond)
-	sh.Cipher, sh.FromServer = 0xc02f, true
-	sh.Hello = &handshake.Hello{Versions: []uint16{0x0303}}
+	sh.Cipher, sh.FromServer, sh.TLSVersion = 0xc02f, true, 0x0303
 	if tls13 {
 		sh.Cipher, sh.TLS13, sh.Hello = 0x1301, true, &handshake.Hello{Versions: []uint16{0x0304}}
 	}
@@ -96,6 +97,10 @@ func TestRejectedHandshake(t *testing.T) {
 	if len(r.calls) != 1 || r.calls[0].Outcome != "rejected" || r.calls[0].TLSVersion != "1.2" || r.calls[0].Pod.Name != "hook-0" ||
 		len(r.calls[0].Webhooks) != 1 || len(r.calls[0].Events) != 4 {
 		t.Fatalf("calls %+v", r.calls)
+	}
+	// Its first step is the connection's start, which no event said.
+	if first := r.calls[0].Events[0]; first.Name != "connect" || !first.At.Equal(t0) {
+		t.Errorf("first step %s at %s, want connect at the flow's start %s", first.Name, first.At, t0)
 	}
 	// The tail of the rejected connection (its reset) is no new call.
 	a.HandleTLS(handshake.Event{Kind: handshake.KindReset, Client: client, Server: server, Time: t0.Add(4 * time.Millisecond)})

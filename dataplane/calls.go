@@ -30,6 +30,11 @@ func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *cal
 			start = e.Time
 		}
 		c = &callout.Call{Client: e.Client, Server: e.Server, Start: start}
+		if e.Kind != handshake.KindConnect && !e.FlowStart.IsZero() {
+			// The kernel counts a SYN and sends no event for it: the
+			// call's first step is its connection's start.
+			c.Events = append(c.Events, callout.CallEvent{Name: handshake.KindConnect.String(), At: e.FlowStart})
+		}
 		a.calls[k] = c
 	}
 	c.Events = append(c.Events, callout.CallEvent{Name: e.Kind.String(), At: e.Time, Detail: stepDetail(e)})
@@ -76,14 +81,18 @@ func startsCall(k handshake.EventKind) bool {
 }
 
 // tlsVersion is the version the server chose, from its hello's
-// supported_versions (or legacy version); the 1.3 cipher flag when the
-// hello was not read. Empty when neither says.
+// supported_versions (or legacy version) when its bytes were copied;
+// otherwise from what the kernel read of it: the 1.3 cipher flag, else its
+// legacy version. Empty when none says.
 func tlsVersion(e handshake.Event) string {
 	if e.Hello != nil && len(e.Hello.Versions) == 1 {
 		return handshake.VersionName(e.Hello.Versions[0])
 	}
 	if e.TLS13 {
 		return "1.3"
+	}
+	if e.TLSVersion != 0 {
+		return handshake.VersionName(e.TLSVersion)
 	}
 	return ""
 }

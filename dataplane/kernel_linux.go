@@ -109,6 +109,28 @@ func (k *Kernel) EventsDropped() (uint64, error) {
 	return c.EventsDropped + tc.EventsDropped, err
 }
 
+// Counted is the events the kernel counts and does not send, by kind as
+// Output.Event names them: a client's SYN to a backend (connect), and a
+// traced connection's start (tcp_syn) and completed handshake
+// (tcp_established) per socket. The events that follow carry their times.
+func (k *Kernel) Counted() (map[string]uint64, error) {
+	hc, err := k.tracer.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{handshake.KindConnect.String(): hc.Connects}
+	if k.tcp == nil {
+		return out, nil
+	}
+	c, err := k.tcp.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out["tcp_"+tcpstate.KindSYN.String()] = c.SYNs
+	out["tcp_"+tcpstate.KindEstablished.String()] = c.Established
+	return out, nil
+}
+
 // Unparsed counts what the TC program could not read, by reason: TLS
 // record headers that were not (malformed_record), record headers split
 // across segments (split_record), segments after a gap, where record

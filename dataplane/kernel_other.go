@@ -35,6 +35,9 @@ func (*Kernel) EventsDropped() (uint64, error) { return 0, nil }
 // Unparsed is always empty.
 func (*Kernel) Unparsed() (map[string]uint64, error) { return nil, nil }
 
+// Counted is nil: there is no kernel to count.
+func (*Kernel) Counted() (map[string]uint64, error) { return nil, nil }
+
 // Arrivals is always empty.
 func (*Kernel) Arrivals(netip.AddrPort) (Arrivals, error) { return Arrivals{}, nil }
 

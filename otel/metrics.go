@@ -89,12 +89,16 @@ const (
 type MetricsState struct {
 	Webhooks      func() []Webhook
 	Findings      func() (open, resolved []findings.Finding)
-	EventsDropped func() (uint64, error)            // nil without a data plane
-	Unparsed      func() (map[string]uint64, error) // by reason; nil without a data plane
-	Risks         func() []Risk                     // nil: no risk metric
-	Spans         func() SpanStats                  // nil without a span exporter (Exporter.Stats)
-	Inventory     func() InventoryStats             // nil: no inventory metrics
-	Programs      func() []BPFProgram               // nil without a data plane
+	EventsDropped func() (uint64, error) // nil without a data plane
+	// WireCounted: kernel events the kernel counts and does not send, by
+	// kind; added to the counts of hookscope.wire.events. Nil without a
+	// data plane.
+	WireCounted func() (map[string]uint64, error)
+	Unparsed    func() (map[string]uint64, error) // by reason; nil without a data plane
+	Risks       func() []Risk                     // nil: no risk metric
+	Spans       func() SpanStats                  // nil without a span exporter (Exporter.Stats)
+	Inventory   func() InventoryStats             // nil: no inventory metrics
+	Programs    func() []BPFProgram               // nil without a data plane
 }
 
 // BPFProgram is one tracepoint's program as loaded on this kernel

@@ -91,11 +91,7 @@ func (m *Metrics) observe(o metric.Observer, b *observed) {
 			o.ObserveInt64(b.risks, 1, metric.WithAttributes(webhookLabels(r.Webhook, labelKind.String(r.Kind), labelSeverity.String(r.Severity))...))
 		}
 	}
-	m.wireKinds.Range(func(_, v any) bool {
-		c := v.(*wireCount)
-		o.ObserveInt64(b.wire, c.n.Load(), c.opt)
-		return true
-	})
+	m.observeWire(o, b)
 	if st.EventsDropped != nil {
 		if n, err := st.EventsDropped(); err == nil {
 			o.ObserveInt64(b.dropped, int64(n))
@@ -179,5 +175,27 @@ func (m *Metrics) observeExpiry(o metric.Observer, b *observed) {
 			continue
 		}
 		o.ObserveFloat64(b.expiry, time.Until(notAfter).Seconds(), metric.WithAttributes(webhookLabels(k.webhook, labelBackend.String(k.backend))...))
+	}
+}
+
+// observeWire reads the kernel events by kind: those sent, counted as
+// they came, and those the kernel only counted.
+func (m *Metrics) observeWire(o metric.Observer, b *observed) {
+	var counted map[string]uint64
+	if b.state.WireCounted != nil {
+		counted, _ = b.state.WireCounted() // a failed read skips this collection's kernel counts
+	}
+	m.wireKinds.Range(func(k, v any) bool {
+		c := v.(*wireCount)
+		n := c.n.Load()
+		if extra, ok := counted[k.(string)]; ok {
+			n += int64(extra)
+			delete(counted, k.(string))
+		}
+		o.ObserveInt64(b.wire, n, c.opt)
+		return true
+	})
+	for kind, n := range counted {
+		o.ObserveInt64(b.wire, int64(n), metric.WithAttributes(labelKind.String(kind)))
 	}
 }

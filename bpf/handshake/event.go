@@ -164,6 +164,11 @@ func decodeHello(raw []byte, k EventKind) (*Hello, error) {
 	if n > helloMax || helloDataOffset+n > len(raw) {
 		return nil, fmt.Errorf("hello event says %d bytes follow, %d do", n, len(raw)-helloDataOffset)
 	}
+	if n == 0 {
+		// Not copied: the client's hello to this backend was copied within
+		// the minute, and says the same.
+		return nil, nil
+	}
 	data := raw[helloDataOffset : helloDataOffset+n]
 	parse := ParseClientHello
 	if k == KindServerHello {
@@ -185,4 +190,7 @@ type Counters struct {
 	OutOfOrder       uint64 // segments after a gap; record parsing stopped for that direction
 	Unparsed         uint64 // IP fragments and IPv6 extension headers
 	HeadersPulled    uint64 // packets whose headers were in paged data, pulled in to be read
+	// Connects counts clients' SYNs to a backend. The kernel sends no event
+	// for them: the events that follow carry the connection's start.
+	Connects uint64
 }

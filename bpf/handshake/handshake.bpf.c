@@ -19,9 +19,10 @@
 //
 // Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
 // TLS record at the start of each in-order segment (and the few ServerHello
-// bytes that hold the cipher suite, and the two bytes of a cleartext alert),
-// and copies up to 1 KiB of each ClientHello and ServerHello to user space,
-// which reads SNI, ALPN and versions from them (bounded copy, no parsing here).
+// bytes that hold the version and cipher suite, and the two bytes of a
+// cleartext alert), and copies up to 1 KiB of a ClientHello and ServerHello
+// to user space, which reads SNI, ALPN and versions from them (bounded copy,
+// no parsing here): once a minute per client, backend and kind (hello_sent).
 // Records that span segments are skipped using the record length; a segment
 // that is out of order, or a record header that is malformed or split across
 // segments, stops record parsing for that direction and is counted, never
@@ -29,9 +30,11 @@
 // walked: the client's record boundary is found again at the start of its
 // next request's segment, by a strict record header.
 //
-// Emits (ring buffer `events`, struct event): request and response (the
-// first client application-data record of a request, the server's answer
-// with its latency; size floors skip HTTP/2 control frames), connect (client SYN), refused
+// Counts a client's SYN to a backend (COUNTER_CONNECTS): the events that
+// follow carry its time. Emits (ring buffer `events`, struct event): request
+// and response (the first client application-data record of a request, the
+// server's answer with its latency; size floors skip HTTP/2 control frames),
+// refused
 // (the server's RST to that SYN), reset, close (first FIN, with who closed), ClientHello, ServerHello (cipher; TLS
 // 1.3 when the suite is 0x13xx), handshake rejected by the client: a
 // cleartext alert from the client during the handshake (TLS 1.2: level and
@@ -111,7 +114,8 @@ enum counter {
 	COUNTER_OUT_OF_ORDER = 4,  // segment not at the expected sequence number
 	COUNTER_UNPARSED = 5,      // IPv6 extension headers, IP fragments
 	COUNTER_HEADERS_PULLED = 6, // headers read from paged data (pulled in first)
-	COUNTER_MAX = 7,
+	COUNTER_CONNECTS = 7,      // client SYNs to a backend: counted, not sent
+	COUNTER_MAX = 8,
 };
 
 struct flow_key {
@@ -183,6 +187,29 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
+
+// hello_sent: when a client's hello of each kind to a backend was last
+// copied. A client calls a backend with the same hellos (the API server's
+// TLS configuration for that webhook), so their bytes are copied once a
+// minute per client, backend and kind; the hellos in between are sent
+// without them (len 0), the versions and cipher the program read in their
+// place. Copying them cost two 1 KiB copies per new connection.
+struct hello_key {
+	__u8 client_addr[16];
+	__u8 server_addr[16];
+	__be16 server_port;
+	__u8 kind;
+	__u8 pad;
+};
+
+#define HELLO_EVERY_NS (60ULL * 1000 * 1000 * 1000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct hello_key);
+	__type(value, __u64);
+} hello_sent SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -342,9 +369,11 @@ static __always_inline void emit(struct packet *p, struct flow_state *st, __u8 k
 	}
 	fill(e, p, st, kind, phase_before, alert_level, alert_desc, encrypted_alert);
 	// Failures wake the reader at once; routine events only after a quiet
-	// spell (wake.h).
+	// spell (wake.h). A reset is a failure during the handshake or with a
+	// request unanswered; after a call it is how many clients close.
 	int failure = kind == EVENT_HANDSHAKE_REJECTED || kind == EVENT_REFUSED ||
-		      kind == EVENT_RESET || kind == EVENT_ALERT;
+		      kind == EVENT_ALERT ||
+		      (kind == EVENT_RESET && (phase_before != PHASE_DONE || e->latency_ns));
 	bpf_ringbuf_submit(e, wake_flags(failure, e->ts_ns));
 }
 
@@ -376,6 +405,16 @@ static __always_inline void emit_hello(struct __sk_buff *skb, struct packet *p,
 	__u32 n = avail - 5;
 	if (n > len)
 		n = len;
+	struct hello_key hk = {};
+	__builtin_memcpy(hk.client_addr, p->key.client_addr, 16);
+	__builtin_memcpy(hk.server_addr, p->key.server_addr, 16);
+	hk.server_port = p->key.server_port;
+	hk.kind = kind;
+	__u64 *last = bpf_map_lookup_elem(&hello_sent, &hk);
+	if (last && h->ev.ts_ns - *last < HELLO_EVERY_NS)
+		n = 0; // copied within the minute
+	else
+		bpf_map_update_elem(&hello_sent, &hk, &h->ev.ts_ns, BPF_ANY);
 	if (n > 0) {
 		// Copy m + 1 bytes, m in [0, HELLO_MAX - 1]: the mask is what
 		// the verifier keeps of the bound (HELLO_MAX is a power of two).
@@ -715,7 +754,10 @@ static __always_inline int handle(struct __sk_buff *skb)
 		fresh.next_seq[0] = p.seq + 1;
 		fresh.seq_known[0] = 1;
 		bpf_map_update_elem(&flows, &p.key, &fresh, BPF_ANY);
-		emit(&p, &fresh, EVENT_CONNECT, PHASE_TCP, 0, 0, 0);
+		// Counted, not sent: every later event of the flow carries its
+		// start (flow_start_ns), and the SYN ledger counts what a SYN
+		// tells of the path.
+		count(COUNTER_CONNECTS);
 		return TC_ACT_OK;
 	}
 

@@ -30,7 +30,8 @@ const (
 	handshakeCounterCOUNTER_OUT_OF_ORDER   handshakeCounter = 4
 	handshakeCounterCOUNTER_UNPARSED       handshakeCounter = 5
 	handshakeCounterCOUNTER_HEADERS_PULLED handshakeCounter = 6
-	handshakeCounterCOUNTER_MAX            handshakeCounter = 7
+	handshakeCounterCOUNTER_CONNECTS       handshakeCounter = 7
+	handshakeCounterCOUNTER_MAX            handshakeCounter = 8
 )
 
 type handshakeEvent struct {
@@ -103,6 +104,15 @@ type handshakeHelloEvent struct {
 	Data [1024]uint8
 }
 
+type handshakeHelloKey struct {
+	_          structs.HostLayout
+	ClientAddr [16]uint8
+	ServerAddr [16]uint8
+	ServerPort uint16
+	Kind       uint8
+	Pad        uint8
+}
+
 type handshakeLedgerEntry struct {
 	_               structs.HostLayout
 	Syns            uint64
@@ -149,6 +159,7 @@ const (
 	handshakeMapEvents            = "events"
 	handshakeMapFlows             = "flows"
 	handshakeMapHelloScratch      = "hello_scratch"
+	handshakeMapHelloSent         = "hello_sent"
 	handshakeMapOwnPorts          = "own_ports"
 	handshakeMapPortSummary       = "port_summary"
 	handshakeMapSynLedger         = "syn_ledger"
@@ -220,6 +231,7 @@ type handshakeMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	HelloScratch *ebpf.MapSpec `ebpf:"hello_scratch"`
+	HelloSent    *ebpf.MapSpec `ebpf:"hello_sent"`
 	OwnPorts     *ebpf.MapSpec `ebpf:"own_ports"`
 	PortSummary  *ebpf.MapSpec `ebpf:"port_summary"`
 	SynLedger    *ebpf.MapSpec `ebpf:"syn_ledger"`
@@ -265,6 +277,7 @@ type handshakeMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	HelloScratch *ebpf.Map `ebpf:"hello_scratch"`
+	HelloSent    *ebpf.Map `ebpf:"hello_sent"`
 	OwnPorts     *ebpf.Map `ebpf:"own_ports"`
 	PortSummary  *ebpf.Map `ebpf:"port_summary"`
 	SynLedger    *ebpf.Map `ebpf:"syn_ledger"`
@@ -278,6 +291,7 @@ func (m *handshakeMaps) Close() error {
 		m.Events,
 		m.Flows,
 		m.HelloScratch,
+		m.HelloSent,
 		m.OwnPorts,
 		m.PortSummary,
 		m.SynLedger,

@@ -302,6 +302,8 @@ func (t *Tracer) Counters() (Counters, error) {
 			c.Unparsed = sum
 		case handshakeCounterCOUNTER_HEADERS_PULLED:
 			c.HeadersPulled = sum
+		case handshakeCounterCOUNTER_CONNECTS:
+			c.Connects = sum
 		}
 	}
 	return c, nil

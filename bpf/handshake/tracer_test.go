@@ -120,7 +120,7 @@ func (r *rig) call() (port uint16, err error) {
 	tc := tls.Client(conn, &tls.Config{ServerName: "webhook.default.svc", RootCAs: r.ca.Pool(), NextProtos: []string{"http/1.1"}})
 	tc.SetDeadline(time.Now().Add(2 * time.Second))
 	if err := tc.Handshake(); err != nil {
-		return port, err
+		return port, fmt.Errorf("handshake: %w", err)
 	}
 	if _, err := tc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
 		return port, err
@@ -267,10 +267,16 @@ func TestClosedPortIsRefused(t *testing.T) {
 	if _, err := r.call(); err == nil {
 		t.Fatal("connect to a closed port succeeded")
 	}
-	r.waitFor(0, handshake.KindConnect)
 	e := r.waitFor(0, handshake.KindRefused)
 	if !e.FromServer || e.Phase != handshake.PhaseTCP {
 		t.Errorf("refused FromServer=%v phase=%d, want from the server before any TLS", e.FromServer, e.Phase)
+	}
+	// The SYN is counted, not sent; the refusal carries its time.
+	if c, err := r.tracer.Counters(); err != nil || c.Connects != 1 {
+		t.Errorf("counted %d connects (%v), want 1", c.Connects, err)
+	}
+	if e.FlowStart.IsZero() || e.FlowStart.After(e.Time) {
+		t.Errorf("refusal's flow start %s, at %s: want the SYN's time", e.FlowStart, e.Time)
 	}
 }
 
@@ -456,8 +462,8 @@ func TestQuietReaderSleeps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.waitFor(port, handshake.KindClose)
-		r.drain(port, 300*time.Millisecond)
+		r.waitFor(port, handshake.KindHandshakeDone)
+		r.drain(port, 300*time.Millisecond) // its close or reset
 		before := r.tracer.ReaderPolls()
 		time.Sleep(time.Second)
 		if n := r.tracer.ReaderPolls() - before; n > 0 {
@@ -470,12 +476,39 @@ func TestQuietReaderSleeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []handshake.EventKind{handshake.KindConnect, handshake.KindClientHello, handshake.KindServerHello,
-		handshake.KindHandshakeDone, handshake.KindClose}
+	want := []handshake.EventKind{handshake.KindClientHello, handshake.KindServerHello,
+		handshake.KindHandshakeDone}
 	for _, k := range want {
 		e := r.waitFor(port, k)
 		if late := time.Since(e.Time); late > 6*handshake.PollInterval {
 			t.Errorf("%s read %s after the kernel saw it", k, late.Round(time.Millisecond))
+		}
+	}
+}
+
+// TestHelloBytesOncePerMinute: a client's hellos to a backend are copied
+// the first time; the next connection's hellos come without their bytes,
+// with the version the program read in their place.
+func TestHelloBytesOncePerMinute(t *testing.T) {
+	r := newRig(t, "10.0.250.10")
+	now := time.Now()
+	r.serve(now.Add(-time.Hour), now.Add(time.Hour), 0)
+	for i := range 2 {
+		port, err := r.review(tls.VersionTLS12, 2*time.Second)
+		if err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+		ch := r.waitFor(port, handshake.KindClientHello)
+		sh := r.waitFor(port, handshake.KindServerHello)
+		if ch.HelloErr != nil || sh.HelloErr != nil {
+			t.Fatalf("call %d: hellos not decoded: %v, %v", i+1, ch.HelloErr, sh.HelloErr)
+		}
+		copied := ch.Hello != nil && sh.Hello != nil
+		if first := i == 0; copied != first {
+			t.Errorf("call %d: hello bytes copied %v (ClientHello %+v, ServerHello %+v), want %v", i+1, copied, ch.Hello, sh.Hello, first)
+		}
+		if sh.TLSVersion != tls.VersionTLS12 || sh.TLS13 {
+			t.Errorf("call %d: ServerHello version %#04x (1.3: %v), want TLS 1.2 read by the program", i+1, sh.TLSVersion, sh.TLS13)
 		}
 	}
 }

@@ -25,16 +25,18 @@
 volatile __u64 last_wake_ns = 0;
 
 // wake_flags returns the flags for bpf_ringbuf_submit/output of a record
-// submitted at now: BPF_RB_FORCE_WAKEUP for a failure and for the first
-// record in WAKE_EVERY_NS, BPF_RB_NO_WAKEUP for the others. FORCE, not 0:
-// 0 wakes only a reader that has read everything before the record, and
-// the reader may be blocked with routine records unread.
+// submitted at now: 0 (wake the reader if it has read everything before
+// this record) for a failure and for the first record in WAKE_EVERY_NS,
+// BPF_RB_NO_WAKEUP for the others. 0 is enough: a reader that has records
+// left to read is not asleep for good (it keeps polling for twice
+// WAKE_EVERY_NS after its last record), and one that is asleep has read
+// everything, so 0 wakes it.
 static __always_inline __u64 wake_flags(int failure, __u64 now)
 {
 	if (!failure && now - last_wake_ns < WAKE_EVERY_NS)
 		return BPF_RB_NO_WAKEUP;
 	last_wake_ns = now;
-	return BPF_RB_FORCE_WAKEUP;
+	return 0;
 }
 
 #endif

@@ -205,4 +205,9 @@ type Counters struct {
 	// ClosedWithoutState counts traced sockets that closed with no state:
 	// they started before tracing, or their state was evicted.
 	ClosedWithoutState uint64
+	// SYNs and Established count the traced connections' starts and
+	// completed handshakes, per socket (a connection whose both ends are
+	// on the node counts twice): the kernel counts them and sends no
+	// record (LoadWithTransitions sends them too).
+	SYNs, Established uint64
 }

@@ -15,12 +15,29 @@ import (
 
 // LoadWithoutCast is Load with the programs' no_cast set: they read with
 // bpf_probe_read_kernel what they would read through bpf_rdonly_cast, as on
-// a kernel without the kfunc.
+// a kernel without the kfunc. Like LoadWithTransitions, it sends the syn
+// and established records the state machine's tests read.
 func LoadWithoutCast() (*Tracer, error) {
-	setErr := errors.New("the programs have no no_cast variable")
+	return loadSetting(map[string]uint8{"no_cast": 1, "send_transitions": 1})
+}
+
+// LoadWithTransitions is Load with a record sent for each syn and
+// established too, which Load only counts.
+func LoadWithTransitions() (*Tracer, error) {
+	return loadSetting(map[string]uint8{"send_transitions": 1})
+}
+
+// loadSetting loads the programs with the given read-only variables set.
+func loadSetting(vars map[string]uint8) (*Tracer, error) {
+	var setErr error
 	tr, err := load(func(spec *ebpf.CollectionSpec) {
-		if v, ok := spec.Variables["no_cast"]; ok {
-			setErr = v.Set(uint8(1))
+		for name, value := range vars {
+			v, ok := spec.Variables[name]
+			if !ok {
+				setErr = errors.Join(setErr, fmt.Errorf("the programs have no %s variable", name))
+				continue
+			}
+			setErr = errors.Join(setErr, v.Set(value))
 		}
 	}, nil)
 	if err != nil {

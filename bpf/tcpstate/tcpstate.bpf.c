@@ -44,7 +44,9 @@
 // ESTABLISHED -> CLOSE_WAIT: its peer did; a RST: its sender; TCP_CLOSE with
 // neither: this side, which gave up or aborted), resets received and sent.
 //
-// Emits (ring buffer `events`, struct event): syn (client: connect() sent the
+// Counts a connection's syn and established (per-CPU `counters`); with
+// send_transitions set, also emits them. Emits (ring buffer `events`,
+// struct event): syn (client: connect() sent the
 // SYN, before the kernel binds the client port, so it reads 0; server: the
 // server socket is created, when the client's final ACK arrives - the kernel
 // keeps no full socket for a half-open connection; before Linux 6.15 that
@@ -189,8 +191,16 @@ enum counter {
 	COUNTER_MATCHED_SEND_RESET = 3,
 	COUNTER_MATCHED_RETRANSMIT = 4,
 	COUNTER_NO_STATE = 5, // a tracked socket closed with no state (evicted or older)
-	COUNTER_MAX = 6,
+	COUNTER_SYN = 6,         // a backend's connection began (either socket)
+	COUNTER_ESTABLISHED = 7, // and completed its handshake
+	COUNTER_MAX = 8,
 };
+
+// A connection's start and handshake are counted, not sent: its close
+// record carries its start, duration, retransmissions and who closed, and
+// failures are sent as they happen. send_transitions sends a record for
+// each of them too (the tests of the state machine read them).
+const volatile __u8 send_transitions = 0;
 
 // endpoints is a connection seen from one socket, in client/server terms.
 struct endpoints {
@@ -367,8 +377,11 @@ static __always_inline void emit(const struct sock *sk, struct endpoints *ep, st
 	e->flags = c ? c->flags & ~FLAG_CLOSED : FLAG_NO_START;
 	e->pad = 0;
 	// Failures wake the reader; the rest only after a quiet spell
-	// (wake.h).
-	bpf_ringbuf_submit(e, wake_flags(failure(kind), e->ts_ns));
+	// (wake.h). A reset on an established connection is how many clients
+	// close: the handshake program judges whether a call was cut.
+	int wake = kind == EVENT_REFUSED ||
+		   (failure(kind) && !(e->flags & FLAG_ESTABLISHED));
+	bpf_ringbuf_submit(e, wake_flags(wake, e->ts_ns));
 }
 
 // conn_of returns the socket's state, creating it (start unknown) for a
@@ -475,7 +488,9 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 		struct conn fresh = {.start_ns = bpf_ktime_get_ns()};
 		fresh.ep = ep;
 		bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
-		emit(sk, &ep, &fresh, EVENT_SYN, oldstate, newstate, 0);
+		count(COUNTER_SYN);
+		if (send_transitions)
+			emit(sk, &ep, &fresh, EVENT_SYN, oldstate, newstate, 0);
 		return 0;
 	}
 
@@ -491,7 +506,9 @@ static __noinline int set_state(const struct sock *sk, int oldstate, int newstat
 			c->flags &= ~FLAG_NO_START;
 		}
 		c->flags |= FLAG_ESTABLISHED;
-		emit(sk, &ep, c, EVENT_ESTABLISHED, oldstate, newstate, 0);
+		count(COUNTER_ESTABLISHED);
+		if (send_transitions)
+			emit(sk, &ep, c, EVENT_ESTABLISHED, oldstate, newstate, 0);
 		break;
 	case TCP_FIN_WAIT1: // this socket sent the first FIN
 		if (c->closed_by == SIDE_UNKNOWN)

@@ -58,7 +58,9 @@ const (
 	tcpstateCounterCOUNTER_MATCHED_SEND_RESET    tcpstateCounter = 3
 	tcpstateCounterCOUNTER_MATCHED_RETRANSMIT    tcpstateCounter = 4
 	tcpstateCounterCOUNTER_NO_STATE              tcpstateCounter = 5
-	tcpstateCounterCOUNTER_MAX                   tcpstateCounter = 6
+	tcpstateCounterCOUNTER_SYN                   tcpstateCounter = 6
+	tcpstateCounterCOUNTER_ESTABLISHED           tcpstateCounter = 7
+	tcpstateCounterCOUNTER_MAX                   tcpstateCounter = 8
 )
 
 type tcpstateEvent struct {
@@ -142,6 +144,7 @@ const (
 	tcpstateProgTcpSendResetNoreason  = "tcp_send_reset_noreason"
 	tcpstateVarLastWakeNs             = "last_wake_ns"
 	tcpstateVarNoCast                 = "no_cast"
+	tcpstateVarSendTransitions        = "send_transitions"
 	tcpstateVarUnusedConnFlag         = "unused_conn_flag"
 	tcpstateVarUnusedCounter          = "unused_counter"
 	tcpstateVarUnusedEvent            = "unused_event"
@@ -218,6 +221,7 @@ type tcpstateMapSpecs struct {
 type tcpstateVariableSpecs struct {
 	LastWakeNs      *ebpf.VariableSpec `ebpf:"last_wake_ns"`
 	NoCast          *ebpf.VariableSpec `ebpf:"no_cast"`
+	SendTransitions *ebpf.VariableSpec `ebpf:"send_transitions"`
 	UnusedConnFlag  *ebpf.VariableSpec `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -271,6 +275,7 @@ func (m *tcpstateMaps) Close() error {
 type tcpstateVariables struct {
 	LastWakeNs      *ebpf.Variable `ebpf:"last_wake_ns"`
 	NoCast          *ebpf.Variable `ebpf:"no_cast"`
+	SendTransitions *ebpf.Variable `ebpf:"send_transitions"`
 	UnusedConnFlag  *ebpf.Variable `ebpf:"unused_conn_flag"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`

@@ -250,6 +250,10 @@ func (t *Tracer) Counters() (Counters, error) {
 			c.Matched[ProgramRetransmit] = sum
 		case tcpstateCounterCOUNTER_NO_STATE:
 			c.ClosedWithoutState = sum
+		case tcpstateCounterCOUNTER_SYN:
+			c.SYNs = sum
+		case tcpstateCounterCOUNTER_ESTABLISHED:
+			c.Established = sum
 		}
 	}
 	return c, nil

@@ -34,7 +34,7 @@ import (
 const backendPort = 8443
 
 // loadTracer loads the programs for newRig; TestWithoutRdonlyCast swaps it.
-var loadTracer = tcpstate.Load
+var loadTracer = tcpstate.LoadWithTransitions
 
 // TestWithoutRdonlyCast runs the tests whose paths read through
 // bpf_rdonly_cast (a socket's own port at close and abort, the ports of a
@@ -42,7 +42,7 @@ var loadTracer = tcpstate.Load
 // without that kfunc (Linux < 6.2).
 func TestWithoutRdonlyCast(t *testing.T) {
 	loadTracer = tcpstate.LoadWithoutCast
-	defer func() { loadTracer = tcpstate.Load }()
+	defer func() { loadTracer = tcpstate.LoadWithTransitions }()
 	for name, test := range map[string]func(*testing.T){
 		"ClientClosesFirst":   TestClientClosesFirst,
 		"ServerClosesFirst":   TestServerClosesFirst,

@@ -104,7 +104,7 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFPro
 		},
 	}
 	if kernel != nil {
-		state.EventsDropped, state.Unparsed = kernel.EventsDropped, kernel.Unparsed
+		state.EventsDropped, state.Unparsed, state.WireCounted = kernel.EventsDropped, kernel.Unparsed, kernel.Counted
 	}
 	if len(programs) > 0 {
 		state.Programs = func() []otel.BPFProgram { return programs }
