@@ -88,6 +88,7 @@ bench: tools build
 		go test -count=1 -timeout 90m -run '^TestBenchScale$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|scale_test'
 	go test -run '^$$' -bench '^Benchmark(Tracepoints|ProgramSegment|TracingOverhead|DecodeEvent)$$' -benchtime 2000x -count 1 ./bpf/...
 	go test -run '^$$' -bench '^BenchmarkRemoveBackend$$' -benchtime 20x -count 1 ./bpf/handshake/
+	go test -run '^$$' -bench '^BenchmarkKernelPerCall$$' -benchtime 3000x -count 1 ./dataplane/
 	go test -run '^$$' -bench . -benchtime 1s -count 1 ./inventory/ ./probe/ ./risk/ ./apisignals/
 	@echo; cat bench-report/report.md
 
