@@ -1687,6 +1687,11 @@ func rateNotes(plan ScalePlan, rates []CallRate) []string {
 			notes = append(notes, n,
 				fmt.Sprintf("kernel time per call <= %.0f ns (%s): %s, %.0f ns (%.2f of the goal), every program summed over the run's calls",
 					gk, c.Mode, verdict(c.KernelNsPerCall <= gk), c.KernelNsPerCall, c.KernelNsPerCall/gk))
+			if made := c.AchievedCallsPerSecond * c.Seconds; c.Mode == "new_connection" && made > 0 {
+				// One connection per call: the agent should see each one.
+				notes = append(notes, fmt.Sprintf("every new connection seen as a call (%s): %s, %d of %.0f (%.3f)",
+					c.Mode, verdict(float64(c.CallsSeen) >= 0.99*made), c.CallsSeen, made, float64(c.CallsSeen)/made))
+			}
 			if c.Mode == "http2" {
 				notes = append(notes, fmt.Sprintf("idle agent CPU <= %.1f%% of a core (a follower, before the call rate runs): %s, %.3f%% (%.2f of the goal)",
 					100*GoalIdleCPUCores, verdict(c.AgentIdleCPUCores <= GoalIdleCPUCores), 100*c.AgentIdleCPUCores, c.AgentIdleCPUCores/GoalIdleCPUCores))

@@ -103,9 +103,16 @@ func TestRejectedHandshake(t *testing.T) {
 		t.Errorf("first step %s at %s, want connect at the flow's start %s", first.Name, first.At, t0)
 	}
 	// The tail of the rejected connection (its reset) is no new call.
-	a.HandleTLS(handshake.Event{Kind: handshake.KindReset, Client: client, Server: server, Time: t0.Add(4 * time.Millisecond)})
+	a.HandleTLS(handshake.Event{Kind: handshake.KindReset, Client: client, Server: server, Time: t0.Add(4 * time.Millisecond), FlowStart: t0})
 	if len(r.calls) != 1 || r.events["reset"] != 1 {
 		t.Errorf("calls %d after the reset, events %v", len(r.calls), r.events)
+	}
+	// A new connection from the same client port (the kernel sends no
+	// event for its SYN) is a new call.
+	t1 := t0.Add(time.Second)
+	handshakeTo(a, client, t1, false, handshake.Event{Kind: handshake.KindHandshakeDone})
+	if len(r.calls) != 2 || r.calls[1].Outcome != "done" || !r.calls[1].Start.Equal(t1) {
+		t.Errorf("the next connection from %s: calls %+v, want a second call, done, from %s", client, r.calls, t1)
 	}
 }
 

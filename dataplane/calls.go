@@ -16,8 +16,11 @@ import (
 func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *callout.Call {
 	c := a.calls[k]
 	if c == nil {
-		if _, done := a.done[k]; done && e.Kind != handshake.KindConnect {
-			return nil // the tail of a call already reported (a reset after a rejection)
+		if ended, done := a.done[k]; done && e.Kind != handshake.KindConnect && !e.FlowStart.After(ended) {
+			// The tail of a call already reported (a reset after a
+			// rejection). A connection that began after it ended is a new
+			// one on the same client port.
+			return nil
 		}
 		if !startsCall(e.Kind) {
 			return nil // a connection opened before it was traced: no handshake to follow
