@@ -173,7 +173,8 @@ func (p *AgentProcess) RestartWith(ctx context.Context, flags map[string]string)
 		if i := slices.Index(p.args, "--"+name); i >= 0 && i+1 < len(p.args) {
 			p.args[i+1] = value
 		} else {
-			p.args = append(p.args, "--"+name, value)
+			// --name=value: a boolean flag takes no separate value.
+			p.args = append(p.args, "--"+name+"="+value)
 		}
 	}
 	if err := p.Restart(ctx, syscall.SIGTERM); err != nil {
