@@ -13,7 +13,7 @@ STATICCHECK := $(HOOKSCOPE_TOOLS_BIN)/staticcheck
 # package at a time (2 cores, and routes are machine-wide).
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build image tools host-deps generate test chaos bench fuzz lint clean
+.PHONY: all build image tools tools-chaos host-deps generate test chaos bench fuzz lint clean
 
 all: build
 
@@ -40,6 +40,10 @@ image: build build-arm64
 ## tools: the offline toolchain (kube-apiserver, etcd, kwok, Jaeger, ...) into $(HOOKSCOPE_CACHE)
 tools: host-deps
 	bash tools/build.sh >/dev/null
+
+## tools-chaos: only the tools the game day runs (no linters, test runner or collector)
+tools-chaos: host-deps
+	bash tools/build.sh chaos >/dev/null
 
 ## host-deps: the Debian packages the tests use (iproute2; iptables, for the game day's firewall stand-ins), when missing
 host-deps:
@@ -69,7 +73,7 @@ PROVIDER ?= local
 export PROVIDER
 # With PROVIDER=kind, the Docker daemon this run starts is stopped on every
 # way out (a failed image build, a failed test, an interrupt).
-chaos: tools build
+chaos: tools-chaos build
 	@if [ "$(PROVIDER)" = kind ]; then \
 		trap 'bash tools/kind/docker.sh down' EXIT; trap 'exit 130' INT TERM; \
 		bash tools/kind/docker.sh up && KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) bash tools/kind/build-node-image.sh || exit $$?; \

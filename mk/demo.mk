@@ -8,7 +8,7 @@ DEMO_DIR ?= $(HOOKSCOPE_CACHE)/demo
 ## demo: a local cluster, Jaeger, the agent and one broken webhook, left running; prints what to try (stop: make demo-down)
 demo:
 	@start=$$(date +%s%N); \
-	$(MAKE) --no-print-directory tools build; \
+	$(MAKE) --no-print-directory tools-chaos build; \
 	go build -o bin/hookscope-demo ./chaos/cmd/demo; \
 	bin/hookscope-demo up -dir $(DEMO_DIR) -agent $(CURDIR)/bin/hookscope; \
 	echo; echo "make demo: up in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"

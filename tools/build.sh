@@ -5,6 +5,11 @@
 # and a line before each build, which can take minutes. Idempotent: a tool already
 # in the cache is not rebuilt. Prints the bin directory on the last line.
 #
+#   tools/build.sh          every tool (`make test`, `make lint`)
+#   tools/build.sh chaos    only what the game day runs (`make chaos`): the
+#                           control plane, kwok and Jaeger; with PROVIDER=kind
+#                           also helm. No gotestsum, staticcheck or collector.
+#
 # Versions are pinned here and in the small modules beside this script
 # (tools/k8s, tools/etcd, tools/jaeger), whose go.sum files pin every dependency.
 set -euo pipefail
@@ -27,8 +32,17 @@ mkdir -p "$bin"
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/open-telemetry/opentelemetry-collector-contrib,go.opentelemetry.io/collector"
 export CGO_ENABLED=0
 
-# Progress: tools counts every tool below, the collector included.
-tools=11 n=0 at=
+# Progress: tools counts every tool this run builds or finds cached.
+only=${1:-all}
+case "$only" in
+all) tools=11 ;;
+chaos) tools=7 && [[ "${PROVIDER:-local}" == kind ]] && tools=8 ;;
+*)
+	echo "tools: unknown set $only (want all or chaos)" >&2
+	exit 2
+	;;
+esac
+n=0 at=
 step() { n=$((n + 1)); at="[$n/$tools]"; }
 
 # build NAME VERSION DIR PACKAGE [LDFLAGS]: go build PACKAGE inside module DIR.
@@ -80,20 +94,28 @@ install() {
 
 install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
-install gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum
-install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
+if [[ "$only" == all ]]; then
+	install gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum
+	install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
+fi
 # The kind game day deploys the agent with the project's chart (helm template).
-install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+if [[ "$only" == all || "${PROVIDER:-local}" == kind ]]; then
+	install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+fi
 
 # The OpenTelemetry Collector that checks deploy/collector (its own module).
-step
-HOOKSCOPE_TOOLS_STEP="$at" bash "$here/collector/build.sh"
+if [[ "$only" == all ]]; then
+	step
+	HOOKSCOPE_TOOLS_STEP="$at" bash "$here/collector/build.sh"
+fi
 
 # Stable names for the harness: bin/current/<tool> -> the pinned version.
 mkdir -p "$bin/current"
 for t in etcd:$ETCD_VERSION kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION \
 	kube-scheduler:$KUBE_VERSION jaeger:$JAEGER_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION \
 	gotestsum:$GOTESTSUM_VERSION staticcheck:$STATICCHECK_VERSION helm:$HELM_VERSION; do
-	ln -sfn "../${t%%:*}-${t#*:}" "$bin/current/${t%%:*}"
+	if [[ -e "$bin/${t%%:*}-${t#*:}" ]]; then # a tool of another set may not be built yet
+		ln -sfn "../${t%%:*}-${t#*:}" "$bin/current/${t%%:*}"
+	fi
 done
 echo "$bin/current"
