@@ -268,8 +268,10 @@ func (p *AgentProcess) WaitForImpactOn(ctx context.Context, webhook, kind, node,
 }
 
 // WaitForFinding polls until an open finding of the webhook with the class
-// exists, and returns it. On timeout the error lists the open findings of
-// the webhook it saw instead.
+// exists, and returns it: the webhook's own finding, never one of what its
+// failure breaks (an impact finding takes the webhook's class and the
+// evidence of the API server's signal; WaitForImpact reads those). On
+// timeout the error lists the open findings of the webhook it saw instead.
 func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook, class string, timeout time.Duration) (AgentFinding, error) {
 	var found AgentFinding
 	var others []string
@@ -280,7 +282,7 @@ func (p *AgentProcess) WaitForFinding(ctx context.Context, webhook, class string
 		}
 		others = others[:0]
 		for _, f := range open {
-			if f.Webhook.Name != webhook {
+			if f.Webhook.Name != webhook || f.Impact != nil {
 				continue
 			}
 			if f.Class == class {
