@@ -255,7 +255,6 @@ func TestStalledClientHello(t *testing.T) {
 func TestServerClosesAfterClientHello(t *testing.T) {
 	a, r := newAssembler(t)
 	t0 := time.Now()
-	a.HandleTLS(handshake.Event{Kind: handshake.KindConnect, Client: client, Server: server, Time: t0, FlowStart: t0})
 	a.HandleTLS(handshake.Event{Kind: handshake.KindClientHello, Client: client, Server: server, Time: t0.Add(time.Millisecond), FlowStart: t0})
 	a.HandleTLS(handshake.Event{Kind: handshake.KindClose, Client: client, Server: server, Time: t0.Add(2 * time.Millisecond), FlowStart: t0,
 		FromServer: true, Phase: handshake.PhaseClientHello})

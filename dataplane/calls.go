@@ -16,7 +16,7 @@ import (
 func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *callout.Call {
 	c := a.calls[k]
 	if c == nil {
-		if ended, done := a.done[k]; done && e.Kind != handshake.KindConnect && !e.FlowStart.After(ended) {
+		if ended, done := a.done[k]; done && !e.FlowStart.After(ended) {
 			// The tail of a call already reported (a reset after a
 			// rejection). A connection that began after it ended is a new
 			// one on the same client port.
@@ -33,7 +33,7 @@ func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *cal
 			start = e.Time
 		}
 		c = &callout.Call{Client: e.Client, Server: e.Server, Start: start}
-		if e.Kind != handshake.KindConnect && !e.FlowStart.IsZero() {
+		if !e.FlowStart.IsZero() {
 			// The kernel counts a SYN and sends no event for it: the
 			// call's first step is its connection's start.
 			c.Events = append(c.Events, callout.CallEvent{Name: handshake.KindConnect.String(), At: e.FlowStart})
@@ -77,7 +77,7 @@ func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *cal
 // startsCall reports whether an event of kind can begin a call.
 func startsCall(k handshake.EventKind) bool {
 	switch k {
-	case handshake.KindConnect, handshake.KindClientHello, handshake.KindServerHello, handshake.KindRefused, handshake.KindHandshakeRejected:
+	case handshake.KindClientHello, handshake.KindServerHello, handshake.KindRefused, handshake.KindHandshakeRejected:
 		return true
 	}
 	return false

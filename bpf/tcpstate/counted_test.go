@@ -24,17 +24,7 @@ func TestTransitionsAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := r.dial(backendPort, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := localPort(raw)
-	tc := r.tlsClient(raw)
-	tc.Write([]byte("review"))
-	raw.CloseWrite()
-	io.Copy(io.Discard, tc)
-	raw.Close()
-	c := r.collect(port, closedBoth)
+	_, c := r.clientClosesFirst()
 	c = r.drain(c, 200*time.Millisecond)
 	for _, side := range []tcpstate.Side{tcpstate.SideClient, tcpstate.SideServer} {
 		if got := c.lifecycle(t, side); got != "close" {

@@ -394,9 +394,17 @@ func TestClientClosesFirst(t *testing.T) {
 	r.serveTLS(backendPort, func(c *tls.Conn) {
 		io.Copy(io.Discard, c) // until the client's close_notify
 	})
+	port, c := r.clientClosesFirst()
+	checkNormal(t, r, c, port, tcpstate.SideClient)
+}
+
+// clientClosesFirst makes one call whose client closes first, and returns
+// its client port and events once both sockets closed.
+func (r *rig) clientClosesFirst() (uint16, conn) {
+	r.t.Helper()
 	raw, err := r.dial(backendPort, 2*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	port := localPort(raw)
 	tc := r.tlsClient(raw)
@@ -407,8 +415,7 @@ func TestClientClosesFirst(t *testing.T) {
 	raw.CloseWrite()
 	io.Copy(io.Discard, tc) // the server's FIN
 	raw.Close()
-	c := r.collect(port, closedBoth)
-	checkNormal(t, r, c, port, tcpstate.SideClient)
+	return port, r.collect(port, closedBoth)
 }
 
 func TestServerClosesFirst(t *testing.T) {
