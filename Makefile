@@ -22,16 +22,18 @@ all: build
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-## build: the hookscope binary (agent and CLI) into bin/
+## build: the hookscope CLI (which also runs `hookscope agent`) and the agent as the image ships it
+## (bin/hookscope-agent: the agent alone, without the CLI's Kubernetes clients) into bin/
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/hookscope ./cmd/hookscope
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/hookscope-agent ./cmd/hookscope-agent
 	ln -sf hookscope bin/kubectl-hookscope # on the PATH: `kubectl hookscope`
 
 IMAGE ?= hookscope:dev
 ## image: the image for amd64 and arm64 (an OCI layout in bin/image/oci and a docker archive per
 ## architecture, assembled with no builder); where a Docker daemon runs, both are loaded and the amd64 one run
 image: build build-arm64
-	go run ./tools/image -out bin/image -tag $(IMAGE) amd64=bin/hookscope arm64=bin/hookscope-arm64
+	go run ./tools/image -out bin/image -tag $(IMAGE) amd64=bin/hookscope-agent arm64=bin/hookscope-agent-arm64
 	@docker info >/dev/null 2>&1 || { echo "image: no Docker daemon here: loading skipped (docker load -i bin/image/hookscope-amd64.tar)"; exit 0; }; \
 		docker load -i bin/image/hookscope-amd64.tar && docker load -i bin/image/hookscope-arm64.tar && \
 		docker image inspect -f '{{.RepoTags}} {{.Architecture}}' $(IMAGE)-amd64 $(IMAGE)-arm64 && \
@@ -59,10 +61,10 @@ generate:
 ## test: every test, as root: unit, kernel (eBPF), Jaeger, local cluster, game day
 test: tools build
 	@mkdir -p bin
-	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/bin/test-chaos-report \
+	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_AGENT_BIN=$(CURDIR)/bin/hookscope-agent HOOKSCOPE_REPORT_DIR=$(CURDIR)/bin/test-chaos-report \
 		$(GOTESTSUM) --format testname --jsonfile bin/test.json -- $(GOTEST_FLAGS) ./...
 	@# deploy/verify is its own module (Helm and Prometheus stay out of the agent's).
-	cd deploy/verify && HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope \
+	cd deploy/verify && HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_AGENT_BIN=$(CURDIR)/bin/hookscope-agent \
 		$(GOTESTSUM) --format testname --jsonfile $(CURDIR)/bin/test-deploy.json -- $(GOTEST_FLAGS) ./...
 	@# tools/kind: the kind node image's helpers (runc wrapper), their own module.
 	cd tools/kind && $(GOTESTSUM) --format testname -- -count=1 ./...
@@ -78,7 +80,7 @@ chaos: tools-chaos build
 		trap 'bash tools/kind/docker.sh down' EXIT; trap 'exit 130' INT TERM; \
 		bash tools/kind/docker.sh up && KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) bash tools/kind/build-node-image.sh || exit $$?; \
 	fi; \
-	status=0; HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
+	status=0; HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_AGENT_BIN=$(CURDIR)/bin/hookscope-agent HOOKSCOPE_REPORT_DIR=$(CURDIR)/chaos-report \
 		go test -count=1 -timeout 30m -v ./scenarios/ 2>&1 | tee bin/chaos.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|lab:|game day)' || status=$$?; \
 	echo; cat chaos-report/report.md; exit $$status
 
@@ -88,7 +90,7 @@ SCALE ?= small
 bench: tools build
 	rm -f bench-report/report.json bench-report/report.md
 	HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report go test -count=1 -run '^TestBenchReport$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|bench_test'
-	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report SCALE=$(SCALE) \
+	HOOKSCOPE_BIN=$(CURDIR)/bin/hookscope HOOKSCOPE_AGENT_BIN=$(CURDIR)/bin/hookscope-agent HOOKSCOPE_BENCH_REPORT=$(CURDIR)/bench-report SCALE=$(SCALE) \
 		go test -count=1 -timeout 90m -run '^TestBenchScale$$' -v ./bench/ | grep -E '^(---|ok|FAIL)|scale_test'
 	go test -run '^$$' -bench '^Benchmark(Tracepoints|ProgramSegment|TracingOverhead|DecodeEvent)$$' -benchtime 2000x -count 1 ./bpf/...
 	go test -run '^$$' -bench '^BenchmarkRemoveBackend$$' -benchtime 20x -count 1 ./bpf/handshake/

@@ -12,11 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/internal/certs"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/risk"
 )
@@ -24,17 +24,17 @@ import (
 // disruptionCluster is a fake API server holding backend pods hook-0 ..
 // hook-n-1 of namespace webhooks (app=hook) and the objects given; gets
 // counts the pods read.
-func disruptionCluster(n int, objs ...runtime.Object) (*inventory.Inventory, *fake.Clientset, *atomic.Int32) {
+func disruptionCluster(n int, objs ...runtime.Object) (*inventory.Inventory, *kubefake.API, *atomic.Int32) {
 	for i := range n {
 		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "webhooks", Name: podName(i), Labels: map[string]string{"app": "hook"}}})
 	}
-	client := fake.NewClientset(objs...)
+	api := kubefake.New(nil, objs...)
 	gets := &atomic.Int32{}
-	client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+	api.Clientset.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		gets.Add(1)
 		return false, nil, nil
 	})
-	return inventory.New(client, nil), client, gets
+	return inventory.New(api, nil), api, gets
 }
 
 func podName(i int) string { return "hook-" + string(rune('a'+i%26)) + string(rune('a'+i/26)) }
@@ -96,14 +96,14 @@ func TestCalloutRisksJudgeBudgetsOnlyOnceListed(t *testing.T) {
 }
 
 func TestCalloutRisksFollowANewBudget(t *testing.T) {
-	inv, client, _ := disruptionCluster(2)
+	inv, api, _ := disruptionCluster(2)
 	a := New(Config{}, Parts{Inventory: inv})
 	v := viewOf(servedBy("v.example.com", podName(0), podName(1)))
 	inv.WatchPodDisruptionBudgets(t.Context())
 	ctx := context.Background()
 	budget := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "webhooks", Name: "hook"},
 		Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "hook"}}}}
-	if _, err := client.PolicyV1().PodDisruptionBudgets("webhooks").Create(ctx, budget, metav1.CreateOptions{}); err != nil {
+	if _, err := api.Clientset.PolicyV1().PodDisruptionBudgets("webhooks").Create(ctx, budget, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var got map[risk.Kind]int

@@ -9,11 +9,11 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/guard"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 	"github.com/hookscope/hookscope/inventory"
 )
 
@@ -26,8 +26,8 @@ func TestGuardRunsOnTheLeaseHolderOnly(t *testing.T) {
 		Webhooks: []admissionv1.MutatingWebhook{{Name: "mpod.blocker.example.com", FailurePolicy: &fail,
 			ClientConfig: admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: "kube-system", Name: "gone"}}}}}
 	ref := callout.Ref{Kind: callout.KindMutating, Configuration: "blocker", Name: "mpod.blocker.example.com"}
-	client := fake.NewClientset(cfg)
-	inv := inventory.New(client, slog.New(slog.DiscardHandler))
+	api := kubefake.New(nil, cfg)
+	inv := inventory.New(api, slog.New(slog.DiscardHandler))
 	ctx := t.Context()
 	go func() { _ = inv.Run(ctx, time.Second, func([]callout.Webhook) {}) }()
 	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
@@ -45,12 +45,12 @@ func TestGuardRunsOnTheLeaseHolderOnly(t *testing.T) {
 		store.OpenImpact(w, findings.ServiceNotFound, findings.Impact{Kind: findings.ImpactNodeNotReady, Object: "DaemonSet kube-system/aws-node", Since: since},
 			findings.Evidence{Source: findings.Event, At: since, Detail: "FailedCreate"})
 		a := New(Config{ObjectChecks: leading}, Parts{Inventory: inv, Store: store,
-			Guard: guard.New(client, guard.Config{Grace: time.Nanosecond}, guard.Records{}, slog.New(slog.DiscardHandler))})
+			Guard: guard.New(api, guard.Config{Grace: time.Nanosecond}, guard.Records{}, slog.New(slog.DiscardHandler))})
 		return a
 	}
 	updates := func() int {
 		n := 0
-		for _, a := range client.Actions() {
+		for _, a := range api.Clientset.Actions() {
 			if a.GetVerb() == "update" {
 				n++
 			}

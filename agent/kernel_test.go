@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
@@ -32,6 +31,7 @@ import (
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/internal/certs"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 	"github.com/hookscope/hookscope/internal/podnet"
 	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/probe"
@@ -100,9 +100,9 @@ func startKernelAgentWith(t *testing.T, name string, interval time.Duration, obj
 		return own
 	}})
 	kernel := dataplane.NewKernel(tracer, nil, asm, log)
-	client := fake.NewClientset(objects(ca.PEM)...)
+	api := kubefake.New(nil, objects(ca.PEM)...)
 	k.agent = New(Config{ProbeInterval: interval, ProbeTimeout: time.Second, Logger: log},
-		Parts{Inventory: inventory.New(client, log), Store: k.store, DataPlane: kernel, Assembler: asm, Own: k.own})
+		Parts{Inventory: inventory.New(api, log), Store: k.store, DataPlane: kernel, Assembler: asm, Own: k.own})
 	asm.SetOutput(k.agent.WireOutput(dataplane.Output{Event: func(kind string) {
 		k.mu.Lock()
 		k.events[kind]++

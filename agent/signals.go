@@ -5,17 +5,16 @@ import (
 	"log/slog"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/hookscope/hookscope/apisignals"
 	"github.com/hookscope/hookscope/impact"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // ClusterSignals is the cluster-wide work besides the object checks: the
 // API server's signals (Events, /metrics) and what their failures break.
 // The agent that holds the Lease runs it.
 type ClusterSignals struct {
-	Client          kubernetes.Interface
+	API             kube.API
 	MetricsInterval time.Duration
 	Log             *slog.Logger
 }
@@ -23,8 +22,8 @@ type ClusterSignals struct {
 // RunClusterSignals watches the API server's signals and correlates
 // them until ctx ends.
 func (a *Agent) RunClusterSignals(ctx context.Context, cs ClusterSignals) error {
-	corr := impact.New(cs.Client, a.store, a, nil, cs.Log)
-	w := apisignals.NewWatcher(cs.Client, cs.MetricsInterval, func(f apisignals.Failure) {
+	corr := impact.New(cs.API, a.store, a, nil, cs.Log)
+	w := apisignals.NewWatcher(cs.API, cs.MetricsInterval, func(f apisignals.Failure) {
 		a.judgePath(f)
 		corr.OnSignal(signalOf(f))
 	}, cs.Log)

@@ -16,11 +16,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/chaos"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // What TestWatcherAgainstAPIServer creates: a namespace, a validating
@@ -43,10 +44,11 @@ const (
 // dials nothing: the Service is missing.
 func TestWatcherAgainstAPIServer(t *testing.T) {
 	start := time.Now()
-	ctx, cluster, client := chaos.LocalForTest(t, "sigs", 3*time.Minute)
+	ctx, cluster, _ := chaos.LocalForTest(t, "sigs", 3*time.Minute)
 	if err := cluster.AddNode(ctx, "sig-node-0"); err != nil {
 		t.Fatal(err)
 	}
+	client := apiOf(t, cluster)
 	t.Logf("cluster and node ready in %s", time.Since(start).Round(time.Millisecond))
 
 	createMissingServiceWebhook(ctx, t, client)
@@ -69,17 +71,33 @@ func TestWatcherAgainstAPIServer(t *testing.T) {
 		eventF.At.Format(time.RFC3339), eventAt.Sub(eventF.At).Round(time.Millisecond))
 }
 
-// createMissingServiceWebhook creates liveNS and a fail-closed validating
-// webhook, liveHook, that calls the missing Service liveSvc.
-func createMissingServiceWebhook(ctx context.Context, t *testing.T, client kubernetes.Interface) {
+// apiOf is the agent's API on the local cluster, as its clientset is
+// (100 QPS, bursts of 200).
+func apiOf(t *testing.T, cluster *chaos.Local) kube.API {
 	t.Helper()
-	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{Name: liveNS, Labels: map[string]string{liveNSLabel: "on"}},
-	}, metav1.CreateOptions{})
+	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionv1.ValidatingWebhookConfiguration{
+	cfg.QPS, cfg.Burst = 100, 200
+	api, err := kube.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+// createMissingServiceWebhook creates liveNS and a fail-closed validating
+// webhook, liveHook, that calls the missing Service liveSvc.
+func createMissingServiceWebhook(ctx context.Context, t *testing.T, client kube.API) {
+	t.Helper()
+	err := client.Create(ctx, corev1.SchemeGroupVersion.WithResource("namespaces"), "", &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: liveNS, Labels: map[string]string{liveNSLabel: "on"}},
+	}, &corev1.Namespace{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = client.Create(ctx, admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations"), "", &admissionv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "sig-apisignals"},
 		Webhooks: []admissionv1.ValidatingWebhook{{
 			Name:                    liveHook,
@@ -100,7 +118,7 @@ func createMissingServiceWebhook(ctx context.Context, t *testing.T, client kuber
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{liveNSLabel: "on"}},
 			ObjectSelector:    &metav1.LabelSelector{MatchLabels: map[string]string{liveMatchL: liveMatchV}},
 		}},
-	}, metav1.CreateOptions{})
+	}, &admissionv1.ValidatingWebhookConfiguration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +126,7 @@ func createMissingServiceWebhook(ctx context.Context, t *testing.T, client kuber
 
 // startWatcher runs a Watcher reporting to rec until the test ends, and
 // returns once it has a metrics baseline and the Event cache has synced.
-func startWatcher(ctx context.Context, t *testing.T, client kubernetes.Interface, rec *recorder) {
+func startWatcher(ctx context.Context, t *testing.T, client kube.API, rec *recorder) {
 	t.Helper()
 	signals := NewWatcher(client, 500*time.Millisecond, rec.report, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	sctx, stop := context.WithCancel(ctx)
@@ -131,11 +149,11 @@ func startWatcher(ctx context.Context, t *testing.T, client kubernetes.Interface
 // writeUntilRejected creates matched ConfigMaps until one is rejected, checks
 // the client's error, and returns when it came. The API server loads
 // webhook configurations from an informer: the first writes may pass.
-func writeUntilRejected(ctx context.Context, t *testing.T, client kubernetes.Interface) time.Time {
+func writeUntilRejected(ctx context.Context, t *testing.T, client kube.API) time.Time {
 	t.Helper()
 	for i := 0; ; i++ {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("sig-cm-%d", i), Labels: map[string]string{liveMatchL: liveMatchV}}}
-		_, err := client.CoreV1().ConfigMaps(liveNS).Create(ctx, cm, metav1.CreateOptions{})
+		err := client.Create(ctx, corev1.SchemeGroupVersion.WithResource("configmaps"), liveNS, cm, &corev1.ConfigMap{})
 		if err != nil {
 			writeFailed := time.Now()
 			wf, ok := ParseWebhookFailure(err.Error())
@@ -155,10 +173,10 @@ func writeUntilRejected(ctx context.Context, t *testing.T, client kubernetes.Int
 // createMatchedDaemonSet creates a DaemonSet whose pods the webhook
 // matches: the DaemonSet controller's creates fail, and it records
 // FailedCreate Events.
-func createMatchedDaemonSet(ctx context.Context, t *testing.T, client kubernetes.Interface) {
+func createMatchedDaemonSet(ctx context.Context, t *testing.T, client kube.API) {
 	t.Helper()
 	labels := map[string]string{"app": liveDS, liveMatchL: liveMatchV}
-	_, err := client.AppsV1().DaemonSets(liveNS).Create(ctx, &appsv1.DaemonSet{
+	err := client.Create(ctx, appsv1.SchemeGroupVersion.WithResource("daemonsets"), liveNS, &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: liveDS},
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": liveDS}},
@@ -171,7 +189,7 @@ func createMatchedDaemonSet(ctx context.Context, t *testing.T, client kubernetes
 				},
 			},
 		},
-	}, metav1.CreateOptions{})
+	}, &appsv1.DaemonSet{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,7 @@ import (
 
 // fetchMetrics GETs /metrics from the API server.
 func (w *Watcher) fetchMetrics(ctx context.Context) (io.ReadCloser, error) {
-	body, err := w.client.CoreV1().RESTClient().Get().AbsPath("/metrics").
-		SetHeader("Accept", "text/plain;version=0.0.4").Stream(ctx)
+	body, err := w.api.Raw(ctx, "/metrics", "text/plain;version=0.0.4")
 	if err != nil {
 		return nil, fmt.Errorf("reading the API server's /metrics: %w", err)
 	}

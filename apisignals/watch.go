@@ -14,11 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Source is which of the API server's signals reported a Failure.
@@ -92,7 +91,7 @@ const (
 // scrapes may reach different API servers; a counter that goes down is
 // taken as a restart (a new baseline, nothing reported).
 type Watcher struct {
-	client   kubernetes.Interface
+	api      kube.API
 	interval time.Duration
 	report   func(Failure)
 	log      *slog.Logger
@@ -116,10 +115,10 @@ type Watcher struct {
 	denied func(DeniedCreate) // OnDenial's report (denials.go); nil: none
 }
 
-// NewWatcher returns a Watcher that scrapes /metrics every interval (15 s
-// if not positive) and calls report for each failure; Run starts it. A nil
-// log is slog.Default().
-func NewWatcher(client kubernetes.Interface, interval time.Duration, report func(Failure), log *slog.Logger) *Watcher {
+// NewWatcher returns a Watcher that reads the API server through api,
+// scrapes /metrics every interval (15 s if not positive) and calls report
+// for each failure; Run starts it. A nil log is slog.Default().
+func NewWatcher(api kube.API, interval time.Duration, report func(Failure), log *slog.Logger) *Watcher {
 	if interval <= 0 {
 		interval = defaultInterval
 	}
@@ -127,7 +126,7 @@ func NewWatcher(client kubernetes.Interface, interval time.Duration, report func
 		log = slog.Default()
 	}
 	w := &Watcher{
-		client:   client,
+		api:      api,
 		interval: interval,
 		report:   report,
 		log:      log,
@@ -148,12 +147,14 @@ func (w *Watcher) SetSlowThreshold(after func(webhook string) time.Duration) { w
 // Neither an unreadable /metrics nor Events the agent may not list stop it:
 // each is logged when it starts and when it ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
-		}),
-		informers.WithTransform(slimEvent))
-	inf := f.Core().V1().Events().Informer()
+	warnings := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
+	}
+	inf := cache.NewSharedIndexInformer(w.api.ListWatch(corev1.SchemeGroupVersion.WithResource("events"), "", warnings),
+		&corev1.Event{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := inf.SetTransform(slimEvent); err != nil {
+		return fmt.Errorf("watching Events: %w", err)
+	}
 	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.onEvent,
 		UpdateFunc: func(_, obj any) { w.onEvent(obj) },
@@ -162,8 +163,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watching Events: %w", err)
 	}
-	f.Start(ctx.Done())
-	defer f.Shutdown()
+	var running sync.WaitGroup
+	running.Go(func() { inf.RunWithContext(ctx) })
+	defer running.Wait()
 	go w.awaitSync(ctx, inf.HasSynced)
 
 	t := time.NewTicker(w.interval)

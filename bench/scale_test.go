@@ -178,9 +178,10 @@ func (s *scaleRig) measureSteps(ctx context.Context, run *ScaleRun) (rows []Scal
 	return rows, callRates, detection
 }
 
-// agentBinary is $HOOKSCOPE_BIN, or ./cmd/hookscope built into dir.
+// agentBinary is $HOOKSCOPE_AGENT_BIN (else $HOOKSCOPE_BIN), or
+// ./cmd/hookscope-agent built into dir: the agent as the image ships it.
 func agentBinary(t *testing.T, ctx context.Context, dir string) string {
-	if bin := os.Getenv("HOOKSCOPE_BIN"); bin != "" {
+	if bin, _ := chaos.BinariesFromEnv(); bin != "" {
 		abs, err := filepath.Abs(bin)
 		if err != nil {
 			t.Fatal(err)
@@ -188,8 +189,8 @@ func agentBinary(t *testing.T, ctx context.Context, dir string) string {
 		return abs
 	}
 	_, here, _, _ := runtime.Caller(0)
-	bin := filepath.Join(dir, "hookscope")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/hookscope")
+	bin := filepath.Join(dir, "hookscope-agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/hookscope-agent")
 	cmd.Dir = filepath.Dir(filepath.Dir(here))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -78,17 +78,17 @@ func buildKindImages(ctx context.Context, dir, agent string) error {
 	if err != nil {
 		return err
 	}
-	// The Dockerfile copies bin/hookscope: a build context of its own.
+	// The Dockerfile copies bin/hookscope-agent: a build context of its own.
 	bctx := filepath.Join(dir, "image")
 	if err := os.MkdirAll(filepath.Join(bctx, "bin"), 0o755); err != nil {
 		return err
 	}
-	for src, dst := range map[string]string{filepath.Join(root, "Dockerfile"): "Dockerfile", agent: "bin/hookscope"} {
+	for src, dst := range map[string]string{filepath.Join(root, "Dockerfile"): "Dockerfile", agent: "bin/hookscope-agent"} {
 		if err := copyFile(src, filepath.Join(bctx, dst)); err != nil {
 			return fmt.Errorf("building the agent's image: %w", err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(bctx, "bin/hookscope"), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(bctx, "bin/hookscope-agent"), 0o755); err != nil {
 		return err
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", kindAgentImage, bctx).CombinedOutput(); err != nil {

@@ -23,9 +23,10 @@ import (
 // node for the scenarios' pods, a real Jaeger, and the hookscope agent as
 // that node's agent.
 type Lab struct {
-	// Binary is the hookscope binary: the agent, and the CLI the game day
-	// remediates with.
+	// Binary is the agent's binary (the image's); CLI the hookscope CLI the
+	// game day looks and remediates with.
 	Binary   string
+	CLI      string
 	Provider Provider
 	Client   kubernetes.Interface
 	Node     string
@@ -46,10 +47,22 @@ type Lab struct {
 	forwards   []*PortForward
 }
 
-// LabOptions say where the lab keeps its files and which agent binary it runs.
+// LabOptions say where the lab keeps its files and which binaries it runs.
 type LabOptions struct {
 	Dir         string // work directory: logs, kubeconfig, cluster state
-	AgentBinary string // empty: build ./cmd/hookscope into Dir
+	AgentBinary string // the agent, as the image ships it; empty: build ./cmd/hookscope-agent into Dir
+	CLIBinary   string // the CLI; empty: build ./cmd/hookscope into Dir
+}
+
+// BinariesFromEnv are the binaries $HOOKSCOPE_AGENT_BIN and $HOOKSCOPE_BIN
+// name (the CLI binary also runs `hookscope agent`: it stands in for the
+// agent's when only it is named).
+func BinariesFromEnv() (agent, cli string) {
+	agent, cli = os.Getenv("HOOKSCOPE_AGENT_BIN"), os.Getenv("HOOKSCOPE_BIN")
+	if agent == "" {
+		agent = cli
+	}
+	return agent, cli
 }
 
 // AgentServiceName is the service.name of the agent's spans.
@@ -67,15 +80,14 @@ func StartLab(ctx context.Context, o LabOptions) (_ *Lab, err error) {
 		}
 	}()
 
-	bin := o.AgentBinary
-	if bin == "" {
-		if bin, err = buildAgent(ctx, o.Dir); err != nil {
-			return nil, err
-		}
+	if l.Binary, err = orBuild(ctx, o.AgentBinary, o.Dir, "hookscope-agent"); err != nil {
+		return nil, err
+	}
+	if l.CLI, err = orBuild(ctx, o.CLIBinary, o.Dir, "hookscope"); err != nil {
+		return nil, err
 	}
 
 	start := time.Now()
-	l.Binary = bin
 	if err := l.startCluster(ctx); err != nil {
 		return nil, err
 	}
@@ -206,7 +218,7 @@ func (l *Lab) Stop(ctx context.Context) error {
 // Hookscope runs the hookscope CLI against the lab's cluster and returns
 // its output.
 func (l *Lab) Hookscope(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, l.Binary, args...)
+	cmd := exec.CommandContext(ctx, l.CLI, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+l.Provider.Kubeconfig())
 	cmd.Dir = l.Dir
 	out, err := cmd.CombinedOutput()
@@ -216,18 +228,21 @@ func (l *Lab) Hookscope(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// buildAgent builds ./cmd/hookscope of this module into dir.
-func buildAgent(ctx context.Context, dir string) (string, error) {
+// orBuild is bin, or when empty ./cmd/NAME of this module built into dir.
+func orBuild(ctx context.Context, bin, dir, name string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
 	root, err := moduleRoot(ctx)
 	if err != nil {
-		return "", fmt.Errorf("building the agent: %w (or set HOOKSCOPE_BIN to a built hookscope binary)", err)
+		return "", fmt.Errorf("building %s: %w (or set HOOKSCOPE_BIN and HOOKSCOPE_AGENT_BIN to built binaries)", name, err)
 	}
-	bin := filepath.Join(dir, "hookscope")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hookscope")
+	bin = filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: kind runs it in a FROM-scratch image
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: kind runs the agent in a FROM-scratch image
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the agent: %w\n%s", err, b)
+		return "", fmt.Errorf("building %s: %w\n%s", name, err, b)
 	}
 	return bin, nil
 }

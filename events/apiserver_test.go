@@ -24,7 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
@@ -32,6 +32,7 @@ import (
 	"github.com/hookscope/hookscope/chaos"
 	"github.com/hookscope/hookscope/events"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/inventory"
 )
 
@@ -60,13 +61,21 @@ const (
 // APIService and the CRD get theirs, and a failure that changes reason is
 // no recovery.
 func TestEventsOnTheCallOutsObjects(t *testing.T) {
-	ctx, local, client := chaos.LocalForTest(t, "events", 4*time.Minute)
+	ctx, local, _ := chaos.LocalForTest(t, "events", 4*time.Minute)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	uids := createCallOuts(ctx, t, client, local.Kubeconfig())
-	webhooks := runInventory(ctx, t, local.Kubeconfig(), client, log, uids)
+	rc, err := clientcmd.BuildConfigFromFlags("", local.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kube.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := createCallOuts(ctx, t, client, rc)
+	webhooks := runInventory(ctx, t, client, log, uids)
 
 	store := findings.NewStore(findings.Config{Log: log})
-	rec := events.New(ctx, events.Config{Events: client.CoreV1(), Node: liveNode, UID: webhooks.inv.UID, Log: log})
+	rec := events.New(ctx, events.Config{Events: client, Node: liveNode, UID: webhooks.inv.UID, Log: log})
 	t.Cleanup(rec.Shutdown)
 	store.AddSink(rec)
 
@@ -127,7 +136,7 @@ func TestEventsOnTheCallOutsObjects(t *testing.T) {
 	})
 }
 
-func checkAPIService(ctx context.Context, t *testing.T, client kubernetes.Interface, store *findings.Store, api callout.Webhook, ref object) {
+func checkAPIService(ctx context.Context, t *testing.T, client kube.API, store *findings.Store, api callout.Webhook, ref object) {
 	t.Helper()
 	store.Observe(findings.Observation{Webhook: api, Class: findings.NoEndpoints, Evidence: findings.Evidence{Source: findings.Objects, Detail: "no endpoints"}})
 	ev := awaitEvent(ctx, t, client, ref, corev1.EventTypeWarning, events.ReasonAPIServiceUnavailable, 1)
@@ -141,7 +150,7 @@ func checkAPIService(ctx context.Context, t *testing.T, client kubernetes.Interf
 // checkConversion: CertExpired, then ConnectionRefused (the same backend
 // fails otherwise), then healthy: two Warnings and one Normal Event, which
 // names ConnectionRefused.
-func checkConversion(ctx context.Context, t *testing.T, client kubernetes.Interface, store *findings.Store, conv callout.Webhook, ref object) {
+func checkConversion(ctx context.Context, t *testing.T, client kube.API, store *findings.Store, conv callout.Webhook, ref object) {
 	t.Helper()
 	b := netip.MustParseAddrPort("10.0.1.6:9443")
 	for _, c := range []findings.Class{findings.CertExpired, findings.ConnectionRefused, findings.Healthy} {
@@ -176,11 +185,13 @@ func objectOf(kind, name string, uids map[string]types.UID) object {
 }
 
 // createCallOuts creates the three call-outs and returns their UIDs by
-// callout kind and name.
-func createCallOuts(ctx context.Context, t *testing.T, client kubernetes.Interface, kubeconfig string) map[string]types.UID {
+// callout kind and name. The APIService and the CRD are written through
+// the dynamic client of rc: the agent writes neither.
+func createCallOuts(ctx context.Context, t *testing.T, client kube.API, rc *rest.Config) map[string]types.UID {
 	t.Helper()
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
-	cfg, err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionv1.ValidatingWebhookConfiguration{
+	cfg := &admissionv1.ValidatingWebhookConfiguration{}
+	err := client.Create(ctx, admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations"), "", &admissionv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: liveConfig},
 		Webhooks: []admissionv1.ValidatingWebhook{{
 			Name: liveHook, FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
@@ -189,15 +200,11 @@ func createCallOuts(ctx context.Context, t *testing.T, client kubernetes.Interfa
 			Rules: []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create},
 				Rule: admissionv1.Rule{APIGroups: []string{"events.hookscope.dev"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
 		}},
-	}, metav1.CreateOptions{})
+	}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	uids := map[string]types.UID{callout.KindValidating + "/" + liveConfig: cfg.UID}
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dyn := dynamic.NewForConfigOrDie(rc)
 	schemaAny := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
 	for kind, obj := range map[string]map[string]any{
@@ -238,18 +245,13 @@ type liveWebhooks struct{ inv *inventory.Inventory }
 
 // runInventory runs the inventory until it holds the three call-outs'
 // UIDs.
-func runInventory(ctx context.Context, t *testing.T, kubeconfig string, client kubernetes.Interface, log *slog.Logger, uids map[string]types.UID) liveWebhooks {
+func runInventory(ctx context.Context, t *testing.T, client kube.API, log *slog.Logger, uids map[string]types.UID) liveWebhooks {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := liveWebhooks{inv: inventory.New(client, log)}
-	dyn := dynamic.NewForConfigOrDie(rc)
-	w.inv.WatchAPIServices(dyn)
-	w.inv.WatchConversions(dyn)
+	w.inv.WatchAPIServices(client)
+	w.inv.WatchConversions(client)
 	go func() { _ = w.inv.Run(ctx, time.Minute, func([]callout.Webhook) {}) }()
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		for key, uid := range uids {
 			kind, name, _ := strings.Cut(key, "/")
 			if got, ok := w.inv.UID(callout.Ref{Kind: kind, Configuration: name}); !ok || got != uid {
@@ -283,10 +285,10 @@ func (w liveWebhooks) get(t *testing.T, kind, name string) callout.Webhook {
 }
 
 // eventsOn lists the agent's Events about o, in every namespace.
-func eventsOn(ctx context.Context, client kubernetes.Interface, o object) ([]corev1.Event, error) {
+func eventsOn(ctx context.Context, client kube.API, o object) ([]corev1.Event, error) {
 	sel := fmt.Sprintf("involvedObject.kind=%s,involvedObject.name=%s,source=%s", o.kind, o.name, events.Component)
-	list, err := client.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: sel})
-	if err != nil {
+	list := &corev1.EventList{}
+	if err := client.List(ctx, corev1.SchemeGroupVersion.WithResource("events"), "", metav1.ListOptions{FieldSelector: sel}, list); err != nil {
 		return nil, err
 	}
 	return list.Items, nil
@@ -294,7 +296,7 @@ func eventsOn(ctx context.Context, client kubernetes.Interface, o object) ([]cor
 
 // awaitEvent waits for an Event of type and reason about o with at least
 // count occurrences.
-func awaitEvent(ctx context.Context, t *testing.T, client kubernetes.Interface, o object, typ, reason string, count int32) corev1.Event {
+func awaitEvent(ctx context.Context, t *testing.T, client kube.API, o object, typ, reason string, count int32) corev1.Event {
 	t.Helper()
 	var found corev1.Event
 	var last []corev1.Event
@@ -320,7 +322,7 @@ func awaitEvent(ctx context.Context, t *testing.T, client kubernetes.Interface, 
 
 // settledEvents is the agent's Events about o once their counts have not
 // changed for 3 s (the recorder writes in the background).
-func settledEvents(ctx context.Context, t *testing.T, client kubernetes.Interface, o object) []corev1.Event {
+func settledEvents(ctx context.Context, t *testing.T, client kube.API, o object) []corev1.Event {
 	t.Helper()
 	var last []corev1.Event
 	var lastSum, stableSince = int32(-1), time.Now()

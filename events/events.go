@@ -23,12 +23,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Component is the Events' source component.
@@ -40,8 +39,8 @@ const maxTracked = 20000
 
 // Config is what a Recorder needs.
 type Config struct {
-	// Events is where the Events are written (a clientset's CoreV1()).
-	Events typedcorev1.EventsGetter
+	// Events is the API the Events are written through.
+	Events kube.API
 	// Node is this agent's node: the Events' source host.
 	Node string
 	// UID is the UID of the object that holds a call-out (the inventory's
@@ -71,11 +70,11 @@ func New(ctx context.Context, cfg Config) *Recorder {
 		cfg.Log = slog.Default()
 	}
 	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Events.Events("")})
+	b.StartRecordingToSink(NewSink(cfg.Events))
 	return &Recorder{
 		cfg:         cfg,
 		broadcaster: b,
-		recorder:    b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: cfg.Node}),
+		recorder:    b.NewRecorder(kube.Scheme, corev1.EventSource{Component: Component, Host: cfg.Node}),
 		recorded:    map[string]findings.Class{},
 	}
 }

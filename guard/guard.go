@@ -28,10 +28,10 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 const (
@@ -101,7 +101,7 @@ type Records struct {
 
 // Guard acts on the findings of the agent that holds the Lease.
 type Guard struct {
-	client  kubernetes.Interface
+	api     kube.API
 	cfg     Config
 	log     *slog.Logger
 	records Records
@@ -111,13 +111,13 @@ type Guard struct {
 	healthySince map[callout.Ref]time.Time
 }
 
-// New makes a guard that writes through client.
-func New(client kubernetes.Interface, cfg Config, records Records, log *slog.Logger) *Guard {
+// New makes a guard that writes through api.
+func New(api kube.API, cfg Config, records Records, log *slog.Logger) *Guard {
 	cfg.defaults()
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Guard{client: client, cfg: cfg, log: log, records: records,
+	return &Guard{api: api, cfg: cfg, log: log, records: records,
 		lastChange: map[callout.Ref]time.Time{}, healthySince: map[callout.Ref]time.Time{}}
 }
 

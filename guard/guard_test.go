@@ -16,12 +16,13 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/chaos"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // awsNodeBlocked is the agent's open findings while webhook ref (Fail)
@@ -37,7 +38,7 @@ func awsNodeBlocked(ref callout.Ref, since time.Time) []findings.Finding {
 // blocker creates a mutating webhook configuration like the article's pod
 // webhook (every pod, fail closed), with annotations, and returns it as the
 // API server stored it.
-func blocker(ctx context.Context, t *testing.T, c kubernetes.Interface, name string, annotations map[string]string, sel *metav1.LabelSelector) *admissionv1.MutatingWebhookConfiguration {
+func blocker(ctx context.Context, t *testing.T, c kube.API, name string, annotations map[string]string, sel *metav1.LabelSelector) *admissionv1.MutatingWebhookConfiguration {
 	t.Helper()
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
 	cfg := &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
@@ -48,8 +49,8 @@ func blocker(ctx context.Context, t *testing.T, c kubernetes.Interface, name str
 			Rules: []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create},
 				Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
 		}}}
-	got, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{})
-	if err != nil {
+	got := &admissionv1.MutatingWebhookConfiguration{}
+	if err := c.Create(ctx, mutatingGVR, "", cfg, got); err != nil {
 		t.Fatal(err)
 	}
 	return got
@@ -73,13 +74,27 @@ func (r *records) hooks() Records {
 	}
 }
 
-func current(ctx context.Context, t *testing.T, c kubernetes.Interface, name string) *admissionv1.MutatingWebhookConfiguration {
+func current(ctx context.Context, t *testing.T, c kube.API, name string) *admissionv1.MutatingWebhookConfiguration {
 	t.Helper()
-	got, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	got := &admissionv1.MutatingWebhookConfiguration{}
+	if err := c.Get(ctx, mutatingGVR, "", name, got); err != nil {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// localAPI is the API of the local cluster, as the agent reaches it.
+func localAPI(t *testing.T, local *chaos.Local) kube.API {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", local.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := kube.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
 }
 
 // content is what a revert must restore: everything but the fields the
@@ -92,7 +107,8 @@ func content(cfg *admissionv1.MutatingWebhookConfiguration) string {
 }
 
 func TestGuardOnARealAPIServer(t *testing.T) {
-	ctx, _, c := chaos.LocalForTest(t, "guard", 3*time.Minute)
+	ctx, local, _ := chaos.LocalForTest(t, "guard", 3*time.Minute)
+	c := localAPI(t, local)
 	log := slog.New(slog.DiscardHandler)
 	cfg := Config{Grace: 10 * time.Second, RevertAfter: 30 * time.Second, Window: time.Minute}
 
@@ -195,11 +211,11 @@ func TestGuardOnARealAPIServer(t *testing.T) {
 			t.Fatal("not excluded")
 		}
 		guarded.Annotations[OptIn] = "false"
-		guarded, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, guarded, metav1.UpdateOptions{})
-		if err != nil {
+		optedOut := &admissionv1.MutatingWebhookConfiguration{}
+		if err := c.Update(ctx, mutatingGVR, "", guarded, optedOut); err != nil {
 			t.Fatal(err)
 		}
-		g.Tick(ctx, open, Configurations{Mutating: []*admissionv1.MutatingWebhookConfiguration{guarded}}, t0.Add(2*time.Minute))
+		g.Tick(ctx, open, Configurations{Mutating: []*admissionv1.MutatingWebhookConfiguration{optedOut}}, t0.Add(2*time.Minute))
 		back := current(ctx, t, c, orig.Name)
 		if !reflect.DeepEqual(back.Webhooks[0].NamespaceSelector, orig.Webhooks[0].NamespaceSelector) || back.Annotations[backupKey] != "" {
 			t.Fatalf("still guarded after the opt-in was removed: %+v %v", back.Webhooks[0].NamespaceSelector, back.Annotations)

@@ -9,6 +9,8 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/hookscope/hookscope/callout"
 )
@@ -102,46 +104,65 @@ func writeBackups(ann map[string]string, b map[string]original) error {
 // configuration's annotations; changed false writes nothing.
 type change func(ann map[string]string, sel **metav1.LabelSelector) (changed bool, err error)
 
+// The webhook configurations the guard writes.
+var (
+	validatingGVR = admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations")
+	mutatingGVR   = admissionv1.SchemeGroupVersion.WithResource("mutatingwebhookconfigurations")
+)
+
+// configuration is a webhook configuration as read and written.
+type configuration interface {
+	runtime.Object
+	metav1.Object
+}
+
 // edit reads ref's configuration, applies ch, and writes it back with the
 // resourceVersion read: a concurrent change makes it fail, and the next
 // tick reads again. It returns the configuration as written.
 func (g *Guard) edit(ctx context.Context, ref callout.Ref, ch change) (metav1.Object, error) {
-	configs := g.client.AdmissionregistrationV1()
+	var resource schema.GroupVersionResource
+	var read, stored configuration
 	switch ref.Kind {
 	case callout.KindValidating:
-		c, err := configs.ValidatingWebhookConfigurations().Get(ctx, ref.Configuration, metav1.GetOptions{})
-		if err != nil {
-			return nil, err
-		}
-		i := slices.IndexFunc(c.Webhooks, func(w admissionv1.ValidatingWebhook) bool { return w.Name == ref.Name })
-		if i < 0 {
-			return nil, fmt.Errorf("webhook %s is no longer in %s", ref.Name, ref.Configuration)
-		}
-		if c.Annotations == nil {
-			c.Annotations = map[string]string{}
-		}
-		if changed, err := ch(c.Annotations, &c.Webhooks[i].NamespaceSelector); err != nil || !changed {
-			return c, err
-		}
-		return configs.ValidatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{FieldManager: "hookscope-guard"})
+		resource, read, stored = validatingGVR, &admissionv1.ValidatingWebhookConfiguration{}, &admissionv1.ValidatingWebhookConfiguration{}
 	case callout.KindMutating:
-		c, err := configs.MutatingWebhookConfigurations().Get(ctx, ref.Configuration, metav1.GetOptions{})
-		if err != nil {
-			return nil, err
-		}
-		i := slices.IndexFunc(c.Webhooks, func(w admissionv1.MutatingWebhook) bool { return w.Name == ref.Name })
-		if i < 0 {
-			return nil, fmt.Errorf("webhook %s is no longer in %s", ref.Name, ref.Configuration)
-		}
-		if c.Annotations == nil {
-			c.Annotations = map[string]string{}
-		}
-		if changed, err := ch(c.Annotations, &c.Webhooks[i].NamespaceSelector); err != nil || !changed {
-			return c, err
-		}
-		return configs.MutatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{FieldManager: "hookscope-guard"})
+		resource, read, stored = mutatingGVR, &admissionv1.MutatingWebhookConfiguration{}, &admissionv1.MutatingWebhookConfiguration{}
+	default:
+		return nil, fmt.Errorf("the guard changes admission webhooks only, not %s", ref.Kind)
 	}
-	return nil, fmt.Errorf("the guard changes admission webhooks only, not %s", ref.Kind)
+	if err := g.api.Get(ctx, resource, "", ref.Configuration, read); err != nil {
+		return nil, err
+	}
+	sel := namespaceSelector(read, ref.Name)
+	if sel == nil {
+		return nil, fmt.Errorf("webhook %s is no longer in %s", ref.Name, ref.Configuration)
+	}
+	if read.GetAnnotations() == nil {
+		read.SetAnnotations(map[string]string{})
+	}
+	if changed, err := ch(read.GetAnnotations(), sel); err != nil || !changed {
+		return read, err
+	}
+	if err := g.api.Update(ctx, resource, "", read, stored); err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// namespaceSelector is webhook name's namespaceSelector in cfg, to edit in
+// place; nil when cfg has no webhook of that name.
+func namespaceSelector(cfg configuration, name string) **metav1.LabelSelector {
+	switch c := cfg.(type) {
+	case *admissionv1.ValidatingWebhookConfiguration:
+		if i := slices.IndexFunc(c.Webhooks, func(w admissionv1.ValidatingWebhook) bool { return w.Name == name }); i >= 0 {
+			return &c.Webhooks[i].NamespaceSelector
+		}
+	case *admissionv1.MutatingWebhookConfiguration:
+		if i := slices.IndexFunc(c.Webhooks, func(w admissionv1.MutatingWebhook) bool { return w.Name == name }); i >= 0 {
+			return &c.Webhooks[i].NamespaceSelector
+		}
+	}
+	return nil
 }
 
 // exclude adds "namespace not b.namespace" to the webhook's

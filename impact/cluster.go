@@ -12,11 +12,13 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // cluster is the correlation's read of the cluster: informers, each
@@ -26,8 +28,8 @@ import (
 // DELETEs), slimmed to what is read. An idle cluster costs the Nodes
 // (and, with an aggregated API, the Namespaces) only.
 type cluster struct {
-	client kubernetes.Interface
-	wake   func()
+	api  kube.API
+	wake func()
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -36,8 +38,8 @@ type cluster struct {
 	stops   map[string]context.CancelFunc
 }
 
-func newCluster(client kubernetes.Interface, wake func()) *cluster {
-	return &cluster{client: client, wake: wake, kinds: map[string]cache.SharedIndexInformer{},
+func newCluster(api kube.API, wake func()) *cluster {
+	return &cluster{api: api, wake: wake, kinds: map[string]cache.SharedIndexInformer{},
 		podsFor: map[string]cache.SharedIndexInformer{}, stops: map[string]context.CancelFunc{}}
 }
 
@@ -58,29 +60,42 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 	if i, ok := c.kinds[kind]; ok || c.ctx == nil {
 		return i
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(slim))
 	var i cache.SharedIndexInformer
 	switch kind {
 	case "Node":
-		i = f.Core().V1().Nodes().Informer()
+		i = newInformer(c.api, corev1.SchemeGroupVersion.WithResource("nodes"), "", nil, &corev1.Node{}, slim)
 	case "DaemonSet":
-		i = f.Apps().V1().DaemonSets().Informer()
+		i = newInformer(c.api, appsv1.SchemeGroupVersion.WithResource("daemonsets"), "", nil, &appsv1.DaemonSet{}, slim)
 	case "ReplicaSet":
-		i = f.Apps().V1().ReplicaSets().Informer()
+		i = newInformer(c.api, appsv1.SchemeGroupVersion.WithResource("replicasets"), "", nil, &appsv1.ReplicaSet{}, slim)
 	case "Deployment":
-		i = f.Apps().V1().Deployments().Informer()
+		i = newInformer(c.api, appsv1.SchemeGroupVersion.WithResource("deployments"), "", nil, &appsv1.Deployment{}, slim)
 	case "Job":
-		i = f.Batch().V1().Jobs().Informer()
+		// batch/v1 is not in kube.Scheme: Jobs are read unstructured, and
+		// slimJob makes them the typed Jobs satisfied reads.
+		i = newInformer(c.api, batchv1.SchemeGroupVersion.WithResource("jobs"), "", nil, &unstructured.Unstructured{}, slimJob)
 	case "Namespace":
-		i = f.Core().V1().Namespaces().Informer()
+		i = newInformer(c.api, corev1.SchemeGroupVersion.WithResource("namespaces"), "", nil, &corev1.Namespace{}, slim)
 	case "HorizontalPodAutoscaler":
-		i = f.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
+		i = newInformer(c.api, autoscalingv2.SchemeGroupVersion.WithResource("horizontalpodautoscalers"), "", nil,
+			&autoscalingv2.HorizontalPodAutoscaler{}, slim)
 	default:
 		return nil
 	}
 	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, UpdateFunc: func(any, any) { c.wake() }})
-	f.Start(c.ctx.Done())
+	go i.Run(c.ctx.Done())
 	c.kinds[kind] = i
+	return i
+}
+
+// newInformer is an informer of r in namespace ("" for all) that keeps
+// what transform returns of each object of type example, indexed by
+// namespace. It is not started.
+func newInformer(api kube.API, r schema.GroupVersionResource, namespace string, tweak func(*metav1.ListOptions),
+	example runtime.Object, transform cache.TransformFunc) cache.SharedIndexInformer {
+	i := cache.NewSharedIndexInformer(api.ListWatch(r, namespace, tweak), example, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	_ = i.SetTransform(transform) // fails only once started
 	return i
 }
 
@@ -168,12 +183,11 @@ func (c *cluster) podWatch(ds *appsv1.DaemonSet) cache.SharedIndexInformer {
 		return nil
 	}
 	selector := sel.String()
-	f := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithNamespace(ds.Namespace), informers.WithTransform(slim),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
-	i := f.Core().V1().Pods().Informer()
+	i := newInformer(c.api, corev1.SchemeGroupVersion.WithResource("pods"), ds.Namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = selector }, &corev1.Pod{}, slim)
 	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, DeleteFunc: func(any) { c.wake() }})
 	ctx, cancel := context.WithCancel(c.ctx)
-	f.Start(ctx.Done())
+	go i.Run(ctx.Done())
 	c.podsFor[key], c.stops[key] = i, cancel
 	return i
 }
@@ -289,4 +303,17 @@ func slim(obj any) (any, error) {
 		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Status: batchv1.JobStatus{Active: o.Status.Active, Succeeded: o.Status.Succeeded, Failed: o.Status.Failed}}, nil
 	}
 	return obj, nil
+}
+
+// slimJob is slim for the Jobs read unstructured: it types them first.
+func slimJob(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return slim(obj)
+	}
+	var job batchv1.Job
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &job); err != nil {
+		return nil, fmt.Errorf("reading Job %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	return slim(&job)
 }

@@ -52,7 +52,7 @@ func TestDenialOfAWSNode(t *testing.T) {
 
 	// The policy exempts kube-system: aws-node gets its pod.
 	ds.Status.CurrentNumberScheduled = 1
-	if _, err := f.cs.AppsV1().DaemonSets("kube-system").UpdateStatus(f.ctx, ds, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.api.Clientset.AppsV1().DaemonSets("kube-system").UpdateStatus(f.ctx, ds, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.until("the impacts resolve", func(open []findings.Finding) bool { return len(open) == 0 })

@@ -14,11 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Store is what the correlation hands findings to.
@@ -71,8 +71,9 @@ type blockedController struct {
 	last    time.Time
 }
 
-// New returns the correlation; Run starts it. clk may be nil (real time).
-func New(client kubernetes.Interface, store Store, webhooks Webhooks, clk clock.WithTicker, log *slog.Logger) *Correlator {
+// New returns the correlation, which reads the cluster through api; Run
+// starts it. clk may be nil (real time).
+func New(api kube.API, store Store, webhooks Webhooks, clk clock.WithTicker, log *slog.Logger) *Correlator {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -82,7 +83,7 @@ func New(client kubernetes.Interface, store Store, webhooks Webhooks, clk clock.
 	c := &Correlator{store: store, webhooks: webhooks, clock: clk, log: log, poke: make(chan struct{}, 1),
 		blocked: map[string]blockedController{}, deleting: map[string]Signal{},
 		lastSignal: map[string]time.Time{}, slowOnly: map[string]bool{}}
-	c.cluster = newCluster(client, c.wake)
+	c.cluster = newCluster(api, c.wake)
 	return c
 }
 

@@ -10,17 +10,20 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 )
 
 var awsHook = callout.Webhook{Ref: callout.Ref{Kind: "Mutating", Configuration: "lbc", Name: "mpod.elbv2.k8s.aws"}, FailurePolicy: "Fail",
@@ -55,28 +58,31 @@ func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	return callout.Webhook{Ref: callout.Ref{Name: name}}, false
 }
 
-// fixture is a correlation over a fake clientset, the real findings store
-// and a fake clock.
+// jobs are read unstructured (batch/v1 is not in kube.Scheme).
+var jobs = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+
+// fixture is a correlation over a fake API, the real findings store and a
+// fake clock.
 type fixture struct {
 	t     *testing.T
 	ctx   context.Context
 	corr  *Correlator
 	store *findings.Store
 	clock *clocktesting.FakeClock
-	cs    *fake.Clientset
+	api   *kubefake.API
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
-	cs := fake.NewClientset(objs...)
+	api := kubefake.New(map[schema.GroupVersionResource]string{jobs: "JobList"}, objs...)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := findings.NewStore(findings.Config{Clock: clk, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	corr := New(cs, store, webhooks{}, clk, log)
+	corr := New(api, store, webhooks{}, clk, log)
 	corr.cluster.start(ctx)
-	return &fixture{t: t, ctx: ctx, corr: corr, store: store, clock: clk, cs: cs}
+	return &fixture{t: t, ctx: ctx, corr: corr, store: store, clock: clk, api: api}
 }
 
 // until evaluates until cond holds on the open findings (the informers
@@ -141,7 +147,7 @@ func TestNodeNotReadyBecauseOfAWSNode(t *testing.T) {
 
 	// The webhook is fixed: aws-node gets its pod on node-2.
 	ds.Status.CurrentNumberScheduled = 2
-	if _, err := f.cs.AppsV1().DaemonSets("kube-system").UpdateStatus(f.ctx, ds, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.api.Clientset.AppsV1().DaemonSets("kube-system").UpdateStatus(f.ctx, ds, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.until("the impacts resolve", func(open []findings.Finding) bool { return len(open) == 1 && open[0].Impact == nil })
@@ -166,6 +172,37 @@ func TestDeletionBlocked(t *testing.T) {
 	if imp.Object != "Deployment web/web" || !strings.Contains(imp.Detail, "its ReplicaSets web-7d9 and 2 pods remain") {
 		t.Errorf("impact %+v", imp)
 	}
+}
+
+// TestBlockedJob: a Job that cannot create its pod stays blocked while it
+// has none, and resolves once it has one. Jobs are read unstructured and
+// kept typed.
+func TestBlockedJob(t *testing.T) {
+	job := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job",
+		"metadata": map[string]any{"namespace": "batch", "name": "migrate", "uid": "job-1"}, "status": map[string]any{}}}
+	f := newFixture(t, job)
+	sf := failedCreate(f.clock.Now())
+	sf.Object = "Job batch/migrate"
+	f.corr.OnSignal(sf)
+	f.until("the Jobs listed, the Job still blocked", func(open []findings.Finding) bool {
+		i := f.corr.cluster.informer("Job")
+		return i != nil && i.HasSynced() && len(impactsOf(open, findings.ImpactControllerBlocked)) == 1
+	})
+	if obj, exists, _ := f.corr.cluster.get("Job", "batch", "migrate"); !exists {
+		t.Fatal("the Job is not in the cache")
+	} else if _, typed := obj.(*batchv1.Job); !typed {
+		t.Fatalf("the cache holds a %T, want a *batchv1.Job", obj)
+	}
+
+	if err := unstructured.SetNestedField(job.Object, int64(1), "status", "active"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.api.Dynamic.Resource(jobs).Namespace("batch").Update(f.ctx, job, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.until("the Job has its pod", func(open []findings.Finding) bool {
+		return len(impactsOf(open, findings.ImpactControllerBlocked)) == 0
+	})
 }
 
 // TestSlowThenFast: a webhook whose signals were SlowResponse only
@@ -215,7 +252,7 @@ func TestNamespaceTerminating(t *testing.T) {
 		!strings.Contains(imp.Impact.Detail, "namespace team-a has been Terminating since 2026-12-05T09:55:00Z (5m0s when found): the namespace controller cannot discover metrics.k8s.io/v1beta1, which APIService v1beta1.metrics.k8s.io serves") {
 		t.Errorf("impact %+v", imp)
 	}
-	if err := f.cs.CoreV1().Namespaces().Delete(f.ctx, "team-a", metav1.DeleteOptions{}); err != nil {
+	if err := f.api.Clientset.CoreV1().Namespaces().Delete(f.ctx, "team-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.until("the impact resolves with the namespace gone", func(open []findings.Finding) bool {

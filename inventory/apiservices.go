@@ -8,16 +8,14 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
-// The aggregated APIs are read through the dynamic client: hookscope needs
-// a handful of their fields, not the aggregator's typed clients and
-// scheme.
+// The aggregated APIs are read as unstructured objects: hookscope needs a
+// handful of their fields, not the aggregator's typed clients and scheme.
 var apiServicesGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 
 // apiServiceOf reads an APIService from its unstructured form, field by
@@ -70,15 +68,15 @@ func apiServiceOf(u *unstructured.Unstructured) (callout.APIService, error) {
 // WatchAPIServices makes the inventory read the aggregated APIs too
 // (call it before Run). Nothing waits for them: an agent that may not list
 // APIServices resolves the webhooks all the same, and says so.
-func (inv *Inventory) WatchAPIServices(client dynamic.Interface) {
-	inv.apis = inv.dynamicInformer(client, apiServicesGVR, slimObject)
+func (inv *Inventory) WatchAPIServices(api kube.API) {
+	inv.apis = inv.dynamicInformer(api, apiServicesGVR, slimObject)
 }
 
-// dynamicInformer is an informer of gvr through the dynamic client, its
+// dynamicInformer is an informer of gvr through api, as unstructured
 // objects slimmed by transform, poking the inventory on changes. Run
 // starts it (startCallOutInformers).
-func (inv *Inventory) dynamicInformer(client dynamic.Interface, gvr schema.GroupVersionResource, transform cache.TransformFunc) cache.SharedIndexInformer {
-	i := dynamicinformer.NewFilteredDynamicInformer(client, gvr, "", 0, cache.Indexers{}, nil).Informer()
+func (inv *Inventory) dynamicInformer(api kube.API, gvr schema.GroupVersionResource, transform cache.TransformFunc) cache.SharedIndexInformer {
+	i := newDynamicInformer(api, gvr)
 	_ = i.SetTransform(transform)
 	_, _ = i.AddEventHandler(inv.pokeOnChange())
 	return i

@@ -6,7 +6,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	policyinformers "k8s.io/client-go/informers/policy/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -20,7 +19,7 @@ func (inv *Inventory) WatchPodDisruptionBudgets(ctx context.Context) {
 	if inv.budgets.Load() != nil {
 		return
 	}
-	i := inv.runInformerWith(ctx, policyinformers.NewPodDisruptionBudgetInformer(inv.client, metav1.NamespaceAll, 0, cache.Indexers{}),
+	i := inv.runInformerWith(ctx, newInformer(inv.api, budgetsGVR, metav1.NamespaceAll, nil, &policyv1.PodDisruptionBudget{}, cache.Indexers{}),
 		inv.pokeOnBudgetChange())
 	if !inv.budgets.CompareAndSwap(nil, &i) {
 		i.cancel()

@@ -12,10 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 )
 
 func hookBudget(ns string) *policyv1.PodDisruptionBudget {
@@ -27,7 +27,7 @@ func hookBudget(ns string) *policyv1.PodDisruptionBudget {
 func TestPodDisruptionBudgetsAreKnownOnceListed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	inv := New(fake.NewClientset(hookBudget("webhooks"), hookBudget("other")), nil)
+	inv := New(kubefake.New(nil, hookBudget("webhooks"), hookBudget("other")), nil)
 	if got, listed := inv.PodDisruptionBudgets(); got != nil || listed {
 		t.Fatalf("before the watch: %v, listed %v; want nothing, not listed", got, listed)
 	}
@@ -58,11 +58,11 @@ func TestPodDisruptionBudgetsAreKnownOnceListed(t *testing.T) {
 func TestPodDisruptionBudgetsForbiddenStayUnknown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client := fake.NewClientset(hookBudget("webhooks"))
-	client.PrependReactor("list", "poddisruptionbudgets", func(k8stesting.Action) (bool, runtime.Object, error) {
+	api := kubefake.New(nil, hookBudget("webhooks"))
+	api.Clientset.PrependReactor("list", "poddisruptionbudgets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "policy", Resource: "poddisruptionbudgets"}, "", nil)
 	})
-	inv := New(client, nil)
+	inv := New(api, nil)
 	start := time.Now()
 	inv.WatchPodDisruptionBudgets(ctx)
 	if waited := time.Since(start); waited > time.Second {

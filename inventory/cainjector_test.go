@@ -10,13 +10,11 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 )
 
 // TestCallOutsCarryCAInjection: each kind of call-out carries what its
@@ -67,12 +65,11 @@ func TestWatchCertificates(t *testing.T) {
 	crd := unstructuredOf(t, certManagerCRD)
 	crd.SetAPIVersion("apiextensions.k8s.io/v1")
 	cert := unstructuredOf(t, servingCert)
-	scheme := runtime.NewScheme()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
+	api := kubefake.New(map[schema.GroupVersionResource]string{
 		crdsGVR: "CustomResourceDefinitionList", certificatesGVR: "CertificateList", apiServicesGVR: "APIServiceList"}, cert)
-	inv := New(fake.NewClientset(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	inv.WatchConversions(dyn)
-	inv.ReadCertificates(dyn)
+	inv := New(api, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	inv.WatchConversions(api)
+	inv.ReadCertificates(api)
 	inv.startCallOutInformers(ctx)
 	if err := wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(context.Context) (bool, error) { return inv.crds.HasSynced(), nil }); err != nil {
 		t.Fatal(err)
@@ -81,7 +78,7 @@ func TestWatchCertificates(t *testing.T) {
 	if inv.certs.inf.Load() != nil || inv.Certificates() != nil {
 		t.Fatal("Certificates watched without cert-manager's CRD")
 	}
-	if _, err := dyn.Resource(crdsGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+	if _, err := api.Dynamic.Resource(crdsGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var read func(namespace, name string) (callout.Certificate, bool)

@@ -6,14 +6,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
-// cert-manager's Certificates, read through the dynamic client only once
+// cert-manager's Certificates, read as unstructured objects only once
 // the cluster has cert-manager's CRD, and only their Ready condition: the
 // source cainjector injects a caBundle from (callout.CAInjection). Never
 // the Secrets they are issued into.
@@ -24,14 +23,14 @@ const certificatesCRD = "certificates.cert-manager.io"
 
 // certificates is the inventory's watch of cert-manager's Certificates.
 type certificates struct {
-	client dynamic.Interface
-	inf    atomic.Pointer[informer]
+	api kube.API
+	inf atomic.Pointer[informer]
 }
 
 // ReadCertificates lets the inventory read cert-manager's Certificates
-// through client (call before Run, with WatchConversions: the CRDs say
+// through api (call before Run, with WatchConversions: the CRDs say
 // whether cert-manager is there). WatchCertificates starts the watch.
-func (inv *Inventory) ReadCertificates(client dynamic.Interface) { inv.certs.client = client }
+func (inv *Inventory) ReadCertificates(api kube.API) { inv.certs.api = api }
 
 // WatchCertificates starts watching cert-manager's Certificates, once,
 // when the cluster has their CRD; until then it does nothing, so call it
@@ -40,13 +39,13 @@ func (inv *Inventory) ReadCertificates(client dynamic.Interface) { inv.certs.cli
 // call-out's annotation names wakes the inventory when it changes.
 func (inv *Inventory) WatchCertificates(ctx context.Context) {
 	c := &inv.certs
-	if c.client == nil || c.inf.Load() != nil || inv.crds == nil || !inv.crds.HasSynced() {
+	if c.api == nil || c.inf.Load() != nil || inv.crds == nil || !inv.crds.HasSynced() {
 		return
 	}
 	if _, exists, err := inv.crds.GetStore().GetByKey(certificatesCRD); err != nil || !exists {
 		return
 	}
-	i := dynamicinformer.NewFilteredDynamicInformer(c.client, certificatesGVR, "", 0, cache.Indexers{}, nil).Informer()
+	i := newDynamicInformer(c.api, certificatesGVR)
 	_ = i.SetTransform(slimCertificate)
 	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { inv.pokeIfNamed(o) },

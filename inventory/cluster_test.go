@@ -16,10 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 
 	"github.com/hookscope/hookscope/chaos"
 	"github.com/hookscope/hookscope/findings"
@@ -75,32 +77,31 @@ func find(ws []callout.Webhook, name string) (callout.Webhook, bool) {
 // Service "not found" because its watch was not synced yet, and is not
 // woken by Services elsewhere in the cluster.
 func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
-	ctx, _, client := chaos.LocalForTest(t, "inventory", 3*time.Minute)
+	ctx, cluster, client := chaos.LocalForTest(t, "inventory", 3*time.Minute)
+	api := newAPI(t, configOf(t, cluster))
 	for _, ns := range []string{"hooks-a", "hooks-b", "noise"} {
-		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		mustNamespace(ctx, t, api, ns)
 	}
 	// Backends: a webhook Service in hooks-a and one in hooks-b, each with
 	// one ready endpoint, and a Service in hooks-a no webhook calls.
-	mustBackend(ctx, t, client, "hooks-a", "svc-a", "10.0.9.1")
-	mustBackend(ctx, t, client, "hooks-a", "unrelated", "10.0.9.2")
-	mustBackend(ctx, t, client, "hooks-b", "svc-b", "10.0.9.3")
+	mustBackend(ctx, t, api, "hooks-a", "svc-a", "10.0.9.1")
+	mustBackend(ctx, t, api, "hooks-a", "unrelated", "10.0.9.2")
+	mustBackend(ctx, t, api, "hooks-b", "svc-b", "10.0.9.3")
 	for i := range 20 {
-		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
+		mustBackend(ctx, t, api, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
 	}
-	mustWebhook(ctx, t, client, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
+	mustWebhook(ctx, t, api, "cfg-a", "va.inventory.hookscope.dev", "hooks-a", "svc-a")
 	// Default-deny NetworkPolicies, beside the webhook's Service and in a
 	// namespace with none.
 	for _, ns := range []string{"hooks-a", "noise"} {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-all", Namespace: ns},
 			Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
-		if _, err := client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+		if err := api.Create(ctx, policiesGVR, ns, np, &networkingv1.NetworkPolicy{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	inv := New(client, nil)
+	inv := New(api, nil)
 	rec := &resolutions{}
 	done := make(chan error, 1)
 	rctx, stop := context.WithCancel(ctx)
@@ -150,7 +151,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	// A webhook in a namespace not watched yet: its Service exists, so no
 	// resolution may call it missing while the new watch syncs.
 	before := rec.count()
-	mustWebhook(ctx, t, client, "cfg-b", "vb.inventory.hookscope.dev", "hooks-b", "svc-b")
+	mustWebhook(ctx, t, api, "cfg-b", "vb.inventory.hookscope.dev", "hooks-b", "svc-b")
 	waitFor("webhook b resolves through a watch started for it", backendIs("vb.inventory.hookscope.dev", "10.0.9.3:8443"))
 	rec.mu.Lock()
 	for _, ws := range rec.all[before:] {
@@ -168,7 +169,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	before = rec.count()
 	for i := 20; i < 30; i++ {
-		mustBackend(ctx, t, client, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
+		mustBackend(ctx, t, api, "noise", fmt.Sprintf("noise-%02d", i), fmt.Sprintf("10.0.8.%d", i+1))
 	}
 	if err := client.CoreV1().Services("noise").Delete(ctx, "noise-00", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -182,7 +183,7 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	// watch is restarted with both names, and webhook a never loses its
 	// endpoint meanwhile.
 	before = rec.count()
-	mustWebhook(ctx, t, client, "cfg-c", "vc.inventory.hookscope.dev", "hooks-a", "unrelated")
+	mustWebhook(ctx, t, api, "cfg-c", "vc.inventory.hookscope.dev", "hooks-a", "unrelated")
 	waitFor("webhook c resolves through the widened EndpointSlice watch", backendIs("vc.inventory.hookscope.dev", "10.0.9.2:8443"))
 	rec.mu.Lock()
 	for _, ws := range rec.all[before:] {
@@ -214,15 +215,43 @@ func TestInventoryWatchesOnlyWebhookBackends(t *testing.T) {
 	}
 }
 
+// configOf is the local cluster's client configuration.
+func configOf(t *testing.T, cluster *chaos.Local) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// newAPI reads the cluster of cfg as the agent does.
+func newAPI(t *testing.T, cfg *rest.Config) *kube.Client {
+	t.Helper()
+	api, err := kube.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+func mustNamespace(ctx context.Context, t *testing.T, api kube.API, ns string) {
+	t.Helper()
+	r := corev1.SchemeGroupVersion.WithResource("namespaces")
+	if err := api.Create(ctx, r, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, &corev1.Namespace{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // mustBackend creates a Service without a selector and an EndpointSlice
 // with one ready endpoint at addr:8443 (nothing dials it).
-func mustBackend(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, name, addr string) {
+func mustBackend(ctx context.Context, t *testing.T, api kube.API, ns, name, addr string) {
 	t.Helper()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443)}}},
 	}
-	if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if err := api.Create(ctx, servicesGVR, ns, svc, &corev1.Service{}); err != nil {
 		t.Fatal(err)
 	}
 	es := &discoveryv1.EndpointSlice{
@@ -232,16 +261,16 @@ func mustBackend(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, 
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To[int32](8443), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	if _, err := c.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+	if err := api.Create(ctx, slicesGVR, ns, es, &discoveryv1.EndpointSlice{}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // mustWebhook creates a validating webhook configuration calling ns/svc
 // for objects no write carries.
-func mustWebhook(ctx context.Context, t *testing.T, c kubernetes.Interface, cfg, name, ns, svc string) {
+func mustWebhook(ctx context.Context, t *testing.T, api kube.API, cfg, name, ns, svc string) {
 	t.Helper()
-	_, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionv1.ValidatingWebhookConfiguration{
+	err := api.Create(ctx, validatingGVR, "", &admissionv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: cfg},
 		Webhooks: []admissionv1.ValidatingWebhook{{
 			Name:         name,
@@ -255,7 +284,7 @@ func mustWebhook(ctx context.Context, t *testing.T, c kubernetes.Interface, cfg,
 			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
 			AdmissionReviewVersions: []string{"v1"},
 		}},
-	}, metav1.CreateOptions{})
+	}, &admissionv1.ValidatingWebhookConfiguration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,12 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
-// CRDs are read through the dynamic client, and kept small: a CRD's
+// CRDs are read as unstructured objects, and kept small: a CRD's
 // schemas can weigh hundreds of KB, and hookscope reads its conversion
 // webhook only. A CRD without one is kept as its name.
 var crdsGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -108,8 +108,8 @@ func slimCRD(obj any) (any, error) {
 
 // WatchConversions makes the inventory read the CRDs' conversion webhooks
 // too (call it before Run). Nothing waits for them.
-func (inv *Inventory) WatchConversions(client dynamic.Interface) {
-	inv.crds = inv.dynamicInformer(client, crdsGVR, slimCRD)
+func (inv *Inventory) WatchConversions(api kube.API) {
+	inv.crds = inv.dynamicInformer(api, crdsGVR, slimCRD)
 }
 
 // Conversions are the CRDs' conversion webhooks as the informer holds them.

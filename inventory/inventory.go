@@ -22,12 +22,11 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	networkinginformers "k8s.io/client-go/informers/networking/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Inventory resolves the webhooks from informers on webhook configurations,
@@ -45,9 +44,8 @@ import (
 // while every other webhook resolves; a webhook whose Service names cannot
 // exist never reaches a selector.
 type Inventory struct {
-	client  kubernetes.Interface
+	api     kube.API
 	log     *slog.Logger
-	factory informers.SharedInformerFactory
 	vwc     cache.SharedIndexInformer
 	mwc     cache.SharedIndexInformer
 	changed chan struct{}
@@ -103,22 +101,22 @@ const (
 	firstSyncWait = 2 * time.Second
 )
 
-// New sets up the informers; Run starts them.
-func New(client kubernetes.Interface, log *slog.Logger) *Inventory {
+// New sets up the informers, reading through api; Run starts them.
+func New(api kube.API, log *slog.Logger) *Inventory {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
+	byNamespace := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
 	inv := &Inventory{
-		client:  client,
+		api:     api,
 		log:     log,
-		factory: f,
-		vwc:     f.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer(),
-		mwc:     f.Admissionregistration().V1().MutatingWebhookConfigurations().Informer(),
+		vwc:     newInformer(api, validatingGVR, metav1.NamespaceAll, nil, &admissionv1.ValidatingWebhookConfiguration{}, byNamespace),
+		mwc:     newInformer(api, mutatingGVR, metav1.NamespaceAll, nil, &admissionv1.MutatingWebhookConfiguration{}, byNamespace),
 		changed: make(chan struct{}, 1),
 		watches: map[string]*namespaceWatch{},
 	}
 	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc} {
+		_ = i.SetTransform(slimObject)
 		_, _ = i.AddEventHandler(inv.pokeOnChange())
 	}
 	return inv
@@ -155,13 +153,16 @@ func (inv *Inventory) poke() {
 // onChange with the new list. It returns when ctx ends.
 func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChange func([]callout.Webhook)) error {
 	defer inv.stopWatches()
-	inv.factory.Start(ctx.Done())
-	defer inv.factory.Shutdown()
+	stop := inv.runConfigurations(ctx)
+	defer stop()
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	for typ, ok := range inv.factory.WaitForCacheSync(sctx.Done()) {
-		if !ok {
-			return fmt.Errorf("syncing the %v informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", typ, syncTimeout)
+	for _, c := range []struct {
+		typ runtime.Object
+		i   cache.SharedIndexInformer
+	}{{&admissionv1.ValidatingWebhookConfiguration{}, inv.vwc}, {&admissionv1.MutatingWebhookConfiguration{}, inv.mwc}} {
+		if !cache.WaitForCacheSync(sctx.Done(), c.i.HasSynced) {
+			return fmt.Errorf("syncing the %T informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", c.typ, syncTimeout)
 		}
 	}
 	inv.startCallOutInformers(ctx)
@@ -179,6 +180,20 @@ func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChan
 			}
 			inv.round(ctx, firstSyncWait, onChange)
 		}
+	}
+}
+
+// runConfigurations runs the webhook configurations' informers until ctx
+// ends or stop, which returns once they have.
+func (inv *Inventory) runConfigurations(ctx context.Context) (stop func()) {
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc} {
+		wg.Go(func() { i.RunWithContext(ictx) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
 	}
 }
 
@@ -311,7 +326,7 @@ func (inv *Inventory) WatchNetworkPolicies(ctx context.Context) {
 	if inv.policies.Load() != nil {
 		return
 	}
-	i := inv.runInformer(ctx, networkinginformers.NewNetworkPolicyInformer(inv.client, metav1.NamespaceAll, 0, cache.Indexers{}))
+	i := inv.runInformer(ctx, newInformer(inv.api, policiesGVR, metav1.NamespaceAll, nil, &networkingv1.NetworkPolicy{}, cache.Indexers{}))
 	if !inv.policies.CompareAndSwap(nil, &i) {
 		i.cancel()
 	}
@@ -366,8 +381,8 @@ func (inv *Inventory) NetworkPoliciesIn(ctx context.Context, ns string) ([]*netw
 		}
 		return out, nil
 	}
-	list, err := inv.client.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
+	var list networkingv1.NetworkPolicyList
+	if err := inv.api.List(ctx, policiesGVR, ns, metav1.ListOptions{}, &list); err != nil {
 		return nil, err
 	}
 	out := make([]*networkingv1.NetworkPolicy, 0, len(list.Items))
@@ -379,7 +394,11 @@ func (inv *Inventory) NetworkPoliciesIn(ctx context.Context, ns string) ([]*netw
 
 // Pod reads one pod from the API server.
 func (inv *Inventory) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
-	return inv.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	var pod corev1.Pod
+	if err := inv.api.Get(ctx, podsGVR, namespace, name, &pod); err != nil {
+		return nil, err
+	}
+	return &pod, nil
 }
 
 // Stats returns what the last resolution held.

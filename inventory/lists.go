@@ -8,9 +8,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/hookscope/hookscope/callout"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Listed is a one-off resolution from listed objects, for the CLI.
@@ -44,10 +45,11 @@ func FromLists(vwcs []admissionv1.ValidatingWebhookConfiguration, mwcs []admissi
 	return out
 }
 
-// ListAPIServices reads the aggregated APIs through the dynamic client.
-func ListAPIServices(ctx context.Context, client dynamic.Interface) ([]callout.APIService, error) {
-	list, err := client.Resource(apiServicesGVR).List(ctx, metav1.ListOptions{})
-	if err != nil {
+// ListAPIServices reads the aggregated APIs through api, as unstructured
+// objects.
+func ListAPIServices(ctx context.Context, api kube.API) ([]callout.APIService, error) {
+	var list unstructured.UnstructuredList
+	if err := api.List(ctx, apiServicesGVR, "", metav1.ListOptions{}, &list); err != nil {
 		return nil, fmt.Errorf("listing APIServices: %w", err)
 	}
 	out := make([]callout.APIService, 0, len(list.Items))
@@ -61,11 +63,11 @@ func ListAPIServices(ctx context.Context, client dynamic.Interface) ([]callout.A
 	return out, nil
 }
 
-// ListConversions reads the CRDs' conversion webhooks through the dynamic
-// client.
-func ListConversions(ctx context.Context, client dynamic.Interface) ([]callout.Conversion, error) {
-	list, err := client.Resource(crdsGVR).List(ctx, metav1.ListOptions{})
-	if err != nil {
+// ListConversions reads the CRDs' conversion webhooks through api, as
+// unstructured objects.
+func ListConversions(ctx context.Context, api kube.API) ([]callout.Conversion, error) {
+	var list unstructured.UnstructuredList
+	if err := api.List(ctx, crdsGVR, "", metav1.ListOptions{}, &list); err != nil {
 		return nil, fmt.Errorf("listing CustomResourceDefinitions: %w", err)
 	}
 	var out []callout.Conversion

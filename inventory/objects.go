@@ -9,10 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // Problem says what the API server will hit when it calls w, from its
@@ -111,14 +111,14 @@ func Diagnose(ctx context.Context, w callout.Webhook, pods PodLister) (findings.
 // webhook that has no endpoints, so a list on demand costs less than a
 // cluster-wide pod informer on every node.
 type APIPodLister struct {
-	Client kubernetes.Interface
+	Client kube.API
 }
 
 // ListPods implements PodLister. It reads at most 100 pods.
 func (l APIPodLister) ListPods(ctx context.Context, namespace string, selector map[string]string) ([]PodState, error) {
 	sel := labels.SelectorFromSet(selector)
-	list, err := l.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), Limit: 100})
-	if err != nil {
+	var list corev1.PodList
+	if err := l.Client.List(ctx, podsGVR, namespace, metav1.ListOptions{LabelSelector: sel.String(), Limit: 100}, &list); err != nil {
 		return nil, fmt.Errorf("listing pods %s in %s: %w", sel, namespace, err)
 	}
 	out := make([]PodState, 0, len(list.Items))

@@ -4,7 +4,6 @@ package inventory
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,18 +11,17 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/chaos"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // The scale bench's last step, in one namespace: 50 webhooks, 30
@@ -93,27 +91,20 @@ func (t heldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // APIService in namespace locked, which never lists, holds the round for
 // firstSyncWait, so the CRDs' poke always comes within it.
 func TestCallOutsArrivingWhileBackendsListAreWatched(t *testing.T) {
-	ctx, cluster, client := chaos.LocalForTest(t, "invpokes", 3*time.Minute)
-	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cluster, _ := chaos.LocalForTest(t, "invpokes", 3*time.Minute)
+	cfg := configOf(t, cluster)
 	cfg.QPS, cfg.Burst = 100, 200
-	createPokeCallOuts(ctx, t, client, cfg)
+	// The setup's own clients, before the held transport: kube.New keeps
+	// cfg and builds each group version's client from it on first use.
+	setup := rest.CopyConfig(cfg)
+	createPokeCallOuts(ctx, t, newAPI(t, setup), setup)
 
 	h := &heldRequests{apis: make(chan struct{}), crds: make(chan struct{}), never: make(chan struct{}), widened: make(chan struct{})}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return heldTransport{h: h, next: rt} })
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv := New(kc, nil)
-	inv.WatchAPIServices(dyn)
-	inv.WatchConversions(dyn)
+	api := newAPI(t, cfg)
+	inv := New(api, nil)
+	inv.WatchAPIServices(api)
+	inv.WatchConversions(api)
 	rec := &resolutions{}
 	done := make(chan error, 1)
 	rctx, stop := context.WithCancel(ctx)
@@ -192,45 +183,45 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 // APIServices and the CRDs, and waits until the API server has settled
 // them (CRDs Established, APIServices checked), so that nothing changes
 // once the inventory runs.
-func createPokeCallOuts(ctx context.Context, t *testing.T, client kubernetes.Interface, cfg *rest.Config) {
+func createPokeCallOuts(ctx context.Context, t *testing.T, api kube.API, cfg *rest.Config) {
 	t.Helper()
 	for _, ns := range []string{pokeNS, lockedNS} {
-		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		mustNamespace(ctx, t, api, ns)
 	}
 	slot := 0
 	backend := func(ns, name string) {
 		slot++
-		mustBackend(ctx, t, client, ns, name, fmt.Sprintf("10.0.%d.%d", 9+slot/250, slot%250))
+		mustBackend(ctx, t, api, ns, name, fmt.Sprintf("10.0.%d.%d", 9+slot/250, slot%250))
 	}
-	post := func(path string, obj map[string]any) {
-		body, err := json.Marshal(obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := client.Discovery().RESTClient().Post().AbsPath(path).SetHeader("Content-Type", "application/json").Body(body).Do(ctx).Error(); err != nil {
-			t.Fatalf("creating %s: %v", path, err)
+	// The agent writes only typed objects: the APIServices and CRDs are
+	// created through the dynamic client.
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(r schema.GroupVersionResource, obj map[string]any) {
+		if _, err := dyn.Resource(r).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s %s: %v", r.Resource, obj["metadata"], err)
 		}
 	}
 	for i := range pokeHooks {
 		name := fmt.Sprintf("inv-%03d", i)
 		backend(pokeNS, name)
-		mustWebhook(ctx, t, client, "poke-"+name, pokeHookName(i), pokeNS, name)
+		mustWebhook(ctx, t, api, "poke-"+name, pokeHookName(i), pokeNS, name)
 	}
 	for i := range pokeAPIs {
 		name := fmt.Sprintf("api-%03d", i)
 		backend(pokeNS, name)
-		post("/apis/apiregistration.k8s.io/v1/apiservices", pokeAPIService(pokeAPIName(i), pokeNS, name))
+		post(apiServicesGVR, pokeAPIService(pokeAPIName(i), pokeNS, name))
 	}
 	backend(lockedNS, lockedName)
-	post("/apis/apiregistration.k8s.io/v1/apiservices", pokeAPIService("v1alpha1.locked."+pokeGroup, lockedNS, lockedName))
+	post(apiServicesGVR, pokeAPIService("v1alpha1.locked."+pokeGroup, lockedNS, lockedName))
 	for i := range pokeConvs {
 		name := fmt.Sprintf("conv-%03d", i)
 		backend(pokeNS, name)
-		post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", pokeCRD(i, name))
+		post(crdsGVR, pokeCRD(i, name))
 	}
-	settleCallOuts(ctx, t, cfg)
+	settleCallOuts(ctx, t, api)
 }
 
 func pokeAPIService(name, ns, svc string) map[string]any {
@@ -244,15 +235,15 @@ func pokeAPIService(name, ns, svc string) map[string]any {
 
 // pokeCRD is CRD i, its v1 and v2 converted by a webhook at Service svc.
 func pokeCRD(i int, svc string) map[string]any {
-	schema := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+	openAPI := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
 	return map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": map[string]any{"name": pokeCRDName(i)},
 		"spec": map[string]any{
 			"group": strings.TrimPrefix(pokeCRDName(i), "widgets."), "scope": "Namespaced",
 			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
 			"versions": []any{
-				map[string]any{"name": "v1", "served": true, "storage": true, "schema": schema},
-				map[string]any{"name": "v2", "served": true, "storage": false, "schema": schema},
+				map[string]any{"name": "v1", "served": true, "storage": true, "schema": openAPI},
+				map[string]any{"name": "v2", "served": true, "storage": false, "schema": openAPI},
 			},
 			"conversion": map[string]any{"strategy": "Webhook", "webhook": map[string]any{"conversionReviewVersions": []string{"v1"},
 				"clientConfig": map[string]any{"service": map[string]any{"namespace": pokeNS, "name": svc, "path": "/convert", "port": 443}}}},
@@ -262,16 +253,13 @@ func pokeCRD(i int, svc string) map[string]any {
 
 // settleCallOuts waits until every CRD is Established and every APIService
 // has its Available condition.
-func settleCallOuts(ctx context.Context, t *testing.T, cfg *rest.Config) {
+func settleCallOuts(ctx context.Context, t *testing.T, api kube.API) {
 	t.Helper()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var last string
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		crds, err1 := dyn.Resource(crdsGVR).List(ctx, metav1.ListOptions{})
-		apis, err2 := dyn.Resource(apiServicesGVR).List(ctx, metav1.ListOptions{})
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var crds, apis unstructured.UnstructuredList
+		err1 := api.List(ctx, crdsGVR, "", metav1.ListOptions{}, &crds)
+		err2 := api.List(ctx, apiServicesGVR, "", metav1.ListOptions{}, &apis)
 		if err1 != nil || err2 != nil {
 			last = fmt.Sprint(err1, err2)
 			return false, nil

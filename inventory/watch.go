@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -99,7 +97,7 @@ func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
 		switch {
 		case w == nil:
 			w = &namespaceWatch{ns: ns, names: joined, started: time.Now()}
-			w.svc = inv.runInformer(ctx, coreinformers.NewServiceInformer(inv.client, ns, 0, cache.Indexers{}))
+			w.svc = inv.runInformer(ctx, newInformer(inv.api, servicesGVR, ns, nil, &corev1.Service{}, cache.Indexers{}))
 			w.eps = inv.runInformer(ctx, inv.sliceInformer(ns, names))
 			inv.watches[ns] = w
 			fresh = append(fresh, w.svc.HasSynced, w.eps.HasSynced)
@@ -139,8 +137,8 @@ func (inv *Inventory) sliceInformer(ns string, names []string) cache.SharedIndex
 		sel = labels.NewSelector().Add(*req)
 	}
 	selector := sel.String()
-	return discoveryinformers.NewFilteredEndpointSliceInformer(inv.client, ns, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	return newInformer(inv.api, slicesGVR, ns, func(o *metav1.ListOptions) { o.LabelSelector = selector },
+		&discoveryv1.EndpointSlice{}, cache.Indexers{})
 }
 
 // runInformer slims what i caches, pokes the inventory on its changes and

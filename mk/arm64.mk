@@ -6,10 +6,11 @@ ARM64_UNIT_PACKAGES ?= ./callout/ ./findings/ ./apisignals/ ./risk/ ./dataplane/
 
 .PHONY: build-arm64 test-arm64
 
-## build-arm64: bin/hookscope-arm64 (static), and go vet for arm64
+## build-arm64: bin/hookscope-arm64 and bin/hookscope-agent-arm64 (static), and go vet for arm64
 build-arm64:
 	GOARCH=arm64 go vet ./...
 	GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/hookscope-arm64 ./cmd/hookscope
+	GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/hookscope-agent-arm64 ./cmd/hookscope-agent
 
 ## test-arm64: the unit tests that need no kernel and no cluster, as arm64 binaries under qemu-user
 test-arm64: build-arm64

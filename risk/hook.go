@@ -105,8 +105,5 @@ func (h *hook) GetNamespaceSelector() *metav1.LabelSelector { return orEverythin
 // GetObjectSelector is the objectSelector, {} when unset.
 func (h *hook) GetObjectSelector() *metav1.LabelSelector { return orEverything(h.ObjectSelector) }
 
-// GetParsedNamespaceSelector is the namespaceSelector parsed once.
-func (h *hook) GetParsedNamespaceSelector() (labels.Selector, error) { return h.nsSel, nil }
-
 // GetParsedObjectSelector is the objectSelector parsed once.
 func (h *hook) GetParsedObjectSelector() (labels.Selector, error) { return h.objSel, nil }

@@ -6,34 +6,25 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
-	"k8s.io/apiserver/pkg/admission/plugin/webhook/predicates/namespace"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/predicates/object"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/predicates/rules"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 )
 
 // analyzer holds the namespace view the predicates evaluate against.
 type analyzer struct {
-	nsIndexer cache.Indexer
-	nsNames   []string // synthesized ones included; sorted in nsClasses
-	nsKnown   map[string]bool
-	nsMatcher namespace.Matcher
-	objMatch  object.Matcher
+	// nsLabels are the labels of every namespace known, by name; every
+	// namespace a request is judged in is added first (ensureNamespace).
+	nsLabels map[string]labels.Set
+	nsNames  []string // synthesized ones included; sorted in nsClasses
+	objMatch object.Matcher
 }
 
 func newAnalyzer(namespaces []*corev1.Namespace) *analyzer {
-	a := &analyzer{
-		nsIndexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
-		nsKnown:   map[string]bool{},
-	}
-	// The matcher's Client is only used when the lister misses; every
-	// namespace asked about is added first (ensureNamespace), so none is
-	// needed and a nil Client is never reached.
-	a.nsMatcher = namespace.Matcher{NamespaceLister: corelisters.NewNamespaceLister(a.nsIndexer)}
+	a := &analyzer{nsLabels: map[string]labels.Set{}}
 	for _, ns := range namespaces {
 		if ns == nil || ns.Name == "" {
 			continue
@@ -46,19 +37,17 @@ func newAnalyzer(namespaces []*corev1.Namespace) *analyzer {
 	return a
 }
 
-// addNamespace stores a copy of the namespace with the name label the API
-// server puts on every namespace, so selectors on it work even when the
-// caller's objects lack it.
+// addNamespace stores a copy of the namespace's labels with the name label
+// the API server puts on every namespace, so selectors on it work even when
+// the caller's objects lack it.
 func (a *analyzer) addNamespace(name string, lbls map[string]string) {
-	if a.nsKnown[name] {
+	if _, known := a.nsLabels[name]; known {
 		return
 	}
-	a.nsKnown[name] = true
-	l := make(map[string]string, len(lbls)+1)
+	l := make(labels.Set, len(lbls)+1)
 	maps.Copy(l, lbls)
 	l[corev1.LabelMetadataName] = name
-	// A plain indexer cannot fail to add an object with a name.
-	_ = a.nsIndexer.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}})
+	a.nsLabels[name] = l
 	a.nsNames = append(a.nsNames, name)
 }
 
@@ -134,15 +123,17 @@ func (a *analyzer) calls(h *hook, attr admission.Attributes) bool {
 		return false
 	}
 	a.ensureNamespace(attr.GetNamespace())
-	ok, err := a.nsMatcher.MatchNamespaceSelector(h, attr)
+	ok, err := a.nsSelected(h, attr)
 	if err != nil {
 		return true
 	}
 	if !ok {
 		return false
 	}
-	ok, err = a.objMatch.MatchObjectSelector(h, attr)
-	return err != nil || ok
+	// The object matcher's error is a *StatusError: compared to nil as
+	// one, not as an error interface (which a nil pointer would not be).
+	ok, objErr := a.objMatch.MatchObjectSelector(h, attr)
+	return objErr != nil || ok
 }
 
 // nsMatches reports whether h's namespaceSelector selects the namespace of
@@ -151,8 +142,17 @@ func (a *analyzer) nsMatches(h *hook, attr admission.Attributes) bool {
 	if h.nsSel.Empty() {
 		return true
 	}
-	ok, err := a.nsMatcher.MatchNamespaceSelector(h, attr)
+	ok, err := a.nsSelected(h, attr)
 	return err != nil || ok
+}
+
+// nsSelected is the API server's namespaceSelector check of h for attr,
+// against the namespaces the analyzer knows.
+func (a *analyzer) nsSelected(h *hook, attr admission.Attributes) (bool, error) {
+	return namespaceSelected(h.nsSel, attr, func(name string) (labels.Set, bool) {
+		l, ok := a.nsLabels[name]
+		return l, ok
+	})
 }
 
 // matching names the requests the API server would send to h; requests

@@ -114,7 +114,7 @@ func hookscopeFindings(ctx context.Context) ([]findingRow, error) {
 // runHookscope runs the hookscope CLI against the lab's cluster, with its
 // stdout and stderr apart.
 func runHookscope(ctx context.Context, args ...string) (stdout, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, lab.Binary, args...)
+	cmd := exec.CommandContext(ctx, lab.CLI, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+lab.Provider.Kubeconfig())
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -49,7 +49,8 @@ func TestMain(m *testing.M) {
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		lab, err = chaos.StartLab(sctx, chaos.LabOptions{Dir: dir, AgentBinary: os.Getenv("HOOKSCOPE_BIN")})
+		agentBin, cliBin := chaos.BinariesFromEnv()
+		lab, err = chaos.StartLab(sctx, chaos.LabOptions{Dir: dir, AgentBinary: agentBin, CLIBinary: cliBin})
 		if err != nil {
 			return ctx, fmt.Errorf("starting the game day's lab (files in %s): %w", dir, err)
 		}

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
+	kubeapi "github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/risk"
 )
 
@@ -41,11 +41,11 @@ detail and fix; -o table prints its row as status does.`,
 			if err != nil {
 				return err
 			}
-			client, dyn, err := kube.clients()
+			client, api, err := kube.callOutClients()
 			if err != nil {
 				return err
 			}
-			return explainAs(cmd.Context(), cmd.OutOrStdout(), out, client, dyn, args[0], probe, timeout)
+			return explainAs(cmd.Context(), cmd.OutOrStdout(), out, client, api, args[0], probe, timeout)
 		},
 	}
 	f := cmd.Flags()
@@ -68,12 +68,12 @@ type Explanation struct {
 
 // explain prints the evidence chain of one call-out and the fixes, most
 // fitting first.
-func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, dyn dynamic.Interface, name string, probe bool, timeout time.Duration) error {
-	return explainAs(ctx, out, &output{format: "text"}, c, dyn, name, probe, timeout)
+func explain(ctx context.Context, out io.Writer, c kubernetes.Interface, api kubeapi.API, name string, probe bool, timeout time.Duration) error {
+	return explainAs(ctx, out, &output{format: "text"}, c, api, name, probe, timeout)
 }
 
-func explainAs(ctx context.Context, w io.Writer, out *output, c kubernetes.Interface, dyn dynamic.Interface, name string, probe bool, timeout time.Duration) error {
-	rows, err := collectStatus(ctx, c, dyn, probe, timeout)
+func explainAs(ctx context.Context, w io.Writer, out *output, c kubernetes.Interface, api kubeapi.API, name string, probe bool, timeout time.Duration) error {
+	rows, err := collectStatus(ctx, c, api, probe, timeout)
 	if err != nil {
 		return err
 	}

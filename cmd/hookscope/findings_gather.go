@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/api"
+	"github.com/hookscope/hookscope/cmd/internal/agentcmd"
 	"github.com/hookscope/hookscope/findings"
 )
 
@@ -111,7 +112,7 @@ func agentPeerPort(p corev1.Pod) (int, string) {
 				served = !hasValue || value == "true"
 			}
 		}
-		port, ok := peerPort(listen)
+		port, ok := agentcmd.PeerPort(listen)
 		switch {
 		case !ok:
 			return 0, "its peer port is off (the chart's agent.peerPort is 0)"

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	kubeapi "github.com/hookscope/hookscope/internal/kube"
 )
 
 // kubeFlags are kubectl's connection flags (--kubeconfig, --context, -n,
@@ -72,6 +74,24 @@ func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
 		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	return c, dyn, nil
+}
+
+// callOutClients are the typed clientset and the API the inventory lists
+// call-outs and pods with.
+func (k *kubeFlags) callOutClients() (kubernetes.Interface, kubeapi.API, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	api, err := kubeapi.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	return c, api, nil
 }
 
 // namespaceFilter is the namespace -n names on the command line, "" when

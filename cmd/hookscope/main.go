@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hookscope/hookscope/cmd/internal/agentcmd"
 )
 
 func main() {
@@ -69,7 +71,7 @@ the other connection flags work as they do for kubectl.`,
 	kube := newKubeFlags()
 	kube.AddFlags(root.PersistentFlags())
 	completeContexts(root, kube)
-	agent := agentCommand()
+	agent := agentcmd.Command()
 	agentIgnoresKubeFlags(agent)
 	agent.Example = `  # what the DaemonSet runs (deploy/ has the chart), on each node
   hookscope agent --node-name $NODE_NAME --otlp-endpoint otel-collector.observability:4317

@@ -10,12 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/guard"
+	kubeapi "github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/inventory"
 	probepkg "github.com/hookscope/hookscope/probe"
 	"github.com/hookscope/hookscope/risk"
@@ -79,11 +79,11 @@ Call-outs are cluster-scoped: -n NAMESPACE lists only those whose Service is in 
 			if err != nil {
 				return err
 			}
-			client, dyn, err := kube.clients()
+			client, api, err := kube.callOutClients()
 			if err != nil {
 				return err
 			}
-			rows, err := collectStatus(cmd.Context(), client, dyn, probe, timeout)
+			rows, err := collectStatus(cmd.Context(), client, api, probe, timeout)
 			if err != nil {
 				return err
 			}
@@ -120,10 +120,10 @@ func inNamespace(rows []WebhookStatus, ns string) []WebhookStatus {
 // call it a risk: the agent's default horizon.
 const statusCertHorizon = 7 * 24 * time.Hour
 
-// collectStatus lists every call-out (dyn nil: the webhooks only) with its
+// collectStatus lists every call-out with its
 // health and risks.
-func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
-	inv, err := listCallOuts(ctx, c, dyn)
+func collectStatus(ctx context.Context, c kubernetes.Interface, api kubeapi.API, probe bool, timeout time.Duration) ([]WebhookStatus, error) {
+	inv, err := listCallOuts(ctx, c, api)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func collectStatus(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inte
 	for _, r := range append(all, cas...) {
 		risks[r.Webhook] = append(risks[r.Webhook], r)
 	}
-	pods := inventory.APIPodLister{Client: c}
+	pods := inventory.APIPodLister{Client: api}
 	agentNodes := agentNodesOf(ctx, c)
 	var rows []WebhookStatus
 	for _, w := range inv.Webhooks {
@@ -283,7 +283,7 @@ func guardedLine(inv inventory.Listed, ref callout.Ref) string {
 	return ""
 }
 
-func listCallOuts(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface) (inventory.Listed, error) {
+func listCallOuts(ctx context.Context, c kubernetes.Interface, api kubeapi.API) (inventory.Listed, error) {
 	vwcs, err := c.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return inventory.Listed{}, fmt.Errorf("listing validating webhook configurations: %w", err)
@@ -304,13 +304,11 @@ func listCallOuts(ctx context.Context, c kubernetes.Interface, dyn dynamic.Inter
 		apis  []callout.APIService
 		convs []callout.Conversion
 	)
-	if dyn != nil {
-		if apis, err = inventory.ListAPIServices(ctx, dyn); err != nil {
-			return inventory.Listed{}, err
-		}
-		if convs, err = inventory.ListConversions(ctx, dyn); err != nil {
-			return inventory.Listed{}, err
-		}
+	if apis, err = inventory.ListAPIServices(ctx, api); err != nil {
+		return inventory.Listed{}, err
+	}
+	if convs, err = inventory.ListConversions(ctx, api); err != nil {
+		return inventory.Listed{}, err
 	}
 	return inventory.FromLists(vwcs.Items, mwcs.Items, apis, convs, svcs.Items, slices.Items), nil
 }

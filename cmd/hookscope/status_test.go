@@ -23,7 +23,8 @@ import (
 // kube-system pods with its Service gone, is listed first as
 // ServiceNotFound with its risks; a url webhook is listed as healthy.
 func TestStatusOnARealAPIServer(t *testing.T) {
-	ctx, _, c := localCluster(t, "status")
+	ctx, local, c := localCluster(t, "status")
+	api := callOutAPI(t, local)
 	fail, none := admissionv1.Fail, admissionv1.SideEffectClassNone
 	expiring, err := certs.NewCA("expiring-ca", certs.Validity(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)))
 	if err != nil {
@@ -47,7 +48,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := collectStatus(ctx, c, nil, false, time.Second)
+	rows, err := collectStatus(ctx, c, api, false, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 	t.Logf("hookscope status:\n%s", table.String())
 
 	var ex bytes.Buffer
-	if err := explain(ctx, &ex, c, nil, "mpod.elbv2.k8s.aws", false, time.Second); err != nil {
+	if err := explain(ctx, &ex, c, api, "mpod.elbv2.k8s.aws", false, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	text := ex.String()
@@ -99,7 +100,7 @@ func TestStatusOnARealAPIServer(t *testing.T) {
 		!strings.HasPrefix(first, "1. Option 2: let writes through while it is down: hookscope remediate ignore mpod.elbv2.k8s.aws --yes") {
 		t.Errorf("explain:\n%s", text)
 	}
-	if err := explain(ctx, &ex, c, nil, "nope.example.com", false, time.Second); err == nil {
+	if err := explain(ctx, &ex, c, api, "nope.example.com", false, time.Second); err == nil {
 		t.Error("explain of an unknown webhook did not fail")
 	}
 	t.Logf("hookscope explain:\n%s", text)
@@ -128,7 +129,7 @@ func TestStatusShowsAggregatedAPIs(t *testing.T) {
 	if _, err := dyn.Resource(gvr).Create(ctx, api, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := collectStatus(ctx, c, dyn, false, time.Second)
+	rows, err := collectStatus(ctx, c, callOutAPI(t, local), false, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestStatusShowsAggregatedAPIs(t *testing.T) {
 		t.Errorf("risks %v, want InsecureSkipTLSVerify(info)", row.Risks)
 	}
 	var ex bytes.Buffer
-	if err := explain(ctx, &ex, c, dyn, "v1beta1.metrics.k8s.io", false, time.Second); err != nil {
+	if err := explain(ctx, &ex, c, callOutAPI(t, local), "v1beta1.metrics.k8s.io", false, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	text := ex.String()

@@ -27,9 +27,11 @@ var layer = map[string]int{
 	// Readers of findings: they never see a producer or the agent.
 	"otel": 2, "api": 2, "events": 2,
 	// The opt-in guard acts on findings; the agent runs it.
-	"guard":         2,
-	"agent":         3, // the orchestrator
-	"cmd/hookscope": 4,
+	"guard":                 2,
+	"agent":                 3, // the orchestrator
+	"cmd/internal/agentcmd": 4, // `hookscope agent`: wires the agent's parts
+	"cmd/hookscope":         5,
+	"cmd/hookscope-agent":   5,
 }
 
 // sameLayerForbidden: no producer (or reader) imports another of its layer.
@@ -98,6 +100,46 @@ func TestImportsFollowTheDataFlow(t *testing.T) {
 				t.Errorf("%s (layer %d) imports %s (layer %d): against the data flow", from, lf, to, lt)
 			}
 		}
+	}
+}
+
+// notInTheAgent are packages the agent binary must not link: client-go's
+// typed clientset scheme registers every API group Kubernetes has (about
+// 11 MB of binary), and the informer factory and leader election bring it.
+// internal/kube reaches the API server without them.
+var notInTheAgent = []string{
+	"k8s.io/client-go/kubernetes/scheme",
+	"k8s.io/client-go/informers",
+	"k8s.io/client-go/tools/leaderelection",
+	"k8s.io/cli-runtime/pkg/genericclioptions",
+}
+
+// TestAgentBinaryLinksOnlyWhatItReads fails when the agent's binary
+// (./cmd/hookscope-agent, the image's) depends on one of notInTheAgent,
+// naming the chain of imports that brings it.
+func TestAgentBinaryLinksOnlyWhatItReads(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"cmd/hookscope-agent").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	importedBy := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if _, seen := importedBy[imp]; !seen {
+				importedBy[imp] = f[0]
+			}
+		}
+	}
+	for _, bad := range notInTheAgent {
+		if _, ok := importedBy[bad]; !ok {
+			continue
+		}
+		chain := []string{bad}
+		for p := importedBy[bad]; p != "" && len(chain) < 20; p = importedBy[p] {
+			chain = append(chain, p)
+		}
+		t.Errorf("the agent links %s, through %s", bad, strings.Join(chain, " <- "))
 	}
 }
 

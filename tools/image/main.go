@@ -3,7 +3,7 @@
 // (the image is the one file /hookscope, as the Dockerfile's FROM scratch
 // makes it):
 //
-//	image -out bin/image -tag hookscope:dev amd64=bin/hookscope arm64=bin/hookscope-arm64
+//	image -out bin/image -tag hookscope:dev amd64=bin/hookscope-agent arm64=bin/hookscope-agent-arm64
 //
 // writes an OCI image layout (bin/image/oci: an index with one manifest per
 // architecture, which `skopeo copy oci:bin/image/oci docker://REGISTRY/...`
@@ -163,7 +163,7 @@ func main() {
 // run builds one image per ARCH=BINARY argument.
 func run(out, tag string, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("name the binaries: ARCH=PATH ... (e.g. amd64=bin/hookscope arm64=bin/hookscope-arm64)")
+		return fmt.Errorf("name the binaries: ARCH=PATH ... (e.g. amd64=bin/hookscope-agent arm64=bin/hookscope-agent-arm64)")
 	}
 	var imgs []image
 	for _, a := range args {

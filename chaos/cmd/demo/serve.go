@@ -87,7 +87,7 @@ func bringUp(ctx context.Context, st *State) (*chaos.Lab, *chaos.Webhook, error)
 	if os.Geteuid() != 0 {
 		return nil, nil, errNotRoot
 	}
-	lab, err := chaos.StartLab(ctx, chaos.LabOptions{Dir: st.LabDir, AgentBinary: st.Binary})
+	lab, err := chaos.StartLab(ctx, chaos.LabOptions{Dir: st.LabDir, AgentBinary: st.Binary, CLIBinary: st.Binary})
 	if err != nil {
 		return nil, nil, err
 	}

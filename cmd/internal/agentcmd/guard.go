@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -9,12 +9,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/hookscope/hookscope/events"
 	"github.com/hookscope/hookscope/guard"
+	"github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/otel"
 )
 
@@ -38,13 +37,13 @@ func (o *guardOptions) flags(f *pflag.FlagSet) {
 
 // newGuard is the guard, recording each action as an Event on the
 // configuration, in the metrics and the log; nil when off.
-func newGuard(ctx context.Context, o guardOptions, client kubernetes.Interface, metrics *otel.Metrics, exp *otel.Exporter, log *slog.Logger) *guard.Guard {
+func newGuard(ctx context.Context, o guardOptions, client kube.API, metrics *otel.Metrics, exp *otel.Exporter, log *slog.Logger) *guard.Guard {
 	if !o.on {
 		return nil
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "hookscope-guard"})
+	broadcaster.StartRecordingToSink(events.NewSink(client))
+	recorder := broadcaster.NewRecorder(kube.Scheme, corev1.EventSource{Component: "hookscope-guard"})
 	records := guard.Records{
 		Count: metrics.ObserveGuard,
 		Event: func(_ context.Context, cfg metav1.Object, _ string, warning bool, reason, msg string) {

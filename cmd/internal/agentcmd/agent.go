@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/hookscope/hookscope/callout"
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/otel"
 	"github.com/hookscope/hookscope/probe"
@@ -59,7 +58,8 @@ type agentOptions struct {
 	guard           guardOptions
 }
 
-func agentCommand() *cobra.Command {
+// Command is `hookscope agent`, what the DaemonSet runs on each node.
+func Command() *cobra.Command {
 	o := agentOptions{}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -113,7 +113,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.New(cfg)
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client from %s: %w", describeConfig(o.kubeconfig), err)
 	}
@@ -146,8 +146,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if exp != nil {
 		store.AddSink(exp)
 	}
-	parts := agent.Parts{Inventory: newInventory(client, cfg, log), Store: store, Own: own, Assembler: asm,
-		Guard: newGuard(ctx, o.guard, client, metrics, exp, log)}
+	parts := agent.Parts{Inventory: newInventory(client, log), Store: store, Own: own, Assembler: asm,
+		Guard: newGuard(ctx, o.guard, client.As("hookscope-guard"), metrics, exp, log)}
 	recordEvents(ctx, o, client, parts.Inventory, store, log)
 	if kernel != nil {
 		parts.DataPlane = kernel
@@ -164,7 +164,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	agentPods := &agentPodSet{namespace: os.Getenv("POD_NAMESPACE"), selector: o.agentSelector}
 	if agentPods.namespace != "" {
 		acfg.AgentNodes = agentPods.nodes
-		if port, ok := peerPort(o.peerListen); ok {
+		if port, ok := PeerPort(o.peerListen); ok {
 			acfg.PeerLedger = agentPods.peerLedger(port)
 		}
 	}
@@ -240,28 +240,23 @@ func describeConfig(path string) string {
 }
 
 // checkAPIServer fails fast, in one line, when the API server cannot be reached.
-func checkAPIServer(ctx context.Context, client kubernetes.Interface, host string) error {
+func checkAPIServer(ctx context.Context, client kube.API, host string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := client.Discovery().ServerVersion()
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("cannot reach the API server at %s: %v (check the kubeconfig and that the API server is up)", host, err)
-		}
+	body, err := client.Raw(ctx, "/version", "application/json")
+	if err == nil {
+		body.Close()
 		return nil
-	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
 		return fmt.Errorf("cannot reach the API server at %s: no answer within 10s (check the kubeconfig and that the API server is up)", host)
 	}
+	return fmt.Errorf("cannot reach the API server at %s: %v (check the kubeconfig and that the API server is up)", host, err)
 }
 
-// peerPort is the port of a --peer-listen address: every agent serves its
+// PeerPort is the port of a --peer-listen address: every agent serves its
 // ledger there.
-func peerPort(addr string) (int, bool) {
+func PeerPort(addr string) (int, bool) {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		return 0, false
@@ -290,15 +285,10 @@ func serve(o agentOptions, a *agent.Agent, metrics *otel.Metrics, log *slog.Logg
 
 // newInventory watches every call-out: the webhooks, the aggregated APIs
 // and the CRDs' conversion webhooks.
-func newInventory(client kubernetes.Interface, cfg *rest.Config, log *slog.Logger) *inventory.Inventory {
+func newInventory(client kube.API, log *slog.Logger) *inventory.Inventory {
 	inv := inventory.New(client, log)
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		log.Warn("not watching the aggregated APIs and conversion webhooks", "err", err)
-		return inv
-	}
-	inv.WatchAPIServices(dyn)
-	inv.WatchConversions(dyn)
-	inv.ReadCertificates(dyn)
+	inv.WatchAPIServices(client)
+	inv.WatchConversions(client)
+	inv.ReadCertificates(client)
 	return inv
 }

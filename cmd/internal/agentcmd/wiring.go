@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -14,8 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/agent"
@@ -24,6 +22,7 @@ import (
 	"github.com/hookscope/hookscope/bpf/tcpstate"
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube"
 	"github.com/hookscope/hookscope/otel"
 	"github.com/hookscope/hookscope/risk"
 )
@@ -122,13 +121,13 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFPro
 // startClusterChecks runs the object checks, the API server's signals and
 // impact correlation on the agent that holds the Lease (or on this one,
 // without an election), with pods, where the DaemonSet's agents run.
-func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kubernetes.Interface, pods *agentPodSet, log *slog.Logger) {
+func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kube.API, pods *agentPodSet, log *slog.Logger) {
 	if !o.objectChecks {
 		return
 	}
 	lead := func(ctx context.Context) {
 		pods.watch(ctx, client, log)
-		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{Client: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
+		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{API: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
 			log.Error("cluster signals", "err", err)
 		}
 	}
@@ -140,11 +139,7 @@ func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, cli
 	if id == "" {
 		id, _ = os.Hostname()
 	}
-	go func() {
-		if err := agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead); err != nil {
-			log.Error("leader election", "err", err)
-		}
-	}()
+	go agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead)
 }
 
 // serveAPI serves the agent's read-only API and /metrics.
@@ -185,16 +180,16 @@ type agentPodSet struct {
 }
 
 // watch starts the informer (once) on the agents' pods.
-func (p *agentPodSet) watch(ctx context.Context, client kubernetes.Interface, log *slog.Logger) {
+func (p *agentPodSet) watch(ctx context.Context, client kube.API, log *slog.Logger) {
 	if p.namespace == "" || p.informer.Load() != nil {
 		return
 	}
 	selector := p.selector
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(p.namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
-	i := f.Core().V1().Pods().Informer()
+	lw := client.ListWatch(corev1.SchemeGroupVersion.WithResource("pods"), p.namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	i := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	p.informer.Store(&i)
-	f.Start(ctx.Done())
+	go i.RunWithContext(ctx)
 	log.Info("watching the agents' pods: backends on nodes without one are probed from here", "namespace", p.namespace, "selector", selector)
 }
 

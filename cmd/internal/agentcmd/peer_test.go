@@ -1,9 +1,10 @@
-package main
+package agentcmd
 
 import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,33 +16,30 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hookscope/hookscope/agent"
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
 )
 
 // podSetWith is an agent pod set that knows one agent pod: on node at ip.
 func podSetWith(t *testing.T, node, ip string) *agentPodSet {
 	t.Helper()
-	client := fake.NewSimpleClientset(&corev1.Pod{
+	client := kubefake.New(nil, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "hookscope-agent-x", Namespace: "hookscope"},
 		Spec:       corev1.PodSpec{NodeName: node},
 		Status:     corev1.PodStatus{PodIP: ip},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace("hookscope"))
-	i := f.Core().V1().Pods().Informer()
-	f.Start(ctx.Done())
+	p := &agentPodSet{namespace: "hookscope"}
+	p.watch(ctx, client, slog.New(slog.DiscardHandler))
+	i := *p.informer.Load()
 	if !cache.WaitForCacheSync(ctx.Done(), i.HasSynced) {
 		t.Fatal("pod informer did not sync")
 	}
-	p := &agentPodSet{namespace: "hookscope"}
-	p.informer.Store(&i)
 	return p
 }
 
@@ -115,10 +113,10 @@ func TestPeerPortServesTheLedgerAndOptInFindings(t *testing.T) {
 	if _, _, err := servePeer("256.0.0.1:1", a, false); err == nil || !strings.Contains(err.Error(), "peer port") {
 		t.Errorf("a bad address: %v", err)
 	}
-	if port, ok := peerPort("$(POD_IP):9478"); !ok || port != 9478 {
+	if port, ok := PeerPort("$(POD_IP):9478"); !ok || port != 9478 {
 		t.Errorf("peerPort: %d %v", port, ok)
 	}
-	if _, ok := peerPort(""); ok {
+	if _, ok := PeerPort(""); ok {
 		t.Error("peerPort of no address is a port")
 	}
 }

@@ -1,0 +1,190 @@
+package kube
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+var leasesResource = coordinationv1.SchemeGroupVersion.WithResource("leases")
+
+// Elector makes one of several agents the holder of a Lease, the way
+// client-go's leader election does with its Lease lock (whose package imports
+// every API group: see the package's doc). A holder renews the Lease every
+// RetryPeriod; a candidate takes it when it has seen no renewal for
+// LeaseDuration, measured on its own clock from when it saw the Lease change,
+// so clock skew between nodes does not matter. A holder that could not renew
+// for RenewDeadline stops leading before any candidate can take the Lease.
+type Elector struct {
+	API             API
+	Namespace, Name string
+	Identity        string
+	LeaseDuration   time.Duration // 15s when zero
+	RenewDeadline   time.Duration // 10s when zero
+	RetryPeriod     time.Duration // 2s when zero
+	Log             *slog.Logger
+
+	observed     coordinationv1.LeaseSpec // the Lease as last seen
+	observedTime time.Time                // when it was seen to change
+}
+
+func (e *Elector) defaults() {
+	if e.LeaseDuration == 0 {
+		e.LeaseDuration = 15 * time.Second
+	}
+	if e.RenewDeadline == 0 {
+		e.RenewDeadline = 10 * time.Second
+	}
+	if e.RetryPeriod == 0 {
+		e.RetryPeriod = 2 * time.Second
+	}
+	if e.Log == nil {
+		e.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run stands for the Lease until ctx ends. While this agent holds it, lead
+// runs with a context that ends when the Lease is lost; stopped is called
+// after each term. When ctx ends, a holder releases the Lease so another
+// agent takes it at once.
+func (e *Elector) Run(ctx context.Context, lead func(context.Context), stopped func()) {
+	e.defaults()
+	for ctx.Err() == nil {
+		if !e.acquire(ctx) {
+			return
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		go lead(lctx)
+		e.renew(ctx)
+		cancel()
+		if ctx.Err() != nil {
+			e.release()
+		}
+		stopped()
+	}
+}
+
+// acquire tries every RetryPeriod (with jitter) until this agent holds the
+// Lease; false when ctx ended first.
+func (e *Elector) acquire(ctx context.Context) bool {
+	for {
+		if e.tryAcquireOrRenew(ctx) {
+			return true
+		}
+		jitter := time.Duration(rand.Float64() * 0.2 * float64(e.RetryPeriod))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(e.RetryPeriod + jitter):
+		}
+	}
+}
+
+// renew renews the Lease every RetryPeriod and returns when ctx ends or when
+// no renewal succeeded for RenewDeadline.
+func (e *Elector) renew(ctx context.Context) {
+	last := time.Now()
+	t := time.NewTicker(e.RetryPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, e.RenewDeadline-time.Since(last))
+		ok := e.tryAcquireOrRenew(rctx)
+		cancel()
+		switch {
+		case ok:
+			last = time.Now()
+		case ctx.Err() != nil:
+			return
+		case time.Since(last) >= e.RenewDeadline:
+			e.Log.Warn("could not renew the Lease in time", "lease", e.Namespace+"/"+e.Name, "deadline", e.RenewDeadline)
+			return
+		}
+	}
+}
+
+// tryAcquireOrRenew takes or renews the Lease if it is free, expired or
+// this agent's; false when another agent holds it or the API server said no.
+func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
+	now := time.Now()
+	var lease coordinationv1.Lease
+	err := e.API.Get(ctx, leasesResource, e.Namespace, e.Name, &lease)
+	if apierrors.IsNotFound(err) {
+		lease = coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Name}}
+		e.hold(&lease.Spec, now)
+		if err := e.API.Create(ctx, leasesResource, e.Namespace, &lease, &lease); err != nil {
+			e.Log.Debug("creating the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+			return false
+		}
+		e.observe(lease.Spec, now)
+		return true
+	}
+	if err != nil {
+		e.Log.Debug("reading the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+		return false
+	}
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	e.observe(lease.Spec, now)
+	held := time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0)) * time.Second
+	if holder != "" && holder != e.Identity && now.Before(e.observedTime.Add(held)) {
+		return false // held by another agent, and renewed
+	}
+	e.hold(&lease.Spec, now)
+	if err := e.API.Update(ctx, leasesResource, e.Namespace, &lease, &lease); err != nil {
+		e.Log.Debug("updating the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+		return false
+	}
+	e.observe(lease.Spec, now)
+	return true
+}
+
+// hold writes this agent into spec as holder, renewed at now.
+func (e *Elector) hold(spec *coordinationv1.LeaseSpec, now time.Time) {
+	t := metav1.NewMicroTime(now)
+	if ptr.Deref(spec.HolderIdentity, "") != e.Identity {
+		spec.AcquireTime = &t
+		if spec.RenewTime != nil { // the Lease changes hands
+			spec.LeaseTransitions = ptr.To(ptr.Deref(spec.LeaseTransitions, 0) + 1)
+		}
+	}
+	spec.HolderIdentity = ptr.To(e.Identity)
+	spec.LeaseDurationSeconds = ptr.To(int32(e.LeaseDuration / time.Second))
+	spec.RenewTime = &t
+}
+
+// observe notes spec, and when it changed, the time it was seen to.
+func (e *Elector) observe(spec coordinationv1.LeaseSpec, now time.Time) {
+	if ptr.Deref(spec.HolderIdentity, "") != ptr.Deref(e.observed.HolderIdentity, "") ||
+		!spec.RenewTime.Equal(e.observed.RenewTime) || e.observedTime.IsZero() {
+		e.observed, e.observedTime = spec, now
+	}
+}
+
+// release gives the Lease up (a one-second lease held by no one), so
+// another agent takes it at its next try.
+func (e *Elector) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), e.RenewDeadline)
+	defer cancel()
+	var lease coordinationv1.Lease
+	if err := e.API.Get(ctx, leasesResource, e.Namespace, e.Name, &lease); err != nil ||
+		ptr.Deref(lease.Spec.HolderIdentity, "") != e.Identity {
+		return
+	}
+	now := metav1.NewMicroTime(time.Now())
+	lease.Spec.HolderIdentity = ptr.To("")
+	lease.Spec.LeaseDurationSeconds = ptr.To(int32(1))
+	lease.Spec.RenewTime = &now
+	if err := e.API.Update(ctx, leasesResource, e.Namespace, &lease, &lease); err != nil {
+		e.Log.Info("releasing the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+	}
+}

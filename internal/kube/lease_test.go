@@ -1,0 +1,151 @@
+package kube_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/hookscope/hookscope/internal/kube"
+	"github.com/hookscope/hookscope/internal/kube/kubefake"
+)
+
+// candidate is one agent standing for the Lease: leading says whether it
+// leads now, terms how many times it started.
+type candidate struct {
+	leading atomic.Bool
+	terms   atomic.Int32
+	stopped chan struct{} // closed when Run returns
+}
+
+// stand runs an elector for id on api with short periods until ctx ends.
+func stand(ctx context.Context, api kube.API, id string) *candidate {
+	c := &candidate{stopped: make(chan struct{})}
+	e := &kube.Elector{API: api, Namespace: "hookscope", Name: "hookscope-cluster-checks", Identity: id,
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}
+	go func() {
+		defer close(c.stopped)
+		e.Run(ctx, func(context.Context) { c.terms.Add(1); c.leading.Store(true) }, func() { c.leading.Store(false) })
+	}()
+	return c
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("after 10s: %s", what)
+}
+
+func holder(t *testing.T, api *kubefake.API) string {
+	t.Helper()
+	var l coordinationv1.Lease
+	if err := api.Get(context.Background(), coordinationv1.SchemeGroupVersion.WithResource("leases"), "hookscope", "hookscope-cluster-checks", &l); err != nil {
+		return ""
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
+}
+
+// TestOneAgentLeadsAndHandsOverOnExit: of two agents one leads; the other
+// takes over as soon as the first stops (it released the Lease), not a
+// lease duration later.
+func TestOneAgentLeadsAndHandsOverOnExit(t *testing.T) {
+	api := kubefake.New(nil)
+	ctxA, stopA := context.WithCancel(context.Background())
+	defer stopA()
+	a := stand(ctxA, api, "node-a")
+	eventually(t, "node-a leads", a.leading.Load)
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	b := stand(ctxB, api, "node-b")
+	time.Sleep(500 * time.Millisecond) // five of b's tries
+	if b.leading.Load() || holder(t, api) != "node-a" {
+		t.Fatalf("node-b leads (%v) or holds the Lease (%q) while node-a renews it", b.leading.Load(), holder(t, api))
+	}
+	stopA()
+	<-a.stopped
+	if a.leading.Load() {
+		t.Error("node-a still leads after it stopped")
+	}
+	start := time.Now()
+	eventually(t, "node-b leads after node-a stopped", b.leading.Load)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("node-b took %s to lead after node-a released the Lease (a try is every 100ms, the lease 2s)", took)
+	}
+	if holder(t, api) != "node-b" {
+		t.Errorf("the Lease is held by %q", holder(t, api))
+	}
+}
+
+// TestLeaderStopsWhenItCannotRenew: an API server that stops answering
+// ends the term within the renew deadline (before another agent could take
+// the expired Lease), and the agent leads again once it answers.
+func TestLeaderStopsWhenItCannotRenew(t *testing.T) {
+	api := kubefake.New(nil)
+	var down atomic.Bool
+	api.Clientset.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if down.Load() {
+			return true, nil, apierrors.NewServiceUnavailable("the API server is down")
+		}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := stand(ctx, api, "node-a")
+	eventually(t, "node-a leads", a.leading.Load)
+	down.Store(true)
+	start := time.Now()
+	eventually(t, "node-a stops leading", func() bool { return !a.leading.Load() })
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("node-a led for %s without renewing; the renew deadline is 1s, the lease 2s", took)
+	}
+	down.Store(false)
+	eventually(t, "node-a leads again", a.leading.Load)
+	if a.terms.Load() != 2 {
+		t.Errorf("%d terms, want 2", a.terms.Load())
+	}
+}
+
+// TestExpiredLeaseIsTaken: a Lease whose holder stopped renewing (a node
+// gone without releasing it) is taken once it has not changed for its
+// duration, measured on the candidate's clock.
+func TestExpiredLeaseIsTaken(t *testing.T) {
+	old := time.Now().Add(-time.Hour) // a skewed clock must not matter
+	api := kubefake.New(nil, &coordinationv1.Lease{
+		ObjectMeta: metav1ObjectMeta("hookscope", "hookscope-cluster-checks"),
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("node-gone"), LeaseDurationSeconds: ptr.To(int32(1)),
+			RenewTime: microTime(old), AcquireTime: microTime(old), LeaseTransitions: ptr.To(int32(3))},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	b := stand(ctx, api, "node-b")
+	eventually(t, "node-b takes the expired Lease", b.leading.Load)
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("node-b took the Lease after %s: before it saw it unchanged for its 1s duration", took)
+	}
+	var l coordinationv1.Lease
+	if err := api.Get(ctx, coordinationv1.SchemeGroupVersion.WithResource("leases"), "hookscope", "hookscope-cluster-checks", &l); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(l.Spec.LeaseTransitions, 0); got != 4 {
+		t.Errorf("lease transitions %d, want 4", got)
+	}
+}
+
+func metav1ObjectMeta(ns, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: ns, Name: name}
+}
+
+func microTime(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
