@@ -79,13 +79,13 @@ func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
 // callOutClients are the typed clientset and the API the inventory lists
 // call-outs and pods with.
 func (k *kubeFlags) callOutClients() (kubernetes.Interface, kubeapi.API, error) {
-	cfg, err := k.restConfig()
+	c, _, err := k.clients()
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := kubernetes.NewForConfig(cfg)
+	cfg, err := k.restConfig()
 	if err != nil {
-		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
+		return nil, nil, err
 	}
 	api, err := kubeapi.New(cfg)
 	if err != nil {

@@ -89,7 +89,7 @@ func TestClientOnARealAPIServer(t *testing.T) {
 		if err := api.Create(ctx, corev1.SchemeGroupVersion.WithResource("namespaces"), "", ns, ns); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the watch delivers the namespace", func() bool {
+		eventually(t, "the watch delivers the namespace", func() bool {
 			_, ok, _ := i.GetStore().GetByKey("kube-test")
 			return ok
 		})
@@ -136,7 +136,7 @@ func TestClientOnARealAPIServer(t *testing.T) {
 		}
 		actx, stopA := contextWithCancel(ctx)
 		a := stand(actx, api, "node-a")
-		waitFor(t, "node-a leads", a.leading.Load)
+		eventually(t, "node-a leads", a.leading.Load)
 		b := stand(ctx, api, "node-b")
 		time.Sleep(500 * time.Millisecond)
 		if b.leading.Load() {
@@ -144,7 +144,7 @@ func TestClientOnARealAPIServer(t *testing.T) {
 		}
 		stopA()
 		<-a.stopped
-		waitFor(t, "node-b leads once node-a released the Lease", b.leading.Load)
+		eventually(t, "node-b leads once node-a released the Lease", b.leading.Load)
 	})
 }
 
@@ -152,15 +152,4 @@ var kubeAggregator = schema.GroupVersionResource{Group: "apiregistration.k8s.io"
 
 func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
-}
-
-// waitFor waits up to 20 s for cond.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("after 20s: %s", what)
 }

@@ -130,6 +130,10 @@ func (c *clients) client(gv schema.GroupVersion) (*rest.RESTClient, error) {
 		cfg.APIPath = "/api"
 	}
 	cfg.NegotiatedSerializer = codecs.WithoutConversion()
+	// Protobuf: a third of JSON's bytes to read, and far less garbage
+	// decoding a large object (a namespaceSelector of thousands of values).
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
 	}

@@ -37,15 +37,15 @@ func stand(ctx context.Context, api kube.API, id string) *candidate {
 	return c
 }
 
-// eventually waits up to 10 s for cond.
+// eventually waits up to 20 s for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}
 	}
-	t.Fatalf("after 10s: %s", what)
+	t.Fatalf("after 20s: %s", what)
 }
 
 func holder(t *testing.T, api *kubefake.API) string {
