@@ -68,6 +68,7 @@ func Command() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			gcHeadroom()
 			return runAgent(ctx, o)
 		},
 	}
@@ -110,7 +111,6 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	gcHeadroom()
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		return err
