@@ -98,14 +98,11 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 	}
 }
 
-// pathRecovered resolves a BlockedBeforeNode or DroppedAtPod finding once a
-// SYN from the API server reaches the backend again and is answered: a
-// probe from the node never speaks for the API server's path, and the Lease
-// holder, which judged the path from the API server's signals, does not
-// probe a backend its node's agent traces.
+// pathRecovered resolves a BlockedBeforeNode finding once a SYN from the
+// API server reaches the backend again and is answered: a probe from the
+// node never speaks for the API server's path.
 func (a *Agent) pathRecovered() {
-	open := append(a.store.OpenOfClass(findings.BlockedBeforeNode), a.store.OpenOfClass(findings.DroppedAtPod)...)
-	for _, f := range open {
+	for _, f := range a.store.OpenOfClass(findings.BlockedBeforeNode) {
 		if !f.Backend.IsValid() {
 			continue
 		}
@@ -121,7 +118,7 @@ func (a *Agent) pathRecovered() {
 		if !ok || !l.Arrivals.Clients.LastAnswer.After(f.FirstSeen) {
 			continue
 		}
-		a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: f.Class.Aspect(),
+		a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: findings.Path,
 			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(),
 				Detail: "the API server's connections reach the pod again (a SYN answered at " + l.Arrivals.Clients.LastAnswer.Format("15:04:05.000") + ")"}})
 	}
