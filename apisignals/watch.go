@@ -150,8 +150,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	warnings := func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
 	}
-	inf := cache.NewSharedIndexInformer(w.api.ListWatch(corev1.SchemeGroupVersion.WithResource("events"), "", warnings),
-		&corev1.Event{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	inf := kube.NewInformer(w.api, corev1.SchemeGroupVersion.WithResource("events"), "", warnings,
+		&corev1.Event{}, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	if err := inf.SetTransform(slimEvent); err != nil {
 		return fmt.Errorf("watching Events: %w", err)
 	}

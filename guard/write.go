@@ -121,32 +121,32 @@ type configuration interface {
 // tick reads again. It returns the configuration as written.
 func (g *Guard) edit(ctx context.Context, ref callout.Ref, ch change) (metav1.Object, error) {
 	var resource schema.GroupVersionResource
-	var read, stored configuration
+	var c configuration
 	switch ref.Kind {
 	case callout.KindValidating:
-		resource, read, stored = validatingGVR, &admissionv1.ValidatingWebhookConfiguration{}, &admissionv1.ValidatingWebhookConfiguration{}
+		resource, c = validatingGVR, &admissionv1.ValidatingWebhookConfiguration{}
 	case callout.KindMutating:
-		resource, read, stored = mutatingGVR, &admissionv1.MutatingWebhookConfiguration{}, &admissionv1.MutatingWebhookConfiguration{}
+		resource, c = mutatingGVR, &admissionv1.MutatingWebhookConfiguration{}
 	default:
 		return nil, fmt.Errorf("the guard changes admission webhooks only, not %s", ref.Kind)
 	}
-	if err := g.api.Get(ctx, resource, "", ref.Configuration, read); err != nil {
+	if err := g.api.Get(ctx, resource, "", ref.Configuration, c); err != nil {
 		return nil, err
 	}
-	sel := namespaceSelector(read, ref.Name)
+	sel := namespaceSelector(c, ref.Name)
 	if sel == nil {
 		return nil, fmt.Errorf("webhook %s is no longer in %s", ref.Name, ref.Configuration)
 	}
-	if read.GetAnnotations() == nil {
-		read.SetAnnotations(map[string]string{})
+	if c.GetAnnotations() == nil {
+		c.SetAnnotations(map[string]string{})
 	}
-	if changed, err := ch(read.GetAnnotations(), sel); err != nil || !changed {
-		return read, err
+	if changed, err := ch(c.GetAnnotations(), sel); err != nil || !changed {
+		return c, err
 	}
-	if err := g.api.Update(ctx, resource, "", read, stored); err != nil {
+	if err := g.api.Update(ctx, resource, "", c, c); err != nil {
 		return nil, err
 	}
-	return stored, nil
+	return c, nil
 }
 
 // namespaceSelector is webhook name's namespaceSelector in cfg, to edit in

@@ -12,7 +12,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
@@ -71,9 +70,7 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 	case "Deployment":
 		i = newInformer(c.api, appsv1.SchemeGroupVersion.WithResource("deployments"), "", nil, &appsv1.Deployment{}, slim)
 	case "Job":
-		// batch/v1 is not in kube.Scheme: Jobs are read unstructured, and
-		// slimJob makes them the typed Jobs satisfied reads.
-		i = newInformer(c.api, batchv1.SchemeGroupVersion.WithResource("jobs"), "", nil, &unstructured.Unstructured{}, slimJob)
+		i = newInformer(c.api, batchv1.SchemeGroupVersion.WithResource("jobs"), "", nil, &batchv1.Job{}, slim)
 	case "Namespace":
 		i = newInformer(c.api, corev1.SchemeGroupVersion.WithResource("namespaces"), "", nil, &corev1.Namespace{}, slim)
 	case "HorizontalPodAutoscaler":
@@ -93,8 +90,7 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 // namespace. It is not started.
 func newInformer(api kube.API, r schema.GroupVersionResource, namespace string, tweak func(*metav1.ListOptions),
 	example runtime.Object, transform cache.TransformFunc) cache.SharedIndexInformer {
-	i := cache.NewSharedIndexInformer(api.ListWatch(r, namespace, tweak), example, 0,
-		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	i := kube.NewInformer(api, r, namespace, tweak, example, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	_ = i.SetTransform(transform) // fails only once started
 	return i
 }
@@ -303,17 +299,4 @@ func slim(obj any) (any, error) {
 		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Status: batchv1.JobStatus{Active: o.Status.Active, Succeeded: o.Status.Succeeded, Failed: o.Status.Failed}}, nil
 	}
 	return obj, nil
-}
-
-// slimJob is slim for the Jobs read unstructured: it types them first.
-func slimJob(obj any) (any, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return slim(obj)
-	}
-	var job batchv1.Job
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &job); err != nil {
-		return nil, fmt.Errorf("reading Job %s/%s: %w", u.GetNamespace(), u.GetName(), err)
-	}
-	return slim(&job)
 }

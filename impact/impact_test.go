@@ -13,9 +13,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -58,9 +56,6 @@ func (webhooks) WebhookByName(name string) (callout.Webhook, bool) {
 	return callout.Webhook{Ref: callout.Ref{Name: name}}, false
 }
 
-// jobs are read unstructured (batch/v1 is not in kube.Scheme).
-var jobs = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
-
 // fixture is a correlation over a fake API, the real findings store and a
 // fake clock.
 type fixture struct {
@@ -74,7 +69,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
-	api := kubefake.New(map[schema.GroupVersionResource]string{jobs: "JobList"}, objs...)
+	api := kubefake.New(nil, objs...)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := findings.NewStore(findings.Config{Clock: clk, Log: log})
@@ -175,11 +170,9 @@ func TestDeletionBlocked(t *testing.T) {
 }
 
 // TestBlockedJob: a Job that cannot create its pod stays blocked while it
-// has none, and resolves once it has one. Jobs are read unstructured and
-// kept typed.
+// has none, and resolves once it has one.
 func TestBlockedJob(t *testing.T) {
-	job := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job",
-		"metadata": map[string]any{"namespace": "batch", "name": "migrate", "uid": "job-1"}, "status": map[string]any{}}}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "batch", Name: "migrate", UID: "job-1"}}
 	f := newFixture(t, job)
 	sf := failedCreate(f.clock.Now())
 	sf.Object = "Job batch/migrate"
@@ -194,10 +187,8 @@ func TestBlockedJob(t *testing.T) {
 		t.Fatalf("the cache holds a %T, want a *batchv1.Job", obj)
 	}
 
-	if err := unstructured.SetNestedField(job.Object, int64(1), "status", "active"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.api.Dynamic.Resource(jobs).Namespace("batch").Update(f.ctx, job, metav1.UpdateOptions{}); err != nil {
+	job.Status.Active = 1
+	if _, err := f.api.Clientset.BatchV1().Jobs("batch").UpdateStatus(f.ctx, job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.until("the Job has its pod", func(open []findings.Finding) bool {

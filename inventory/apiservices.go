@@ -76,7 +76,7 @@ func (inv *Inventory) WatchAPIServices(api kube.API) {
 // objects slimmed by transform, poking the inventory on changes. Run
 // starts it (startCallOutInformers).
 func (inv *Inventory) dynamicInformer(api kube.API, gvr schema.GroupVersionResource, transform cache.TransformFunc) cache.SharedIndexInformer {
-	i := newDynamicInformer(api, gvr)
+	i := kube.NewInformer(api, gvr, "", nil, &unstructured.Unstructured{}, cache.Indexers{})
 	_ = i.SetTransform(transform)
 	_, _ = i.AddEventHandler(inv.pokeOnChange())
 	return i

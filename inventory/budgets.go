@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // WatchPodDisruptionBudgets starts watching the cluster's
@@ -19,7 +21,7 @@ func (inv *Inventory) WatchPodDisruptionBudgets(ctx context.Context) {
 	if inv.budgets.Load() != nil {
 		return
 	}
-	i := inv.runInformerWith(ctx, newInformer(inv.api, budgetsGVR, metav1.NamespaceAll, nil, &policyv1.PodDisruptionBudget{}, cache.Indexers{}),
+	i := inv.runInformerWith(ctx, kube.NewInformer(inv.api, budgetsGVR, metav1.NamespaceAll, nil, &policyv1.PodDisruptionBudget{}, cache.Indexers{}),
 		inv.pokeOnBudgetChange())
 	if !inv.budgets.CompareAndSwap(nil, &i) {
 		i.cancel()

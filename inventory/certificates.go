@@ -45,7 +45,7 @@ func (inv *Inventory) WatchCertificates(ctx context.Context) {
 	if _, exists, err := inv.crds.GetStore().GetByKey(certificatesCRD); err != nil || !exists {
 		return
 	}
-	i := newDynamicInformer(c.api, certificatesGVR)
+	i := kube.NewInformer(c.api, certificatesGVR, "", nil, &unstructured.Unstructured{}, cache.Indexers{})
 	_ = i.SetTransform(slimCertificate)
 	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { inv.pokeIfNamed(o) },

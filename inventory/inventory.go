@@ -110,8 +110,8 @@ func New(api kube.API, log *slog.Logger) *Inventory {
 	inv := &Inventory{
 		api:     api,
 		log:     log,
-		vwc:     newInformer(api, validatingGVR, metav1.NamespaceAll, nil, &admissionv1.ValidatingWebhookConfiguration{}, byNamespace),
-		mwc:     newInformer(api, mutatingGVR, metav1.NamespaceAll, nil, &admissionv1.MutatingWebhookConfiguration{}, byNamespace),
+		vwc:     kube.NewInformer(api, validatingGVR, metav1.NamespaceAll, nil, &admissionv1.ValidatingWebhookConfiguration{}, byNamespace),
+		mwc:     kube.NewInformer(api, mutatingGVR, metav1.NamespaceAll, nil, &admissionv1.MutatingWebhookConfiguration{}, byNamespace),
 		changed: make(chan struct{}, 1),
 		watches: map[string]*namespaceWatch{},
 	}
@@ -326,7 +326,7 @@ func (inv *Inventory) WatchNetworkPolicies(ctx context.Context) {
 	if inv.policies.Load() != nil {
 		return
 	}
-	i := inv.runInformer(ctx, newInformer(inv.api, policiesGVR, metav1.NamespaceAll, nil, &networkingv1.NetworkPolicy{}, cache.Indexers{}))
+	i := inv.runInformer(ctx, kube.NewInformer(inv.api, policiesGVR, metav1.NamespaceAll, nil, &networkingv1.NetworkPolicy{}, cache.Indexers{}))
 	if !inv.policies.CompareAndSwap(nil, &i) {
 		i.cancel()
 	}

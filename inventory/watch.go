@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/hookscope/hookscope/internal/kube"
 )
 
 // namespaceWatch caches the Services of one namespace and the
@@ -97,7 +99,7 @@ func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
 		switch {
 		case w == nil:
 			w = &namespaceWatch{ns: ns, names: joined, started: time.Now()}
-			w.svc = inv.runInformer(ctx, newInformer(inv.api, servicesGVR, ns, nil, &corev1.Service{}, cache.Indexers{}))
+			w.svc = inv.runInformer(ctx, kube.NewInformer(inv.api, servicesGVR, ns, nil, &corev1.Service{}, cache.Indexers{}))
 			w.eps = inv.runInformer(ctx, inv.sliceInformer(ns, names))
 			inv.watches[ns] = w
 			fresh = append(fresh, w.svc.HasSynced, w.eps.HasSynced)
@@ -137,7 +139,7 @@ func (inv *Inventory) sliceInformer(ns string, names []string) cache.SharedIndex
 		sel = labels.NewSelector().Add(*req)
 	}
 	selector := sel.String()
-	return newInformer(inv.api, slicesGVR, ns, func(o *metav1.ListOptions) { o.LabelSelector = selector },
+	return kube.NewInformer(inv.api, slicesGVR, ns, func(o *metav1.ListOptions) { o.LabelSelector = selector },
 		&discoveryv1.EndpointSlice{}, cache.Indexers{})
 }
 

@@ -1,8 +1,8 @@
 // Command hookscope-agent is the node agent alone, as the image ships it:
 // `hookscope agent` of the CLI binary without the triage commands, and
 // without client-go's typed clientset, whose scheme registers every API
-// group Kubernetes has. That keeps about 11 MB of binary, and their
-// resident pages, off every node. The image installs it as /hookscope, so
+// group Kubernetes has. That keeps about 22 MB of binary (60 MB -> 38 MB,
+// measured), and their resident pages, off every node. The image installs it as /hookscope, so
 // the DaemonSet runs `hookscope agent ...` either way.
 package main
 

@@ -61,13 +61,9 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 // clients are the typed and the dynamic client (APIServices and CRDs are
 // read through the dynamic one).
 func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
-	cfg, err := k.restConfig()
+	cfg, c, err := k.clientset()
 	if err != nil {
 		return nil, nil, err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -76,14 +72,23 @@ func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
 	return c, dyn, nil
 }
 
-// callOutClients are the typed clientset and the API the inventory lists
-// call-outs and pods with.
-func (k *kubeFlags) callOutClients() (kubernetes.Interface, kubeapi.API, error) {
-	c, _, err := k.clients()
+// clientset is the typed clientset, and the configuration it was built from.
+func (k *kubeFlags) clientset() (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := k.restConfig()
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := k.restConfig()
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	return cfg, c, nil
+}
+
+// callOutClients are the typed clientset and the API the inventory lists
+// call-outs and pods with.
+func (k *kubeFlags) callOutClients() (kubernetes.Interface, kubeapi.API, error) {
+	cfg, c, err := k.clientset()
 	if err != nil {
 		return nil, nil, err
 	}

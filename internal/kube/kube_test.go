@@ -19,6 +19,7 @@ func TestKindsOfTheResourcesTheAgentReads(t *testing.T) {
 		{Group: "apps", Version: "v1", Resource: "replicasets"}:                                             "ReplicaSet",
 		{Group: "apps", Version: "v1", Resource: "daemonsets"}:                                              "DaemonSet",
 		{Group: "apps", Version: "v1", Resource: "deployments"}:                                             "Deployment",
+		{Group: "batch", Version: "v1", Resource: "jobs"}:                                                   "Job",
 		{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}:                                  "PodDisruptionBudget",
 		{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}:                            "NetworkPolicy",
 		{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}:                         "HorizontalPodAutoscaler",
@@ -37,7 +38,6 @@ func TestKindsOfTheResourcesTheAgentReads(t *testing.T) {
 		{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
 		{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"},
 		{Group: "cert-manager.io", Version: "v1", Resource: "certificates"},
-		{Group: "batch", Version: "v1", Resource: "jobs"},
 	} {
 		if Typed(r) || Kind(r) != "" {
 			t.Errorf("%s: read as typed objects (kind %q); the agent reads it unstructured", r, Kind(r))

@@ -105,8 +105,8 @@ func TestImportsFollowTheDataFlow(t *testing.T) {
 
 // notInTheAgent are packages the agent binary must not link: client-go's
 // typed clientset scheme registers every API group Kubernetes has (about
-// 11 MB of binary), and the informer factory and leader election bring it.
-// internal/kube reaches the API server without them.
+// 22 MB of binary, measured), and the informer factory and leader election
+// bring it. internal/kube reaches the API server without them.
 var notInTheAgent = []string{
 	"k8s.io/client-go/kubernetes/scheme",
 	"k8s.io/client-go/informers",

@@ -185,9 +185,8 @@ func (p *agentPodSet) watch(ctx context.Context, client kube.API, log *slog.Logg
 		return
 	}
 	selector := p.selector
-	lw := client.ListWatch(corev1.SchemeGroupVersion.WithResource("pods"), p.namespace,
-		func(o *metav1.ListOptions) { o.LabelSelector = selector })
-	i := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	i := kube.NewInformer(client, corev1.SchemeGroupVersion.WithResource("pods"), p.namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = selector }, &corev1.Pod{}, cache.Indexers{})
 	p.informer.Store(&i)
 	go i.RunWithContext(ctx)
 	log.Info("watching the agents' pods: backends on nodes without one are probed from here", "namespace", p.namespace, "selector", selector)

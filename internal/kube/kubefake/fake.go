@@ -64,7 +64,7 @@ func (f *API) ListWatch(r schema.GroupVersionResource, namespace string, tweak f
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			tweak(&o)
-			return f.list(r, namespace, o)
+			return f.list(ctx, r, namespace, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			tweak(&o)
@@ -82,9 +82,9 @@ func (f *API) ListWatch(r schema.GroupVersionResource, namespace string, tweak f
 
 // list lists r and keeps the objects o's label selector selects (the
 // clientset's object tracker does not select).
-func (f *API) list(r schema.GroupVersionResource, namespace string, o metav1.ListOptions) (runtime.Object, error) {
+func (f *API) list(ctx context.Context, r schema.GroupVersionResource, namespace string, o metav1.ListOptions) (runtime.Object, error) {
 	if !kube.Typed(r) {
-		return f.Dynamic.Resource(r).Namespace(namespace).List(context.Background(), o)
+		return f.Dynamic.Resource(r).Namespace(namespace).List(ctx, o)
 	}
 	gvk := r.GroupVersion().WithKind(kube.Kind(r))
 	obj, err := f.Clientset.Invokes(k8stesting.NewListAction(r, gvk, namespace, o), nil)
@@ -108,7 +108,7 @@ func (f *API) Get(ctx context.Context, r schema.GroupVersionResource, namespace,
 }
 
 func (f *API) List(ctx context.Context, r schema.GroupVersionResource, namespace string, opts metav1.ListOptions, into runtime.Object) error {
-	obj, err := f.list(r, namespace, opts)
+	obj, err := f.list(ctx, r, namespace, opts)
 	return copyInto(obj, err, into)
 }
 
