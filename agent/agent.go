@@ -72,6 +72,10 @@ type Config struct {
 	// PeerLedger reads the SYN ledger of the agent on another node, for
 	// the backends there; nil: the Lease holder judges only its own node's.
 	PeerLedger PeerLedger
+	// APIServer says whether an address is one the API server connects
+	// from (the kubernetes Service's endpoints), so that the SYN ledger
+	// speaks of its connections alone; nil: every client's.
+	APIServer func(netip.Addr) bool
 	// Observer gets every probe's result, for metrics; nil for none.
 	Observer ProbeObserver
 	Logger   *slog.Logger

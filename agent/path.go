@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -88,7 +89,8 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 			from = l.LastClosed
 		}
 		pod, node := podOf(b)
-		verdict, ok := l.Arrivals.Judge(from, pod, node)
+		arr, _ := l.Arrivals.FromAPIServer(a.cfg.APIServer)
+		verdict, ok := arr.Judge(from, pod, node)
 		if !ok {
 			continue
 		}
@@ -98,30 +100,47 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 	}
 }
 
-// pathRecovered resolves a BlockedBeforeNode finding once a SYN from the
-// API server reaches the backend again and is answered: a probe from the
-// node never speaks for the API server's path.
+// pathRecovered resolves a finding on where the API server's packets stop
+// once a SYN from the API server reaches the backend again and is
+// answered: a probe from the node never speaks for the API server's path.
+// A DroppedAtPod finding resolves so only when the ledger tells the API
+// server's SYNs apart (its addresses are the kubernetes Service's
+// endpoints): a kubelet's readiness probe is answered while the API
+// server's SYNs are dropped. Otherwise this node's probe resolves it, or,
+// on the Lease holder, the API server's signals going quiet.
 func (a *Agent) pathRecovered() {
-	for _, f := range a.store.OpenOfClass(findings.BlockedBeforeNode) {
-		if !f.Backend.IsValid() {
-			continue
+	for _, class := range []findings.Class{findings.BlockedBeforeNode, findings.DroppedAtPod} {
+		for _, f := range a.store.OpenOfClass(class) {
+			a.pathRecoveredFor(f)
 		}
-		w, ok := a.Webhook(f.Webhook)
-		if !ok {
-			continue
-		}
-		b, ok := w.Backend(f.Backend)
-		if !ok {
-			continue
-		}
-		l, ok := a.ledgerOf(context.Background(), b)
-		if !ok || !l.Arrivals.Clients.LastAnswer.After(f.FirstSeen) {
-			continue
-		}
-		a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: findings.Path,
-			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(),
-				Detail: "the API server's connections reach the pod again (a SYN answered at " + l.Arrivals.Clients.LastAnswer.Format("15:04:05.000") + ")"}})
 	}
+}
+
+// pathRecoveredFor resolves f if the API server's SYNs are answered again.
+func (a *Agent) pathRecoveredFor(f findings.Finding) {
+	if !f.Backend.IsValid() {
+		return
+	}
+	w, ok := a.Webhook(f.Webhook)
+	if !ok {
+		return
+	}
+	b, ok := w.Backend(f.Backend)
+	if !ok {
+		return
+	}
+	l, ok := a.ledgerOf(context.Background(), b)
+	if !ok {
+		return
+	}
+	arr, identified := l.Arrivals.FromAPIServer(a.cfg.APIServer)
+	if (f.Class == findings.DroppedAtPod && !identified) || !arr.Clients.LastAnswer.After(f.FirstSeen) {
+		return
+	}
+	a.store.Observe(findings.Observation{Webhook: w, Backend: f.Backend, Class: findings.Healthy, Covers: f.Class.Aspect(),
+		Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(),
+			Detail: fmt.Sprintf("the API server's connections reach the pod again (a SYN from %s answered at %s)",
+				arr.Clients.LastAnswerTo, arr.Clients.LastAnswer.Format("15:04:05.000"))}})
 }
 
 // droppedAtPod re-reads a probe whose connection was never answered: when

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/hookscope/hookscope/findings"
@@ -16,6 +17,10 @@ type SYNs struct {
 	// LastSYN and LastAnswer are zero when none was seen.
 	LastSYN    time.Time `json:"lastSYN"`
 	LastAnswer time.Time `json:"lastAnswer"`
+	// LastSYNFrom and LastAnswerTo are the clients of the last SYN and of
+	// the last answer (invalid when none was seen).
+	LastSYNFrom  netip.Addr `json:"lastSYNFrom,omitzero"`
+	LastAnswerTo netip.Addr `json:"lastAnswerTo,omitzero"`
 	// Untracked counts data segments on connections that began before
 	// tracing: a client that holds one may call with no SYN at all.
 	Untracked     uint64    `json:"untracked,omitempty"`
@@ -28,10 +33,10 @@ func (s *SYNs) add(o SYNs) {
 	s.Answered += o.Answered
 	s.Refused += o.Refused
 	if o.LastSYN.After(s.LastSYN) {
-		s.LastSYN = o.LastSYN
+		s.LastSYN, s.LastSYNFrom = o.LastSYN, o.LastSYNFrom
 	}
 	if o.LastAnswer.After(s.LastAnswer) {
-		s.LastAnswer = o.LastAnswer
+		s.LastAnswer, s.LastAnswerTo = o.LastAnswer, o.LastAnswerTo
 	}
 	s.Untracked += o.Untracked
 	if o.LastUntracked.After(s.LastUntracked) {
@@ -44,6 +49,73 @@ func (s *SYNs) add(o SYNs) {
 type Arrivals struct {
 	Clients SYNs `json:"clients"`
 	Probes  SYNs `json:"probes"`
+	// ByClient is Clients by client address (at most maxClients of them,
+	// the latest).
+	ByClient map[netip.Addr]SYNs `json:"byClient,omitempty"`
+}
+
+// maxClients bounds ByClient: a backend has few clients (the API server's
+// addresses, a node's kubelet, a scraper); past it the least recent go.
+const maxClients = 32
+
+// AddClient folds in the SYNs of the client at addr.
+func (a *Arrivals) AddClient(addr netip.Addr, s SYNs) {
+	if !s.LastSYN.IsZero() {
+		s.LastSYNFrom = addr
+	}
+	if !s.LastAnswer.IsZero() {
+		s.LastAnswerTo = addr
+	}
+	a.Clients.add(s)
+	if a.ByClient == nil {
+		a.ByClient = map[netip.Addr]SYNs{}
+	}
+	c := a.ByClient[addr]
+	c.add(s)
+	a.ByClient[addr] = c
+	if len(a.ByClient) <= maxClients {
+		return
+	}
+	oldest := addr
+	for k, v := range a.ByClient {
+		if last(v).Before(last(a.ByClient[oldest])) {
+			oldest = k
+		}
+	}
+	delete(a.ByClient, oldest)
+}
+
+// last is when the client was last seen.
+func last(s SYNs) time.Time {
+	t := s.LastSYN
+	for _, u := range []time.Time{s.LastAnswer, s.LastUntracked} {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// FromAPIServer is the ledger with, as clients, only the API server's
+// addresses (apiServer says whether an address is one): a node's kubelet
+// probing the pod, or another client calling it, does not speak for the
+// API server's path. ok is false when no SYN from the API server's
+// addresses is in the ledger (it connects from other addresses, or not
+// since tracing began): then the ledger is all it can say.
+func (a Arrivals) FromAPIServer(apiServer func(netip.Addr) bool) (Arrivals, bool) {
+	if apiServer == nil {
+		return a, false
+	}
+	out := Arrivals{Probes: a.Probes}
+	for addr, s := range a.ByClient {
+		if apiServer(addr) {
+			out.AddClient(addr, s)
+		}
+	}
+	if out.ByClient == nil {
+		return a, false
+	}
+	return out, true
 }
 
 // Ledger is what a node's agent knows of the connections to one backend:

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,41 @@ func TestArrivalsJudgeProbe(t *testing.T) {
 	}
 	if v, ok := (Arrivals{Probes: SYNs{SYNs: 1, Answered: 1, LastSYN: start.Add(time.Second), LastAnswer: start.Add(time.Second)}}).JudgeProbe(start, "p", "n"); ok {
 		t.Errorf("answered: %+v, want no verdict", v)
+	}
+}
+
+// TestArrivalsFromAPIServer: the ledger speaks of the API server's SYNs
+// alone when it holds some from the API server's addresses: a kubelet's
+// probe answered while the API server's SYNs are dropped is no recovery.
+func TestArrivalsFromAPIServer(t *testing.T) {
+	call := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	apiserver, kubelet := netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.4")
+	var a Arrivals
+	a.AddClient(apiserver, SYNs{SYNs: 5, Answered: 2, LastSYN: call.Add(time.Second), LastAnswer: call.Add(-time.Minute)})
+	a.AddClient(kubelet, SYNs{SYNs: 9, Answered: 9, LastSYN: call.Add(2 * time.Second), LastAnswer: call.Add(2 * time.Second)})
+	if v, ok := a.Judge(call, "p", "n"); ok {
+		t.Errorf("every client's SYNs: %+v, want no verdict (the kubelet's are answered)", v)
+	}
+	only, ok := a.FromAPIServer(func(addr netip.Addr) bool { return addr == apiserver })
+	if !ok || only.Clients.SYNs != 5 || only.Clients.LastAnswerTo != apiserver {
+		t.Fatalf("FromAPIServer = %+v, %v; want the API server's 5 SYNs", only.Clients, ok)
+	}
+	if v, ok := only.Judge(call, "p", "n"); !ok || v.Class != findings.DroppedAtPod {
+		t.Errorf("the API server's SYNs: %+v, %v; want DroppedAtPod", v, ok)
+	}
+	// The API server connects from addresses that are not its endpoints:
+	// the ledger is all there is.
+	if all, ok := a.FromAPIServer(func(netip.Addr) bool { return false }); ok || all.Clients.SYNs != 14 {
+		t.Errorf("no SYN from the API server's addresses: %+v, %v; want every client's, not identified", all.Clients, ok)
+	}
+	if a.Clients.LastSYNFrom != kubelet || a.Clients.LastAnswerTo != kubelet {
+		t.Errorf("last SYN from %s, last answer to %s; want the kubelet's", a.Clients.LastSYNFrom, a.Clients.LastAnswerTo)
+	}
+	// Bounded: the least recent clients go.
+	for i := range 2 * maxClients {
+		a.AddClient(netip.AddrFrom4([4]byte{10, 0, 9, byte(i)}), SYNs{SYNs: 1, LastSYN: call.Add(time.Hour + time.Duration(i)*time.Second)})
+	}
+	if len(a.ByClient) != maxClients || a.ByClient[apiserver] != (SYNs{}) {
+		t.Errorf("%d clients kept (the API server's kept: %v), want %d, the latest", len(a.ByClient), a.ByClient[apiserver] != (SYNs{}), maxClients)
 	}
 }

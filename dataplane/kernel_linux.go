@@ -166,7 +166,7 @@ func (k *Kernel) Arrivals(backend netip.AddrPort) (Arrivals, error) {
 		if e.Own {
 			a.Probes.add(s)
 		} else {
-			a.Clients.add(s)
+			a.AddClient(e.Client, s)
 		}
 	}
 	return a, nil

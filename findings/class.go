@@ -137,6 +137,13 @@ func (c Class) FailsNewConnections() bool {
 	return false
 }
 
+// FailsCalls reports whether a failure of this class makes the API
+// server's calls fail: not a warning about a certificate still valid, nor
+// a slow answer.
+func (c Class) FailsCalls() bool {
+	return c != Healthy && c != "" && c != CertExpiringSoon && c != SlowResponse
+}
+
 // generic reports whether the class says only that calls fail, so a later
 // observation with a cause re-classes the finding instead of opening a new
 // one.

@@ -72,7 +72,7 @@ func (s *Store) observeLocked(o Observation, c *change) {
 		return
 	}
 	if cur != nil && cur.Class.generic() {
-		s.reclassLocked(cur, o.Class, o.Webhook, o.Evidence, c)
+		s.reclassLocked(cur, o.Class, o.Webhook, c, o.Evidence)
 		return
 	}
 	if cur != nil { // the reason changed: close the old finding, open a new one
@@ -93,6 +93,21 @@ func (s *Store) observeLocked(o Observation, c *change) {
 	}
 	f.Evidence = append(f.Evidence, o.Evidence)
 	s.openLocked(k, f, c)
+	s.causeSignalLocked(k, f, o.Webhook, c)
+}
+
+// causeSignalLocked gives the webhook's finding opened from the API
+// server's counters alone (calls fail) the cause f names, with f's
+// evidence: the counters and the cause are one failure, under the
+// counters' ID, and the finding says how the cause is known. It resolves
+// when that finding (opened under k) does.
+func (s *Store) causeSignalLocked(k Key, f Finding, w callout.Webhook, c *change) {
+	e := s.open[SignalKey(w.Ref)]
+	if e == nil || !e.Class.generic() || f.Class.generic() || !f.Class.FailsCalls() || s.open[k] == nil {
+		return
+	}
+	e.causedBy = &k
+	s.reclassLocked(e, f.Class, w, c, f.Evidence...)
 }
 
 // newFinding is the finding o opens, without its evidence.
@@ -149,14 +164,16 @@ func (s *Store) continueLocked(e *entry, o Observation, c *change) {
 }
 
 // reclassLocked gives a finding opened on a generic signal its cause.
-func (s *Store) reclassLocked(e *entry, class Class, w callout.Webhook, ev Evidence, c *change) {
+func (s *Store) reclassLocked(e *entry, class Class, w callout.Webhook, c *change, evidence ...Evidence) {
 	e.observed()
 	e.Class = class
 	e.Remediation = Remediation(class, w)
 	if e.Effect != FailsOpen && e.Effect != NextConnectionFails {
 		e.Effect = EffectOf(w, class)
 	}
-	addEvidence(e, ev)
+	for _, ev := range evidence {
+		addEvidence(e, ev)
+	}
 	c.report(cloneFinding(e.Finding))
 }
 

@@ -43,7 +43,7 @@ func (s *Store) Signal(w callout.Webhook, known bool, sig Signal) {
 			e.observed()
 		}
 		if k.Scope == ScopeSignals && e.Class.generic() && sig.Class != "" && !sig.Class.generic() && sig.Class != SlowResponse {
-			s.reclassLocked(e, sig.Class, w, sig.Evidence, &c)
+			s.reclassLocked(e, sig.Class, w, &c, sig.Evidence)
 			covered = true
 			continue
 		}

@@ -101,6 +101,10 @@ type entry struct {
 	// (restored after a restart, the Lease lost); zero while observed.
 	held       time.Time
 	holdReason holdReason
+	// causedBy is the finding this one, opened from the API server's
+	// counters, took its cause from: it resolves with it. (Not kept across
+	// restarts: a restored one resolves when the signals go quiet.)
+	causedBy *Key
 }
 
 type holdReason uint8
@@ -191,6 +195,9 @@ func (s *Store) resolveLocked(e *entry, ev Evidence, c *change) {
 		s.resolved = slices.Delete(s.resolved, 0, len(s.resolved)-maxResolved)
 	}
 	c.report(cloneFinding(e.Finding))
+	if sig := s.open[SignalKey(e.Webhook)]; sig != nil && sig.causedBy != nil && *sig.causedBy == e.key {
+		s.resolveLocked(sig, ev, c)
+	}
 }
 
 // openLocked keeps f under k and reports it. Callers hold s.mu.

@@ -209,6 +209,40 @@ func TestSignalReclass(t *testing.T) {
 	}
 }
 
+// TestSignalTakesTheBackendsCause: a finding opened from the API server's
+// counters takes the cause a backend finding opened later names, with
+// that finding's evidence (where the packets stop), under its own ID; a
+// certificate that only expires soon names no cause of failed calls.
+func TestSignalTakesTheBackendsCause(t *testing.T) {
+	s, sk, clk := newTestStore(t, "")
+	s.Signal(hook, true, Signal{Class: CallsFailing, Started: clk.Now(), Evidence: Evidence{Source: Metrics, At: clk.Now(), Detail: "API server metrics: 2 more calls failed", Calls: 2}})
+	clk.Step(time.Second)
+	s.Observe(probeSaw(CertExpiringSoon, clk.Now(), "the serving certificate expires in 3 days"))
+	if got := sk.all(); len(got) != 2 || got[1].Class != CertExpiringSoon {
+		t.Fatalf("reports %+v, want the counters' finding untouched by a warning", got)
+	}
+	clk.Step(time.Second)
+	verdict := Evidence{Source: Kernel, At: clk.Now(), Detail: "no SYN from the API server reached pod ns/p's interface on node n1 since 12:00:00.000"}
+	s.Observe(Observation{Webhook: hook, Backend: netip.MustParseAddrPort("10.0.0.9:443"), Class: BlockedBeforeNode, Started: clk.Now(), Evidence: verdict})
+	got := sk.all()
+	if len(got) != 4 || got[3].ID != got[0].ID || got[3].Class != BlockedBeforeNode {
+		t.Fatalf("reports %+v, want the counters' finding re-classed to BlockedBeforeNode under its ID", got)
+	}
+	if ev := got[3].Evidence; len(ev) != 2 || ev[0].Source != Metrics || ev[1] != verdict {
+		t.Errorf("evidence %+v, want the counters, then where the packets stop", ev)
+	}
+
+	// The path works again: the finding that named the cause resolves,
+	// and the counters' finding with it.
+	clk.Step(time.Second)
+	s.Observe(Observation{Webhook: hook, Backend: netip.MustParseAddrPort("10.0.0.9:443"), Class: Healthy, Covers: Path,
+		Evidence: Evidence{Source: Kernel, At: clk.Now(), Detail: "a SYN from 10.0.0.1 answered"}})
+	open, _ := s.Findings()
+	if len(open) != 1 || open[0].Class != CertExpiringSoon {
+		t.Errorf("open %+v, want only the certificate warning left", open)
+	}
+}
+
 // TestImpactsResolveWhenQuiet: impacts open once and resolve when they no
 // longer hold.
 func TestImpactsResolveWhenQuiet(t *testing.T) {

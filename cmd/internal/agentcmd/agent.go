@@ -162,6 +162,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		ReviewProbe:  o.reviewProbe,
 		ObjectChecks: o.objectChecks && !o.leaderElect, // with an election, the leader turns them on
 		Pods:         inventory.APIPodLister{Client: client},
+		APIServer:    watchAPIServerAddrs(ctx, client, log).has,
 	}
 	agentPods := &agentPodSet{namespace: os.Getenv("POD_NAMESPACE"), selector: o.agentSelector}
 	if agentPods.namespace != "" {
