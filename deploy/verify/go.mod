@@ -9,7 +9,7 @@ require (
 	github.com/hookscope/hookscope v0.0.0-00010101000000-000000000000
 	github.com/prometheus/common v0.72.1
 	github.com/prometheus/prometheus v0.316.0
-	helm.sh/helm/v3 v3.22.0
+	helm.sh/helm/v3 v3.21.4
 	k8s.io/api v0.37.1
 	k8s.io/apimachinery v0.37.1
 	k8s.io/client-go v0.37.1

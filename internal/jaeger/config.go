@@ -8,7 +8,7 @@ import (
 )
 
 // configTemplate is Jaeger's all-in-one.yaml (cmd/jaeger/internal in
-// jaegertracing/jaeger v1.76.0) reduced to what hookscope uses: OTLP in,
+// jaegertracing/jaeger v1.75.0) reduced to what hookscope uses: OTLP in,
 // memory storage, the query API out. The Jaeger/Zipkin receivers,
 // remote_sampling, healthcheckv2, expvar and zpages are left out so they
 // open no listener at all; every listener that remains is on 127.0.0.1 and
