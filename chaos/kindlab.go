@@ -159,16 +159,29 @@ func (l *Lab) deployKindJaeger(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("deploying jaeger: %w", err)
 	}
-	pf, err := ForwardPort(ctx, l.restConfig, kindJaegerNS, pod, jaeger.PodQueryHTTPPort)
-	if err != nil {
-		return fmt.Errorf("deploying jaeger: %w", err)
-	}
-	l.forwards = append(l.forwards, pf)
-	l.Jaeger = jaeger.Remote("http://" + pf.Addr)
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := l.Jaeger.FindTraces(ctx, AgentServiceName, nil)
-		return err == nil, nil
+	// The pod is Running before Jaeger listens, and a port-forward whose
+	// first connection is refused stops forwarding: forward anew until
+	// the query API answers.
+	var lastErr error
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pf, err := ForwardPort(ctx, l.restConfig, kindJaegerNS, pod, jaeger.PodQueryHTTPPort)
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		q := jaeger.Remote("http://" + pf.Addr)
+		if _, lastErr = q.FindTraces(ctx, AgentServiceName, nil); lastErr != nil {
+			pf.Close()
+			return false, nil
+		}
+		l.forwards = append(l.forwards, pf)
+		l.Jaeger = q
+		return true, nil
 	})
+	if err != nil {
+		return fmt.Errorf("deploying jaeger: its query API does not answer: %v (%w)", lastErr, err)
+	}
+	return nil
 }
 
 // deployKindAgent installs the agent with the project's Helm chart (helm
