@@ -143,6 +143,9 @@ func (k *kernelAgent) waitFor(t *testing.T, what string, timeout time.Duration, 
 	if err != nil {
 		t.Fatalf("%s: open findings %+v", what, open)
 	}
+	if len(open) == 0 {
+		return findings.Finding{}
+	}
 	return open[0]
 }
 

@@ -106,6 +106,15 @@ func (a *Agent) probe(ctx context.Context, t task) {
 		o.Review = probe.ReviewOf(w, t.target.path, a.asm.SlowAfter(w))
 	}
 	r := probe.Run(ctx, t.target.backend, o)
+	if a.restarting(w.Ref, t.target.backend, r.Class) {
+		// What a pod restarting with the fix looks like (its port closed,
+		// a handshake cut): the open finding gives way only if it lasts.
+		select {
+		case <-ctx.Done():
+		case <-time.After(confirmAfter):
+			r = probe.Run(ctx, t.target.backend, o)
+		}
+	}
 	if ctx.Err() != nil {
 		return
 	}
@@ -115,6 +124,25 @@ func (a *Agent) probe(ctx context.Context, t task) {
 			a.observeProbe(t, w, r, why)
 		}
 	}
+}
+
+// confirmAfter is how long after a probe that failed as a restarting pod
+// does the agent probes again before the open finding changes class.
+const confirmAfter = 250 * time.Millisecond
+
+// restarting reports whether class is how a probe fails while the pod
+// restarts (connection refused, the handshake reset or cut short) and an
+// open finding about the backend names another failure: a certificate
+// fixed by a restart must not read "now TLSHandshakeFailed" on the way
+// to resolving, and its Normal Event must name what was fixed.
+func (a *Agent) restarting(ref callout.Ref, backend netip.AddrPort, class findings.Class) bool {
+	switch class {
+	case findings.ConnectionRefused, findings.TLSHandshakeFailed, findings.HandshakeTimeout:
+	default:
+		return false
+	}
+	open := a.store.BackendClass(ref, backend)
+	return open != "" && open != class
 }
 
 // observeProbe hands a probe's result, for webhook w, to the store and

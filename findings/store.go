@@ -284,6 +284,19 @@ func (s *Store) HasOpen(backend netip.AddrPort) bool {
 	return false
 }
 
+// BackendClass is the class of webhook ref's open finding about backend
+// (this agent's, or probed from afar), or "" with none.
+func (s *Store) BackendClass(ref callout.Ref, backend netip.AddrPort) Class {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, scope := range []Scope{ScopeBackend, ScopeRemote} {
+		if e := s.open[Key{Webhook: ref, Scope: scope, Backend: backend}]; e != nil {
+			return e.Class
+		}
+	}
+	return ""
+}
+
 // OpenClass is the class of the webhook's open finding about its objects
 // or a backend (the first, by backend), or CallsFailing when it has none:
 // what the API server's counters, which say only that calls fail, mean.
