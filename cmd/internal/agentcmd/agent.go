@@ -155,6 +155,26 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		parts.DataPlane = kernel
 		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's
 	}
+	acfg, agentPods := agentConfig(ctx, o, client, metrics, log)
+	a = agent.New(acfg, parts)
+	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
+	if kernel != nil {
+		go kernel.Run(ctx)
+	}
+	startClusterChecks(ctx, o, a, client, agentPods, log)
+
+	addr, stopServing, err := serve(o, a, metrics, log)
+	if err != nil {
+		return err
+	}
+	defer stopServing()
+	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
+	return a.Run(ctx)
+}
+
+// agentConfig is the agent's configuration from o, and the agents' pods
+// (the other nodes' agents, when it runs as a pod of the DaemonSet).
+func agentConfig(ctx context.Context, o agentOptions, client kube.API, metrics agent.ProbeObserver, log *slog.Logger) (agent.Config, *agentPodSet) {
 	acfg := agent.Config{
 		NodeName: o.nodeName, ProbeInterval: o.probeInterval, ProbeTimeout: o.probeTimeout, Logger: log,
 		Observer:     metrics,
@@ -171,20 +191,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			acfg.PeerLedger = agentPods.peerLedger(port)
 		}
 	}
-	a = agent.New(acfg, parts)
-	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
-	if kernel != nil {
-		go kernel.Run(ctx)
-	}
-	startClusterChecks(ctx, o, a, client, agentPods, log)
-
-	addr, stopServing, err := serve(o, a, metrics, log)
-	if err != nil {
-		return err
-	}
-	defer stopServing()
-	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
-	return a.Run(ctx)
+	return acfg, agentPods
 }
 
 // agentGCPercent is the agent's Go heap headroom over what it holds, in
