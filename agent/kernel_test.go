@@ -149,6 +149,30 @@ func (k *kernelAgent) waitFor(t *testing.T, what string, timeout time.Duration, 
 	return open[0]
 }
 
+// certificates are two serving certificates for names and ips from the
+// agent's CA: one valid for validFor from now, one that expired an hour ago.
+func (k *kernelAgent) certificates(t *testing.T, names []string, ips []net.IP, validFor time.Duration) (valid, expired tls.Certificate) {
+	t.Helper()
+	valid, err := k.ca.Serving(names, ips, time.Now().Add(-time.Hour), time.Now().Add(validFor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired, err = k.ca.Serving(names, ips, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return valid, expired
+}
+
+// serve serves cert on the pod's webhook port.
+func (k *kernelAgent) serve(t *testing.T, cert tls.Certificate) *backend.Server {
+	t.Helper()
+	ln, err := k.pod.Listen(kernelPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backend.Serve(ln, cert)
+}
+
 // TestRefusedBackendProbedOncePerInterval: a backend that refuses every
 // connection is probed on the probe interval, no more: the agent knows its
 // own connections before it dials them, so the kernel's "refused" for a
@@ -187,19 +211,8 @@ func TestRefusedBackendProbedOncePerInterval(t *testing.T) {
 func TestExpiredCertificateOnAKeptAliveConnection(t *testing.T) {
 	k := startKernelAgent(t, "keepalive", time.Second)
 	name := kernelService + ".hooks.svc"
-	valid, err := k.ca.Serving([]string{name}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := k.ca.Serving([]string{name}, nil, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := k.pod.Listen(kernelPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := backend.Serve(ln, valid)
+	valid, expired := k.certificates(t, []string{name}, nil, time.Hour)
+	srv := k.serve(t, valid)
 	defer srv.Close()
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: k.ca.Pool(), ServerName: name},
@@ -256,22 +269,11 @@ func TestURLWebhookServedOnTheNode(t *testing.T) {
 		}}}}
 	})
 	ip := netip.MustParseAddr(kernelPodIP)
-	valid, err := k.ca.Serving(nil, []net.IP{ip.AsSlice()}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := k.ca.Serving(nil, []net.IP{ip.AsSlice()}, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := k.pod.Listen(kernelPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := backend.Serve(ln, valid)
+	valid, expired := k.certificates(t, nil, []net.IP{ip.AsSlice()}, time.Hour)
+	srv := k.serve(t, valid)
 	defer srv.Close()
 	addr := netip.AddrPortFrom(ip, kernelPort)
-	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		return k.agent.dp.Traced(addr), nil
 	})
 	if err != nil {

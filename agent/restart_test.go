@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookscope/hookscope/chaos/backend"
 	"github.com/hookscope/hookscope/findings"
 )
 
@@ -19,20 +18,8 @@ import (
 // the webhook "no longer fails with ConnectionRefused").
 func TestFixedByARestart(t *testing.T) {
 	k := startKernelAgent(t, "restart", 5*time.Second)
-	name := kernelService + ".hooks.svc"
-	valid, err := k.ca.Serving([]string{name}, nil, time.Now().Add(-time.Hour), time.Now().Add(30*24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := k.ca.Serving([]string{name}, nil, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := k.pod.Listen(kernelPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := backend.Serve(ln, expired)
+	valid, expired := k.certificates(t, []string{kernelService + ".hooks.svc"}, nil, 30*24*time.Hour)
+	srv := k.serve(t, expired)
 	f := k.waitFor(t, "CertExpired", 10*time.Second, func(open []findings.Finding) bool {
 		return len(open) == 1 && open[0].Class == findings.CertExpired
 	})
@@ -44,10 +31,7 @@ func TestFixedByARestart(t *testing.T) {
 		t.Fatal("the closed port accepted a connection")
 	}
 	time.Sleep(150 * time.Millisecond)
-	if ln, err = k.pod.Listen(kernelPort); err != nil {
-		t.Fatal(err)
-	}
-	srv = backend.Serve(ln, valid)
+	srv = k.serve(t, valid)
 	defer srv.Close()
 
 	k.waitFor(t, "resolved", 5*time.Second, func(open []findings.Finding) bool { return len(open) == 0 })
