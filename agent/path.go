@@ -106,8 +106,9 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 // A DroppedAtPod finding resolves so only when the ledger tells the API
 // server's SYNs apart (its addresses are the kubernetes Service's
 // endpoints): a kubelet's readiness probe is answered while the API
-// server's SYNs are dropped. Otherwise this node's probe resolves it, or,
-// on the Lease holder, the API server's signals going quiet.
+// server's SYNs are dropped. Otherwise this node's probe resolves its own
+// finding; the Lease holder's verdict about a backend on another node
+// stays open until that backend is gone.
 func (a *Agent) pathRecovered() {
 	for _, class := range []findings.Class{findings.BlockedBeforeNode, findings.DroppedAtPod} {
 		for _, f := range a.store.OpenOfClass(class) {

@@ -17,9 +17,8 @@ type SYNs struct {
 	// LastSYN and LastAnswer are zero when none was seen.
 	LastSYN    time.Time `json:"lastSYN"`
 	LastAnswer time.Time `json:"lastAnswer"`
-	// LastSYNFrom and LastAnswerTo are the clients of the last SYN and of
-	// the last answer (invalid when none was seen).
-	LastSYNFrom  netip.Addr `json:"lastSYNFrom,omitzero"`
+	// LastAnswerTo is the client of the last answer (invalid when none
+	// was seen).
 	LastAnswerTo netip.Addr `json:"lastAnswerTo,omitzero"`
 	// Untracked counts data segments on connections that began before
 	// tracing: a client that holds one may call with no SYN at all.
@@ -33,7 +32,7 @@ func (s *SYNs) add(o SYNs) {
 	s.Answered += o.Answered
 	s.Refused += o.Refused
 	if o.LastSYN.After(s.LastSYN) {
-		s.LastSYN, s.LastSYNFrom = o.LastSYN, o.LastSYNFrom
+		s.LastSYN = o.LastSYN
 	}
 	if o.LastAnswer.After(s.LastAnswer) {
 		s.LastAnswer, s.LastAnswerTo = o.LastAnswer, o.LastAnswerTo
@@ -60,9 +59,6 @@ const maxClients = 32
 
 // AddClient folds in the SYNs of the client at addr.
 func (a *Arrivals) AddClient(addr netip.Addr, s SYNs) {
-	if !s.LastSYN.IsZero() {
-		s.LastSYNFrom = addr
-	}
 	if !s.LastAnswer.IsZero() {
 		s.LastAnswerTo = addr
 	}

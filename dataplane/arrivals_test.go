@@ -82,8 +82,8 @@ func TestArrivalsFromAPIServer(t *testing.T) {
 	if all, ok := a.FromAPIServer(func(netip.Addr) bool { return false }); ok || all.Clients.SYNs != 14 {
 		t.Errorf("no SYN from the API server's addresses: %+v, %v; want every client's, not identified", all.Clients, ok)
 	}
-	if a.Clients.LastSYNFrom != kubelet || a.Clients.LastAnswerTo != kubelet {
-		t.Errorf("last SYN from %s, last answer to %s; want the kubelet's", a.Clients.LastSYNFrom, a.Clients.LastAnswerTo)
+	if a.Clients.LastAnswerTo != kubelet {
+		t.Errorf("last answer to %s; want the kubelet's", a.Clients.LastAnswerTo)
 	}
 	// Bounded: the least recent clients go.
 	for i := range 2 * maxClients {

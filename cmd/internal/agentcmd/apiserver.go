@@ -47,13 +47,7 @@ func watchAPIServerAddrs(ctx context.Context, client kube.API, log *slog.Logger)
 			}
 		}
 		if old := a.addrs.Swap(&addrs); old == nil || !maps.Equal(*old, addrs) {
-			log.Info("the API server connects from its endpoints' addresses", "addresses", slices.Sorted(func(yield func(string) bool) {
-				for addr := range addrs {
-					if !yield(addr.String()) {
-						return
-					}
-				}
-			}))
+			log.Info("the API server connects from its endpoints' addresses", "addresses", slices.SortedFunc(maps.Keys(addrs), netip.Addr.Compare))
 		}
 	}
 	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{
