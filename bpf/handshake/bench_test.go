@@ -124,7 +124,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	}
 }
 
-// progStats sums the run statistics of both programs.
+// progStats is the program's run statistics, both directions.
 func progStats(b *testing.B, tr *handshake.Tracer) ebpf.ProgramStats {
 	s, err := tr.Stats()
 	if err != nil {

@@ -4,18 +4,18 @@
 //
 // handshake.bpf.c: TCP and TLS handshakes to admission webhook backends.
 //
-// Attaches: TC (tcx) ingress and egress of the host-side interface that routes
-// to a webhook backend pod (for a pod, its veth). Why TC and not cgroup_skb or
-// a socket filter: TC sees both directions of every connection to the pod
-// exactly once, whoever the client is (the API server on this node or on
-// another one), needs no socket or cgroup of the client, and works for host
-// network pods' peers alike. Only connections whose server side is an
-// IP:port in the `backends` map (filled by the agent from its webhook
+// Attaches: one program at TC (tcx) ingress and egress of the host-side
+// interface that routes to a webhook backend pod (for a pod, its veth). Why TC
+// and not cgroup_skb or a socket filter: TC sees both directions of every
+// connection to the pod exactly once, whoever the client is (the API server on
+// this node or on another one), needs no socket or cgroup of the client, and
+// works for host network pods' peers alike. Only connections whose server side
+// is an IP:port in the `backends` map (filled by the agent from its webhook
 // inventory) are looked at. Every other packet costs a read of its headers
-// (straight from the packet) and the bits of its two ports in
-// `port_summary`, one cache line (bpf/include/backends.h); a bare ACK
-// returns before that. Only a client's SYN reads `backends`: the
-// segments after it are found in `flows`.
+// (straight from the packet) and the bits of its two ports in `port_summary`,
+// one cache line (bpf/include/backends.h); a bare ACK returns before that.
+// Only a client's SYN reads `backends`: the segments after it are found in
+// `flows`.
 //
 // Reads: Ethernet, IPv4/IPv6 and TCP headers, then the 5-byte header of each
 // TLS record at the start of each in-order segment (and the few ServerHello
@@ -849,17 +849,12 @@ static __always_inline int handle(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-// Both programs only observe: TC_ACT_UNSPEC is tcx's "next", so the packet
-// goes on as if hookscope were not there.
+// One program for both directions: handle reads a segment the same way
+// whichever way it goes, and the kernel verifies it once at load (two
+// copies took twice the agent's start). It only observes: TC_ACT_UNSPEC is
+// tcx's "next", so the packet goes on as if hookscope were not there.
 SEC("tc")
-int handshake_ingress(struct __sk_buff *skb)
-{
-	handle(skb);
-	return TC_ACT_UNSPEC;
-}
-
-SEC("tc")
-int handshake_egress(struct __sk_buff *skb)
+int handshake(struct __sk_buff *skb)
 {
 	handle(skb);
 	return TC_ACT_UNSPEC;

@@ -163,8 +163,7 @@ const (
 	handshakeMapOwnPorts          = "own_ports"
 	handshakeMapPortSummary       = "port_summary"
 	handshakeMapSynLedger         = "syn_ledger"
-	handshakeProgHandshakeEgress  = "handshake_egress"
-	handshakeProgHandshakeIngress = "handshake_ingress"
+	handshakeProgHandshake        = "handshake"
 	handshakeVarLastWakeNs        = "last_wake_ns"
 	handshakeVarUnusedCounter     = "unused_counter"
 	handshakeVarUnusedEvent       = "unused_event"
@@ -217,8 +216,7 @@ type handshakeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type handshakeProgramSpecs struct {
-	HandshakeEgress  *ebpf.ProgramSpec `ebpf:"handshake_egress"`
-	HandshakeIngress *ebpf.ProgramSpec `ebpf:"handshake_ingress"`
+	Handshake *ebpf.ProgramSpec `ebpf:"handshake"`
 }
 
 // handshakeMapSpecs contains maps before they are loaded into the kernel.
@@ -316,14 +314,12 @@ type handshakeVariables struct {
 //
 // It can be passed to loadHandshakeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type handshakePrograms struct {
-	HandshakeEgress  *ebpf.Program `ebpf:"handshake_egress"`
-	HandshakeIngress *ebpf.Program `ebpf:"handshake_ingress"`
+	Handshake *ebpf.Program `ebpf:"handshake"`
 }
 
 func (p *handshakePrograms) Close() error {
 	return _HandshakeClose(
-		p.HandshakeEgress,
-		p.HandshakeIngress,
+		p.Handshake,
 	)
 }
 

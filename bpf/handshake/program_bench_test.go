@@ -38,7 +38,7 @@ func BenchmarkProgramSegment(b *testing.B) {
 	r.handshakeToServerFlight(b, 0x1301)
 	r.send(b, 0, ackFlag|pshFlag, record(23, make([]byte, 53))) // Finished: handshake done
 	r.events(b)
-	prog := r.tr.objs.HandshakeEgress
+	prog := r.tr.objs.Handshake
 
 	perRun := func(b *testing.B, total time.Duration) {
 		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/segment")

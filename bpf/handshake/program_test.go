@@ -80,7 +80,7 @@ func segment(from, to netip.AddrPort, seq uint32, flags uint8, payload []byte) [
 	return b
 }
 
-// send runs the ingress program on one segment in direction dir (0: to the
+// send runs the program on one segment in direction dir (0: to the
 // server) and advances that direction's sequence number.
 func (r *progRig) send(t testing.TB, dir int, flags uint8, payload []byte) {
 	t.Helper()
@@ -92,7 +92,7 @@ func (r *progRig) send(t testing.TB, dir int, flags uint8, payload []byte) {
 	if r.inject != nil {
 		r.inject(t, frame)
 	} else {
-		ret, err := r.tr.objs.HandshakeIngress.Run(&ebpf.RunOptions{Data: frame})
+		ret, err := r.tr.objs.Handshake.Run(&ebpf.RunOptions{Data: frame})
 		if err != nil {
 			t.Fatalf("running the program: %v", err)
 		}

@@ -81,12 +81,12 @@ func Load() (*Tracer, error) {
 	return t, nil
 }
 
-// Attach attaches both programs to the interface with the given index,
-// once: with tcx where the kernel has it (Linux >= 6.6), else as cls_bpf
+// Attach attaches the program, ingress and egress, to the interface with
+// the given index, once: with tcx where the kernel has it (Linux >= 6.6), else as cls_bpf
 // filters on a clsact qdisc (AttachLegacy).
 func (t *Tracer) Attach(ifindex int) error { return t.attach(ifindex, true) }
 
-// AttachIngress attaches only the ingress program, for an interface every
+// AttachIngress attaches the program at ingress only, for an interface every
 // packet crosses twice, leaving and arriving: loopback, which carries the
 // connections to a backend on the host's own address from a client on
 // the same host. Ingress alone sees both directions once.
@@ -109,7 +109,7 @@ func (t *Tracer) attach(ifindex int, egress bool) error {
 	return nil
 }
 
-// AttachLegacy attaches both programs as cls_bpf filters (direct action)
+// AttachLegacy attaches the program, ingress and egress, as cls_bpf filters (direct action)
 // on the interface's clsact qdisc, as kernels before 6.6 need; Attach
 // falls back to it by itself. It needs CAP_NET_ADMIN too.
 func (t *Tracer) AttachLegacy(ifindex int) error {
@@ -127,14 +127,14 @@ func (t *Tracer) AttachLegacy(ifindex int) error {
 }
 
 func (t *Tracer) attachTCX(ifindex int, withEgress bool) ([]io.Closer, error) {
-	ingress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeIngress, Attach: ebpf.AttachTCXIngress})
+	ingress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.Handshake, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
 		return nil, fmt.Errorf("attaching tcx ingress to interface %d: %w (needs CAP_NET_ADMIN)", ifindex, err)
 	}
 	if !withEgress {
 		return []io.Closer{ingress}, nil
 	}
-	egress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.HandshakeEgress, Attach: ebpf.AttachTCXEgress})
+	egress, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.objs.Handshake, Attach: ebpf.AttachTCXEgress})
 	if err != nil {
 		ingress.Close()
 		return nil, fmt.Errorf("attaching tcx egress to interface %d: %w", ifindex, err)
@@ -173,8 +173,8 @@ func (t *Tracer) attachClsBPF(ifindex int, withEgress bool) ([]io.Closer, error)
 		prog   *ebpf.Program
 		name   string
 	}{
-		{netlink.HANDLE_MIN_INGRESS, t.objs.HandshakeIngress, "hookscope_ingress"},
-		{netlink.HANDLE_MIN_EGRESS, t.objs.HandshakeEgress, "hookscope_egress"},
+		{netlink.HANDLE_MIN_INGRESS, t.objs.Handshake, "hookscope_ingress"},
+		{netlink.HANDLE_MIN_EGRESS, t.objs.Handshake, "hookscope_egress"},
 	} {
 		if a.parent == netlink.HANDLE_MIN_EGRESS && !withEgress {
 			continue
@@ -309,35 +309,25 @@ func (t *Tracer) Counters() (Counters, error) {
 	return c, nil
 }
 
-// Stats sums the kernel's run statistics (bpf_stats) of both programs. They
-// count only while statistics are enabled (ebpf.EnableStats or the sysctl
-// kernel.bpf_stats_enabled).
+// Stats is the kernel's run statistics (bpf_stats) of the program, both
+// directions together. They count only while statistics are enabled
+// (ebpf.EnableStats or the sysctl kernel.bpf_stats_enabled).
 func (t *Tracer) Stats() (ebpf.ProgramStats, error) {
-	var sum ebpf.ProgramStats
-	for _, p := range []*ebpf.Program{t.objs.HandshakeIngress, t.objs.HandshakeEgress} {
-		s, err := p.Stats()
-		if err != nil {
-			return sum, fmt.Errorf("reading program statistics: %w", err)
-		}
-		sum.Runtime += s.Runtime
-		sum.RunCount += s.RunCount
-		sum.RecursionMisses += s.RecursionMisses
+	s, err := t.objs.Handshake.Stats()
+	if err != nil {
+		return ebpf.ProgramStats{}, fmt.Errorf("reading program statistics: %w", err)
 	}
-	return sum, nil
+	return *s, nil
 }
 
-// ProgramStats returns each program's run statistics (bpf_stats), by
-// program name (handshake_ingress, handshake_egress).
+// ProgramStats returns the program's run statistics (bpf_stats) by its
+// name, handshake, as the TCP tracepoints' are.
 func (t *Tracer) ProgramStats() (map[string]ebpf.ProgramStats, error) {
-	out := map[string]ebpf.ProgramStats{}
-	for name, p := range map[string]*ebpf.Program{"handshake_ingress": t.objs.HandshakeIngress, "handshake_egress": t.objs.HandshakeEgress} {
-		s, err := p.Stats()
-		if err != nil {
-			return nil, fmt.Errorf("reading %s statistics: %w", name, err)
-		}
-		out[name] = *s
+	s, err := t.Stats()
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return map[string]ebpf.ProgramStats{"handshake": s}, nil
 }
 
 // Close detaches everything and frees the programs and maps.

@@ -30,7 +30,7 @@ func TestVerifierBudget(t *testing.T) {
 	}
 	defer objs.Close()
 	re := regexp.MustCompile(`processed (\d+) insns`)
-	for name, p := range map[string]*ebpf.Program{"ingress": objs.HandshakeIngress, "egress": objs.HandshakeEgress} {
+	for name, p := range map[string]*ebpf.Program{"handshake": objs.Handshake} {
 		m := re.FindStringSubmatch(p.VerifierLog)
 		if m == nil {
 			t.Fatalf("%s: no statistics in the verifier log:\n%s", name, p.VerifierLog)

@@ -145,8 +145,13 @@ func liveArgs(pid int) ([]string, bool) {
 		return nil, false
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(raw) == 0 {
+	if err != nil {
 		return nil, false
+	}
+	if len(raw) == 0 {
+		// Alive, but its arguments are not there yet: a process in the
+		// middle of exec (as one just started is) has none for a moment.
+		return nil, true
 	}
 	return strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), true
 }

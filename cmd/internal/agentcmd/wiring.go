@@ -38,24 +38,38 @@ func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (ker
 	if o.noEBPF {
 		return nil, nil
 	}
+	// The kernel verifies the two sets of programs at once, on two cores
+	// where the node has them: most of the agent's start is verification.
+	type loaded struct {
+		tcp *tcpstate.Tracer
+		err error
+	}
+	tcpDone := make(chan loaded, 1)
+	go func() {
+		tcp, err := tcpstate.Load()
+		tcpDone <- loaded{tcp, err}
+	}()
 	tracer, err := handshake.Load()
+	tcp := <-tcpDone
 	if err != nil {
+		if tcp.err == nil {
+			tcp.tcp.Close()
+		}
 		log.Error("eBPF data plane not loaded: detecting from probes and the API server's signals only (--no-ebpf says so without this line)", "err", err)
 		return nil, []otel.BPFProgram{{Tracepoint: "tc", Program: ""}}
 	}
 	programs = []otel.BPFProgram{{Tracepoint: "tc", Program: "handshake", Loaded: true}}
-	tcp, err := tcpstate.Load()
-	if err != nil {
+	if err := tcp.err; err != nil {
 		log.Warn("TCP tracepoints not loaded: no retransmission or close events", "err", err)
 		return dataplane.NewKernel(tracer, nil, asm, log), programs
 	}
 	var variants []string
-	for _, v := range tcp.Variants() {
+	for _, v := range tcp.tcp.Variants() {
 		variants = append(variants, v.String())
 		programs = append(programs, otel.BPFProgram{Tracepoint: v.Tracepoint, Program: v.Program, Loaded: v.Loaded})
 	}
 	log.Info("TCP tracepoints loaded, one program per tracepoint as this kernel's BTF declares it", "programs", strings.Join(variants, "; "))
-	return dataplane.NewKernel(tracer, tcp, asm, log), programs
+	return dataplane.NewKernel(tracer, tcp.tcp, asm, log), programs
 }
 
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
