@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/hookscope/hookscope/bpf/handshake"
 	"github.com/hookscope/hookscope/bpf/tcpstate"
@@ -32,7 +31,8 @@ func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *cal
 		if start.IsZero() {
 			start = e.Time
 		}
-		c = &callout.Call{Client: e.Client, Server: e.Server, Start: start}
+		// A call has about seven steps: room for them at once.
+		c = &callout.Call{Client: e.Client, Server: e.Server, Start: start, Events: make([]callout.CallEvent, 0, 8)}
 		if !e.FlowStart.IsZero() {
 			// The kernel counts a SYN and sends no event for it: the
 			// call's first step is its connection's start.
@@ -60,16 +60,22 @@ func (a *Assembler) foldCall(k connKey, e handshake.Event, after *[]func()) *cal
 	}
 	c.End = e.Time
 	delete(a.calls, k)
-	a.done[k] = e.Time
+	if c.Outcome == "closed" || c.Outcome == "rejected" {
+		// The connection goes on in the kernel, before its handshake's
+		// end: a late ServerHello could still come and be read as a new
+		// call. After a handshake done, a reset or a refusal no event
+		// can start one (the kernel's phase is past the hellos, or its
+		// flow is gone), so nothing is kept for the calls that succeed.
+		a.done[k] = e.Time
+	}
 	b := a.backends[e.Server]
 	for _, w := range b.Webhooks {
 		c.Webhooks = append(c.Webhooks, w.Ref)
 	}
 	c.Pod = b.Pod
 	if out := a.cfg.Output.Call; out != nil {
-		call := *c
-		call.Events = slices.Clone(c.Events)
-		*after = append(*after, func() { out(call) })
+		// No longer in a.calls, c changes no more: its steps need no copy.
+		*after = append(*after, func() { out(*c) })
 	}
 	return c
 }
@@ -102,6 +108,9 @@ func tlsVersion(e handshake.Event) string {
 
 // failedCall is the wire's account of a failed call, when e ends one.
 func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) {
+	if !failsCall(e) {
+		return findings.FailedCall{}, false // most events: nothing built
+	}
 	facts := &findings.WireFacts{Client: e.Client, Phase: phase(e.Phase), EncryptedAlert: e.EncryptedAlert}
 	if c != nil {
 		facts.TLSVersion = c.TLSVersion
@@ -132,6 +141,18 @@ func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) 
 	}
 	return findings.FailedCall{Backend: e.Server, Started: start,
 		Evidence: findings.Evidence{Source: findings.Kernel, At: e.Time, Detail: detail, Wire: facts}}, true
+}
+
+// failsCall reports whether e ends a call that failed: the cases
+// failedCall describes.
+func failsCall(e handshake.Event) bool {
+	switch e.Kind {
+	case handshake.KindHandshakeRejected, handshake.KindRefused:
+		return true
+	case handshake.KindClose, handshake.KindReset:
+		return e.Phase == handshake.PhaseClientHello
+	}
+	return false
 }
 
 // describeRejection is the sentence for a handshake the client rejected.

@@ -66,8 +66,8 @@ type Config struct {
 const (
 	maxOpenCalls = 4096 // connections followed at once; more are not followed
 	maxPending   = 8192 // requests waiting for an answer
-	// doneTTL is how long a finished call is remembered, so its tail (a
-	// reset after a rejection) is not taken for a new call.
+	// doneTTL is how long a call that ended before its handshake did is
+	// remembered, so its tail (a late hello) is not taken for a new call.
 	doneTTL = time.Minute
 )
 
@@ -167,23 +167,25 @@ func (a *Assembler) HandleTLS(e handshake.Event) {
 	if a.cfg.IsOwn(e.Client, e.Server) {
 		return
 	}
-	var after []func()
+	var after []func() // what to do once a.mu is released
 	a.mu.Lock()
 	b, known := a.backends[e.Server]
 	k := connKey{e.Client, e.Server}
 	call := a.foldCall(k, e, &after)
 	a.trackOpen(k, e)
+	done := known && e.Kind == handshake.KindHandshakeDone
 	if known {
 		if fc, ok := failedCall(e, call); ok && a.cfg.Output.FailedCall != nil {
 			after = append(after, func() { a.cfg.Output.FailedCall(b, fc) })
 		}
-		if e.Kind == handshake.KindHandshakeDone && a.cfg.Output.HandshakeDone != nil {
-			after = append(after, func() { a.cfg.Output.HandshakeDone(b) })
-		}
 		a.helloEvent(k, e)
-		after = append(after, a.latencyEvent(b, k, e)...)
+		a.latencyEvent(b, k, e, &after)
 	}
+	handshakeDone := a.cfg.Output.HandshakeDone
 	a.mu.Unlock()
+	if done && handshakeDone != nil {
+		handshakeDone(b)
+	}
 	if e.Kind != handshake.KindRequest && e.Kind != handshake.KindResponse && a.cfg.Log.Enabled(context.Background(), slog.LevelDebug) {
 		a.cfg.Log.Debug("wire", "kind", e.Kind.String(), "client", e.Client, "server", e.Server, "phase", uint8(e.Phase), "alert", e.AlertDescription, "known", known)
 	}
@@ -232,7 +234,7 @@ func (a *Assembler) HandleTCP(e tcpstate.Event) {
 	if a.cfg.IsOwn(e.Client, e.Server) {
 		return
 	}
-	kind := "tcp_" + e.Kind.String()
+	kind := tcpKindName(e.Kind)
 	a.mu.Lock()
 	if c := a.calls[connKey{e.Client, e.Server}]; c != nil && e.Kind != tcpstate.KindSYN && e.Kind != tcpstate.KindEstablished {
 		c.Events = append(c.Events, callout.CallEvent{Name: kind, At: e.Time, Detail: describeTCP(e)})
@@ -244,6 +246,22 @@ func (a *Assembler) HandleTCP(e tcpstate.Event) {
 	if a.cfg.Output.Event != nil {
 		a.cfg.Output.Event(kind)
 	}
+}
+
+// tcpKindNames are the TCP events' names in Output.Event, made once
+// rather than for each event.
+var tcpKindNames = func() (names [16]string) {
+	for k := range names {
+		names[k] = "tcp_" + tcpstate.EventKind(k).String()
+	}
+	return names
+}()
+
+func tcpKindName(k tcpstate.EventKind) string {
+	if int(k) < len(tcpKindNames) {
+		return tcpKindNames[k]
+	}
+	return "tcp_" + k.String()
 }
 
 // Tick judges the requests that have waited past their webhook's

@@ -41,8 +41,9 @@ type latencyKey struct {
 }
 
 // latencyEvent handles request, response and the pending time of a close
-// or reset. Callers hold a.mu; it returns what to do once it is released.
-func (a *Assembler) latencyEvent(b Backend, k connKey, e handshake.Event) []func() {
+// or reset. Callers hold a.mu; it appends to after what to do once it is
+// released.
+func (a *Assembler) latencyEvent(b Backend, k connKey, e handshake.Event, after *[]func()) {
 	switch e.Kind {
 	case handshake.KindRequest:
 		if len(a.pending) < maxPending {
@@ -55,31 +56,26 @@ func (a *Assembler) latencyEvent(b Backend, k connKey, e handshake.Event) []func
 			// resets the stream and keeps the connection): the answer is
 			// to a later one, whose start the kernel did not keep.
 			delete(a.timedOut, k)
-			return nil
+			return
 		}
-		var out []func()
 		for _, w := range b.Webhooks {
 			if f := a.judgeAnswer(w, e); f != nil {
-				out = append(out, f)
+				*after = append(*after, f)
 			}
 		}
-		return out
 	case handshake.KindClose, handshake.KindReset:
 		p, had := a.pending[k]
 		delete(a.pending, k)
 		delete(a.timedOut, k)
 		if !had || e.FromServer || e.Latency <= 0 {
-			return nil
+			return
 		}
-		var out []func()
 		for _, w := range b.Webhooks {
 			if f := a.judgeTimeout(w, e.Server, p, e.Latency, "the client gave up and closed the connection"); f != nil {
-				out = append(out, f)
+				*after = append(*after, f)
 			}
 		}
-		return out
 	}
-	return nil
 }
 
 // slowAfter is the latency above which w is slow: the configured
@@ -97,8 +93,6 @@ func (a *Assembler) SlowAfter(w callout.Webhook) time.Duration { return a.slowAf
 // a.mu.
 func (a *Assembler) judgeAnswer(w callout.Webhook, e handshake.Event) func() {
 	lk := latencyKey{w.Ref, e.Server}
-	o := findings.Observation{Webhook: w, Backend: e.Server, Started: e.Time.Add(-e.Latency)}
-	facts := &findings.WireFacts{Client: e.Client, Phase: findings.PhaseDone, Latency: e.Latency}
 	after := a.slowAfter(w)
 	// The wire sees the request a little after the API server starts its
 	// timer, and what the backend sends as the API server gives up (a
@@ -106,34 +100,58 @@ func (a *Assembler) judgeAnswer(w callout.Webhook, e handshake.Event) func() {
 	// answer: within 2% of timeoutSeconds it is the timeout (seen: 1.9996 s
 	// of 2 s, called SlowResponse).
 	timeout := time.Duration(w.TimeoutSeconds) * time.Second
-	var detail string
+	class := findings.Healthy
 	switch {
 	case e.Latency >= timeout-timeout/50:
-		o.Class = findings.WebhookTimeout
-		detail = fmt.Sprintf("the backend answered a request from %s after %s, past timeoutSeconds (%ds): the API server had given up", e.Client, e.Latency.Round(time.Millisecond), w.TimeoutSeconds)
+		class = findings.WebhookTimeout
 	case e.Latency >= after:
-		o.Class = findings.SlowResponse
-		detail = fmt.Sprintf("the backend answered a request from %s after %s, above the %s threshold (timeoutSeconds %d)", e.Client, e.Latency.Round(time.Millisecond), after, w.TimeoutSeconds)
-	default:
-		o.Class, o.Covers = findings.Healthy, findings.Latency
-		detail = fmt.Sprintf("answered in %s", e.Latency.Round(time.Millisecond))
+		class = findings.SlowResponse
 	}
-	o.Evidence = findings.Evidence{Source: findings.Kernel, At: e.Time, Detail: detail, Wire: facts}
 	_, wasSlow := a.slowSeen[lk]
-	if o.Class == findings.Healthy {
+	if class == findings.Healthy {
 		delete(a.slowSeen, lk)
 	} else {
 		a.slowSeen[lk] = time.Now()
 	}
 	respond, observe := a.cfg.Output.Response, a.cfg.Output.Latency
+	if class == findings.Healthy && !wasSlow {
+		// Almost every answer: only its latency is recorded, and no
+		// observation is built.
+		if respond == nil {
+			return nil
+		}
+		ref, d := w.Ref, e.Latency
+		return func() { respond(ref, d) }
+	}
+	o := answerObservation(w, e, class, after)
 	return func() {
 		if respond != nil {
-			respond(w.Ref, e.Latency)
+			respond(o.Webhook.Ref, o.Evidence.Wire.Latency)
 		}
-		if observe != nil && (o.Class != findings.Healthy || wasSlow) {
+		if observe != nil {
 			observe(o)
 		}
 	}
+}
+
+// answerObservation is what an answer of class says, slow after after. A
+// function of its own, so that w and e are not moved to the heap for the
+// answers that need none of it.
+func answerObservation(w callout.Webhook, e handshake.Event, class findings.Class, after time.Duration) findings.Observation {
+	o := findings.Observation{Webhook: w, Backend: e.Server, Started: e.Time.Add(-e.Latency), Class: class}
+	facts := &findings.WireFacts{Client: e.Client, Phase: findings.PhaseDone, Latency: e.Latency}
+	var detail string
+	switch class {
+	case findings.WebhookTimeout:
+		detail = fmt.Sprintf("the backend answered a request from %s after %s, past timeoutSeconds (%ds): the API server had given up", e.Client, e.Latency.Round(time.Millisecond), w.TimeoutSeconds)
+	case findings.SlowResponse:
+		detail = fmt.Sprintf("the backend answered a request from %s after %s, above the %s threshold (timeoutSeconds %d)", e.Client, e.Latency.Round(time.Millisecond), after, w.TimeoutSeconds)
+	default:
+		o.Covers = findings.Latency
+		detail = fmt.Sprintf("answered in %s", e.Latency.Round(time.Millisecond))
+	}
+	o.Evidence = findings.Evidence{Source: findings.Kernel, At: e.Time, Detail: detail, Wire: facts}
+	return o
 }
 
 // judgeTimeout judges a request that waited waited: WebhookTimeout past

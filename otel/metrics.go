@@ -306,8 +306,9 @@ func (m *Metrics) ReportCall(c callout.Call) {
 	}
 }
 
-// callLabels is the attribute set of a webhook's calls with an outcome,
-// built once (a call can come a thousand times a second). The cache is
+// callLabels is the attribute set of a webhook's calls with an outcome
+// (none when outcome is empty: the answers' latency), built once (a call
+// can come a thousand times a second). The cache is
 // emptied when it outgrows maxCallLabelSets, so webhooks that come and go
 // do not pile up in it.
 func (m *Metrics) callLabels(ref callout.Ref, outcome string) metric.MeasurementOption {
@@ -320,7 +321,11 @@ func (m *Metrics) callLabels(ref callout.Ref, outcome string) metric.Measurement
 	if len(m.callSets) >= maxCallLabelSets {
 		clear(m.callSets)
 	}
-	opt := metric.WithAttributeSet(attribute.NewSet(webhookLabels(ref, labelOutcome.String(outcome))...))
+	labels := webhookLabels(ref)
+	if outcome != "" {
+		labels = append(labels, labelOutcome.String(outcome))
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(labels...))
 	m.callSets[key] = opt
 	return opt
 }
@@ -335,7 +340,7 @@ const maxCallLabelSets = 4096
 // ObserveResponse records a webhook's time to answer a request, as the
 // kernel saw it on the wire.
 func (m *Metrics) ObserveResponse(ref callout.Ref, d time.Duration) {
-	m.response.Record(context.Background(), d.Seconds(), metric.WithAttributes(webhookLabels(ref)...))
+	m.response.Record(context.Background(), d.Seconds(), m.callLabels(ref, ""))
 }
 
 // ObserveGuard counts one action of the guard ("exclude", "revert").
