@@ -111,6 +111,7 @@ func BenchmarkKernelPerCall(b *testing.B) {
 			}
 			time.Sleep(200 * time.Millisecond)
 			progs0 := programNs(b, k)
+			counted0 := tcCounters(b, k)
 			before, r0, s0 := kernelNs(b, k), records.Load(), seen.Load()
 			b.ResetTimer()
 			for range b.N {
@@ -126,6 +127,12 @@ func BenchmarkKernelPerCall(b *testing.B) {
 				}
 				b.Logf("%s: %.2f runs/call, %.0f ns/run", name, float64(p.RunCount-progs0[name].RunCount)/float64(b.N),
 					float64(p.Runtime-progs0[name].Runtime)/float64(max(1, p.RunCount-progs0[name].RunCount)))
+			}
+			// Of the TC program's runs, those it reads (not bare ACKs), and
+			// those whose headers had to be pulled in from paged data.
+			if counted := tcCounters(b, k); b.N >= 100 {
+				b.Logf("handshake: %.2f segments read/call, %.2f headers pulled/call", float64(counted.Packets-counted0.Packets)/float64(b.N),
+					float64(counted.HeadersPulled-counted0.HeadersPulled)/float64(b.N))
 			}
 			b.ReportMetric(float64(after-before)/float64(b.N), "kernel-ns/call")
 			b.ReportMetric(float64(records.Load()-r0)/float64(b.N), "ring-records/call")
@@ -172,6 +179,16 @@ func kernelNs(b *testing.B, k *Kernel) time.Duration {
 		sum += s.Runtime
 	}
 	return sum
+}
+
+// tcCounters is the TC program's counters so far.
+func tcCounters(b *testing.B, k *Kernel) handshake.Counters {
+	b.Helper()
+	c, err := k.tracer.Counters()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
 
 // programNs is each program's statistics so far.
