@@ -132,8 +132,6 @@ func failedCall(e handshake.Event, c *callout.Call) (findings.FailedCall, bool) 
 	case e.Kind == handshake.KindRefused:
 		facts.Phase = findings.PhaseConnect
 		detail = fmt.Sprintf("connection from %s refused: the backend answered the SYN with a reset", e.Client)
-	default:
-		return findings.FailedCall{}, false
 	}
 	start := e.FlowStart
 	if start.IsZero() {
