@@ -72,22 +72,17 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 		return
 	}
 	timeout := time.Duration(max(w.TimeoutSeconds, 1)) * time.Second
-	since := f.At.Add(-timeout - pathSlack)
 	for _, b := range w.Backends {
 		if !b.Ready {
 			continue
 		}
 		l, ok := a.ledgerOf(context.Background(), b)
 		// A connection the API server holds open needs no SYN: the ledger
-		// cannot speak for calls on it. With none open since the last
-		// one ended, a failed call after that needed a new one.
+		// cannot speak for calls on it.
 		if !ok || l.Open > 0 {
 			continue
 		}
-		from := since
-		if l.LastClosed.After(from) {
-			from = l.LastClosed
-		}
+		from := callWindow(f, timeout, l.LastClosed)
 		pod, node := podOf(b)
 		arr, _ := l.Arrivals.FromAPIServer(a.cfg.APIServer)
 		verdict, ok := arr.Judge(from, pod, node)
@@ -99,6 +94,30 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 			Evidence: findings.Evidence{Source: findings.Kernel, At: time.Now(), Detail: verdict.Detail}})
 	}
 }
+
+// callWindow is when the failed call f's SYN would have reached the
+// backend: from the earliest the call can have begun, its timeout before
+// the earliest it can have failed. A call ends its connection no sooner
+// than it fails (a refused handshake closes it as the call fails, a call
+// that timed out holds it to the end), so a connection that closed before
+// that was not the failed call's own: with none open since, the call
+// needed a new one, and the window starts at that close (the SYNs before
+// it were answered, for calls that did not fail). A connection that closed
+// later may have been the call's: its SYN stays in the window.
+func callWindow(f apisignals.Failure, timeout time.Duration, lastClosed time.Time) time.Time {
+	earliest := f.Earliest()
+	from := earliest.Add(-timeout - pathSlack)
+	if lastClosed.After(from) && lastClosed.Before(earliest.Add(-closeSlack)) {
+		return lastClosed
+	}
+	return from
+}
+
+// closeSlack is how long before the earliest a failed call can have
+// failed a connection must have closed not to be the call's own: the
+// kernel's clock and the API server's, and the moment between a call's
+// connection closing and the API server counting the call as failed.
+const closeSlack = 500 * time.Millisecond
 
 // pathRecovered resolves a finding on where the API server's packets stop
 // once a SYN from the API server reaches the backend again and is

@@ -71,9 +71,9 @@ func (w *Watcher) readMetrics(ctx context.Context) (map[string]WebhookCallCounts
 func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Failure {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	prev, based := w.baseline, w.based
-	w.baseline, w.based = counts, true
-	if !based {
+	prev, basedAt := w.baseline, w.basedAt
+	w.baseline, w.basedAt = counts, now
+	if basedAt.IsZero() {
 		return nil
 	}
 	var out []Failure
@@ -106,6 +106,9 @@ func (w *Watcher) rises(counts map[string]WebhookCallCounts, now time.Time) []Fa
 			Count:   callCount(closed + open),
 			Deletes: c.DeleteErrors > p.DeleteErrors,
 		})
+	}
+	for i := range out {
+		out[i].Since = basedAt
 	}
 	return out
 }
@@ -201,5 +204,5 @@ func callCount(v float64) int {
 func (w *Watcher) baselined() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.based
+	return !w.basedAt.IsZero()
 }

@@ -50,6 +50,9 @@ type Failure struct {
 	// At is when it happened: the Event's last occurrence, or the scrape
 	// that saw the counters rise.
 	At time.Time
+	// Since, for a failure read from /metrics, is the previous scrape:
+	// the calls failed between Since and At. Zero for an Event.
+	Since time.Time
 	// Object is the Event's involved object, "Kind namespace/name" (e.g.
 	// "DaemonSet kube-system/aws-node"); empty for metrics.
 	Object string
@@ -68,6 +71,15 @@ type Failure struct {
 	// CallOut: the failure is a conversion webhook's or an APIService's,
 	// and Detail says it whole.
 	CallOut bool
+}
+
+// Earliest is the earliest the failure can have happened: the previous
+// scrape for a failure read from /metrics, At for an Event.
+func (f Failure) Earliest() time.Time {
+	if f.Since.IsZero() || f.Since.After(f.At) {
+		return f.At
+	}
+	return f.Since
 }
 
 const (
@@ -107,8 +119,8 @@ type Watcher struct {
 	reported map[types.UID]string // Event UID -> resourceVersion reported
 	slowNow  map[string]bool      // webhooks last reported SlowResponse
 	baseline map[string]WebhookCallCounts
-	based    bool  // baseline holds a scrape
-	scrapeOK *bool // the last scrape's outcome; nil before the first
+	basedAt  time.Time // when the baseline was scraped; zero before the first
+	scrapeOK *bool     // the last scrape's outcome; nil before the first
 
 	synced atomic.Bool // the Event cache has synced
 

@@ -182,13 +182,20 @@ func TestWatcherCallOutMetrics(t *testing.T) {
 	}
 	want := []string{"", "v1beta1.metrics.k8s.io:1", "v1beta1.metrics.k8s.io:1 widgets.x:6", ""}
 	w, rec := scriptedWatcher(bodies)
+	var prevScrape time.Time
 	for step := range bodies {
 		before := len(rec.all())
+		scraped := time.Now()
 		w.scrape(context.Background())
 		var got []string
 		for _, f := range rec.all()[before:] {
 			if f.Source != FromMetrics || f.Class != "" || f.Detail == "" || !f.CallOut {
 				t.Errorf("step %d: bad report %+v", step, f)
+			}
+			// The calls failed between the previous scrape and this one.
+			if e := f.Earliest(); e.Before(prevScrape) || !e.Before(scraped) {
+				t.Errorf("step %d: the failure's earliest time %s is not between the previous scrape (%s) and this one (%s)",
+					step, e.Format(time.StampMicro), prevScrape.Format(time.StampMicro), scraped.Format(time.StampMicro))
 			}
 			got = append(got, fmt.Sprintf("%s:%d", f.Webhook, f.Count))
 		}
@@ -196,6 +203,7 @@ func TestWatcherCallOutMetrics(t *testing.T) {
 		if strings.Join(got, " ") != want[step] {
 			t.Errorf("step %d: reports %v, want %q", step, got, want[step])
 		}
+		prevScrape = scraped
 	}
 }
 
