@@ -112,13 +112,17 @@ const maxConcurrentProbes = 8
 type Agent struct {
 	cfg   Config
 	inv   *inventory.Inventory
-	dp    DataPlane            // nil: probes and the API only
 	guard *guard.Guard         // nil unless opted in
 	asm   *dataplane.Assembler // the wire's calls and latency (open connections)
 	store *findings.Store
 	own   *probe.Own
-	queue workqueue.TypedRateLimitingInterface[task]
-	view  atomic.Pointer[view]
+	// dp is the kernel's view, nil without one: probes and the API only.
+	// dpDecided: it is attached, or none will be (the agent is ready only
+	// then).
+	dp        atomic.Pointer[dataPlaneOf]
+	dpDecided atomic.Bool
+	queue     workqueue.TypedRateLimitingInterface[task]
+	view      atomic.Pointer[view]
 	// viewMu orders the view's rebuilds: the inventory's, and the URL
 	// loop's when a URL's name resolves elsewhere.
 	viewMu sync.Mutex
@@ -138,9 +142,11 @@ type Agent struct {
 type Parts struct {
 	Inventory *inventory.Inventory
 	Store     *findings.Store
-	// DataPlane and Assembler are nil without eBPF.
-	DataPlane DataPlane
-	Assembler *dataplane.Assembler
+	// DataPlane and Assembler are nil without eBPF. DataPlaneLater: the
+	// programs are still loading; AttachDataPlane hands them over.
+	DataPlane      DataPlane
+	DataPlaneLater bool
+	Assembler      *dataplane.Assembler
 	// Own is the probes' connection registry the Assembler consults.
 	Own *probe.Own
 	// Guard, when set (opt-in), acts on the findings while this agent
@@ -159,11 +165,15 @@ func New(cfg Config, p Parts) *Agent {
 	}
 	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[task](5*time.Millisecond, cfg.ProbeInterval)
 	a := &Agent{
-		cfg: cfg, inv: p.Inventory, dp: p.DataPlane, asm: p.Assembler, store: p.Store, own: p.Own, guard: p.Guard,
+		cfg: cfg, inv: p.Inventory, asm: p.Assembler, store: p.Store, own: p.Own, guard: p.Guard,
 		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[task]{Name: "probes"}),
 		objects: make(chan struct{}, 1),
 	}
 	a.view.Store(&view{})
+	if p.DataPlane != nil {
+		a.dp.Store(&dataPlaneOf{p.DataPlane})
+	}
+	a.dpDecided.Store(!p.DataPlaneLater)
 	// Set here, not in Run: leader election may turn the checks on before
 	// Run starts.
 	a.leading.Store(cfg.ObjectChecks)
@@ -185,9 +195,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer a.queue.ShutDown()
-	if a.dp == nil {
-		a.cfg.Logger.Warn("no eBPF data plane: detecting from probes and the API only")
-	}
 	for range maxConcurrentProbes {
 		go a.work(ctx)
 	}
@@ -233,8 +240,37 @@ func (a *Agent) InventoryStats() inventory.Stats {
 	return a.inv.Stats()
 }
 
-// Synced reports whether the first inventory resolution happened.
-func (a *Agent) Synced() bool { return a.view.Load().synced }
+// Synced reports whether the first inventory resolution happened and the
+// data plane is attached (or none will be).
+func (a *Agent) Synced() bool { return a.view.Load().synced && a.dpDecided.Load() }
+
+// dataPlaneOf holds the data plane for the atomic pointer.
+type dataPlaneOf struct{ DataPlane }
+
+// dataPlane is the kernel's view, nil without one (or before it loads).
+func (a *Agent) dataPlane() DataPlane {
+	if d := a.dp.Load(); d != nil {
+		return d.DataPlane
+	}
+	return nil
+}
+
+// AttachDataPlane hands over the data plane loaded after the agent was
+// made (Parts.DataPlaneLater), or nil if it could not load: the programs
+// load while the inventory lists, and trace the local backends from then
+// on. Until it is called the agent is not ready.
+func (a *Agent) AttachDataPlane(dp DataPlane) {
+	if dp != nil {
+		a.dp.Store(&dataPlaneOf{dp})
+		a.viewMu.Lock()
+		v := a.view.Load()
+		a.viewMu.Unlock()
+		if v.synced {
+			a.setWebhooks(v.list) // hands the backends over, a URL's on this node too
+		}
+	}
+	a.dpDecided.Store(true)
+}
 
 // Findings returns the open findings and the recently resolved ones.
 func (a *Agent) Findings() (open, resolved []findings.Finding) { return a.store.Findings() }

@@ -25,10 +25,11 @@ type PeerLedger func(ctx context.Context, node string, backend netip.AddrPort) (
 // Ledger is what this agent's kernel knows of the connections to backend;
 // ok is false when it does not trace it.
 func (a *Agent) Ledger(backend netip.AddrPort) (dataplane.Ledger, bool) {
-	if a.dp == nil || !a.dp.Traced(backend) {
+	dp := a.dataPlane()
+	if dp == nil || !dp.Traced(backend) {
 		return dataplane.Ledger{}, false
 	}
-	arr, err := a.dp.Arrivals(backend)
+	arr, err := dp.Arrivals(backend)
 	if err != nil {
 		a.cfg.Logger.Warn("reading the SYN ledger", "backend", backend.String(), "err", err)
 		return dataplane.Ledger{}, false

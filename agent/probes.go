@@ -222,10 +222,11 @@ func (a *Agent) probeURL(ctx context.Context, t task, w callout.Webhook) {
 func (a *Agent) syncBackends(t task) {
 	v := a.view.Load()
 	a.asm.SetBackends(v.backends)
-	if a.dp == nil {
+	dp := a.dataPlane()
+	if dp == nil {
 		return
 	}
-	err := a.dp.SetBackends(v.backends)
+	err := dp.SetBackends(v.backends)
 	if err == nil {
 		if a.queue.NumRequeues(t) > 0 {
 			a.cfg.Logger.Info("tracing every local backend again")

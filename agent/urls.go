@@ -32,11 +32,12 @@ func callsURL(w callout.Webhook) bool { return w.Service == nil && w.URL != "" &
 
 // urlOnNode is the address w's URL names, when it is on this node.
 func (a *Agent) urlOnNode(w callout.Webhook) (netip.AddrPort, bool) {
-	if a.dp == nil || !callsURL(w) {
+	dp := a.dataPlane()
+	if dp == nil || !callsURL(w) {
 		return netip.AddrPort{}, false
 	}
 	addr, ok := a.urlAddr(w.URL)
-	if !ok || !a.dp.OnNode(addr.Addr()) {
+	if !ok || !dp.OnNode(addr.Addr()) {
 		return netip.AddrPort{}, false
 	}
 	return addr, true
@@ -60,7 +61,7 @@ func (a *Agent) urlAddr(raw string) (netip.AddrPort, bool) {
 // agent (each may be the node that serves one); when an address changed,
 // the view is built again so that node traces it.
 func (a *Agent) resolveURLs(ctx context.Context, v *view) {
-	if a.dp == nil {
+	if a.dataPlane() == nil {
 		return
 	}
 	names := map[string]netip.AddrPort{}

@@ -286,6 +286,7 @@ type WebhookStatus struct {
 func (a *Agent) Webhooks() []WebhookStatus {
 	var out []WebhookStatus
 	covered, _ := a.agentNodes()
+	dp := a.dataPlane()
 	for _, w := range a.inv.Webhooks() {
 		st := WebhookStatus{Webhook: w, Local: []netip.AddrPort{}, Traced: []netip.AddrPort{}, Untraced: []netip.AddrPort{}}
 		if c, d := inventory.Problem(w); c != findings.Healthy {
@@ -293,7 +294,7 @@ func (a *Agent) Webhooks() []WebhookStatus {
 		}
 		if addr, ok := a.urlOnNode(w); ok { // a URL served on this node
 			st.Local = append(st.Local, addr)
-			if a.dp.Traced(addr) {
+			if dp != nil && dp.Traced(addr) {
 				st.Traced = append(st.Traced, addr)
 			}
 		}
@@ -305,7 +306,7 @@ func (a *Agent) Webhooks() []WebhookStatus {
 				continue
 			}
 			st.Local = append(st.Local, b.Addr)
-			if a.dp != nil && a.dp.Traced(b.Addr) {
+			if dp != nil && dp.Traced(b.Addr) {
 				st.Traced = append(st.Traced, b.Addr)
 			}
 		}

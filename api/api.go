@@ -30,7 +30,7 @@ type FindingsResponse struct {
 //	GET /webhooks  the resolved webhook inventory, with the local and traced backends
 //	GET /risks     what could block the cluster before anything breaks (cluster-checks agent only)
 //	GET /healthz   200 while the process runs
-//	GET /readyz    200 once the inventory has synced
+//	GET /readyz    200 once the inventory has synced and the data plane is loaded (or refused)
 func Handler[W, R any](src Source[W, R]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /findings", FindingsHandler(src))
@@ -45,7 +45,7 @@ func Handler[W, R any](src Source[W, R]) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !src.Synced() {
-			http.Error(w, "inventory not synced yet", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: the inventory has not synced or the eBPF programs are still loading", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -123,12 +123,20 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	defer store.Save()
 	own := probe.NewOwn()
 
-	// The kernel first: a node that cannot load the programs should say so
-	// even when the API server is also down.
+	// The programs load while the agent lists what it watches: most of
+	// its start is the kernel verifying them. A node that cannot load
+	// them says so even when the API server is also down.
 	asm := dataplane.NewAssembler(dataplane.Config{IsOwn: own.Is, SlowThreshold: o.slowThreshold, Log: log})
-	kernel, programs := loadKernel(o, asm, log)
+	var kernel *loadingKernel
+	if !o.noEBPF {
+		kernel = startLoadingKernel(asm, log)
+	}
 	if err := checkAPIServer(ctx, client, cfg.Host); err != nil {
+		kernel.wait()
 		return err
+	}
+	if o.noEBPF {
+		log.Warn("no eBPF data plane (--no-ebpf): detecting from probes and the API server's signals only")
 	}
 	exp, err := newExporter(ctx, o, log)
 	if err != nil {
@@ -139,7 +147,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 
 	var a *agent.Agent
-	metrics, err := newMetrics(o, kernel, programs, exp, func() *agent.Agent { return a })
+	metrics, err := newMetrics(o, kernel, exp, func() *agent.Agent { return a })
 	if err != nil {
 		return err
 	}
@@ -149,17 +157,22 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		store.AddSink(exp)
 	}
 	parts := agent.Parts{Inventory: newInventory(client, log), Store: store, Own: own, Assembler: asm,
-		Guard: newGuard(ctx, o.guard, client.As("hookscope-guard"), metrics, exp, log)}
+		Guard: newGuard(ctx, o.guard, client.As("hookscope-guard"), metrics, exp, log), DataPlaneLater: kernel != nil}
 	recordEvents(ctx, o, client, parts.Inventory, store, log)
-	if kernel != nil {
-		parts.DataPlane = kernel
-		own.MarkInKernel(kernel) // the probes' SYNs apart from the API server's
-	}
 	acfg, agentPods := agentConfig(ctx, o, client, metrics, log)
 	a = agent.New(acfg, parts)
 	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
 	if kernel != nil {
-		go kernel.Run(ctx)
+		go func() {
+			k := kernel.wait()
+			if k == nil {
+				a.AttachDataPlane(nil)
+				return
+			}
+			own.MarkInKernel(k) // the probes' SYNs apart from the API server's
+			go k.Run(ctx)
+			a.AttachDataPlane(k)
+		}()
 	}
 	startClusterChecks(ctx, o, a, client, agentPods, log)
 
@@ -168,7 +181,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return err
 	}
 	defer stopServing()
-	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", kernel != nil)
+	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", !o.noEBPF)
 	return a.Run(ctx)
 }
 

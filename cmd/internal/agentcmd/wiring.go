@@ -2,6 +2,7 @@ package agentcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,17 +28,14 @@ import (
 	"github.com/hookscope/hookscope/risk"
 )
 
-// loadKernel loads the eBPF programs, or returns nil with --no-ebpf. A
-// kernel that refuses the handshake programs (no BTF, no permission, an
-// older kernel) leaves the agent on probes and the API server's signals,
-// saying so in one line and in hookscope_bpf_program; it never stops it.
-// The TCP tracepoints add retransmissions and who closed first. programs
-// are those it loaded or could not (the TC program and each TCP
-// tracepoint's), for the hookscope_bpf_program metric.
-func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (kernel *dataplane.Kernel, programs []otel.BPFProgram) {
-	if o.noEBPF {
-		return nil, nil
-	}
+// loadKernel loads the eBPF programs. A kernel that refuses the handshake
+// program (no BTF, no permission, an older kernel) leaves the agent on
+// probes and the API server's signals, saying so in one line and in
+// hookscope_bpf_program; it never stops it. The TCP tracepoints add
+// retransmissions and who closed first. programs are those it loaded or
+// could not (the TC program and each TCP tracepoint's), for the
+// hookscope_bpf_program metric.
+func loadKernel(asm *dataplane.Assembler, log *slog.Logger) (kernel *dataplane.Kernel, programs []otel.BPFProgram) {
 	// The kernel verifies the two sets of programs at once, on two cores
 	// where the node has them: most of the agent's start is verification.
 	type loaded struct {
@@ -72,6 +70,52 @@ func loadKernel(o agentOptions, asm *dataplane.Assembler, log *slog.Logger) (ker
 	return dataplane.NewKernel(tracer, tcp.tcp, asm, log), programs
 }
 
+// loadingKernel is the eBPF programs loading in the background; nil is no
+// data plane (--no-ebpf).
+type loadingKernel struct {
+	done     chan struct{} // closed once loaded or refused
+	kernel   *dataplane.Kernel
+	programs []otel.BPFProgram
+}
+
+// startLoadingKernel loads the programs (loadKernel) in the background.
+func startLoadingKernel(asm *dataplane.Assembler, log *slog.Logger) *loadingKernel {
+	l := &loadingKernel{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.kernel, l.programs = loadKernel(asm, log)
+	}()
+	return l
+}
+
+// wait is the loaded data plane: nil if the kernel refused it, or with
+// --no-ebpf.
+func (l *loadingKernel) wait() *dataplane.Kernel {
+	if l == nil {
+		return nil
+	}
+	<-l.done
+	return l.kernel
+}
+
+// loaded is the data plane and its programs once loading has ended, and
+// nothing before.
+func (l *loadingKernel) loaded() (*dataplane.Kernel, []otel.BPFProgram) {
+	if l == nil {
+		return nil, nil
+	}
+	select {
+	case <-l.done:
+		return l.kernel, l.programs
+	default:
+		return nil, nil
+	}
+}
+
+// errNotLoaded: the kernel's counters are not there (yet); the metric
+// skips the collection.
+var errNotLoaded = errors.New("the eBPF programs are not loaded")
+
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
 func newExporter(ctx context.Context, o agentOptions, log *slog.Logger) (*otel.Exporter, error) {
 	if o.otlpEndpoint == "" {
@@ -92,7 +136,7 @@ func otlpConfig(o agentOptions) otel.Config {
 
 // newMetrics builds /metrics (and OTLP metrics with an endpoint); the
 // agent it reads is built after it, so it is read through a().
-func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFProgram, exp *otel.Exporter, a func() *agent.Agent) (*otel.Metrics, error) {
+func newMetrics(o agentOptions, kernel *loadingKernel, exp *otel.Exporter, a func() *agent.Agent) (*otel.Metrics, error) {
 	state := otel.MetricsState{
 		Webhooks: func() []otel.Webhook {
 			var out []otel.Webhook
@@ -117,10 +161,28 @@ func newMetrics(o agentOptions, kernel *dataplane.Kernel, programs []otel.BPFPro
 		},
 	}
 	if kernel != nil {
-		state.EventsDropped, state.Unparsed, state.WireCounted = kernel.EventsDropped, kernel.Unparsed, kernel.Counted
-	}
-	if len(programs) > 0 {
-		state.Programs = func() []otel.BPFProgram { return programs }
+		state.EventsDropped = func() (uint64, error) {
+			if k, _ := kernel.loaded(); k != nil {
+				return k.EventsDropped()
+			}
+			return 0, errNotLoaded
+		}
+		state.Unparsed = func() (map[string]uint64, error) {
+			if k, _ := kernel.loaded(); k != nil {
+				return k.Unparsed()
+			}
+			return nil, errNotLoaded
+		}
+		state.WireCounted = func() (map[string]uint64, error) {
+			if k, _ := kernel.loaded(); k != nil {
+				return k.Counted()
+			}
+			return nil, errNotLoaded
+		}
+		state.Programs = func() []otel.BPFProgram {
+			_, programs := kernel.loaded()
+			return programs
+		}
 	}
 	if exp != nil {
 		state.Spans = exp.Stats
