@@ -36,6 +36,6 @@ func (a *Agent) RunClusterSignals(ctx context.Context, cs ClusterSignals) error 
 // signalOf is what the correlation reads of a signal.
 func signalOf(f apisignals.Failure) impact.Signal {
 	return impact.Signal{Webhook: f.Webhook, Class: f.Class, FailOpen: f.FailOpen, Detail: f.Detail,
-		Source: f.Source.EvidenceSource(), At: f.At, Object: f.Object, Reason: f.Reason, Count: f.Count,
+		Source: f.Source.EvidenceSource(), At: f.At, Since: f.Since, Object: f.Object, Reason: f.Reason, Count: f.Count,
 		Latency: f.Latency, Deletes: f.Deletes, CallOut: f.CallOut}
 }

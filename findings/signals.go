@@ -1,6 +1,7 @@
 package findings
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hookscope/hookscope/callout"
@@ -16,7 +17,10 @@ type Signal struct {
 	// Ignore).
 	FailOpen bool
 	// Started is when the failure happened, as the API server reports it.
-	Started  time.Time
+	Started time.Time
+	// Since, for a signal read from /metrics, is the previous scrape: the
+	// calls failed between Since and Started. Zero for an Event.
+	Since    time.Time
 	Evidence Evidence
 }
 
@@ -54,7 +58,7 @@ func (s *Store) Signal(w callout.Webhook, known bool, sig Signal) {
 		}
 		covered = covered || k.Scope != ScopeImpact
 	}
-	if covered || (!known && sig.Evidence.Source == Metrics) {
+	if covered || (!known && sig.Evidence.Source == Metrics) || s.endedSinceLocked(ref, sig.Since) {
 		return
 	}
 	class := sig.Class
@@ -72,6 +76,22 @@ func (s *Store) Signal(w callout.Webhook, known bool, sig Signal) {
 	}
 	f.Evidence = []Evidence{sig.Evidence}
 	s.openLocked(Key{Webhook: ref, Scope: ScopeSignals}, f, &c)
+}
+
+// endedSinceLocked reports whether a finding about webhook ref ended at or
+// after since: the calls a scrape of /metrics counts as failed since then
+// may be those it was about, and a failure that goes on rises again at the
+// next scrape, after it ended. Zero since: never.
+func (s *Store) endedSinceLocked(ref callout.Ref, since time.Time) bool {
+	if since.IsZero() {
+		return false
+	}
+	for _, f := range slices.Backward(s.resolved) {
+		if f.Webhook == ref && f.Impact == nil && f.Resolved != nil && !f.Resolved.Before(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // OpenImpact opens a correlation finding, once per impact: the failing

@@ -209,6 +209,36 @@ func TestSignalReclass(t *testing.T) {
 	}
 }
 
+// TestScrapeAfterAFailureEnded: a scrape of the API server's counters
+// reports the calls that failed since the previous one. When the failure
+// that made them fail was found and ended in between, they were its calls:
+// the scrape opens nothing. A failure that goes on rises again at the
+// next scrape, which opens the counters' finding.
+func TestScrapeAfterAFailureEnded(t *testing.T) {
+	s, sk, clk := newTestStore(t, "")
+	prevScrape := clk.Now()
+	clk.Step(time.Second)
+	s.Observe(probeSaw(CertExpired, clk.Now(), "x509: certificate has expired"))
+	clk.Step(8 * time.Second)
+	s.Observe(Observation{Webhook: hook, Backend: backend, Class: Healthy, Covers: CertExpired.Aspect(),
+		Evidence: Evidence{Source: Probe, At: clk.Now(), Detail: "the probe's handshake succeeds"}})
+	clk.Step(6 * time.Second)
+	scrape := func(since time.Time) {
+		s.Signal(hook, true, Signal{Started: clk.Now(), Since: since,
+			Evidence: Evidence{Source: Metrics, At: clk.Now(), Detail: "1 calls failed closed since the previous scrape", Calls: 1}})
+	}
+	scrape(prevScrape)
+	if open, _ := s.Findings(); len(open) != 0 || len(sk.all()) != 2 {
+		t.Fatalf("open %+v after a scrape that counted the ended failure's calls; want none", open)
+	}
+	prevScrape = clk.Now()
+	clk.Step(15 * time.Second)
+	scrape(prevScrape)
+	if open, _ := s.Findings(); len(open) != 1 || open[0].Class != CallsFailing {
+		t.Fatalf("open %+v after calls failed again; want the counters' finding", open)
+	}
+}
+
 // TestSignalTakesTheBackendsCause: a finding opened from the API server's
 // counters takes the cause a backend finding opened later names, with
 // that finding's evidence (where the packets stop), under its own ID; a

@@ -100,6 +100,9 @@ type Signal struct {
 	// Source is findings.Event or findings.Metrics.
 	Source findings.Source
 	At     time.Time
+	// Since, for a signal from /metrics, is the previous scrape: the calls
+	// failed between Since and At. Zero for an Event.
+	Since time.Time
 	// Object ("Kind namespace/name") and Reason are the Event's.
 	Object, Reason string
 	// Count is how many calls it stands for.
@@ -150,7 +153,7 @@ func (c *Correlator) OnSignal(sf Signal) {
 	if !c.noteSignal(sf) {
 		return
 	}
-	c.store.Signal(w, known, findings.Signal{Class: sf.Class, FailOpen: sf.FailOpen, Started: sf.At, Evidence: evidence(sf)})
+	c.store.Signal(w, known, findings.Signal{Class: sf.Class, FailOpen: sf.FailOpen, Started: sf.At, Since: sf.Since, Evidence: evidence(sf)})
 	if sf.Source != findings.Event || sf.Reason != "FailedCreate" || sf.Object == "" {
 		return
 	}
