@@ -28,6 +28,11 @@ type ScalePlan struct {
 	// Rates are the paced call rates, each run in both modes.
 	Rates      []int
 	RateWindow time.Duration
+	// IdleWindow is how long the agent's CPU with no calls is measured
+	// before the call rates: whole probe intervals (the agent's default,
+	// 10 s), so that the average neither misses nor doubles a round of
+	// probes, as a window shorter than one does.
+	IdleWindow time.Duration
 	// Settle is the wait after an agent is ready before its figures are
 	// read; Window is how long its CPU is measured.
 	Settle, Window time.Duration
@@ -90,7 +95,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 				{Nodes: 100, Pods: 3000, Webhooks: 50},
 				withCallOuts(ScaleStep{Nodes: 100, Pods: 3000, Webhooks: 50}),
 			},
-			Rates: []int{100, 1000}, RateWindow: 5 * time.Second,
+			Rates: []int{100, 1000}, RateWindow: 5 * time.Second, IdleWindow: 20 * time.Second,
 			Settle: 3 * time.Second, Window: 5 * time.Second,
 			DetectionRuns: 10, DetectionLoad: 1000,
 		}, nil
@@ -104,7 +109,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 				{Nodes: 1000, Pods: 30000, Webhooks: 50},
 				withCallOuts(ScaleStep{Nodes: 1000, Pods: 30000, Webhooks: 50}),
 			},
-			Rates: []int{100, 1000, 5000}, RateWindow: 10 * time.Second,
+			Rates: []int{100, 1000, 5000}, RateWindow: 10 * time.Second, IdleWindow: 30 * time.Second,
 			Settle: 5 * time.Second, Window: 10 * time.Second,
 			DetectionRuns: 20, DetectionLoad: 1000,
 		}, nil

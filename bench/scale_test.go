@@ -1199,8 +1199,8 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 	defer progs.close()
 	// The agent's CPU with no calls, at this cluster size: what each run
 	// adds to it is the calls' cost.
-	idle := observe(t, s.plan.RateWindow, a)[0]
-	t.Logf("agent idle before the call rate runs: %.4f cores, %d inventory updates in %s", idle.cpuCores, idle.inventoryUpdates, s.plan.RateWindow)
+	idle := observe(t, s.plan.IdleWindow, a)[0]
+	t.Logf("agent idle before the call rate runs: %.4f cores, %d inventory updates in %s", idle.cpuCores, idle.inventoryUpdates, s.plan.IdleWindow)
 	var out []CallRate
 	for _, rate := range s.plan.Rates {
 		for _, mode := range []string{"http2", "new_connection"} {
