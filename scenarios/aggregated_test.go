@@ -45,8 +45,10 @@ func TestAggregatedAPIUnknownAuthority(t *testing.T) {
 		spec:          chaos.WebhookSpec{Name: "agg-unknown-ca", FailurePolicy: admissionv1.Fail, APIService: true},
 		inject:        serve((*chaos.Webhook).OtherCACertificate),
 		// The API server's availability check has not failed yet: the
-		// group is listed, and reading it fails at the proxy's handshake.
+		// group is listed, and reading it fails at the proxy's handshake
+		// (once the check fails too, the group is stale).
 		wantError:   "the server is currently unable to handle the request",
+		orError:     "stale GroupVersion discovery",
 		effect:      "requests to the API fail",
 		remediation: "serve a certificate the caBundle's CA signed",
 		remediate:   serveValidCertificate,
@@ -105,8 +107,10 @@ func TestAggregatedAPIBlockedBeforeNode(t *testing.T) {
 		inject: func(ctx context.Context, wh *chaos.Webhook) (any, error) {
 			return lab.BlockAPIServer(ctx, wh)
 		},
-		// The proxy's dial gives up: a 503, in the API server's words.
+		// The proxy's dial gives up: a 503, in the API server's words; or,
+		// once its availability check failed too, a stale group.
 		wantError: "the server is currently unable to handle the request",
+		orError:   "stale GroupVersion discovery",
 		effect:    "requests to the API fail",
 		evidence:  "no SYN from the API server reached pod",
 		// Only the API server's availability check (every 30 s, 5 s to
