@@ -262,6 +262,8 @@ func (a *Agent) dataPlane() DataPlane {
 func (a *Agent) AttachDataPlane(dp DataPlane) {
 	if dp != nil {
 		a.dp.Store(&dataPlaneOf{dp})
+		// Under viewMu: a resolution in progress either finishes first
+		// (and is rebuilt here) or starts after and sees dp.
 		a.viewMu.Lock()
 		v := a.view.Load()
 		a.viewMu.Unlock()

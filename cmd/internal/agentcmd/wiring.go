@@ -116,6 +116,18 @@ func (l *loadingKernel) loaded() (*dataplane.Kernel, []otel.BPFProgram) {
 // skips the collection.
 var errNotLoaded = errors.New("the eBPF programs are not loaded")
 
+// fromKernel reads a counter of the loaded data plane, errNotLoaded
+// before it loads or when the kernel refused it.
+func fromKernel[T any](l *loadingKernel, read func(*dataplane.Kernel) (T, error)) func() (T, error) {
+	return func() (T, error) {
+		if k, _ := l.loaded(); k != nil {
+			return read(k)
+		}
+		var zero T
+		return zero, errNotLoaded
+	}
+}
+
 // newExporter is the OTLP span exporter, nil without --otlp-endpoint.
 func newExporter(ctx context.Context, o agentOptions, log *slog.Logger) (*otel.Exporter, error) {
 	if o.otlpEndpoint == "" {
@@ -161,24 +173,9 @@ func newMetrics(o agentOptions, kernel *loadingKernel, exp *otel.Exporter, a fun
 		},
 	}
 	if kernel != nil {
-		state.EventsDropped = func() (uint64, error) {
-			if k, _ := kernel.loaded(); k != nil {
-				return k.EventsDropped()
-			}
-			return 0, errNotLoaded
-		}
-		state.Unparsed = func() (map[string]uint64, error) {
-			if k, _ := kernel.loaded(); k != nil {
-				return k.Unparsed()
-			}
-			return nil, errNotLoaded
-		}
-		state.WireCounted = func() (map[string]uint64, error) {
-			if k, _ := kernel.loaded(); k != nil {
-				return k.Counted()
-			}
-			return nil, errNotLoaded
-		}
+		state.EventsDropped = fromKernel(kernel, (*dataplane.Kernel).EventsDropped)
+		state.Unparsed = fromKernel(kernel, (*dataplane.Kernel).Unparsed)
+		state.WireCounted = fromKernel(kernel, (*dataplane.Kernel).Counted)
 		state.Programs = func() []otel.BPFProgram {
 			_, programs := kernel.loaded()
 			return programs
