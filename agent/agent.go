@@ -30,8 +30,9 @@ type DataPlane interface {
 	// SetBackends replaces the traced backends; an error names those that
 	// cannot be traced yet (the agent retries).
 	SetBackends(bs []dataplane.Backend) error
-	// Traced reports whether the kernel traces a backend now.
-	Traced(addr netip.AddrPort) bool
+	// Tracing says how the kernel traces a backend now (ok false: it
+	// does not).
+	Tracing(addr netip.AddrPort) (_ dataplane.Tracing, ok bool)
 	// Arrivals is what reached a traced backend's interface: the kernel's
 	// SYN ledger.
 	Arrivals(addr netip.AddrPort) (dataplane.Arrivals, error)

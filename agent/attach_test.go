@@ -24,10 +24,14 @@ func (r *recordingDataPlane) SetBackends(bs []dataplane.Backend) error {
 	return nil
 }
 
-func (r *recordingDataPlane) Traced(addr netip.AddrPort) bool {
+func (r *recordingDataPlane) Tracing(addr netip.AddrPort) (dataplane.Tracing, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.ContainsFunc(r.backends, func(b dataplane.Backend) bool { return b.Addr == addr })
+	i := slices.IndexFunc(r.backends, func(b dataplane.Backend) bool { return b.Addr == addr })
+	if i < 0 {
+		return dataplane.Tracing{}, false
+	}
+	return dataplane.Tracing{Pod: r.backends[i].Pod}, true
 }
 
 func (r *recordingDataPlane) Arrivals(netip.AddrPort) (dataplane.Arrivals, error) {
@@ -72,7 +76,7 @@ func TestDataPlaneAttachedAfterTheInventory(t *testing.T) {
 			}
 			continue
 		}
-		if !dp.Traced(w.Backends[0].Addr) {
+		if _, ok := dp.Tracing(w.Backends[0].Addr); !ok {
 			t.Fatalf("the local backend %s is not traced once the programs loaded; traced %v", w.Backends[0].Addr, dp.backends)
 		}
 	}

@@ -274,7 +274,8 @@ func TestURLWebhookServedOnTheNode(t *testing.T) {
 	defer srv.Close()
 	addr := netip.AddrPortFrom(ip, kernelPort)
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return k.agent.dataPlane().Traced(addr), nil
+		_, ok := k.agent.dataPlane().Tracing(addr)
+		return ok, nil
 	})
 	if err != nil {
 		t.Fatalf("the URL's address %s on this node is not traced", addr)

@@ -26,7 +26,8 @@ type PeerLedger func(ctx context.Context, node string, backend netip.AddrPort) (
 // ok is false when it does not trace it.
 func (a *Agent) Ledger(backend netip.AddrPort) (dataplane.Ledger, bool) {
 	dp := a.dataPlane()
-	if dp == nil || !dp.Traced(backend) {
+	t, ok := tracing(dp, backend)
+	if !ok {
 		return dataplane.Ledger{}, false
 	}
 	arr, err := dp.Arrivals(backend)
@@ -35,7 +36,7 @@ func (a *Agent) Ledger(backend netip.AddrPort) (dataplane.Ledger, bool) {
 		return dataplane.Ledger{}, false
 	}
 	open, closed := a.asm.Connections(backend)
-	return dataplane.Ledger{Node: a.cfg.NodeName, Traced: true, Arrivals: arr, Open: open, LastClosed: closed}, true
+	return dataplane.Ledger{Node: a.cfg.NodeName, Traced: true, TracedSince: t.Since, Arrivals: arr, Open: open, LastClosed: closed}, true
 }
 
 // ledgerOf reads b's ledger here, or from the agent on b's node.
@@ -79,8 +80,12 @@ func (a *Agent) judgePath(f apisignals.Failure) {
 		}
 		l, ok := a.ledgerOf(context.Background(), b)
 		// A connection the API server holds open needs no SYN: the ledger
-		// cannot speak for calls on it.
-		if !ok || l.Open > 0 {
+		// cannot speak for calls on it. Nor can a ledger begun after the
+		// call can have failed: a call that failed fast (a rejected
+		// certificate) left no trace before tracing began, as when a new
+		// pod takes over an address and the agent attaches to its
+		// interface after the API server called it.
+		if !ok || l.Open > 0 || l.TracedSince.After(f.Earliest()) {
 			continue
 		}
 		from := callWindow(f, timeout, l.LastClosed)

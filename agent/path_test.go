@@ -63,6 +63,20 @@ func TestJudgePathWindow(t *testing.T) {
 		failure: apisignals.Failure{WebhookFailure: apisignals.WebhookFailure{Webhook: "hook.example.com", Class: findings.WebhookTimeout},
 			Source: apisignals.FromEvent, At: now},
 		ledger: ledger(now.Add(-9700*time.Millisecond), now.Add(300*time.Millisecond)),
+	}, {
+		// A new pod took over an address another pod had, and the
+		// agent attached to its interface after the API server's call
+		// was refused: no SYN in the ledger says nothing of that call.
+		name: "handshake refused before tracing began",
+		failure: apisignals.Failure{WebhookFailure: apisignals.WebhookFailure{Webhook: "hook.example.com"},
+			Source: apisignals.FromMetrics, At: now, Since: now.Add(-time.Second)},
+		ledger: dataplane.Ledger{Node: "node-b", Traced: true, TracedSince: now.Add(-500 * time.Millisecond), Arrivals: dataplane.Arrivals{Probes: probed}},
+	}, {
+		name: "no SYN since long before the call",
+		failure: apisignals.Failure{WebhookFailure: apisignals.WebhookFailure{Webhook: "hook.example.com"},
+			Source: apisignals.FromMetrics, At: now, Since: now.Add(-time.Second)},
+		ledger: dataplane.Ledger{Node: "node-b", Traced: true, TracedSince: now.Add(-time.Minute), Arrivals: dataplane.Arrivals{Probes: probed}},
+		want:   findings.BlockedBeforeNode,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := findings.NewStore(findings.Config{})

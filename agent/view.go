@@ -294,7 +294,7 @@ func (a *Agent) Webhooks() []WebhookStatus {
 		}
 		if addr, ok := a.urlOnNode(w); ok { // a URL served on this node
 			st.Local = append(st.Local, addr)
-			if dp != nil && dp.Traced(addr) {
+			if _, ok := tracing(dp, addr); ok {
 				st.Traced = append(st.Traced, addr)
 			}
 		}
@@ -306,13 +306,23 @@ func (a *Agent) Webhooks() []WebhookStatus {
 				continue
 			}
 			st.Local = append(st.Local, b.Addr)
-			if dp != nil && dp.Traced(b.Addr) {
+			// An address another pod had may still be traced at that
+			// pod's interface: this one is traced once the agent attaches.
+			if t, ok := tracing(dp, b.Addr); ok && t.SamePod(b.Pod) {
 				st.Traced = append(st.Traced, b.Addr)
 			}
 		}
 		out = append(out, st)
 	}
 	return out
+}
+
+// tracing is dp.Tracing, with no data plane tracing nothing.
+func tracing(dp DataPlane, addr netip.AddrPort) (dataplane.Tracing, bool) {
+	if dp == nil {
+		return dataplane.Tracing{}, false
+	}
+	return dp.Tracing(addr)
 }
 
 // agentNodes are the nodes an agent runs on: Config.AgentNodes, or this

@@ -207,6 +207,15 @@ func (p *AgentProcess) Restart(ctx context.Context, sig syscall.Signal) error {
 // LogPath is the agent's log file.
 func (p *AgentProcess) LogPath() string { return p.logPath }
 
+// Said is the last n lines of the agent's log that hold text, empty when
+// its log is not on this machine (kind: the pod's).
+func (p *AgentProcess) Said(text string, n int) string {
+	if p.logPath == "" {
+		return ""
+	}
+	return tailMatching(p.logPath, text, n)
+}
+
 // API is the base URL of the agent's HTTP API (/findings, /webhooks,
 // /metrics); for a DaemonSet's agents, the first one's.
 func (p *AgentProcess) API() string { return p.apis[0] }
@@ -409,13 +418,23 @@ func freePort() (int, error) {
 
 // tail returns the last n lines of a file.
 func tail(path string, n int) string {
+	return tailMatching(path, "", n)
+}
+
+// tailMatching is the last n lines of the file at path that hold text.
+func tailMatching(path, text string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
 	b, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.Contains(l, text) {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

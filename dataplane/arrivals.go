@@ -118,9 +118,13 @@ func (a Arrivals) FromAPIServer(apiServer func(netip.Addr) bool) (Arrivals, bool
 // what reached its interface, and the connections the API server holds.
 // The agent that judges a failed call may read it from another node's.
 type Ledger struct {
-	Node     string   `json:"node"`
-	Traced   bool     `json:"traced"`
-	Arrivals Arrivals `json:"arrivals"`
+	Node   string `json:"node"`
+	Traced bool   `json:"traced"`
+	// TracedSince is when tracing began at the backend's interface
+	// (zero from an agent that does not say): the ledger knows nothing
+	// of what arrived before.
+	TracedSince time.Time `json:"tracedSince,omitzero"`
+	Arrivals    Arrivals  `json:"arrivals"`
 	// Open is how many connections are open; LastClosed when the last one
 	// ended (zero if none did while traced).
 	Open       int       `json:"open"`

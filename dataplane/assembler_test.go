@@ -292,3 +292,38 @@ func TestFinishedCallsKeepNothing(t *testing.T) {
 		t.Errorf("calls %d (last %q), %d open after the late ServerHello; want 101, closed, none open", len(r.calls), r.calls[len(r.calls)-1].Outcome, len(a.calls))
 	}
 }
+
+// TestAddressReusedForgetsTheOldPod: a pod is deleted with a request and
+// a ClientHello unanswered (its network went with it, so the kernel saw no
+// close), and later a new pod takes its address. What the Assembler held
+// of the old pod's connections must not read as the new pod's stalls.
+func TestAddressReusedForgetsTheOldPod(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gap  bool // the address is not traced for a while in between
+	}{{"untraced in between", true}, {"taken over at once", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, r := newAssembler(t)
+			t0 := time.Now()
+			a.HandleTLS(handshake.Event{Kind: handshake.KindRequest, Client: client, Server: server, Time: t0})
+			a.HandleTLS(handshake.Event{Kind: handshake.KindClientHello, Client: netip.MustParseAddrPort("10.0.0.2:41001"), Server: server, Time: t0})
+			if tc.gap {
+				a.SetBackends(nil)
+			}
+			a.SetBackends([]Backend{{Addr: server, Webhooks: []callout.Webhook{hook}, Pod: &callout.PodRef{Namespace: "ns", Name: "hook-1", Node: "node-1"}}})
+			a.Tick(t0.Add(time.Minute))
+			if len(r.latency) != 0 {
+				t.Errorf("the old pod's unanswered request and ClientHello were named the new pod's: %+v", r.latency)
+			}
+		})
+	}
+	// The same pod again (a resolution that did not change it) keeps them.
+	a, r := newAssembler(t)
+	t0 := time.Now()
+	a.HandleTLS(handshake.Event{Kind: handshake.KindRequest, Client: client, Server: server, Time: t0})
+	a.SetBackends([]Backend{{Addr: server, Webhooks: []callout.Webhook{hook}, Pod: &callout.PodRef{Namespace: "ns", Name: "hook-0", Node: "node-1"}}})
+	a.Tick(t0.Add(1100 * time.Millisecond))
+	if len(r.latency) != 1 || r.latency[0].Class != findings.WebhookTimeout {
+		t.Errorf("a request unanswered across a resolution that kept its pod: %+v, want a stall", r.latency)
+	}
+}

@@ -30,6 +30,26 @@ type Backend struct {
 	Pod      *callout.PodRef
 }
 
+// Tracing is how the kernel traces one backend.
+type Tracing struct {
+	// Pod is the pod the backend was when tracing began at its interface:
+	// when a new pod takes an address over, the kernel traces the old
+	// pod's interface until the agent attaches to the new one.
+	Pod *callout.PodRef
+	// Since is when tracing began at the backend's interface: the kernel
+	// saw none of the connections before.
+	Since time.Time
+}
+
+// SamePod reports whether the kernel traces the address for pod (nil: an
+// address that is not a pod's, such as a URL served on the node).
+func (t Tracing) SamePod(pod *callout.PodRef) bool {
+	if t.Pod == nil || pod == nil {
+		return t.Pod == nil && pod == nil
+	}
+	return t.Pod.Namespace == pod.Namespace && t.Pod.Name == pod.Name
+}
+
 // Output receives what the Assembler makes of the events. Its functions
 // are called without the Assembler's lock held; nil ones are skipped.
 type Output struct {
@@ -123,25 +143,54 @@ func (a *Assembler) SetOutput(o Output) {
 	a.cfg.Output = o
 }
 
-// SetBackends replaces the backends whose events are folded.
+// SetBackends replaces the backends whose events are folded. What it
+// held of the connections to a backend no longer traced, or to an address
+// another pod took over, goes: the old pod's connections ended with its
+// network, unseen, and their unanswered requests must not read as the new
+// pod's stalls.
 func (a *Assembler) SetBackends(bs []Backend) {
 	m := make(map[netip.AddrPort]Backend, len(bs))
 	for _, b := range bs {
 		m[b.Addr] = b
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	gone := map[netip.AddrPort]bool{}
+	for addr, old := range a.backends {
+		if b, ok := m[addr]; !ok || !(Tracing{Pod: old.Pod}).SamePod(b.Pod) {
+			gone[addr] = true
+		}
+	}
 	a.backends = m
-	for addr := range a.open {
-		if _, ok := m[addr]; !ok {
-			delete(a.open, addr)
+	if len(gone) == 0 {
+		return
+	}
+	for addr := range gone {
+		delete(a.open, addr)
+		delete(a.closed, addr)
+	}
+	for _, conns := range []map[connKey]pendingRequest{a.pending, a.hellos} {
+		for k := range conns {
+			if gone[k.server] {
+				delete(conns, k)
+			}
 		}
 	}
-	for addr := range a.closed {
-		if _, ok := m[addr]; !ok {
-			delete(a.closed, addr)
+	for k := range a.calls {
+		if gone[k.server] {
+			delete(a.calls, k)
 		}
 	}
-	a.mu.Unlock()
+	for k := range a.done {
+		if gone[k.server] {
+			delete(a.done, k)
+		}
+	}
+	for k := range a.timedOut {
+		if gone[k.server] {
+			delete(a.timedOut, k)
+		}
+	}
 }
 
 // OpenConnections is how many connections to backend have completed their

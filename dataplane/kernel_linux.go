@@ -31,7 +31,14 @@ type Kernel struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	backends map[netip.AddrPort][]attachPoint // backend -> where its packets are seen
+	backends map[netip.AddrPort]traced
+}
+
+// traced is one traced backend: where its packets are seen, and since
+// when for which pod.
+type traced struct {
+	points []attachPoint
+	Tracing
 }
 
 // attachPoint is an interface the programs are attached to for a backend.
@@ -44,7 +51,7 @@ type attachPoint struct {
 // NewKernel wraps loaded tracers (tcp may be nil); Run starts reading
 // their events into asm.
 func NewKernel(t *handshake.Tracer, tcp *tcpstate.Tracer, asm *Assembler, log *slog.Logger) *Kernel {
-	return &Kernel{tracer: t, tcp: tcp, asm: asm, log: log, backends: map[netip.AddrPort][]attachPoint{}}
+	return &Kernel{tracer: t, tcp: tcp, asm: asm, log: log, backends: map[netip.AddrPort]traced{}}
 }
 
 // Run reads the ring buffers into the Assembler, and ticks it, until ctx
@@ -179,12 +186,13 @@ func (k *Kernel) MarkProbePort(port uint16) error { return k.tracer.MarkOwnPort(
 // UnmarkProbePort forgets a probe's port.
 func (k *Kernel) UnmarkProbePort(port uint16) error { return k.tracer.UnmarkOwnPort(port) }
 
-// Traced reports whether the kernel traces a backend now.
-func (k *Kernel) Traced(target netip.AddrPort) bool {
+// Tracing says how the kernel traces a backend now; ok is false when it
+// does not.
+func (k *Kernel) Tracing(target netip.AddrPort) (_ Tracing, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	_, ok := k.backends[target]
-	return ok
+	t, ok := k.backends[target]
+	return t.Tracing, ok
 }
 
 // SetBackends traces bs and no others: a backend whose route is not there
@@ -204,7 +212,12 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 			errs = append(errs, err)
 			continue
 		}
-		if old, ok := k.backends[t]; ok && slices.Equal(old, points) {
+		if old, ok := k.backends[t]; ok && slices.Equal(old.points, points) {
+			if !old.SamePod(b.Pod) {
+				// Another pod took the address over behind the same
+				// interface (host network): its connections begin now.
+				k.backends[t] = traced{points, Tracing{Pod: b.Pod, Since: time.Now()}}
+			}
 			continue
 		}
 		if err := k.attach(points); err != nil {
@@ -221,7 +234,7 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 				continue
 			}
 		}
-		k.backends[t] = points
+		k.backends[t] = traced{points, Tracing{Pod: b.Pod, Since: time.Now()}}
 		k.log.Info("tracing backend", "backend", t, "interfaces", describePoints(points))
 	}
 	for t := range k.backends {
@@ -239,8 +252,8 @@ func (k *Kernel) SetBackends(bs []Backend) error {
 	}
 	// Detach from interfaces no backend routes through any more.
 	used := map[int]bool{}
-	for _, ps := range k.backends {
-		for _, p := range ps {
+	for _, tb := range k.backends {
+		for _, p := range tb.points {
 			used[p.ifindex] = true
 		}
 	}

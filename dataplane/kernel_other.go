@@ -26,8 +26,8 @@ func (*Kernel) Run(context.Context) {}
 // SetBackends does nothing.
 func (*Kernel) SetBackends([]Backend) error { return nil }
 
-// Traced is always false.
-func (*Kernel) Traced(netip.AddrPort) bool { return false }
+// Tracing finds nothing traced.
+func (*Kernel) Tracing(netip.AddrPort) (Tracing, bool) { return Tracing{}, false }
 
 // EventsDropped is always zero.
 func (*Kernel) EventsDropped() (uint64, error) { return 0, nil }

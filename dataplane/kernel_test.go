@@ -92,7 +92,7 @@ func (tr *tracing) trace(t *testing.T, backend netip.AddrPort) []attachPoint {
 	}
 	tr.k.mu.Lock()
 	defer tr.k.mu.Unlock()
-	return tr.k.backends[backend]
+	return tr.k.backends[backend].points
 }
 
 // handshakes makes one TLS handshake to backend and returns the calls the
@@ -236,4 +236,52 @@ func TestOnNode(t *testing.T) {
 			t.Errorf("OnNode(%s) = %v, want %v", ip, got, want)
 		}
 	}
+}
+
+// TestAddressTakenOver: a pod is deleted and a new one gets its address,
+// behind a new veth. Until the agent hands the kernel the new pod, the
+// address is traced at the old pod's interface, and says so; then the
+// kernel traces the new interface, from then on, and sees its handshakes.
+func TestAddressTakenOver(t *testing.T) {
+	needKernel(t)
+	addr := netip.MustParseAddr("10.0.75.5")
+	backend := netip.AddrPortFrom(addr, 8443)
+	podA, podB := &callout.PodRef{Namespace: "ns", Name: "hook-a"}, &callout.PodRef{Namespace: "ns", Name: "hook-b"}
+	tr := newTracing(t)
+	traceAs := func(pod *callout.PodRef) Tracing {
+		t.Helper()
+		if err := tr.k.SetBackends([]Backend{{Addr: backend, Pod: pod, Webhooks: []callout.Webhook{{Ref: callout.Ref{Name: "v.kernel.example.com"}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := tr.k.Tracing(backend)
+		if !ok || !got.SamePod(pod) {
+			t.Fatalf("tracing %+v (ok %v) after handing the kernel pod %s", got, ok, pod.Name)
+		}
+		return got
+	}
+
+	a, err := podnet.New("takena", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := traceAs(podA)
+	a.Close()
+	b, err := podnet.New("takenb", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, ok := tr.k.Tracing(backend); !ok || got.SamePod(podB) {
+		t.Fatalf("tracing %+v (ok %v) before the kernel was handed the new pod: want the old pod's", got, ok)
+	}
+	ln, err := b.Listen(8443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := serveTLS(t, ln)
+	second := traceAs(podB)
+	if !second.Since.After(first.Since) {
+		t.Errorf("tracing the new pod since %s, not after the old pod's %s: the ledger would speak for connections it never saw", second.Since, first.Since)
+	}
+	tr.handshakes(t, backend, ca)
 }

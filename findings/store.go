@@ -171,7 +171,11 @@ func (s *Store) done(c change) {
 	}
 	for _, f := range c.reports {
 		if f.Resolved != nil {
-			s.cfg.Log.Info("finding resolved", "webhook", f.Webhook.String(), "class", f.Class, "id", f.ID)
+			var why string
+			if n := len(f.Evidence); n > 0 {
+				why = f.Evidence[n-1].Detail
+			}
+			s.cfg.Log.Info("finding resolved", "webhook", f.Webhook.String(), "class", f.Class, "id", f.ID, "why", why)
 		} else {
 			s.cfg.Log.Warn("finding", "webhook", f.Webhook.String(), "class", f.Class, "effect", f.Effect, "id", f.ID, "backend", f.Backend)
 		}
