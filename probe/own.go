@@ -39,9 +39,17 @@ type ownKey struct {
 	server netip.AddrPort
 }
 
-// ownTTL is how long a probe connection is remembered: its kernel events
-// arrive within milliseconds.
+// ownTTL is how long a probe connection is remembered if nothing says it
+// ended.
 const ownTTL = time.Minute
+
+// ownLinger is how long a probe connection is remembered once its socket
+// closed: its kernel events reach the agent within the ring buffers' poll
+// (50 ms). The port is free again for any client on the host, the API
+// server's too: remembered longer, the API server's connection from it
+// would be taken for a probe's (seen: a failed call's SYN filed as a
+// probe's, and "no SYN from the API server reached the pod").
+const ownLinger = 2 * time.Second
 
 // NewOwn returns an empty registry.
 func NewOwn() *Own { return &Own{conns: map[ownKey]time.Time{}} }
@@ -57,7 +65,7 @@ func (o *Own) Is(client, server netip.AddrPort) bool {
 	return ok
 }
 
-// add remembers a probe connection and forgets the old ones.
+// add remembers a probe connection and forgets those whose time is up.
 func (o *Own) add(port uint16, server netip.AddrPort) {
 	if o == nil {
 		return
@@ -65,17 +73,36 @@ func (o *Own) add(port uint16, server netip.AddrPort) {
 	now := time.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for k, at := range o.conns {
-		if now.Sub(at) > ownTTL {
+	for k, until := range o.conns {
+		if now.After(until) {
 			delete(o.conns, k)
 			if o.kernel != nil {
 				_ = o.kernel.UnmarkProbePort(k.port) // a port left marked only files a stranger's SYN as a probe's
 			}
 		}
 	}
-	o.conns[ownKey{port, unmap(server)}] = now
+	o.conns[ownKey{port, unmap(server)}] = now.Add(ownTTL)
 	if o.kernel != nil {
 		_ = o.kernel.MarkProbePort(port) // unmarked, the probe's SYN counts as a client's: the ledger errs towards "arrived"
+	}
+}
+
+// release says the probe's socket on port closed: the kernel stops filing
+// the port's SYNs as a probe's at once (the probe sends none any more),
+// and the agent forgets the connection once its events are in.
+func (o *Own) release(port uint16, server netip.AddrPort) {
+	if o == nil || port == 0 {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := ownKey{port, unmap(server)}
+	if _, ok := o.conns[k]; !ok {
+		return
+	}
+	o.conns[k] = time.Now().Add(ownLinger)
+	if o.kernel != nil {
+		_ = o.kernel.UnmarkProbePort(port)
 	}
 }
 

@@ -3,9 +3,13 @@
 package probe
 
 import (
+	"context"
 	"net"
 	"net/netip"
 )
 
-// dialer is a plain dialer: only Linux has a data plane to tell probes from.
-func (o *Own) dialer(netip.AddrPort) *net.Dialer { return &net.Dialer{} }
+// dial is a plain dial: only Linux has a data plane to tell probes from.
+func (o *Own) dial(ctx context.Context, target netip.AddrPort) (net.Conn, func(), error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target.String())
+	return c, func() {}, err
+}

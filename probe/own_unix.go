@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,14 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dialer binds each probe socket to an ephemeral port before it connects
-// and records it in own: the data plane knows the connection is ours
-// before its first packet.
-func (o *Own) dialer(target netip.AddrPort) *net.Dialer {
+// dial connects to target as a probe: the socket is bound to an ephemeral
+// port before it connects, and the port recorded in own, so the data plane
+// knows the connection is ours before its first packet. Call done once the
+// connection is closed (or the dial failed): the port is released.
+func (o *Own) dial(ctx context.Context, target netip.AddrPort) (_ net.Conn, done func(), _ error) {
 	if o == nil {
-		return &net.Dialer{}
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target.String())
+		return c, func() {}, err
 	}
-	return &net.Dialer{Control: func(network, _ string, c syscall.RawConn) error {
+	var port uint16
+	d := &net.Dialer{Control: func(network, _ string, c syscall.RawConn) error {
 		var err error
 		cerr := c.Control(func(fd uintptr) {
 			var sa unix.Sockaddr = &unix.SockaddrInet4{}
@@ -34,10 +38,11 @@ func (o *Own) dialer(target netip.AddrPort) *net.Dialer {
 			}
 			switch a := got.(type) {
 			case *unix.SockaddrInet4:
-				o.add(uint16(a.Port), target)
+				port = uint16(a.Port)
 			case *unix.SockaddrInet6:
-				o.add(uint16(a.Port), target)
+				port = uint16(a.Port)
 			}
+			o.add(port, target)
 		})
 		if cerr != nil {
 			return cerr
@@ -47,4 +52,6 @@ func (o *Own) dialer(target netip.AddrPort) *net.Dialer {
 		}
 		return nil
 	}}
+	c, err := d.DialContext(ctx, "tcp", target.String())
+	return c, func() { o.release(port, target) }, err
 }

@@ -98,7 +98,8 @@ func Run(ctx context.Context, target netip.AddrPort, o Options) Result {
 			return nil
 		},
 	}
-	raw, err := o.Own.dialer(target).DialContext(ctx, "tcp", target.String())
+	raw, done, err := o.Own.dial(ctx, target)
+	defer done() // after raw.Close, deferred below
 	if err != nil {
 		r.Class, r.Detail = classifyDial(err), err.Error()
 		if r.Class == findings.HandshakeTimeout { // no handshake began: the SYN went unanswered

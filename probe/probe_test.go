@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,6 +203,60 @@ func TestOwnKnowsTheProbeBeforeItConnects(t *testing.T) {
 	}
 	if own.Is(netip.AddrPortFrom(client.Addr(), port+1), closed) || own.Is(client, netip.AddrPortFrom(closed.Addr(), closed.Port()+1)) {
 		t.Error("Is reports a connection that is not the probe's")
+	}
+}
+
+// portMarks records the kernel's probe ports.
+type portMarks struct {
+	mu     sync.Mutex
+	marked map[uint16]bool
+	ever   int
+}
+
+func (m *portMarks) MarkProbePort(p uint16) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.marked[p] = true
+	m.ever++
+	return nil
+}
+
+func (m *portMarks) UnmarkProbePort(p uint16) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.marked, p)
+	return nil
+}
+
+// TestProbePortReleased: once a probe's socket is closed its port is free
+// for any client on the host, the API server's too. The kernel stops
+// filing the port's SYNs as a probe's at once; the agent still knows the
+// connection for the moment its events take to arrive.
+func TestProbePortReleased(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	marks := &portMarks{marked: map[uint16]bool{}}
+	own := NewOwn()
+	own.MarkInKernel(marks)
+	for range 3 {
+		if r := Run(context.Background(), closed, Options{ServerName: "x.y.svc", Timeout: time.Second, Own: own}); r.Class != findings.ConnectionRefused {
+			t.Fatalf("class %s (%s), want ConnectionRefused", r.Class, r.Detail)
+		}
+	}
+	if marks.ever != 3 || len(marks.marked) != 0 {
+		t.Errorf("%d ports marked, %d still marked after the probes ended; want 3 and none", marks.ever, len(marks.marked))
+	}
+	for k := range own.conns {
+		if !own.Is(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), k.port), closed) {
+			t.Errorf("the probe from port %d is forgotten before its events can arrive", k.port)
+		}
+		if until := own.conns[k]; time.Until(until) > ownLinger {
+			t.Errorf("the probe from port %d is remembered until %s, more than %s after it ended", k.port, until.Format(time.RFC3339Nano), ownLinger)
+		}
 	}
 }
 

@@ -26,7 +26,9 @@ type LedgerEntry struct {
 	// SYNs counts client SYNs, retransmissions included; Answered the
 	// server's SYN-ACKs; Refused its resets to a SYN.
 	SYNs, Answered, Refused uint64
-	FirstSYN, LastSYN       time.Time
+	// FirstSYN is zero when the entry began with untracked segments;
+	// LastSYN is zero when no SYN came.
+	FirstSYN, LastSYN time.Time
 	// LastAnswer is the last SYN-ACK or refusal; zero if none.
 	LastAnswer time.Time
 	// Untracked counts the client's data segments on connections that
@@ -49,16 +51,24 @@ func (t *Tracer) Ledger() ([]LedgerEntry, error) {
 			Client: netip.AddrFrom16(k.ClientAddr).Unmap(),
 			Own:    k.Own != 0,
 			SYNs:   v.Syns, Answered: v.Answered, Refused: v.Refused,
-			FirstSYN: t.clock.Wall(v.FirstNs), LastSYN: t.clock.Wall(v.LastSynNs),
+		}
+		// An entry the client's segments on a connection from before
+		// tracing opened has no first SYN (first_ns stays 0), while its
+		// later SYNs set last_syn_ns: each time is read on its own. (Read
+		// as one, the SYNs after an agent's restart had no time, and the
+		// ledger said none arrived: the API server holds its connections
+		// across the restart.)
+		if v.FirstNs != 0 {
+			e.FirstSYN = t.clock.Wall(v.FirstNs)
+		}
+		if v.LastSynNs != 0 {
+			e.LastSYN = t.clock.Wall(v.LastSynNs)
 		}
 		if v.LastAnswerNs != 0 {
 			e.LastAnswer = t.clock.Wall(v.LastAnswerNs)
 		}
 		if e.Untracked = v.Untracked; v.LastUntrackedNs != 0 {
 			e.LastUntracked = t.clock.Wall(v.LastUntrackedNs)
-		}
-		if v.FirstNs == 0 { // only untracked segments: no SYN yet
-			e.FirstSYN, e.LastSYN = time.Time{}, time.Time{}
 		}
 		out = append(out, e)
 	})

@@ -137,4 +137,18 @@ func TestLedgerNotesConnectionsFromBeforeTracing(t *testing.T) {
 	if !ok || e.Untracked == 0 || e.LastUntracked.IsZero() || e.SYNs != 0 || !e.LastSYN.IsZero() {
 		t.Fatalf("ledger %+v (found %v), want the untracked data and no SYN", e, ok)
 	}
+	// The client's next connection, from the same address: its SYN is in
+	// the same entry, with its time (an agent restarted while the API
+	// server held a connection once lost the time of every later SYN).
+	before := time.Now()
+	conn2, err := net.DialTimeout("tcp", backend.String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn2.Close()
+	time.Sleep(100 * time.Millisecond)
+	e, ok = r.ledgerOf(false)
+	if !ok || e.SYNs != 1 || e.LastSYN.Before(before.Add(-time.Second)) || e.LastAnswer.IsZero() {
+		t.Fatalf("ledger %+v (found %v) after a new connection, want its SYN at %s or after, answered", e, ok, before.Format("15:04:05.000"))
+	}
 }
