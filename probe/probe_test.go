@@ -66,13 +66,7 @@ func TestProbeNamesTheReasonAsTheAPIServerWould(t *testing.T) {
 		return cert
 	}
 
-	// A port with nothing listening: bind, learn the port, close.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().(*net.TCPAddr).AddrPort()
-	l.Close()
+	closed := closedPort(t)
 
 	// A server that accepts TCP and never answers the ClientHello.
 	stop := make(chan struct{})
@@ -179,12 +173,7 @@ func TestReviewProbeTimesTheAnswer(t *testing.T) {
 // recorded as the agent's own connection even though the dial fails (the
 // data plane sees the kernel's refusal before the dial returns).
 func TestOwnKnowsTheProbeBeforeItConnects(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().(*net.TCPAddr).AddrPort()
-	l.Close()
+	closed := closedPort(t)
 	own := NewOwn()
 	r := Run(context.Background(), closed, Options{ServerName: "x.y.svc", Timeout: time.Second, Own: own})
 	if r.Class != findings.ConnectionRefused {
@@ -204,6 +193,18 @@ func TestOwnKnowsTheProbeBeforeItConnects(t *testing.T) {
 	if own.Is(netip.AddrPortFrom(client.Addr(), port+1), closed) || own.Is(client, netip.AddrPortFrom(closed.Addr(), closed.Port()+1)) {
 		t.Error("Is reports a connection that is not the probe's")
 	}
+}
+
+// closedPort is a loopback port with nothing listening: bound, learnt,
+// closed.
+func closedPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).AddrPort()
 }
 
 // portMarks records the kernel's probe ports.
@@ -233,12 +234,7 @@ func (m *portMarks) UnmarkProbePort(p uint16) error {
 // filing the port's SYNs as a probe's at once; the agent still knows the
 // connection for the moment its events take to arrive.
 func TestProbePortReleased(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().(*net.TCPAddr).AddrPort()
-	l.Close()
+	closed := closedPort(t)
 	marks := &portMarks{marked: map[uint16]bool{}}
 	own := NewOwn()
 	own.MarkInKernel(marks)
