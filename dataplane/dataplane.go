@@ -13,6 +13,7 @@ package dataplane
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
@@ -43,11 +44,14 @@ type Tracing struct {
 
 // SamePod reports whether the kernel traces the address for pod (nil: an
 // address that is not a pod's, such as a URL served on the node).
-func (t Tracing) SamePod(pod *callout.PodRef) bool {
-	if t.Pod == nil || pod == nil {
-		return t.Pod == nil && pod == nil
+func (t Tracing) SamePod(pod *callout.PodRef) bool { return samePod(t.Pod, pod) }
+
+// samePod reports whether a and b name the same pod, or are both nil.
+func samePod(a, b *callout.PodRef) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
 	}
-	return t.Pod.Namespace == pod.Namespace && t.Pod.Name == pod.Name
+	return a.Namespace == b.Namespace && a.Name == b.Name
 }
 
 // Output receives what the Assembler makes of the events. Its functions
@@ -157,7 +161,7 @@ func (a *Assembler) SetBackends(bs []Backend) {
 	defer a.mu.Unlock()
 	gone := map[netip.AddrPort]bool{}
 	for addr, old := range a.backends {
-		if b, ok := m[addr]; !ok || !(Tracing{Pod: old.Pod}).SamePod(b.Pod) {
+		if b, ok := m[addr]; !ok || !samePod(old.Pod, b.Pod) {
 			gone[addr] = true
 		}
 	}
@@ -169,28 +173,16 @@ func (a *Assembler) SetBackends(bs []Backend) {
 		delete(a.open, addr)
 		delete(a.closed, addr)
 	}
-	for _, conns := range []map[connKey]pendingRequest{a.pending, a.hellos} {
-		for k := range conns {
-			if gone[k.server] {
-				delete(conns, k)
-			}
-		}
-	}
-	for k := range a.calls {
-		if gone[k.server] {
-			delete(a.calls, k)
-		}
-	}
-	for k := range a.done {
-		if gone[k.server] {
-			delete(a.done, k)
-		}
-	}
-	for k := range a.timedOut {
-		if gone[k.server] {
-			delete(a.timedOut, k)
-		}
-	}
+	forgetConnections(a.pending, gone)
+	forgetConnections(a.hellos, gone)
+	forgetConnections(a.calls, gone)
+	forgetConnections(a.done, gone)
+	forgetConnections(a.timedOut, gone)
+}
+
+// forgetConnections deletes from m the connections to the servers gone.
+func forgetConnections[V any](m map[connKey]V, gone map[netip.AddrPort]bool) {
+	maps.DeleteFunc(m, func(k connKey, _ V) bool { return gone[k.server] })
 }
 
 // OpenConnections is how many connections to backend have completed their

@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -12,7 +14,7 @@ import (
 // never look like a refused call (and start another probe).
 type Own struct {
 	mu    sync.Mutex
-	conns map[ownKey]time.Time
+	conns map[ownKey]ownConn
 	// kernel, when set, is told each probe port too, so that the kernel
 	// keeps the probes' SYNs apart from the API server's.
 	kernel PortMarker
@@ -39,6 +41,13 @@ type ownKey struct {
 	server netip.AddrPort
 }
 
+// ownConn is how long a probe connection is remembered, and whether its
+// port is still marked in the kernel.
+type ownConn struct {
+	until  time.Time
+	marked bool
+}
+
 // ownTTL is how long a probe connection is remembered if nothing says it
 // ended.
 const ownTTL = time.Minute
@@ -52,7 +61,7 @@ const ownTTL = time.Minute
 const ownLinger = 2 * time.Second
 
 // NewOwn returns an empty registry.
-func NewOwn() *Own { return &Own{conns: map[ownKey]time.Time{}} }
+func NewOwn() *Own { return &Own{conns: map[ownKey]ownConn{}} }
 
 // Is reports whether the connection from client to server is a probe's.
 func (o *Own) Is(client, server netip.AddrPort) bool {
@@ -73,15 +82,15 @@ func (o *Own) add(port uint16, server netip.AddrPort) {
 	now := time.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for k, until := range o.conns {
-		if now.After(until) {
+	for k, c := range o.conns {
+		if now.After(c.until) {
 			delete(o.conns, k)
-			if o.kernel != nil {
+			if c.marked && o.kernel != nil {
 				_ = o.kernel.UnmarkProbePort(k.port) // a port left marked only files a stranger's SYN as a probe's
 			}
 		}
 	}
-	o.conns[ownKey{port, unmap(server)}] = now.Add(ownTTL)
+	o.conns[ownKey{port, unmap(server)}] = ownConn{until: now.Add(ownTTL), marked: o.kernel != nil}
 	if o.kernel != nil {
 		_ = o.kernel.MarkProbePort(port) // unmarked, the probe's SYN counts as a client's: the ledger errs towards "arrived"
 	}
@@ -97,13 +106,20 @@ func (o *Own) release(port uint16, server netip.AddrPort) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	k := ownKey{port, unmap(server)}
-	if _, ok := o.conns[k]; !ok {
+	c, ok := o.conns[k]
+	if !ok {
 		return
 	}
-	o.conns[k] = time.Now().Add(ownLinger)
-	if o.kernel != nil {
+	o.conns[k] = ownConn{until: time.Now().Add(ownLinger)}
+	if c.marked && o.kernel != nil {
 		_ = o.kernel.UnmarkProbePort(port)
 	}
+}
+
+// plainDial connects to target with no registry to tell.
+func plainDial(ctx context.Context, target netip.AddrPort) (net.Conn, func(), error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target.String())
+	return c, func() {}, err
 }
 
 // Len is how many probe connections are remembered.

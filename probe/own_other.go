@@ -10,6 +10,5 @@ import (
 
 // dial is a plain dial: only Linux has a data plane to tell probes from.
 func (o *Own) dial(ctx context.Context, target netip.AddrPort) (net.Conn, func(), error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target.String())
-	return c, func() {}, err
+	return plainDial(ctx, target)
 }

@@ -18,8 +18,7 @@ import (
 // connection is closed (or the dial failed): the port is released.
 func (o *Own) dial(ctx context.Context, target netip.AddrPort) (_ net.Conn, done func(), _ error) {
 	if o == nil {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target.String())
-		return c, func() {}, err
+		return plainDial(ctx, target)
 	}
 	var port uint16
 	d := &net.Dialer{Control: func(network, _ string, c syscall.RawConn) error {
@@ -41,6 +40,9 @@ func (o *Own) dial(ctx context.Context, target netip.AddrPort) (_ net.Conn, done
 				port = uint16(a.Port)
 			case *unix.SockaddrInet6:
 				port = uint16(a.Port)
+			default:
+				err = fmt.Errorf("the probe's socket is bound to %T, not an IP address", got)
+				return
 			}
 			o.add(port, target)
 		})

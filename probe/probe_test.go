@@ -246,12 +246,12 @@ func TestProbePortReleased(t *testing.T) {
 	if marks.ever != 3 || len(marks.marked) != 0 {
 		t.Errorf("%d ports marked, %d still marked after the probes ended; want 3 and none", marks.ever, len(marks.marked))
 	}
-	for k := range own.conns {
+	for k, c := range own.conns {
 		if !own.Is(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), k.port), closed) {
 			t.Errorf("the probe from port %d is forgotten before its events can arrive", k.port)
 		}
-		if until := own.conns[k]; time.Until(until) > ownLinger {
-			t.Errorf("the probe from port %d is remembered until %s, more than %s after it ended", k.port, until.Format(time.RFC3339Nano), ownLinger)
+		if time.Until(c.until) > ownLinger {
+			t.Errorf("the probe from port %d is remembered until %s, more than %s after it ended", k.port, c.until.Format(time.RFC3339Nano), ownLinger)
 		}
 	}
 }
