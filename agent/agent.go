@@ -19,6 +19,7 @@ import (
 	"github.com/hookscope/hookscope/dataplane"
 	"github.com/hookscope/hookscope/findings"
 	"github.com/hookscope/hookscope/guard"
+	"github.com/hookscope/hookscope/internal/pace"
 	"github.com/hookscope/hookscope/inventory"
 	"github.com/hookscope/hookscope/probe"
 	"github.com/hookscope/hookscope/risk"
@@ -133,7 +134,13 @@ type Agent struct {
 	// risks) now.
 	leading atomic.Bool
 	objects chan struct{} // wakes the object checks
-	risks   atomic.Pointer[[]risk.Risk]
+	// ticks paces tick: every second while a finding is open (or the
+	// guard may act), else asleep until the store reports one.
+	ticks *pace.Ticker
+	// synced is closed once Synced is true.
+	synced     chan struct{}
+	syncedOnce sync.Once
+	risks      atomic.Pointer[[]risk.Risk]
 	// riskMem is what the risk analyses keep between them: backend pods
 	// read for their budgets, the wake for the next CA expiry.
 	riskMem riskMemory
@@ -169,6 +176,11 @@ func New(cfg Config, p Parts) *Agent {
 		cfg: cfg, inv: p.Inventory, asm: p.Assembler, store: p.Store, own: p.Own, guard: p.Guard,
 		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[task]{Name: "probes"}),
 		objects: make(chan struct{}, 1),
+		ticks:   pace.New(),
+		synced:  make(chan struct{}),
+	}
+	if p.Store != nil {
+		p.Store.AddSink(wakeOnReport{a.ticks})
 	}
 	a.view.Store(&view{})
 	if p.DataPlane != nil {
@@ -206,21 +218,23 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // tick lets the store resolve what it holds for a reason (a restart, a
-// lost Lease) once its time is up.
+// lost Lease) once its time is up, sees whether blocked paths carry the
+// API server's packets again, and runs the guard. It sleeps while no
+// finding is open and the guard cannot act.
 func (a *Agent) tick(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.store.Tick()
-			a.pathRecovered()
-			a.runGuard(ctx)
-		}
-	}
+	a.ticks.Run(ctx, time.Second, func(time.Time) bool {
+		more := a.store.Tick()
+		a.pathRecovered()
+		a.runGuard(ctx)
+		return more || (a.guard != nil && a.leading.Load())
+	})
 }
+
+// wakeOnReport wakes the agent's tick when a finding opens, changes or
+// resolves.
+type wakeOnReport struct{ t *pace.Ticker }
+
+func (w wakeOnReport) Report(findings.Finding) { w.t.Wake() }
 
 // runGuard lets the opt-in guard act on the open findings, on the agent
 // that holds the Lease only: two agents never act twice.
@@ -244,6 +258,16 @@ func (a *Agent) InventoryStats() inventory.Stats {
 // Synced reports whether the first inventory resolution happened and the
 // data plane is attached (or none will be).
 func (a *Agent) Synced() bool { return a.view.Load().synced && a.dpDecided.Load() }
+
+// WhenSynced is closed once Synced is true.
+func (a *Agent) WhenSynced() <-chan struct{} { return a.synced }
+
+// noteSynced closes WhenSynced's channel once Synced is true.
+func (a *Agent) noteSynced() {
+	if a.Synced() {
+		a.syncedOnce.Do(func() { close(a.synced) })
+	}
+}
 
 // dataPlaneOf holds the data plane for the atomic pointer.
 type dataPlaneOf struct{ DataPlane }
@@ -273,6 +297,7 @@ func (a *Agent) AttachDataPlane(dp DataPlane) {
 		}
 	}
 	a.dpDecided.Store(true)
+	a.noteSynced()
 }
 
 // Findings returns the open findings and the recently resolved ones.
@@ -294,6 +319,7 @@ func (a *Agent) Risks() []risk.Risk {
 func (a *Agent) SetObjectChecks(on bool) {
 	a.leading.Store(on)
 	a.store.SetLeading(on)
+	a.ticks.Wake() // the guard acts only while leading
 	if on {
 		a.wakeObjects()
 	}

@@ -53,6 +53,11 @@ func TestDataPlaneAttachedAfterTheInventory(t *testing.T) {
 		if a.Synced() {
 			t.Fatal("ready while the programs are still loading")
 		}
+		select {
+		case <-a.WhenSynced():
+			t.Fatal("WhenSynced closed while the programs are still loading")
+		default:
+		}
 		var dp *recordingDataPlane
 		if loads {
 			dp = &recordingDataPlane{}
@@ -62,6 +67,11 @@ func TestDataPlaneAttachedAfterTheInventory(t *testing.T) {
 		}
 		if !a.Synced() {
 			t.Fatalf("loaded %v: not ready once the data plane is decided", loads)
+		}
+		select {
+		case <-a.WhenSynced():
+		default:
+			t.Fatalf("loaded %v: WhenSynced not closed once ready", loads)
 		}
 		for a.queue.Len() > 0 {
 			task, _ := a.queue.Get()

@@ -131,6 +131,7 @@ func (a *Agent) setWebhooks(ws []callout.Webhook) {
 	prev := a.view.Load()
 	v := a.newView(ws, prev)
 	a.view.Store(v)
+	a.noteSynced()
 	a.cfg.Logger.Info("inventory", "webhooks", len(ws), "local_backends", len(v.backends))
 	for _, w := range ws {
 		a.cfg.Logger.Debug("webhook", "ref", w.Ref.String(), "failurePolicy", w.FailurePolicy, "backends", inventory.Describe(w.Backends))

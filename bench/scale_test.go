@@ -1199,7 +1199,9 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 	defer progs.close()
 	// The agent's CPU with no calls, at this cluster size: what each run
 	// adds to it is the calls' cost.
+	profiled := s.profileAgent(a, "agent-cpu-idle.pprof", s.plan.IdleWindow)
 	idle := observe(t, s.plan.IdleWindow, a)[0]
+	profiled()
 	t.Logf("agent idle before the call rate runs: %.4f cores, %d inventory updates in %s", idle.cpuCores, idle.inventoryUpdates, s.plan.IdleWindow)
 	var out []CallRate
 	for _, rate := range s.plan.Rates {
@@ -1213,7 +1215,7 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 			if err != nil {
 				t.Fatal(err)
 			}
-			profiled := s.profileAgent(a, fmt.Sprintf("agent-cpu-%s-%d.pprof", mode, rate))
+			profiled := s.profileAgent(a, fmt.Sprintf("agent-cpu-%s-%d.pprof", mode, rate), s.plan.RateWindow)
 			res := runLoad(ctx, s.healthy, mode, rate, s.plan.RateWindow)
 			profiled()
 			cpu1, err := ReadCPUTime(a.pid)
@@ -1263,15 +1265,16 @@ func (s *scaleRig) callRates(ctx context.Context, a *agentRun) []CallRate {
 	return out
 }
 
-// profileAgent starts a CPU profile of the agent for one call rate run,
-// when HOOKSCOPE_BENCH_PPROF asks for it, and returns a function that
-// waits for it and writes it there as name (go tool pprof reads it).
-func (s *scaleRig) profileAgent(a *agentRun, name string) (wait func()) {
+// profileAgent starts a CPU profile of the agent for a window (a call
+// rate run, or the idle one), when HOOKSCOPE_BENCH_PPROF asks for it, and
+// returns a function that waits for it and writes it there as name (go
+// tool pprof reads it).
+func (s *scaleRig) profileAgent(a *agentRun, name string, window time.Duration) (wait func()) {
 	dir := os.Getenv("HOOKSCOPE_BENCH_PPROF")
 	if dir == "" {
 		return func() {}
 	}
-	seconds := max(1, int(s.plan.RateWindow.Seconds())-1)
+	seconds := max(1, int(window.Seconds())-1)
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.api, seconds))

@@ -308,8 +308,9 @@ func tcpKindName(k tcpstate.EventKind) string {
 // Tick judges the requests that have waited past their webhook's
 // timeoutSeconds with the connection still open, resolves latency
 // findings that went quiet, and forgets old state. Call it every
-// PendingCheck.
-func (a *Assembler) Tick(now time.Time) {
+// PendingCheck while it returns more: false says nothing waits for its
+// time until the next event.
+func (a *Assembler) Tick(now time.Time) (more bool) {
 	a.mu.Lock()
 	for k, at := range a.done {
 		if now.Sub(at) > doneTTL {
@@ -319,8 +320,10 @@ func (a *Assembler) Tick(now time.Time) {
 	after := a.stalls(now)
 	after = append(after, a.lateRequests(now)...)
 	after = append(after, a.quietLatency(now)...)
+	more = len(a.done)+len(a.hellos)+len(a.pending)+len(a.slowSeen) > 0
 	a.mu.Unlock()
 	for _, f := range after {
 		f()
 	}
+	return more
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookscope/hookscope/bpf/handshake"
 	"github.com/hookscope/hookscope/bpf/tcpstate"
+	"github.com/hookscope/hookscope/internal/pace"
 )
 
 // Kernel traces backends with the handshake programs: each backend IP:port
@@ -67,18 +68,11 @@ func (k *Kernel) Run(ctx context.Context) {
 	if k.tcp != nil {
 		go k.readTCP()
 	}
-	go func() {
-		t := time.NewTicker(PendingCheck)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				k.asm.Tick(now)
-			}
-		}
-	}()
+	// The Assembler is ticked while something waits for its time (a
+	// request, a hello, a call's tail); an idle node's agent sleeps until
+	// the next event.
+	ticks := pace.New()
+	go ticks.Run(ctx, PendingCheck, k.asm.Tick)
 	for {
 		e, err := k.tracer.Read()
 		if errors.Is(err, handshake.ErrClosed) {
@@ -89,6 +83,7 @@ func (k *Kernel) Run(ctx context.Context) {
 			continue
 		}
 		k.asm.HandleTLS(e)
+		ticks.Wake()
 	}
 }
 

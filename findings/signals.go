@@ -161,9 +161,18 @@ func (s *Store) SetLeading(leading bool) {
 }
 
 // Tick resolves the held findings whose time is up and brings the state
-// file up to date. Call it every second: a crash loses at most that much.
-func (s *Store) Tick() {
-	defer s.saveIfBehind()
+// file up to date. Call it every second while it returns more: a crash
+// loses at most that much. With no finding open, nothing waits for a tick
+// until a sink hears of the next one.
+func (s *Store) Tick() (more bool) {
+	s.tick()
+	s.saveIfBehind()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open) > 0
+}
+
+func (s *Store) tick() {
 	var c change
 	s.mu.Lock()
 	now := s.cfg.Clock.Now()

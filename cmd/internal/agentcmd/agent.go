@@ -182,7 +182,20 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	defer stopServing()
 	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", !o.noEBPF)
+	go returnStartupMemory(ctx, a.WhenSynced())
 	return a.Run(ctx)
+}
+
+// returnStartupMemory gives the OS back, once the agent is synced, the
+// memory its first lists took (decoded, then dropped). Left to the Go
+// runtime, it goes back a page run at a time over minutes, each a wake-up
+// of the agent; its RSS meanwhile depends on how far that got.
+func returnStartupMemory(ctx context.Context, synced <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+	case <-synced:
+		debug.FreeOSMemory()
+	}
 }
 
 // agentConfig is the agent's configuration from o, and the agents' pods
