@@ -194,11 +194,20 @@ func newMetrics(o agentOptions, kernel *loadingKernel, exp *otel.Exporter, a fun
 // startClusterChecks runs the object checks, the API server's signals and
 // impact correlation on the agent that holds the Lease (or on this one,
 // without an election), with pods, where the DaemonSet's agents run.
+// The signals' caches (every Node, the Events) start once the inventory
+// is synced: listing them beside it, on a large cluster, delays the
+// agent's own readiness (and the API server's answers to its lists) for
+// nothing the signals need first.
 func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kube.API, pods *agentPodSet, log *slog.Logger) {
 	if !o.objectChecks {
 		return
 	}
 	lead := func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.WhenSynced():
+		}
 		pods.watch(ctx, client, log)
 		if err := a.RunClusterSignals(ctx, agent.ClusterSignals{API: client, MetricsInterval: o.metricsInterval, Log: log}); err != nil {
 			log.Error("cluster signals", "err", err)
