@@ -195,6 +195,25 @@ func TestJudgeLatency(t *testing.T) {
 	}
 }
 
+// TestTickSaysWhenNothingWaits: the Assembler needs its ticks only while
+// something waits for its time (here a request, until its answer); an
+// idle node's agent then sleeps.
+func TestTickSaysWhenNothingWaits(t *testing.T) {
+	a, _ := newAssembler(t)
+	t0 := time.Now()
+	if a.Tick(t0) {
+		t.Fatal("more to do with nothing seen")
+	}
+	a.HandleTLS(handshake.Event{Kind: handshake.KindRequest, Client: client, Server: server, Time: t0})
+	if !a.Tick(t0.Add(100 * time.Millisecond)) {
+		t.Fatal("nothing to do while a request waits for its answer")
+	}
+	a.HandleTLS(handshake.Event{Kind: handshake.KindResponse, Client: client, Server: server, Time: t0.Add(200 * time.Millisecond), Latency: 200 * time.Millisecond})
+	if a.Tick(t0.Add(300 * time.Millisecond)) {
+		t.Fatal("more to do once the request is answered")
+	}
+}
+
 // TestUnansweredRequest: a request with no answer for half its
 // timeoutSeconds is named a stall, with when the API server will fail the
 // write; past timeoutSeconds on a connection kept open (HTTP/2) it is
