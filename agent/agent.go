@@ -225,8 +225,8 @@ func (a *Agent) tick(ctx context.Context) {
 	a.ticks.Run(ctx, time.Second, func(time.Time) bool {
 		more := a.store.Tick()
 		a.pathRecovered()
-		a.runGuard(ctx)
-		return more || (a.guard != nil && a.leading.Load())
+		guarding := a.runGuard(ctx)
+		return more || guarding
 	})
 }
 
@@ -237,14 +237,17 @@ type wakeOnReport struct{ t *pace.Ticker }
 func (w wakeOnReport) Report(findings.Finding) { w.t.Wake() }
 
 // runGuard lets the opt-in guard act on the open findings, on the agent
-// that holds the Lease only: two agents never act twice.
-func (a *Agent) runGuard(ctx context.Context) {
+// that holds the Lease only: two agents never act twice. It reports
+// whether the guard ran (it puts webhooks back once healthy, so it needs
+// its ticks with no finding open too).
+func (a *Agent) runGuard(ctx context.Context) (ran bool) {
 	if a.guard == nil || a.inv == nil || !a.leading.Load() {
-		return
+		return false
 	}
 	vwcs, mwcs := a.inv.Configurations()
 	open, _ := a.store.Findings()
 	a.guard.Tick(ctx, open, guard.Configurations{Validating: vwcs, Mutating: mwcs}, time.Now())
+	return true
 }
 
 // InventoryStats is what the inventory caches and watches now.
