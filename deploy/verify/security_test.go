@@ -57,8 +57,11 @@ func TestAgentIsLeastPrivileged(t *testing.T) {
 					if !slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) || !slices.Equal(r.Resources, []string{"leases"}) {
 						t.Errorf("rule %v reaches more than Leases", r)
 					}
-					if bad := without(r.Verbs, "create", "get", "update"); len(bad) > 0 {
+					if bad := without(r.Verbs, "create", "get", "update", "list", "watch"); len(bad) > 0 {
 						t.Errorf("rule %v grants %v", r, bad)
+					}
+					if (slices.Contains(r.Verbs, "list") || slices.Contains(r.Verbs, "watch")) && len(r.ResourceNames) == 0 {
+						t.Errorf("rule %v lists or watches every Lease of the namespace", r)
 					}
 				}
 			})

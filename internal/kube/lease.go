@@ -9,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -70,20 +71,120 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context), stopped f
 	}
 }
 
-// acquire tries every RetryPeriod (with jitter) until this agent holds the
-// Lease; false when ctx ended first.
+// acquire tries to take the Lease until this agent holds it; false when
+// ctx ended first. Between tries it follows the Lease with a watch: while
+// another agent renews it, each renewal arrives as a watch event (served
+// from the API server's cache: a read of the Lease is a read of etcd, and a
+// thousand nodes' candidates reading it every RetryPeriod would be 500 of
+// them a second), and the candidate tries again only when the Lease is
+// released or deleted, or once it has seen no renewal for the Lease's
+// duration. Until the watch has listed the Lease (or if it cannot: a Role
+// without list and watch on it), it tries every RetryPeriod, as client-go's
+// leader election does.
 func (e *Elector) acquire(ctx context.Context) bool {
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w := e.follow(wctx)
 	for {
 		if e.tryAcquireOrRenew(ctx) {
 			return true
 		}
-		jitter := time.Duration(rand.Float64() * 0.2 * float64(e.RetryPeriod))
-		select {
-		case <-ctx.Done():
+		if !e.waitFree(ctx, w) {
 			return false
-		case <-time.After(e.RetryPeriod + jitter):
 		}
 	}
+}
+
+// leaseWatch is what follow sees of the Lease: its spec at each change
+// (the latest only, never a backlog; an empty spec once deleted), and
+// whether the watch has listed it yet.
+type leaseWatch struct {
+	changes chan coordinationv1.LeaseSpec
+	synced  func() bool
+}
+
+// follow watches the Lease until ctx ends.
+func (e *Elector) follow(ctx context.Context) leaseWatch {
+	w := leaseWatch{changes: make(chan coordinationv1.LeaseSpec, 1)}
+	send := func(spec coordinationv1.LeaseSpec) {
+		for {
+			select {
+			case w.changes <- spec:
+				return
+			default:
+			}
+			select { // full: the spec waiting there is older, drop it
+			case <-w.changes:
+			default:
+			}
+		}
+	}
+	byName := func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + e.Name }
+	inf := NewInformer(e.API, leasesResource, e.Namespace, byName, &coordinationv1.Lease{}, nil)
+	specOf := func(obj any) {
+		if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == e.Name {
+			send(l.Spec)
+		}
+	}
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    specOf,
+		UpdateFunc: func(_, obj any) { specOf(obj) },
+		DeleteFunc: func(any) { send(coordinationv1.LeaseSpec{}) },
+	})
+	if err != nil { // only for a stopped informer: this one is not started
+		e.Log.Debug("following the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+		w.synced = func() bool { return false }
+		return w
+	}
+	w.synced = inf.HasSynced
+	go inf.RunWithContext(ctx)
+	return w
+}
+
+// waitFree waits after a try that did not take the Lease until this agent
+// may take it: it was released or deleted, or this agent saw no renewal of
+// it for its duration. A Lease the watch shows released is tried after a
+// random part of RetryPeriod, so that of many candidates one takes it and
+// the others see that in the watch before they try. Without a listed watch,
+// and after a try that failed though the Lease looked free, it waits
+// RetryPeriod (with jitter). False when ctx ended first.
+func (e *Elector) waitFree(ctx context.Context, w leaseWatch) bool {
+	jitter := func() time.Duration { return time.Duration(rand.Float64() * 0.2 * float64(e.RetryPeriod)) }
+	wait := e.RetryPeriod + jitter()
+	for {
+		if w.synced() && !e.free(time.Now()) {
+			wait = time.Until(e.expiry()) + jitter()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case spec := <-w.changes:
+			t.Stop()
+			e.observe(spec, time.Now())
+			if e.free(time.Now()) {
+				wait = time.Duration(rand.Float64() * float64(e.RetryPeriod) / 2)
+			}
+			continue
+		case <-t.C:
+		}
+		if !w.synced() || e.free(time.Now()) {
+			return true
+		}
+	}
+}
+
+// free says whether the Lease as last seen may be taken at now: no holder,
+// this agent, or no renewal seen for its duration.
+func (e *Elector) free(now time.Time) bool {
+	holder := ptr.Deref(e.observed.HolderIdentity, "")
+	return holder == "" || holder == e.Identity || !now.Before(e.expiry())
+}
+
+// expiry is when the Lease as last seen expires on this agent's clock.
+func (e *Elector) expiry() time.Time {
+	return e.observedTime.Add(time.Duration(ptr.Deref(e.observed.LeaseDurationSeconds, 0)) * time.Second)
 }
 
 // renew renews the Lease every RetryPeriod and returns when ctx ends or when

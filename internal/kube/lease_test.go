@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,7 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/hookscope/hookscope/internal/kube"
@@ -149,3 +153,88 @@ func metav1ObjectMeta(ns, name string) metav1.ObjectMeta {
 }
 
 func microTime(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
+
+// reads counts one candidate's reads of the Lease (its GETs), and can
+// refuse its list and watch (a Role without them) or its updates (a node
+// cut off from the API server's writes).
+type reads struct {
+	kube.API
+	gets      atomic.Int32
+	noWatch   bool
+	noUpdates atomic.Bool
+}
+
+func (r *reads) Get(ctx context.Context, res schema.GroupVersionResource, namespace, name string, into runtime.Object) error {
+	r.gets.Add(1)
+	return r.API.Get(ctx, res, namespace, name, into)
+}
+
+func (r *reads) Update(ctx context.Context, res schema.GroupVersionResource, namespace string, obj, into runtime.Object) error {
+	if r.noUpdates.Load() {
+		return apierrors.NewServiceUnavailable("cut off")
+	}
+	return r.API.Update(ctx, res, namespace, obj, into)
+}
+
+func (r *reads) ListWatch(res schema.GroupVersionResource, namespace string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
+	if !r.noWatch {
+		return r.API.ListWatch(res, namespace, tweak)
+	}
+	forbidden := apierrors.NewForbidden(res.GroupResource(), "", errors.New("no list or watch"))
+	return &cache.ListWatch{
+		ListWithContextFunc:  func(context.Context, metav1.ListOptions) (runtime.Object, error) { return nil, forbidden },
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return nil, forbidden },
+	}
+}
+
+// TestCandidateFollowsTheLeaseWithoutReadingIt: a candidate learns of the
+// holder's renewals from its watch and reads the Lease no more while they
+// come; when they stop (the holder is cut off without releasing it), it
+// takes the Lease once it has seen none for the Lease's duration.
+func TestCandidateFollowsTheLeaseWithoutReadingIt(t *testing.T) {
+	api := kubefake.New(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &reads{API: api}
+	ca := stand(ctx, a, "node-a")
+	eventually(t, "node-a leads", ca.leading.Load)
+	b := &reads{API: api}
+	cb := stand(ctx, b, "node-b")
+	eventually(t, "node-b has read the Lease", func() bool { return b.gets.Load() > 0 })
+	time.Sleep(200 * time.Millisecond) // its watch lists the Lease
+	before := b.gets.Load()
+	time.Sleep(time.Second) // ten renewals, ten of a polling candidate's tries
+	if n := b.gets.Load() - before; n != 0 || cb.leading.Load() {
+		t.Errorf("node-b read the Lease %d times in 1s while node-a renewed it (leading: %v)", n, cb.leading.Load())
+	}
+	a.noUpdates.Store(true)
+	start := time.Now()
+	eventually(t, "node-b leads after node-a stopped renewing", cb.leading.Load)
+	// node-a stops leading within its 1s renew deadline; node-b waits for
+	// the 2s lease duration from the last renewal it saw.
+	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
+		t.Errorf("node-b led %s after node-a's last renewal; the lease duration is 2s", took)
+	}
+	eventually(t, "node-a no longer leads", func() bool { return !ca.leading.Load() })
+}
+
+// TestCandidateWithoutWatchPolls: a candidate that may not list or watch
+// the Lease (a Role from before it needed to) still takes it over,
+// reading it every RetryPeriod.
+func TestCandidateWithoutWatchPolls(t *testing.T) {
+	api := kubefake.New(nil)
+	ctxA, stopA := context.WithCancel(context.Background())
+	defer stopA()
+	ca := stand(ctxA, api, "node-a")
+	eventually(t, "node-a leads", ca.leading.Load)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := &reads{API: api, noWatch: true}
+	cb := stand(ctx, b, "node-b")
+	time.Sleep(time.Second)
+	if n := b.gets.Load(); n < 5 || cb.leading.Load() {
+		t.Errorf("node-b without a watch read the Lease %d times in 1s (RetryPeriod 100ms), leading %v", n, cb.leading.Load())
+	}
+	stopA()
+	eventually(t, "node-b leads after node-a released the Lease", cb.leading.Load)
+}
