@@ -18,10 +18,12 @@ var leasesResource = coordinationv1.SchemeGroupVersion.WithResource("leases")
 // Elector makes one of several agents the holder of a Lease, the way
 // client-go's leader election does with its Lease lock (whose package imports
 // every API group: see the package's doc). A holder renews the Lease every
-// RetryPeriod; a candidate takes it when it has seen no renewal for
-// LeaseDuration, measured on its own clock from when it saw the Lease change,
-// so clock skew between nodes does not matter. A holder that could not renew
-// for RenewDeadline stops leading before any candidate can take the Lease.
+// RetryPeriod, writing it as it last wrote it (no read first); a candidate
+// follows it in a watch and takes it when it is released, or when it has
+// seen no renewal for LeaseDuration, measured on its own clock from when it
+// saw the Lease change, so clock skew between nodes does not matter. A
+// holder that could not renew for RenewDeadline stops leading before any
+// candidate can take the Lease.
 type Elector struct {
 	API             API
 	Namespace, Name string
@@ -33,6 +35,10 @@ type Elector struct {
 
 	observed     coordinationv1.LeaseSpec // the Lease as last seen
 	observedTime time.Time                // when it was seen to change
+	// held is the Lease as this agent last wrote it, while it holds it: a
+	// renewal updates it without reading it first, and reads it only when
+	// the API server says it changed since (a conflict).
+	held *coordinationv1.Lease
 }
 
 func (e *Elector) defaults() {
@@ -63,6 +69,7 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context), stopped f
 		lctx, cancel := context.WithCancel(ctx)
 		go lead(lctx)
 		e.renew(ctx)
+		e.held = nil
 		cancel()
 		if ctx.Err() != nil {
 			e.release()
@@ -218,6 +225,22 @@ func (e *Elector) renew(ctx context.Context) {
 // this agent's; false when another agent holds it or the API server said no.
 func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 	now := time.Now()
+	if e.held != nil {
+		lease := e.held.DeepCopy()
+		e.held = nil
+		e.hold(&lease.Spec, now)
+		err := e.API.Update(ctx, leasesResource, e.Namespace, lease, lease)
+		if err == nil {
+			e.observe(lease.Spec, now)
+			e.held = lease
+			return true
+		}
+		if !apierrors.IsConflict(err) {
+			e.Log.Debug("renewing the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
+			return false
+		}
+		// Changed since this agent wrote it: read it, and judge again.
+	}
 	var lease coordinationv1.Lease
 	err := e.API.Get(ctx, leasesResource, e.Namespace, e.Name, &lease)
 	if apierrors.IsNotFound(err) {
@@ -228,6 +251,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 			return false
 		}
 		e.observe(lease.Spec, now)
+		e.held = &lease
 		return true
 	}
 	if err != nil {
@@ -246,6 +270,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		return false
 	}
 	e.observe(lease.Spec, now)
+	e.held = &lease
 	return true
 }
 

@@ -3,6 +3,9 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,4 +240,72 @@ func TestCandidateWithoutWatchPolls(t *testing.T) {
 	}
 	stopA()
 	eventually(t, "node-b leads after node-a released the Lease", cb.leading.Load)
+}
+
+// TestHolderRenewsWithoutReadingTheLease: the holder renews the Lease as
+// it last wrote it, one write per renewal and no read; when the Lease
+// changed since (someone labelled it), the write conflicts, and the holder
+// reads it and goes on holding it.
+func TestHolderRenewsWithoutReadingTheLease(t *testing.T) {
+	api := kubefake.New(nil)
+	optimisticConcurrency(api)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &reads{API: api}
+	ca := stand(ctx, a, "node-a")
+	eventually(t, "node-a leads", ca.leading.Load)
+	before := a.gets.Load()
+	time.Sleep(time.Second) // ten renewals
+	if n := a.gets.Load() - before; n != 0 {
+		t.Errorf("node-a read the Lease %d times in ten renewals", n)
+	}
+	leases := coordinationv1.SchemeGroupVersion.WithResource("leases")
+	var l coordinationv1.Lease
+	if err := api.Get(ctx, leases, "hookscope", "hookscope-cluster-checks", &l); err != nil {
+		t.Fatal(err)
+	}
+	renewed := l.Spec.RenewTime
+	l.Labels = map[string]string{"team": "platform"}
+	if err := api.Update(ctx, leases, "hookscope", &l, &l); err != nil {
+		t.Fatal(err)
+	}
+	before = a.gets.Load()
+	eventually(t, "node-a renews the labelled Lease", func() bool {
+		var now coordinationv1.Lease
+		return api.Get(ctx, leases, "hookscope", "hookscope-cluster-checks", &now) == nil &&
+			now.Labels["team"] == "platform" && now.Spec.RenewTime.After(renewed.Time) && ptr.Deref(now.Spec.HolderIdentity, "") == "node-a"
+	})
+	if n := a.gets.Load() - before; n < 1 || ca.terms.Load() != 1 || !ca.leading.Load() {
+		t.Errorf("after the Lease changed: %d reads (want at least one), %d terms, leading %v", n, ca.terms.Load(), ca.leading.Load())
+	}
+}
+
+// optimisticConcurrency makes api's Lease updates what the API server's
+// are (client-go's fake tracker takes any): a write must carry the Lease's
+// resourceVersion, else it conflicts, and each write changes it.
+func optimisticConcurrency(api *kubefake.API) {
+	leases := coordinationv1.SchemeGroupVersion.WithResource("leases")
+	var mu sync.Mutex
+	bump := func(l *coordinationv1.Lease) {
+		n, _ := strconv.Atoi(l.ResourceVersion)
+		l.ResourceVersion = strconv.Itoa(n + 1)
+	}
+	api.Clientset.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		bump(a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease))
+		return false, nil, nil
+	})
+	api.Clientset.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		cur, err := api.Clientset.Tracker().Get(leases, l.Namespace, l.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if have := cur.(*coordinationv1.Lease).ResourceVersion; l.ResourceVersion != have {
+			return true, nil, apierrors.NewConflict(leases.GroupResource(), l.Name, fmt.Errorf("resourceVersion %q, stored %q", l.ResourceVersion, have))
+		}
+		bump(l)
+		return false, nil, nil
+	})
 }
