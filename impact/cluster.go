@@ -79,7 +79,14 @@ func (c *cluster) informer(kind string) cache.SharedIndexInformer {
 	default:
 		return nil
 	}
-	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, UpdateFunc: func(any, any) { c.wake() }})
+	_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, UpdateFunc: func(old, obj any) {
+		// A node's status updates (every few minutes from each kubelet)
+		// change nothing here unless they change whether it is Ready.
+		if o, ok := old.(*corev1.Node); ok && nodeReady(o) == nodeReady(obj.(*corev1.Node)) {
+			return
+		}
+		c.wake()
+	}})
 	go i.Run(c.ctx.Done())
 	c.kinds[kind] = i
 	return i
@@ -282,7 +289,17 @@ func slim(obj any) (any, error) {
 	}
 	switch o := obj.(type) {
 	case *corev1.Node:
-		return &corev1.Node{ObjectMeta: meta(o.ObjectMeta), Status: corev1.NodeStatus{Conditions: o.Status.Conditions}}, nil
+		// Whether it is Ready, since when and why, of every node: its
+		// labels (twenty-odd on an EKS node), other conditions and their
+		// messages are a few KiB per node that nothing reads.
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			CreationTimestamp: o.CreationTimestamp, DeletionTimestamp: o.DeletionTimestamp}}
+		for _, c := range o.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				n.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason, LastTransitionTime: c.LastTransitionTime}}
+			}
+		}
+		return n, nil
 	case *corev1.Pod:
 		return &corev1.Pod{ObjectMeta: meta(o.ObjectMeta), Spec: corev1.PodSpec{NodeName: o.Spec.NodeName}}, nil
 	case *appsv1.DaemonSet:
