@@ -76,7 +76,7 @@ func TestOneAgentLeadsAndHandsOverOnExit(t *testing.T) {
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
 	b := stand(ctxB, api, "node-b")
-	time.Sleep(500 * time.Millisecond) // five of b's tries
+	time.Sleep(500 * time.Millisecond) // five of a's renewals
 	if b.leading.Load() || holder(t, api) != "node-a" {
 		t.Fatalf("node-b leads (%v) or holds the Lease (%q) while node-a renews it", b.leading.Load(), holder(t, api))
 	}
@@ -88,7 +88,7 @@ func TestOneAgentLeadsAndHandsOverOnExit(t *testing.T) {
 	start := time.Now()
 	eventually(t, "node-b leads after node-a stopped", b.leading.Load)
 	if took := time.Since(start); took > time.Second {
-		t.Errorf("node-b took %s to lead after node-a released the Lease (a try is every 100ms, the lease 2s)", took)
+		t.Errorf("node-b took %s to lead after node-a released the Lease (it sees the release in its watch; RetryPeriod 100ms, the lease 2s)", took)
 	}
 	if holder(t, api) != "node-b" {
 		t.Errorf("the Lease is held by %q", holder(t, api))
