@@ -174,7 +174,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 			a.AttachDataPlane(k)
 		}()
 	}
-	startClusterChecks(ctx, o, a, client, agentPods, log)
+	released := startClusterChecks(ctx, o, a, client, agentPods, log)
+	defer released()
 
 	addr, stopServing, err := serve(o, a, metrics, log)
 	if err != nil {

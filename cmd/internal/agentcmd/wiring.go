@@ -198,9 +198,13 @@ func newMetrics(o agentOptions, kernel *loadingKernel, exp *otel.Exporter, a fun
 // is synced: listing them beside it, on a large cluster, delays the
 // agent's own readiness (and the API server's answers to its lists) for
 // nothing the signals need first.
-func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kube.API, pods *agentPodSet, log *slog.Logger) {
+//
+// The returned function waits, once ctx has ended, until the Lease is
+// released (at most releaseWait): an agent that exits holding it leaves
+// the others without the cluster-wide checks for the Lease's 15 s.
+func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, client kube.API, pods *agentPodSet, log *slog.Logger) (released func()) {
 	if !o.objectChecks {
-		return
+		return func() {}
 	}
 	lead := func(ctx context.Context) {
 		select {
@@ -215,14 +219,29 @@ func startClusterChecks(ctx context.Context, o agentOptions, a *agent.Agent, cli
 	}
 	if !o.leaderElect {
 		go lead(ctx)
-		return
+		return func() {}
 	}
 	id := o.nodeName
 	if id == "" {
 		id, _ = os.Hostname()
 	}
-	go agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		agent.RunLeaderElection(ctx, client, o.leaseNS, id, a, log, lead)
+	}()
+	return func() {
+		select {
+		case <-done:
+		case <-time.After(releaseWait):
+			log.Warn("exiting without having released the cluster-checks Lease: another agent takes it once it expires", "waited", releaseWait)
+		}
+	}
 }
+
+// releaseWait bounds how long an exiting agent waits to release the
+// Lease: well inside the 30 s a pod has to stop.
+const releaseWait = 5 * time.Second
 
 // serveAPI serves the agent's read-only API and /metrics.
 func serveAPI(o agentOptions, a *agent.Agent, metrics *otel.Metrics) (*http.Server, string, error) {
