@@ -44,6 +44,17 @@ func stand(ctx context.Context, api kube.API, id string) *candidate {
 	return c
 }
 
+// leader stands id on api and waits until it leads; stop ends its run
+// (it releases the Lease), as does the end of the test.
+func leader(t *testing.T, api kube.API, id string) (c *candidate, stop context.CancelFunc) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	c = stand(ctx, api, id)
+	eventually(t, id+" leads", c.leading.Load)
+	return c, stop
+}
+
 // eventually waits up to 20 s for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -69,10 +80,7 @@ func holder(t *testing.T, api *kubefake.API) string {
 // lease duration later.
 func TestOneAgentLeadsAndHandsOverOnExit(t *testing.T) {
 	api := kubefake.New(nil)
-	ctxA, stopA := context.WithCancel(context.Background())
-	defer stopA()
-	a := stand(ctxA, api, "node-a")
-	eventually(t, "node-a leads", a.leading.Load)
+	a, stopA := leader(t, api, "node-a")
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
 	b := stand(ctxB, api, "node-b")
@@ -226,10 +234,7 @@ func TestCandidateFollowsTheLeaseWithoutReadingIt(t *testing.T) {
 // reading it every RetryPeriod.
 func TestCandidateWithoutWatchPolls(t *testing.T) {
 	api := kubefake.New(nil)
-	ctxA, stopA := context.WithCancel(context.Background())
-	defer stopA()
-	ca := stand(ctxA, api, "node-a")
-	eventually(t, "node-a leads", ca.leading.Load)
+	_, stopA := leader(t, api, "node-a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := &reads{API: api, noWatch: true}
