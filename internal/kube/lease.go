@@ -144,6 +144,20 @@ func (e *Elector) follow(ctx context.Context) leaseWatch {
 		return w
 	}
 	w.synced = inf.HasSynced
+	ctx, stop := context.WithCancel(ctx)
+	// A Role without list and watch on the Lease (one from before this
+	// agent followed it) is said once, and the watch stopped: the
+	// candidate reads the Lease every RetryPeriod, where the informer would
+	// retry and log the refusal for as long as it runs.
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			e.Log.Info("cannot follow the Lease in a watch: reading it every "+e.RetryPeriod.String()+" instead (the agent's Role lets it list and watch that Lease)",
+				"lease", e.Namespace+"/"+e.Name, "err", err)
+			stop()
+			return
+		}
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	})
 	go inf.RunWithContext(ctx)
 	return w
 }

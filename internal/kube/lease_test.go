@@ -1,10 +1,14 @@
 package kube_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,9 +38,14 @@ type candidate struct {
 
 // stand runs an elector for id on api with short periods until ctx ends.
 func stand(ctx context.Context, api kube.API, id string) *candidate {
+	return standLogged(ctx, api, id, nil)
+}
+
+// standLogged is stand with the elector's log going to log.
+func standLogged(ctx context.Context, api kube.API, id string, log *slog.Logger) *candidate {
 	c := &candidate{stopped: make(chan struct{})}
 	e := &kube.Elector{API: api, Namespace: "hookscope", Name: "hookscope-cluster-checks", Identity: id,
-		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond, Log: log}
 	go func() {
 		defer close(c.stopped)
 		e.Run(ctx, func(context.Context) { c.terms.Add(1); c.leading.Store(true) }, func() { c.leading.Store(false) })
@@ -171,6 +180,7 @@ func microTime(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); ret
 type reads struct {
 	kube.API
 	gets      atomic.Int32
+	lists     atomic.Int32 // refused lists, with noWatch
 	noWatch   bool
 	noUpdates atomic.Bool
 }
@@ -193,7 +203,10 @@ func (r *reads) ListWatch(res schema.GroupVersionResource, namespace string, twe
 	}
 	forbidden := apierrors.NewForbidden(res.GroupResource(), "", errors.New("no list or watch"))
 	return &cache.ListWatch{
-		ListWithContextFunc:  func(context.Context, metav1.ListOptions) (runtime.Object, error) { return nil, forbidden },
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+			r.lists.Add(1)
+			return nil, forbidden
+		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return nil, forbidden },
 	}
 }
@@ -238,10 +251,18 @@ func TestCandidateWithoutWatchPolls(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := &reads{API: api, noWatch: true}
-	cb := stand(ctx, b, "node-b")
+	var log bytes.Buffer
+	var logMu sync.Mutex
+	cb := standLogged(ctx, b, "node-b", slog.New(slog.NewTextHandler(&lockedWriter{&logMu, &log}, nil)))
 	time.Sleep(time.Second)
 	if n := b.gets.Load(); n < 5 || cb.leading.Load() {
 		t.Errorf("node-b without a watch read the Lease %d times in 1s (RetryPeriod 100ms), leading %v", n, cb.leading.Load())
+	}
+	logMu.Lock()
+	said := strings.Count(log.String(), "cannot follow the Lease in a watch")
+	logMu.Unlock()
+	if said != 1 || b.lists.Load() != 1 {
+		t.Errorf("the refused watch was said %d times and tried %d times; want once each:\n%s", said, b.lists.Load(), log.String())
 	}
 	stopA()
 	eventually(t, "node-b leads after node-a released the Lease", cb.leading.Load)
@@ -313,4 +334,17 @@ func optimisticConcurrency(api *kubefake.API) {
 		bump(l)
 		return false, nil, nil
 	})
+}
+
+// lockedWriter serialises writes to w (the elector logs from its
+// informer's goroutine too).
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
