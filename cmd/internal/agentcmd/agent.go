@@ -163,16 +163,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	a = agent.New(acfg, parts)
 	asm.SetOutput(a.WireOutput(callOutput(metrics, exp)))
 	if kernel != nil {
-		go func() {
-			k := kernel.wait()
-			if k == nil {
-				a.AttachDataPlane(nil)
-				return
-			}
-			own.MarkInKernel(k) // the probes' SYNs apart from the API server's
-			go k.Run(ctx)
-			a.AttachDataPlane(k)
-		}()
+		go attachKernel(ctx, kernel, own, a)
 	}
 	released := startClusterChecks(ctx, o, a, client, agentPods, log)
 	defer released()
@@ -185,6 +176,19 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	log.Info("hookscope agent started", "api", "http://"+addr, "node", o.nodeName, "apiserver", cfg.Host, "ebpf", !o.noEBPF)
 	go returnStartupMemory(ctx, a.WhenSynced())
 	return a.Run(ctx)
+}
+
+// attachKernel gives the agent the data plane once its programs have
+// loaded (none, if they could not) and runs it until ctx ends.
+func attachKernel(ctx context.Context, kernel *loadingKernel, own *probe.Own, a *agent.Agent) {
+	k := kernel.wait()
+	if k == nil {
+		a.AttachDataPlane(nil)
+		return
+	}
+	own.MarkInKernel(k) // the probes' SYNs apart from the API server's
+	go k.Run(ctx)
+	a.AttachDataPlane(k)
 }
 
 // returnStartupMemory gives the OS back, once the agent is synced, the
