@@ -89,9 +89,8 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context), stopped f
 // without list and watch on it), it tries every RetryPeriod, as client-go's
 // leader election does.
 func (e *Elector) acquire(ctx context.Context) bool {
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	w := e.follow(wctx)
+	w := e.follow(ctx)
+	defer w.stop()
 	for {
 		if e.tryAcquireOrRenew(ctx) {
 			return true
@@ -104,15 +103,17 @@ func (e *Elector) acquire(ctx context.Context) bool {
 
 // leaseWatch is what follow sees of the Lease: its spec at each change
 // (the latest only, never a backlog; an empty spec once deleted), and
-// whether the watch has listed it yet.
+// whether the watch has listed it yet; stop ends the watch.
 type leaseWatch struct {
 	changes chan coordinationv1.LeaseSpec
 	synced  func() bool
+	stop    context.CancelFunc
 }
 
-// follow watches the Lease until ctx ends.
-func (e *Elector) follow(ctx context.Context) leaseWatch {
-	w := leaseWatch{changes: make(chan coordinationv1.LeaseSpec, 1)}
+// follow watches the Lease until ctx ends or w.stop.
+func (e *Elector) follow(ctx context.Context) (w leaseWatch) {
+	ctx, w.stop = context.WithCancel(ctx)
+	w.changes = make(chan coordinationv1.LeaseSpec, 1)
 	send := func(spec coordinationv1.LeaseSpec) {
 		for {
 			select {
@@ -133,18 +134,12 @@ func (e *Elector) follow(ctx context.Context) leaseWatch {
 			send(l.Spec)
 		}
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{ // fails only once started
 		AddFunc:    specOf,
 		UpdateFunc: func(_, obj any) { specOf(obj) },
 		DeleteFunc: func(any) { send(coordinationv1.LeaseSpec{}) },
 	})
-	if err != nil { // only for a stopped informer: this one is not started
-		e.Log.Debug("following the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
-		w.synced = func() bool { return false }
-		return w
-	}
 	w.synced = inf.HasSynced
-	ctx, stop := context.WithCancel(ctx)
 	// A Role without list and watch on the Lease (one from before this
 	// agent followed it) is said once, and the watch stopped: the
 	// candidate reads the Lease every RetryPeriod, where the informer would
@@ -153,7 +148,7 @@ func (e *Elector) follow(ctx context.Context) leaseWatch {
 		if apierrors.IsForbidden(err) {
 			e.Log.Info("cannot follow the Lease in a watch: reading it every "+e.RetryPeriod.String()+" instead (the agent's Role lets it list and watch that Lease)",
 				"lease", e.Namespace+"/"+e.Name, "err", err)
-			stop()
+			w.stop()
 			return
 		}
 		cache.DefaultWatchErrorHandler(ctx, r, err)
@@ -245,8 +240,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		e.hold(&lease.Spec, now)
 		err := e.API.Update(ctx, leasesResource, e.Namespace, lease, lease)
 		if err == nil {
-			e.observe(lease.Spec, now)
-			e.held = lease
+			e.wrote(lease, now)
 			return true
 		}
 		if !apierrors.IsConflict(err) {
@@ -264,8 +258,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 			e.Log.Debug("creating the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
 			return false
 		}
-		e.observe(lease.Spec, now)
-		e.held = &lease
+		e.wrote(&lease, now)
 		return true
 	}
 	if err != nil {
@@ -283,9 +276,14 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		e.Log.Debug("updating the Lease", "lease", e.Namespace+"/"+e.Name, "err", err)
 		return false
 	}
-	e.observe(lease.Spec, now)
-	e.held = &lease
+	e.wrote(&lease, now)
 	return true
+}
+
+// wrote notes the Lease as this agent wrote it at now, holding it.
+func (e *Elector) wrote(lease *coordinationv1.Lease, now time.Time) {
+	e.observe(lease.Spec, now)
+	e.held = lease
 }
 
 // hold writes this agent into spec as holder, renewed at now.
