@@ -79,6 +79,7 @@ func (inv *Inventory) dynamicInformer(api kube.API, gvr schema.GroupVersionResou
 	i := kube.NewInformer(api, gvr, "", nil, &unstructured.Unstructured{}, cache.Indexers{})
 	_ = i.SetTransform(transform)
 	_, _ = i.AddEventHandler(inv.pokeOnChange())
+	inv.callOutTries = append(inv.callOutTries, kube.TrackTries(i).Done)
 	return i
 }
 
@@ -91,7 +92,7 @@ func (inv *Inventory) startCallOutInformers(ctx context.Context) {
 		}
 		go i.RunWithContext(ctx)
 		go func() {
-			if cache.WaitForCacheSync(ctx.Done(), i.HasSynced) {
+			if kube.WaitSynced(ctx, i.HasSynced) {
 				inv.poke()
 			}
 		}()

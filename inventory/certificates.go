@@ -59,7 +59,7 @@ func (inv *Inventory) WatchCertificates(ctx context.Context) {
 	}
 	go i.RunWithContext(ictx)
 	go func() {
-		if cache.WaitForCacheSync(ictx.Done(), i.HasSynced) {
+		if kube.WaitSynced(ictx, i.HasSynced) {
 			inv.poke()
 		}
 	}()

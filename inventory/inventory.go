@@ -53,6 +53,10 @@ type Inventory struct {
 	apis cache.SharedIndexInformer
 	// crds reads the CRDs' conversion webhooks (WatchConversions); nil: none.
 	crds cache.SharedIndexInformer
+	// callOutTries say whether apis and crds have listed or failed to;
+	// the first round waits for them up to callOutWait.
+	callOutTries []cache.InformerSynced
+	callOutWait  time.Duration
 	// watches is owned by Run's goroutine.
 	watches map[string]*namespaceWatch
 
@@ -114,6 +118,8 @@ func New(api kube.API, log *slog.Logger) *Inventory {
 		mwc:     kube.NewInformer(api, mutatingGVR, metav1.NamespaceAll, nil, &admissionv1.MutatingWebhookConfiguration{}, byNamespace),
 		changed: make(chan struct{}, 1),
 		watches: map[string]*namespaceWatch{},
+
+		callOutWait: firstCallOutWait,
 	}
 	for _, i := range []cache.SharedIndexInformer{inv.vwc, inv.mwc} {
 		_ = i.SetTransform(slimObject)
@@ -141,6 +147,12 @@ func slimObject(obj any) (any, error) {
 	return obj, nil
 }
 
+// firstCallOutWait bounds how long the first inventory waits for the CRDs
+// and APIServices once the webhook configurations have listed: a cluster
+// with thousands of CRDs does not hold back its webhooks' checks; theirs
+// come in a later round.
+const firstCallOutWait = time.Second
+
 func (inv *Inventory) poke() {
 	select {
 	case inv.changed <- struct{}{}:
@@ -151,21 +163,33 @@ func (inv *Inventory) poke() {
 // Run starts the informers and waits for the configurations (bounded by
 // syncTimeout: an error then), then resolves on every change, calling
 // onChange with the new list. It returns when ctx ends.
+//
+// The CRD and APIService informers start with the configurations'. Their
+// lists are the largest the agent reads at start (a CRD carries its whole
+// schema): started once the configurations had listed, and resolved in a
+// round of their own, they were the last thing an agent's first complete
+// inventory waited for. The first round waits for them, up to
+// callOutWait after the configurations, or until a list of them
+// fails (an agent that may not read them resolves the webhooks all the
+// same, and says so).
 func (inv *Inventory) Run(ctx context.Context, syncTimeout time.Duration, onChange func([]callout.Webhook)) error {
 	defer inv.stopWatches()
 	stop := inv.runConfigurations(ctx)
 	defer stop()
+	inv.startCallOutInformers(ctx)
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	for _, c := range []struct {
 		typ runtime.Object
 		i   cache.SharedIndexInformer
 	}{{&admissionv1.ValidatingWebhookConfiguration{}, inv.vwc}, {&admissionv1.MutatingWebhookConfiguration{}, inv.mwc}} {
-		if !cache.WaitForCacheSync(sctx.Done(), c.i.HasSynced) {
+		if !kube.WaitSynced(sctx, c.i.HasSynced) {
 			return fmt.Errorf("syncing the %T informer within %s: the API server is unreachable or the agent may not list it (check RBAC)", c.typ, syncTimeout)
 		}
 	}
-	inv.startCallOutInformers(ctx)
+	wctx, wcancel := context.WithTimeout(sctx, inv.callOutWait)
+	kube.WaitSynced(wctx, inv.callOutTries...)
+	wcancel()
 	inv.round(ctx, syncTimeout, onChange)
 	for {
 		select {

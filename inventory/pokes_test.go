@@ -221,7 +221,7 @@ func createPokeCallOuts(ctx context.Context, t *testing.T, api kube.API, cfg *re
 		backend(pokeNS, name)
 		post(crdsGVR, pokeCRD(i, name))
 	}
-	settleCallOuts(ctx, t, api)
+	settleCallOuts(ctx, t, api, pokeConvs, pokeAPIs+1)
 }
 
 func pokeAPIService(name, ns, svc string) map[string]any {
@@ -251,9 +251,9 @@ func pokeCRD(i int, svc string) map[string]any {
 	}
 }
 
-// settleCallOuts waits until every CRD is Established and every APIService
-// has its Available condition.
-func settleCallOuts(ctx context.Context, t *testing.T, api kube.API) {
+// settleCallOuts waits until wantCRDs CRDs are Established and wantAPIs
+// APIServices have their Available condition.
+func settleCallOuts(ctx context.Context, t *testing.T, api kube.API, wantCRDs, wantAPIs int) {
 	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -265,8 +265,8 @@ func settleCallOuts(ctx context.Context, t *testing.T, api kube.API) {
 			return false, nil
 		}
 		established, checked := withCondition(crds.Items, "widgets.", "Established", "True"), withCondition(apis.Items, "v1alpha1.", "Available", "")
-		last = fmt.Sprintf("%d/%d CRDs Established, %d/%d APIServices checked", established, pokeConvs, checked, pokeAPIs+1)
-		return established == pokeConvs && checked == pokeAPIs+1, nil
+		last = fmt.Sprintf("%d/%d CRDs Established, %d/%d APIServices checked", established, wantCRDs, checked, wantAPIs)
+		return established == wantCRDs && checked == wantAPIs, nil
 	})
 	if err != nil {
 		t.Fatalf("the call-outs settle: %v (%s)", err, last)

@@ -122,7 +122,7 @@ func (inv *Inventory) watchBackends(ctx context.Context, wait time.Duration) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	cache.WaitForCacheSync(wctx.Done(), fresh...)
+	kube.WaitSynced(wctx, fresh...)
 }
 
 // sliceInformer watches the EndpointSlices of the named Services in ns.
@@ -157,7 +157,7 @@ func (inv *Inventory) runInformerWith(ctx context.Context, i cache.SharedIndexIn
 	_, _ = i.AddEventHandler(onChange)
 	go i.RunWithContext(ictx)
 	go func() {
-		if cache.WaitForCacheSync(ictx.Done(), i.HasSynced) {
+		if kube.WaitSynced(ictx, i.HasSynced) {
 			inv.poke()
 		}
 	}()
