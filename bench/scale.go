@@ -36,6 +36,10 @@ type ScalePlan struct {
 	// Settle is the wait after an agent is ready before its figures are
 	// read; Window is how long its CPU is measured.
 	Settle, Window time.Duration
+	// StartupRuns is how many times each agent is started at each step:
+	// its startup is their median. One start moves by a few tenths of a
+	// second with how fast the API server of a cluster just grown answers.
+	StartupRuns int
 	// DetectionRuns is how many failures are timed, idle and under load.
 	DetectionRuns int
 	// DetectionLoad is the call rate the healthy webhook carries while
@@ -97,7 +101,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 			},
 			Rates: []int{100, 1000}, RateWindow: 5 * time.Second, IdleWindow: 20 * time.Second,
 			Settle: 3 * time.Second, Window: 5 * time.Second,
-			DetectionRuns: 10, DetectionLoad: 1000,
+			StartupRuns: 3, DetectionRuns: 10, DetectionLoad: 1000,
 		}, nil
 	case "full":
 		return ScalePlan{
@@ -111,7 +115,7 @@ func ScalePlanFor(name string) (ScalePlan, error) {
 			},
 			Rates: []int{100, 1000, 5000}, RateWindow: 10 * time.Second, IdleWindow: 30 * time.Second,
 			Settle: 5 * time.Second, Window: 10 * time.Second,
-			DetectionRuns: 20, DetectionLoad: 1000,
+			StartupRuns: 3, DetectionRuns: 20, DetectionLoad: 1000,
 		}, nil
 	}
 	return ScalePlan{}, fmt.Errorf("SCALE=%q: want small or full", name)

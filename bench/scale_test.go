@@ -603,6 +603,51 @@ type agentRun struct {
 	startupCPU time.Duration
 	// watchesBefore is the API server's WATCH count just before it started.
 	watchesBefore float64
+	// starts are this start and the earlier ones of its node at its step.
+	starts []startup
+}
+
+// startup is how long one start of an agent took, and its CPU.
+type startup struct{ seconds, cpuSeconds float64 }
+
+func (a *agentRun) startup() startup {
+	return startup{seconds: a.ready.Sub(a.start).Seconds(), cpuSeconds: a.startupCPU.Seconds()}
+}
+
+// startups starts node's agent StartupRuns-1 times, each stopped once its
+// inventory is complete (the Lease holder releases the Lease as it
+// exits), and returns how long each took.
+func (s *scaleRig) startups(ctx context.Context, node string, step ScaleStep) []startup {
+	var out []startup
+	for range s.plan.StartupRuns - 1 {
+		a := s.startAgent(ctx, node, step)
+		out = append(out, a.startup())
+		a.stop()
+	}
+	return out
+}
+
+// startupFigures is f of each of a's starts.
+func (a *agentRun) startupFigures(f func(startup) float64) []float64 {
+	out := make([]float64, len(a.starts))
+	for i, r := range a.starts {
+		out[i] = f(r)
+	}
+	return out
+}
+
+// ready200 says whether a's /readyz answers 200.
+func (a *agentRun) ready200(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.api+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (a *agentRun) stop() {
@@ -614,8 +659,8 @@ func (a *agentRun) stop() {
 
 // startAgent runs `hookscope agent` for node and returns once its
 // inventory is complete: /readyz ok and every call-out of step in
-// /webhooks (the agent's readiness waits for the webhook configurations
-// only, not for the APIServices and CRDs).
+// /webhooks (the agent's readiness waits for the APIServices and CRDs at
+// most a second after the webhook configurations).
 func (s *scaleRig) startAgent(ctx context.Context, node string, step ScaleStep) *agentRun {
 	t := s.t
 	s.agents++
@@ -650,7 +695,7 @@ func (s *scaleRig) startAgent(ctx context.Context, node string, step ScaleStep) 
 		}
 		seen = callOutsByKind(ws)
 		return seen["Validating"]+seen["Mutating"] >= step.Webhooks && seen["APIService"] >= step.APIServices &&
-			seen["Conversion"] >= step.Conversions, nil
+			seen["Conversion"] >= step.Conversions && a.ready200(ctx), nil
 	})
 	if err != nil {
 		a.stop()
@@ -794,16 +839,22 @@ func (s *scaleRig) waitLeader(ctx context.Context, node string) error {
 // measureAgents starts the agent that holds the Lease (on leaderNode) and
 // then the measured node's agent, a follower, lets both settle and measures
 // them over one window. Both keep running until the caller stops them.
+// Each is started StartupRuns times in all (the others stopped once
+// complete), for the median of its startup.
 func (s *scaleRig) measureAgents(ctx context.Context, step ScaleStep) (rows []ScaleSize, leader, follower *agentRun) {
 	t := s.t
+	leaderStarts := s.startups(ctx, leaderNode, step)
 	leader = s.startAgent(ctx, leaderNode, step)
 	t.Cleanup(leader.stop)
+	leader.starts = append(leaderStarts, leader.startup())
 	if err := s.waitLeader(ctx, leaderNode); err != nil {
 		t.Fatal(err)
 	}
 	leaderWatches := s.settledWatches(ctx, leader)
+	followerStarts := s.startups(ctx, agentNode, step)
 	follower = s.startAgent(ctx, agentNode, step)
 	t.Cleanup(follower.stop)
+	follower.starts = append(followerStarts, follower.startup())
 	followerWatches := s.settledWatches(ctx, follower)
 
 	counts := s.objectCounts(ctx)
@@ -849,13 +900,14 @@ func (s *scaleRig) agentRow(ctx context.Context, step ScaleStep, a *agentRun, fi
 		AgentRSSAnonBytes: mem.Anon, AgentRSSFileBytes: mem.File, AgentRSSShmemBytes: mem.Shmem,
 		AgentCPUCores:     fig.cpuCores,
 		InventoryUpdates:  fig.inventoryUpdates,
-		StartupSeconds:    a.ready.Sub(a.start).Seconds(),
-		StartupCPUSeconds: a.startupCPU.Seconds(),
+		StartupSeconds:    median(a.startupFigures(func(r startup) float64 { return r.seconds })),
+		StartupCPUSeconds: median(a.startupFigures(func(r startup) float64 { return r.cpuSeconds })),
 		LocalBackends:     local,
 		InventoryObjects:  map[string]int{},
 		ListedObjects:     map[string]int{},
 		CallOuts:          callOutsByKind(ws),
 	}
+	row.StartupRunsSeconds = a.startupFigures(func(r startup) float64 { return r.seconds })
 	if row.AgentLiveHeapBytes, err = a.liveHeap(ctx); err != nil {
 		s.t.Fatal(err)
 	}
@@ -1970,6 +2022,9 @@ func TestScalePlans(t *testing.T) {
 		}
 		if p.LoadStep() != n-2 {
 			t.Errorf("%s: load step %d, want %d (the largest without call-outs)", name, p.LoadStep(), n-2)
+		}
+		if p.StartupRuns < 3 || p.StartupRuns%2 == 0 {
+			t.Errorf("%s: %d starts per agent; want an odd number of at least 3, for a median that is one of them", name, p.StartupRuns)
 		}
 	}
 }
