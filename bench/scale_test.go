@@ -636,20 +636,6 @@ func (a *agentRun) startupFigures(f func(startup) float64) []float64 {
 	return out
 }
 
-// ready200 says whether a's /readyz answers 200.
-func (a *agentRun) ready200(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.api+"/readyz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
 func (a *agentRun) stop() {
 	if a != nil && a.proc != nil {
 		_ = a.proc.Stop()
@@ -658,9 +644,9 @@ func (a *agentRun) stop() {
 }
 
 // startAgent runs `hookscope agent` for node and returns once its
-// inventory is complete: /readyz ok and every call-out of step in
-// /webhooks (the agent's readiness waits for the APIServices and CRDs at
-// most a second after the webhook configurations).
+// inventory is complete: /readyz ok (chaos.StartAgent waits for it) and
+// every call-out of step in /webhooks (the agent's readiness waits for the
+// APIServices and CRDs at most a second after the webhook configurations).
 func (s *scaleRig) startAgent(ctx context.Context, node string, step ScaleStep) *agentRun {
 	t := s.t
 	s.agents++
@@ -695,7 +681,7 @@ func (s *scaleRig) startAgent(ctx context.Context, node string, step ScaleStep) 
 		}
 		seen = callOutsByKind(ws)
 		return seen["Validating"]+seen["Mutating"] >= step.Webhooks && seen["APIService"] >= step.APIServices &&
-			seen["Conversion"] >= step.Conversions && a.ready200(ctx), nil
+			seen["Conversion"] >= step.Conversions, nil
 	})
 	if err != nil {
 		a.stop()
@@ -892,22 +878,23 @@ func (s *scaleRig) agentRow(ctx context.Context, step ScaleStep, a *agentRun, fi
 		local += len(w.Traced)
 	}
 	mem := fig.mem
+	runs := a.startupFigures(func(r startup) float64 { return r.seconds })
 	row := ScaleSize{
 		Nodes: step.Nodes, Pods: step.Pods, Webhooks: step.Webhooks,
 		CRDs: step.CRDs, ConversionWebhooks: step.Conversions, APIServices: step.APIServices,
 		Services: counts.services, EndpointSlices: counts.slices,
 		AgentRSSBytes: mem.RSS, AgentPeakRSSBytes: mem.PeakRSS,
 		AgentRSSAnonBytes: mem.Anon, AgentRSSFileBytes: mem.File, AgentRSSShmemBytes: mem.Shmem,
-		AgentCPUCores:     fig.cpuCores,
-		InventoryUpdates:  fig.inventoryUpdates,
-		StartupSeconds:    median(a.startupFigures(func(r startup) float64 { return r.seconds })),
-		StartupCPUSeconds: median(a.startupFigures(func(r startup) float64 { return r.cpuSeconds })),
-		LocalBackends:     local,
-		InventoryObjects:  map[string]int{},
-		ListedObjects:     map[string]int{},
-		CallOuts:          callOutsByKind(ws),
+		AgentCPUCores:      fig.cpuCores,
+		InventoryUpdates:   fig.inventoryUpdates,
+		StartupSeconds:     median(runs),
+		StartupCPUSeconds:  median(a.startupFigures(func(r startup) float64 { return r.cpuSeconds })),
+		StartupRunsSeconds: runs,
+		LocalBackends:      local,
+		InventoryObjects:   map[string]int{},
+		ListedObjects:      map[string]int{},
+		CallOuts:           callOutsByKind(ws),
 	}
-	row.StartupRunsSeconds = a.startupFigures(func(r startup) float64 { return r.seconds })
 	if row.AgentLiveHeapBytes, err = a.liveHeap(ctx); err != nil {
 		s.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -67,16 +68,12 @@ func TestFirstInventoryHoldsTheCallOuts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []struct {
-		what string
-		obj  map[string]any
-	}{{"apiservices", pokeAPIService(pokeAPIName(0), pokeNS, "api")}, {"crds", pokeCRD(0, "conv")}} {
-		r := apiServicesGVR
-		if o.what == "crds" {
-			r = crdsGVR
-		}
-		if _, err := dyn.Resource(r).Create(ctx, &unstructured.Unstructured{Object: o.obj}, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("creating %s: %v", o.what, err)
+	for r, obj := range map[schema.GroupVersionResource]map[string]any{
+		apiServicesGVR: pokeAPIService(pokeAPIName(0), pokeNS, "api"),
+		crdsGVR:        pokeCRD(0, "conv"),
+	} {
+		if _, err := dyn.Resource(r).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s: %v", r.Resource, err)
 		}
 	}
 	settleCallOuts(ctx, t, api, 1, 1)

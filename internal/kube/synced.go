@@ -5,28 +5,47 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 )
 
-// syncPoll is how often WaitSynced looks at the informers. client-go's
-// WaitForCacheSync looks every 100 ms, and an agent's start waits for
-// informers several times in turn (the webhook configurations, then their
-// Services), paying up to that much each time after the list had come.
-const syncPoll = 5 * time.Millisecond
+// syncPoll is how often WaitSynced looks at the informers during
+// syncPollFine, syncPollSlow after that. client-go's WaitForCacheSync
+// looks every 100 ms, and an agent's start waits for informers several
+// times in turn (the webhook configurations, then their Services), paying
+// up to that much each time after the list had come. A list that has not
+// come by then may never come (a namespace the agent may not read): that
+// wait goes on at client-go's pace, not 200 times a second.
+const (
+	syncPoll     = 5 * time.Millisecond
+	syncPollFine = 2 * time.Second
+	syncPollSlow = 100 * time.Millisecond
+)
 
 // WaitSynced waits until every informer has synced, or ctx ends. It
 // reports whether they all synced.
 func WaitSynced(ctx context.Context, synced ...cache.InformerSynced) bool {
-	err := wait.PollUntilContextCancel(ctx, syncPoll, true, func(context.Context) (bool, error) {
-		for _, s := range synced {
-			if !s() {
-				return false, nil
-			}
+	start := time.Now()
+	for !allSynced(synced) {
+		poll := syncPoll
+		if time.Since(start) >= syncPollFine {
+			poll = syncPollSlow
 		}
-		return true, nil
-	})
-	return err == nil
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(poll):
+		}
+	}
+	return true
+}
+
+func allSynced(synced []cache.InformerSynced) bool {
+	for _, s := range synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
 }
 
 // Tried is an informer's first answer: it has listed, or its list or watch
