@@ -18,7 +18,8 @@ var leasesResource = coordinationv1.SchemeGroupVersion.WithResource("leases")
 // Elector makes one of several agents the holder of a Lease, the way
 // client-go's leader election does with its Lease lock (whose package imports
 // every API group: see the package's doc). A holder renews the Lease every
-// RetryPeriod, writing it as it last wrote it (no read first); a candidate
+// RenewPeriod, writing it as it last wrote it (no read first), and after a
+// renewal that failed tries again every RetryPeriod; a candidate
 // follows it in a watch and takes it when it is released, or when it has
 // seen no renewal for LeaseDuration, measured on its own clock from when it
 // saw the Lease change, so clock skew between nodes does not matter. A
@@ -31,7 +32,13 @@ type Elector struct {
 	LeaseDuration   time.Duration // 15s when zero
 	RenewDeadline   time.Duration // 10s when zero
 	RetryPeriod     time.Duration // 2s when zero
-	Log             *slog.Logger
+	// RenewPeriod is how often the holder renews the Lease: a third of
+	// LeaseDuration when zero (at most half of RenewDeadline). Each renewal
+	// is a write to etcd and wakes every candidate's watch, so it is not
+	// RetryPeriod as in client-go (every 2s); three renewals still fall in
+	// each LeaseDuration.
+	RenewPeriod time.Duration
+	Log         *slog.Logger
 
 	observed     coordinationv1.LeaseSpec // the Lease as last seen
 	observedTime time.Time                // when it was seen to change
@@ -50,6 +57,9 @@ func (e *Elector) defaults() {
 	}
 	if e.RetryPeriod == 0 {
 		e.RetryPeriod = 2 * time.Second
+	}
+	if e.RenewPeriod == 0 {
+		e.RenewPeriod = min(e.LeaseDuration/3, e.RenewDeadline/2)
 	}
 	if e.Log == nil {
 		e.Log = slog.New(slog.DiscardHandler)
@@ -203,15 +213,16 @@ func (e *Elector) expiry() time.Time {
 	return e.observedTime.Add(time.Duration(ptr.Deref(e.observed.LeaseDurationSeconds, 0)) * time.Second)
 }
 
-// renew renews the Lease every RetryPeriod and returns when ctx ends or when
-// no renewal succeeded for RenewDeadline.
+// renew renews the Lease every RenewPeriod, and every RetryPeriod after a
+// renewal that failed; it returns when ctx ends or when no renewal
+// succeeded for RenewDeadline.
 func (e *Elector) renew(ctx context.Context) {
-	last := time.Now()
-	t := time.NewTicker(e.RetryPeriod)
-	defer t.Stop()
+	last, wait := time.Now(), e.RenewPeriod
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -220,12 +231,14 @@ func (e *Elector) renew(ctx context.Context) {
 		cancel()
 		switch {
 		case ok:
-			last = time.Now()
+			last, wait = time.Now(), e.RenewPeriod
 		case ctx.Err() != nil:
 			return
 		case time.Since(last) >= e.RenewDeadline:
 			e.Log.Warn("could not renew the Lease in time", "lease", e.Namespace+"/"+e.Name, "deadline", e.RenewDeadline)
 			return
+		default:
+			wait = e.RetryPeriod
 		}
 	}
 }

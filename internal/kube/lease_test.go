@@ -183,6 +183,10 @@ type reads struct {
 	lists     atomic.Int32 // refused lists, with noWatch
 	noWatch   bool
 	noUpdates atomic.Bool
+	fail      atomic.Int32 // updates still to refuse, once each
+	updates   atomic.Int32 // updates written
+	updated   atomic.Int64 // when the last was written (UnixNano)
+	refused   atomic.Int64 // when the last of fail was refused (UnixNano)
 }
 
 func (r *reads) Get(ctx context.Context, res schema.GroupVersionResource, namespace, name string, into runtime.Object) error {
@@ -194,7 +198,16 @@ func (r *reads) Update(ctx context.Context, res schema.GroupVersionResource, nam
 	if r.noUpdates.Load() {
 		return apierrors.NewServiceUnavailable("cut off")
 	}
-	return r.API.Update(ctx, res, namespace, obj, into)
+	if r.fail.Add(-1) >= 0 {
+		r.refused.Store(time.Now().UnixNano())
+		return apierrors.NewServiceUnavailable("cut off")
+	}
+	err := r.API.Update(ctx, res, namespace, obj, into)
+	if err == nil {
+		r.updates.Add(1)
+		r.updated.Store(time.Now().UnixNano())
+	}
+	return err
 }
 
 func (r *reads) ListWatch(res schema.GroupVersionResource, namespace string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
@@ -227,19 +240,51 @@ func TestCandidateFollowsTheLeaseWithoutReadingIt(t *testing.T) {
 	eventually(t, "node-b has read the Lease", func() bool { return b.gets.Load() > 0 })
 	time.Sleep(200 * time.Millisecond) // its watch lists the Lease
 	before := b.gets.Load()
-	time.Sleep(time.Second) // ten renewals, ten of a polling candidate's tries
+	time.Sleep(1500 * time.Millisecond) // two renewals, 15 of a polling candidate's tries
 	if n := b.gets.Load() - before; n != 0 || cb.leading.Load() {
-		t.Errorf("node-b read the Lease %d times in 1s while node-a renewed it (leading: %v)", n, cb.leading.Load())
+		t.Errorf("node-b read the Lease %d times in 1.5s while node-a renewed it (leading: %v)", n, cb.leading.Load())
 	}
 	a.noUpdates.Store(true)
-	start := time.Now()
 	eventually(t, "node-b leads after node-a stopped renewing", cb.leading.Load)
 	// node-a stops leading within its 1s renew deadline; node-b waits for
 	// the 2s lease duration from the last renewal it saw.
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
+	if took := time.Since(time.Unix(0, a.updated.Load())); took < 2*time.Second || took > 4*time.Second {
 		t.Errorf("node-b led %s after node-a's last renewal; the lease duration is 2s", took)
 	}
 	eventually(t, "node-a no longer leads", func() bool { return !ca.leading.Load() })
+}
+
+// TestHolderRenewsEveryRenewPeriod: the holder writes the Lease
+// RenewPeriod apart, not every RetryPeriod (each write wakes every
+// candidate's watch), and a renewal that fails is tried again after
+// RetryPeriod, not a whole RenewPeriod later, and the term goes on.
+func TestHolderRenewsEveryRenewPeriod(t *testing.T) {
+	a := &reads{API: kubefake.New(nil)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &candidate{stopped: make(chan struct{})}
+	e := &kube.Elector{API: a, Namespace: "hookscope", Name: "hookscope-cluster-checks", Identity: "node-a",
+		LeaseDuration: 3 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 100 * time.Millisecond, RenewPeriod: time.Second}
+	go func() {
+		defer close(c.stopped)
+		e.Run(ctx, func(context.Context) { c.terms.Add(1); c.leading.Store(true) }, func() { c.leading.Store(false) })
+	}()
+	eventually(t, "node-a leads", c.leading.Load)
+	before := a.updates.Load()
+	time.Sleep(2500 * time.Millisecond)
+	if n := a.updates.Load() - before; n < 2 || n > 3 {
+		t.Errorf("node-a renewed the Lease %d times in 2.5s; its renew period is 1s", n)
+	}
+	written := a.updates.Load()
+	a.fail.Store(1)
+	eventually(t, "the refused renewal and the next one", func() bool { return a.fail.Load() < 0 && a.updates.Load() > written })
+	if gap := time.Duration(a.updated.Load() - a.refused.Load()); gap > 500*time.Millisecond {
+		t.Errorf("the refused renewal was tried again %s later; RetryPeriod is 100ms", gap)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if !c.leading.Load() || c.terms.Load() != 1 {
+		t.Errorf("after one refused renewal node-a leads %v in term %d; want the first term, still leading", c.leading.Load(), c.terms.Load())
+	}
 }
 
 // TestCandidateWithoutWatchPolls: a candidate that may not list or watch
