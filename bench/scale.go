@@ -433,6 +433,38 @@ func solve(m [][]float64) ([]float64, error) {
 	return x, nil
 }
 
+// Charts are the report's plots by file name: the agent's RSS by cluster
+// objects (scale-rss.svg) and its CPU by call rate (call-rate-cpu.svg).
+func Charts(rows []ScaleSize, rates []CallRate) map[string]string {
+	var rss []Series
+	for _, role := range []string{"leader", "follower"} {
+		s := Series{Name: role}
+		for _, r := range rows {
+			if r.Role == role {
+				objects := float64(r.Nodes + r.Pods + r.Services + r.EndpointSlices + 3*r.Webhooks + r.CRDs + r.APIServices)
+				s.Points = append(s.Points, [2]float64{objects, float64(r.AgentRSSBytes) / (1 << 20)})
+			}
+		}
+		rss = append(rss, s)
+	}
+	var cpu []Series
+	for _, mode := range []string{"http2", "new_connection"} {
+		s, b := Series{Name: "agent, " + mode}, Series{Name: "BPF, " + mode}
+		for _, r := range rates {
+			if r.Mode == mode {
+				s.Points = append(s.Points, [2]float64{r.AchievedCallsPerSecond, 100 * r.AgentCPUCores})
+				b.Points = append(b.Points, [2]float64{r.AchievedCallsPerSecond, 100 * r.BPFCPUCores})
+			}
+		}
+		cpu = append(cpu, s, b)
+	}
+	return map[string]string{
+		"scale-rss.svg": SVGChart("Agent RSS by cluster size", "cluster objects (nodes + pods + Services + EndpointSlices + webhook objects + CRDs + APIServices)",
+			"RSS (MiB)", rss, GoalAgentRSSBytes/(1<<20), "goal 48 MiB"),
+		"call-rate-cpu.svg": SVGChart("CPU by webhook call rate", "calls/s achieved", "% of one core", cpu, 100*GoalCPUCoresNewConnection, "goal 1% at 1,000 new connections/s"),
+	}
+}
+
 // Series is one line of a chart.
 type Series struct {
 	Name   string
@@ -443,7 +475,8 @@ type Series struct {
 // goal line at goal (none if NaN). Small and dependency-free: the report
 // is read on GitHub, which renders SVG next to Markdown.
 func SVGChart(title, xLabel, yLabel string, series []Series, goal float64, goalLabel string) string {
-	const w, h, left, right, top, bottom = 640.0, 360.0, 70.0, 170.0, 40.0, 50.0
+	// The right margin holds the legend and the goal's label.
+	const w, h, left, right, top, bottom = 760.0, 360.0, 70.0, 240.0, 40.0, 50.0
 	xmax, ymax := 0.0, 0.0
 	for _, s := range series {
 		for _, p := range s.Points {
@@ -467,7 +500,9 @@ func SVGChart(title, xLabel, yLabel string, series []Series, goal float64, goalL
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, px(x), py(0)+16, num(x))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, py(y)+4, num(y))
 	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", px(xmax/2), h-12, esc(xLabel))
+	// Under the plot, moved in where it is wider than the plot's half.
+	half := textWidth(xLabel) / 2
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", math.Min(math.Max(px(xmax/2), half+4), w-half-4), h-12, esc(xLabel))
 	fmt.Fprintf(&b, `<text x="16" y="%.1f" transform="rotate(-90 16 %.1f)" text-anchor="middle">%s</text>`+"\n", py(ymax/2), py(ymax/2), esc(yLabel))
 	if !math.IsNaN(goal) {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="gray" stroke-dasharray="6,4"/><text x="%.1f" y="%.1f" fill="gray">%s</text>`+"\n",
@@ -502,7 +537,28 @@ func niceCeil(v float64) float64 {
 	return 10 * e
 }
 
-func num(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+// num is an axis label: whole numbers with thousands separators (12,500,
+// not 1.25e+04), others with up to 4 significant digits.
+func num(v float64) string {
+	if v != math.Trunc(v) || math.Abs(v) < 1000 {
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	digits := strconv.FormatFloat(math.Abs(v), 'f', 0, 64)
+	var b strings.Builder
+	if v < 0 {
+		b.WriteByte('-')
+	}
+	for i, d := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
+}
+
+// textWidth is about how wide s is at the charts' 12 px sans-serif.
+func textWidth(s string) float64 { return 6.6 * float64(len(s)) }
 
 func esc(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -1521,36 +1522,9 @@ func fits(t *testing.T, rows []ScaleSize, rates []CallRate) []CostFit {
 	return out
 }
 
-// writeCharts draws the agent's RSS by cluster objects and its CPU by call
-// rate into dir and returns the files' names.
+// writeCharts draws Charts into dir and returns the files' names.
 func writeCharts(t *testing.T, dir string, rows []ScaleSize, rates []CallRate) []string {
-	var rss []Series
-	for _, role := range []string{"leader", "follower"} {
-		s := Series{Name: role}
-		for _, r := range rows {
-			if r.Role == role {
-				objects := float64(r.Nodes + r.Pods + r.Services + r.EndpointSlices + 3*r.Webhooks + r.CRDs + r.APIServices)
-				s.Points = append(s.Points, [2]float64{objects, float64(r.AgentRSSBytes) / (1 << 20)})
-			}
-		}
-		rss = append(rss, s)
-	}
-	var cpu []Series
-	for _, mode := range []string{"http2", "new_connection"} {
-		s, b := Series{Name: "agent, " + mode}, Series{Name: "BPF, " + mode}
-		for _, r := range rates {
-			if r.Mode == mode {
-				s.Points = append(s.Points, [2]float64{r.AchievedCallsPerSecond, 100 * r.AgentCPUCores})
-				b.Points = append(b.Points, [2]float64{r.AchievedCallsPerSecond, 100 * r.BPFCPUCores})
-			}
-		}
-		cpu = append(cpu, s, b)
-	}
-	charts := map[string]string{
-		"scale-rss.svg": SVGChart("Agent RSS by cluster size", "cluster objects (nodes + pods + Services + EndpointSlices + webhook objects + CRDs + APIServices)",
-			"RSS (MiB)", rss, GoalAgentRSSBytes/(1<<20), "goal 48 MiB"),
-		"call-rate-cpu.svg": SVGChart("CPU by webhook call rate", "calls/s achieved", "% of one core", cpu, 100*GoalCPUCoresNewConnection, "goal 1% at 1,000 new connections/s"),
-	}
+	charts := Charts(rows, rates)
 	var names []string
 	for _, name := range []string{"scale-rss.svg", "call-rate-cpu.svg"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(charts[name]), 0o644); err != nil {
@@ -1967,6 +1941,28 @@ func TestSVGChart(t *testing.T) {
 	for _, want := range []string{"<svg", "</svg>", "t &lt;x&gt;", "polyline", "goal"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("chart lacks %q", want)
+		}
+	}
+	// Ticks of a large axis read as numbers, and a long axis label stays
+	// on the canvas.
+	long := strings.Repeat("cluster objects ", 6)
+	svg = SVGChart("t", long, "y", []Series{{Name: "a", Points: [][2]float64{{36000, 50}}}}, 48, "goal 48 MiB")
+	if !strings.Contains(svg, ">25,000<") || strings.Contains(svg, "e+") {
+		t.Errorf("x ticks of 0-50,000 not written as whole numbers:\n%s", svg)
+	}
+	m := regexp.MustCompile(`<text x="([0-9.]+)" y="[0-9.]+" text-anchor="middle">` + long + `<`).FindStringSubmatch(svg)
+	if m == nil {
+		t.Fatalf("no x label in:\n%s", svg)
+	}
+	if x, _ := strconv.ParseFloat(m[1], 64); x-textWidth(long)/2 < 0 {
+		t.Errorf("the x label, centred at %s, starts left of the canvas", m[1])
+	}
+}
+
+func TestAxisNumbers(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 2.5: "2.5", 3.75: "3.75", 125: "125", 1250: "1,250", 12500: "12,500", 1e6: "1,000,000", -5000: "-5,000", 0.0125: "0.0125"} {
+		if got := num(v); got != want {
+			t.Errorf("num(%v) = %q, want %q", v, got, want)
 		}
 	}
 }
