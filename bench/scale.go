@@ -433,9 +433,9 @@ func solve(m [][]float64) ([]float64, error) {
 	return x, nil
 }
 
-// Charts are the report's plots by file name: the agent's RSS by cluster
+// charts are the report's plots by file name: the agent's RSS by cluster
 // objects (scale-rss.svg) and its CPU by call rate (call-rate-cpu.svg).
-func Charts(rows []ScaleSize, rates []CallRate) map[string]string {
+func charts(rows []ScaleSize, rates []CallRate) map[string]string {
 	var rss []Series
 	for _, role := range []string{"leader", "follower"} {
 		s := Series{Name: role}

@@ -1522,12 +1522,12 @@ func fits(t *testing.T, rows []ScaleSize, rates []CallRate) []CostFit {
 	return out
 }
 
-// writeCharts draws Charts into dir and returns the files' names.
+// writeCharts draws charts into dir and returns the files' names.
 func writeCharts(t *testing.T, dir string, rows []ScaleSize, rates []CallRate) []string {
-	charts := Charts(rows, rates)
+	svgs := charts(rows, rates)
 	var names []string
 	for _, name := range []string{"scale-rss.svg", "call-rate-cpu.svg"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(charts[name]), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(svgs[name]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		names = append(names, name)

@@ -179,14 +179,14 @@ func microTime(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); ret
 // cut off from the API server's writes).
 type reads struct {
 	kube.API
-	gets      atomic.Int32
-	lists     atomic.Int32 // refused lists, with noWatch
-	noWatch   bool
-	noUpdates atomic.Bool
-	fail      atomic.Int32 // updates still to refuse, once each
-	updates   atomic.Int32 // updates written
-	updated   atomic.Int64 // when the last was written (UnixNano)
-	refused   atomic.Int64 // when the last of fail was refused (UnixNano)
+	gets       atomic.Int32
+	lists      atomic.Int32 // refused lists, with noWatch
+	noWatch    bool
+	noUpdates  atomic.Bool
+	refuseNext atomic.Bool  // refuse the next update, once
+	updates    atomic.Int32 // updates written
+	updated    atomic.Int64 // when the last was written (UnixNano)
+	refused    atomic.Int64 // when refuseNext was refused (UnixNano)
 }
 
 func (r *reads) Get(ctx context.Context, res schema.GroupVersionResource, namespace, name string, into runtime.Object) error {
@@ -198,7 +198,7 @@ func (r *reads) Update(ctx context.Context, res schema.GroupVersionResource, nam
 	if r.noUpdates.Load() {
 		return apierrors.NewServiceUnavailable("cut off")
 	}
-	if r.fail.Add(-1) >= 0 {
+	if r.refuseNext.CompareAndSwap(true, false) {
 		r.refused.Store(time.Now().UnixNano())
 		return apierrors.NewServiceUnavailable("cut off")
 	}
@@ -276,8 +276,8 @@ func TestHolderRenewsEveryRenewPeriod(t *testing.T) {
 		t.Errorf("node-a renewed the Lease %d times in 2.5s; its renew period is 1s", n)
 	}
 	written := a.updates.Load()
-	a.fail.Store(1)
-	eventually(t, "the refused renewal and the next one", func() bool { return a.fail.Load() < 0 && a.updates.Load() > written })
+	a.refuseNext.Store(true)
+	eventually(t, "the refused renewal and the next one", func() bool { return !a.refuseNext.Load() && a.updates.Load() > written })
 	if gap := time.Duration(a.updated.Load() - a.refused.Load()); gap > 500*time.Millisecond {
 		t.Errorf("the refused renewal was tried again %s later; RetryPeriod is 100ms", gap)
 	}
